@@ -1,0 +1,40 @@
+"""``backdoor_slope``: the one call users and the objective make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from robust_hpo.attacks._split import PoisonedSplit
+from robust_hpo.slope._convex import slope_model
+from robust_hpo.slope._result import SlopeResult
+
+
+def backdoor_slope(estimator: Any, X_clean: Any, y_clean: Any = None, X_poison: Any = None,
+                   y_poison: Any = None, X_trigger: Any = None, y_trigger: Any = None,
+                   *, damping: float = 0.0) -> SlopeResult:
+    """Backdoor learning slope of an unfitted scikit-learn ``estimator`` at β = 0.
+
+    Fits the estimator with scikit-learn on the clean data only, then differentiates its optimality
+    conditions (no training on poison). Either pass the six arrays (2-D float ``X``, labels with
+    exactly two classes in ``y_clean``) or a :class:`~robust_hpo.attacks.PoisonedSplit` as the
+    second argument. ``damping`` (default 0: the exact convex problem) is added to the Hessian's
+    diagonal (or the SVC KKT block) only if a user needs to regularise a singular solve.
+
+    Returns a :class:`SlopeResult`: ``derivative`` = dL/dβ of the mean triggered-test loss
+    (negative: the backdoor is being learned), ``influence`` = derivative / m and
+    ``slope`` = −(2/π)·arctan(influence) ∈ (−1, 1).
+    """
+    if isinstance(X_clean, PoisonedSplit):
+        if any(a is not None for a in (y_clean, X_poison, y_poison, X_trigger, y_trigger)):
+            raise ValueError("pass either a PoisonedSplit or the six arrays, not both")
+        X_clean, y_clean, X_poison, y_poison, X_trigger, y_trigger = X_clean.flat()
+    missing = [name for name, v in (("y_clean", y_clean), ("X_poison", X_poison),
+                                    ("y_poison", y_poison), ("X_trigger", X_trigger),
+                                    ("y_trigger", y_trigger)) if v is None]
+    if missing:
+        raise ValueError(f"missing arguments: {', '.join(missing)}")
+    model = slope_model(estimator, damping=damping).fit(X_clean, y_clean)
+    return model.derivative(X_poison, y_poison, X_trigger, y_trigger)
+
+
