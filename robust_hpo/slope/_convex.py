@@ -30,7 +30,6 @@ from scipy import linalg
 from scipy.special import expit
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.metrics.pairwise import linear_kernel, rbf_kernel
 from sklearn.svm import SVC
 
 from robust_hpo._arrays import as_finite_2d, as_labels
@@ -304,9 +303,17 @@ class SVCSlope(ConvexSlopeModel):
         return est
 
     def kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """K(A, B): ``A Bᵀ`` or ``exp(−γ‖a − b‖²)`` (plain BLAS; no per-call validation)."""
+        G = A @ B.T
         if self.estimator_.kernel == "linear":
-            return linear_kernel(A, B)
-        return rbf_kernel(A, B, gamma=self.estimator_.gamma)
+            return G
+        sq = np.einsum("ij,ij->i", A, A)[:, None] + np.einsum("ij,ij->i", B, B)[None, :] - 2.0 * G
+        np.maximum(sq, 0.0, out=sq)
+        return np.exp(-self.estimator_.gamma * sq, out=sq)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """``Σ_sv (α y)_sv K(x_sv, x) + b`` — scikit-learn's decision values, computed with BLAS."""
+        return self.kernel(X, self._X_sv) @ self._coef_sv + self._b
 
     def _prepare(self, X: np.ndarray, y_pm: np.ndarray) -> dict[str, Any]:
         est = self.estimator_
@@ -321,6 +328,9 @@ class SVCSlope(ConvexSlopeModel):
                 "increase C or change gamma"
             )
         self._C = C
+        self._X_sv = X[sv]
+        self._coef_sv = est.dual_coef_.ravel().astype(np.float64)
+        self._b = float(est.intercept_[0])
         self._XS = X[sv[margin]]
         self._yS = y_pm[sv[margin]]
         QSS = self._yS[:, None] * self.kernel(self._XS, self._XS) * self._yS[None, :]
