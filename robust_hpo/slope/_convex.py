@@ -26,7 +26,6 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
-from scipy import linalg
 from scipy.special import expit
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
@@ -347,13 +346,13 @@ class SVCSlope(ConvexSlopeModel):
 
     def _solve_kkt(self, rhs: np.ndarray) -> np.ndarray:
         """Solve the (symmetric, indefinite) KKT system; least squares when it is singular."""
-        try:
-            sol = linalg.solve(self._kkt, rhs, assume_a="sym", check_finite=False)
-            method = "ldl"
-        except (linalg.LinAlgError, ValueError):
+        try:  # numpy's LAPACK: shares BLAS threads with the kernel products (see _hessian)
+            sol = np.linalg.solve(self._kkt, rhs)
+            method = "lu"
+        except np.linalg.LinAlgError:
             sol = None
         if sol is None or not np.all(np.isfinite(sol)) or _rel_residual(self._kkt, sol, rhs) > 1e-8:
-            sol = linalg.lstsq(self._kkt, rhs, lapack_driver="gelsy", check_finite=False)[0]
+            sol = np.linalg.lstsq(self._kkt, rhs, rcond=None)[0]
             method = "lstsq"
         res = _rel_residual(self._kkt, sol, rhs)
         if not res <= 1e-6:

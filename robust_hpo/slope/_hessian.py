@@ -96,7 +96,7 @@ class LinearModelHessian:
     def _solve_A(self, v: np.ndarray) -> np.ndarray:
         """(r_w I + Xᵀ D X)⁻¹ v by Woodbury."""
         u = self._s * (self._X @ v)
-        u = linalg.cho_solve(self._cho, u)
+        u = _cho_solve(self._cho, u)
         return (v - self._X.T @ (self._s * u)) / self.r_w
 
     # -- public ----------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ class LinearModelHessian:
         """Return ``H⁻¹ v`` for a vector laid out as ``[w, b]`` (or ``[w]``)."""
         v = np.asarray(v, dtype=np.float64)
         if self.space == "primal":
-            return linalg.cho_solve(self._cho, v)
+            return _cho_solve(self._cho, v)
         if not self.fit_intercept:
             return self._solve_A(v)
         v_w, v_b = v[:-1], v[-1]
@@ -114,11 +114,19 @@ class LinearModelHessian:
         return np.concatenate([x_w, [x_b]])
 
 
-def _cholesky(M: np.ndarray, what: str) -> tuple[np.ndarray, bool]:
+def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
+    """Lower Cholesky factor. numpy's, on purpose: it shares the BLAS threads that just built
+    ``M`` (scipy ships a second OpenBLAS whose threads would contend with numpy's spinning ones)."""
     try:
-        return linalg.cho_factor(M, lower=False, overwrite_a=True, check_finite=False)
-    except linalg.LinAlgError as exc:
+        return np.linalg.cholesky(M)
+    except np.linalg.LinAlgError as exc:
         raise SingularHessianError(
             f"{what} is not positive definite ({exc}); the clean solution has a singular Hessian — "
             "pass damping > 0 (documented in docs/slope.md) or strengthen the regularisation"
         ) from None
+
+
+def _cho_solve(L: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``(L Lᵀ)⁻¹ v`` by two triangular solves."""
+    y = linalg.solve_triangular(L, v, lower=True, check_finite=False)
+    return linalg.solve_triangular(L, y, lower=True, trans="T", check_finite=False)
