@@ -114,12 +114,33 @@ def test_unsupported_estimator_names_what_is_supported(problem):
         backdoor_slope(LinearSVC(), *problem)
 
 
-def test_svc_without_margin_support_vectors_is_a_clear_error():
+def test_svc_without_margin_support_vectors_holds_the_intercept_and_says_so():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3))
     y = rng.integers(0, 2, size=60)  # pure noise: with a tiny C every SV sits at the bound
-    with pytest.raises(DegenerateSolveError, match="no margin support vectors"):
-        backdoor_slope(SVC(kernel="linear", C=1e-4), X, y, X[:5], 1 - y[:5], X[:5], 1 - y[:5])
+    C = 1e-4
+    Xp, yp = X[:5] + 1.0, 1 - y[:5]
+    result = backdoor_slope(SVC(kernel="linear", C=C), X, y, Xp, yp, X, 1 - y)
+    assert result.details["n_margin_sv"] == 0
+    assert "held fixed" in result.details["intercept"]
+    # documented approximation: df/dβ = C Σ_viol t_j <x̃_j, x>, computed here independently
+    est = SVC(kernel="linear", C=C).fit(X, y)
+    tp = np.where(yp == est.classes_[1], 1.0, -1.0)
+    tt = np.where(1 - y == est.classes_[1], 1.0, -1.0)
+    viol = tp * est.decision_function(Xp) < 1
+    active = tt * est.decision_function(X) < 1
+    df = C * X @ (Xp[viol].T @ tp[viol])
+    assert result.derivative == pytest.approx(np.sum(-tt * df * active) / len(X), rel=1e-9)
+
+
+def test_inconsistent_kkt_system_is_a_clear_error():
+    from robust_hpo.slope import SVCSlope
+
+    model = SVCSlope(SVC(kernel="linear", C=1.0))
+    model.details_ = {}
+    model._kkt = np.zeros((2, 2))
+    with pytest.raises(DegenerateSolveError, match="no consistent solution"):
+        model._solve_kkt(np.array([1.0, 1.0]))
 
 
 def test_singular_hessian_is_a_clear_error_and_damping_fixes_it():

@@ -275,7 +275,10 @@ class SVCSlope(ConvexSlopeModel):
     """KKT sensitivity of ``SVC`` (Cauwenberghs & Poggio 2001); see NOTES.md.
 
     A support vector is *at bound* when ``α ≥ C (1 − bound_rtol)``; the others are margin support
-    vectors, whose ``y f(x) = 1`` and ``Σ α y = 0`` must keep holding as β grows.
+    vectors, whose ``y f(x) = 1`` and ``Σ α y = 0`` must keep holding as β grows. With no margin
+    support vector at all (typical at very small C) the intercept is set-valued at β = 0 and the
+    KKT system is empty: then the bound multipliers and the intercept are held fixed and only the
+    entering poison moves f — a documented approximation, flagged in ``details["intercept"]``.
     ``gamma='scale'``/``'auto'`` is resolved on the clean training set and held fixed along β.
     """
 
@@ -320,12 +323,7 @@ class SVCSlope(ConvexSlopeModel):
         alpha = np.abs(est.dual_coef_.ravel())
         sv = est.support_
         margin = alpha < C * (1.0 - self.bound_rtol)
-        if not margin.any():
-            raise DegenerateSolveError(
-                f"SVC(C={est.C}) has no margin support vectors (all {sv.size} support vectors are at "
-                "the bound C): the intercept is not determined and neither is the slope; "
-                "increase C or change gamma"
-            )
+        self._degenerate = not margin.any()
         self._C = C
         self._X_sv = X[sv]
         self._coef_sv = est.dual_coef_.ravel().astype(np.float64)
@@ -341,8 +339,12 @@ class SVCSlope(ConvexSlopeModel):
         if self.damping:
             kkt[np.arange(s), np.arange(s)] += self.damping
         self._kkt = kkt
-        return {"method": "svm-kkt", "kernel": est.kernel, "gamma": getattr(est, "_gamma", None),
-                "n_margin_sv": int(s), "n_bound_sv": int(sv.size - s)}
+        details = {"method": "svm-kkt", "kernel": est.kernel, "gamma": float(getattr(est, "_gamma", 0.0)),
+                   "n_margin_sv": int(s), "n_bound_sv": int(sv.size - s)}
+        if self._degenerate:
+            details["intercept"] = ("held fixed: no margin support vectors, the intercept is "
+                                    "set-valued at β = 0")
+        return details
 
     def _solve_kkt(self, rhs: np.ndarray) -> np.ndarray:
         """Solve the (symmetric, indefinite) KKT system; least squares when it is singular."""
@@ -371,13 +373,16 @@ class SVCSlope(ConvexSlopeModel):
         if not viol.any() or not active.any():
             return 0.0
         Xv, tv = Xp[viol], tp[viol]
+        XtA = Xt[active]
+        if self._degenerate:  # all support vectors at the bound: only the entering poison moves f
+            df = self._C * (self.kernel(XtA, Xv) @ tv)
+            return float(np.sum(-tt[active] * df) / Xt.shape[0])
         s = self._yS.size
         rhs = np.empty(s + 1)
         rhs[:s] = -self._C * self._yS * (self.kernel(self._XS, Xv) @ tv)
         rhs[s] = -self._C * tv.sum()
         sol = self._solve_kkt(rhs)
         d_alpha, d_b = sol[:s], sol[s]
-        XtA = Xt[active]
         df = (self.kernel(XtA, self._XS) @ (d_alpha * self._yS)
               + self._C * (self.kernel(XtA, Xv) @ tv) + d_b)
         return float(np.sum(-tt[active] * df) / Xt.shape[0])
