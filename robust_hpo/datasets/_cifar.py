@@ -1,0 +1,110 @@
+"""CIFAR-10 from its python pickle batches (``cifar-10-batches-py``), as torchvision downloads them.
+
+Each batch is a pickled dict with bytes keys: ``b"data"`` a (10000, 3072) uint8 array (1024 red,
+then 1024 green, then 1024 blue values, each a 32×32 image in row-major order) and ``b"labels"``
+a list of ints 0..9; ``batches.meta`` holds ``b"label_names"``. Pickle runs code on load: read
+only files you trust (the same caveat as torchvision's CIFAR10).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robust_hpo.datasets._source import Pool, Source, array_pool
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+META = "batches.meta"
+
+
+def cifar10_dirs(root: Path) -> list[Path]:
+    """Directories searched, in order."""
+    return [root / FOLDER, root]
+
+
+def cifar10_source(root: Path, *, download: bool) -> Source:
+    """The official 50k/10k split (one part alone gives a one-pool split, as for MNIST)."""
+    folder = _find(root)
+    if folder is None and download:
+        _download(root)
+        folder = _find(root)
+    if folder is None:
+        raise FileNotFoundError(
+            f"CIFAR-10 files not found: searched {[str(d) for d in cifar10_dirs(root)]} for {META}, "
+            f"{', '.join(TRAIN_BATCHES)} and {TEST_BATCH} (the python version, cifar-10-python.tar.gz, "
+            f"extracted). Get them with load_dataset('cifar10', download=True) (needs internet), or "
+            "extract the archive there; point elsewhere with root= or ROBUST_HPO_DATA."
+        )
+    meta = _unpickle(folder / META)
+    names = meta.get(b"label_names")
+    if not isinstance(names, list) or len(names) != 10:
+        raise ValueError(f"{folder / META}: expected b'label_names' with 10 class names, got {names!r}")
+    names_str = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    present = [b for b in TRAIN_BATCHES if (folder / b).is_file()]
+    if present and len(present) != len(TRAIN_BATCHES):
+        missing = sorted(set(TRAIN_BATCHES) - set(present))
+        raise FileNotFoundError(f"CIFAR-10 training batches {missing} are missing from {folder}")
+    train = _read_batches([folder / b for b in present]) if present else None
+    test = _read_batches([folder / TEST_BATCH]) if (folder / TEST_BATCH).is_file() else None
+    if train is None and test is None:
+        raise FileNotFoundError(f"{folder} has {META} but neither {TRAIN_BATCHES[0]}.. nor {TEST_BATCH}")
+    ids = tuple(range(10))
+    if train is not None and test is not None:
+        return Source("cifar10", ids, names_str, train, test, "official")
+    if train is not None:
+        return Source("cifar10", ids, names_str, train, None, "train-only")
+    return Source("cifar10", ids, names_str, test, None, "test-only")
+
+
+def _find(root: Path) -> Path | None:
+    for d in cifar10_dirs(root):
+        if (d / META).is_file():
+            return d
+    return None
+
+
+def _unpickle(path: Path) -> dict[Any, Any]:
+    try:
+        with path.open("rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a readable CIFAR-10 pickle (truncated or corrupt): {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+    return obj
+
+
+def _read_batches(paths: list[Path]) -> Pool:
+    images, labels = [], []
+    for path in paths:
+        batch = _unpickle(path)
+        data, labs = batch.get(b"data"), batch.get(b"labels")
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+            shape = getattr(data, "shape", None)
+            raise ValueError(f"{path}: expected b'data' as a uint8 array (n, 3072), got {type(data).__name__} {shape}")
+        labs_arr = np.asarray(labs)
+        if labs is None or labs_arr.shape != (data.shape[0],) or not np.issubdtype(labs_arr.dtype, np.integer):
+            raise ValueError(f"{path}: expected b'labels' as {data.shape[0]} integers, got {labs_arr.shape}")
+        if labs_arr.size and (labs_arr.min() < 0 or labs_arr.max() > 9):
+            raise ValueError(f"{path}: labels must lie in 0..9, found {labs_arr.min()}..{labs_arr.max()}")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(labs_arr)
+    where = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent}/{{{','.join(p.name for p in paths)}}}"
+    return array_pool(np.concatenate(images), np.concatenate(labels), scale=255.0, where=where)
+
+
+def _download(root: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except (RuntimeError, OSError) as exc:
+        raise FileNotFoundError(
+            f"could not download CIFAR-10 into {root / FOLDER}: {exc}. Without internet, extract "
+            f"cifar-10-python.tar.gz into {root}."
+        ) from exc

@@ -1,0 +1,135 @@
+"""``load_dataset``: one entry point for every dataset, with common class selection and subsampling."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from robust_hpo.datasets._dataset import Dataset
+from robust_hpo.datasets._cifar import cifar10_source
+from robust_hpo.datasets._digits import digits_source
+from robust_hpo.datasets._folders import imagefolder_source, imagenette_source
+from robust_hpo.datasets._mnist import mnist_source
+from robust_hpo.datasets._select import check_count, resolve_classes, split_pool, stratified_choice
+from robust_hpo.datasets._source import Source
+
+#: Environment variable naming the default data directory.
+DATA_ENV = "ROBUST_HPO_DATA"
+
+_LOADERS: dict[str, Callable[..., Source]] = {
+    "digits": lambda root, download, image_size: digits_source(),
+    "mnist": lambda root, download, image_size: mnist_source(root, download=download),
+    "cifar10": lambda root, download, image_size: cifar10_source(root, download=download),
+    "imagenette": lambda root, download, image_size: imagenette_source(
+        root, download=download, image_size=image_size),
+    "imagefolder": lambda root, download, image_size: _imagefolder(root, download, image_size),
+}
+_RESIZABLE: frozenset[str] = frozenset({"imagenette", "imagefolder"})
+
+
+def _imagefolder(root: Path, download: bool, image_size: int | None) -> Source:
+    if download:
+        raise ValueError("download=True is not available for 'imagefolder': it reads your own folder")
+    return imagefolder_source(root, image_size=image_size)
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return sorted(_LOADERS)
+
+
+def default_root() -> Path:
+    """``$ROBUST_HPO_DATA`` if set, else ``~/.cache/robust_hpo``."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "robust_hpo"
+
+
+def load_dataset(
+    name: str,
+    *,
+    classes: Sequence[int | str] | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+) -> Dataset:
+    """Load a dataset as float32 images (n, C, H, W) in [0, 1] with original class ids.
+
+    name: ``"digits"`` (scikit-learn's 8×8, offline), ``"mnist"`` (IDX files), ``"cifar10"``
+        (python pickle batches), ``"imagenette"`` (fastai's class folders), ``"imagefolder"``
+        (``root/train/<class>/*``, ``root/val/<class>/*`` or ``root/test/<class>/*``).
+
+    classes: class ids or names to keep, in this order (``None`` = all); at least two.
+    n_train, n_test: seeded stratified subsample sizes (``None`` = all available). Datasets with
+        one pool only (``digits``; MNIST when only the t10k files exist) are split disjointly:
+        ``n_test`` defaults to 25 % of the pool, ``n_train`` to the rest.
+    seed: drives every random choice (non-negative int).
+    root: data directory (default :func:`default_root`); ``download=True`` fetches missing files
+        with torchvision. ``digits`` is bundled with scikit-learn and ignores both;
+        ``imagefolder`` needs ``root``.
+    image_size: side of the square images for the folder datasets (``imagenette``,
+        ``imagefolder``; default 224): shorter side resized to it, then center-cropped.
+    """
+    if name not in _LOADERS:
+        raise ValueError(f"unknown dataset name {name!r}; expected one of {available_datasets()}")
+    check_count("n_train", n_train)
+    check_count("n_test", n_test)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if image_size is not None:
+        if name not in _RESIZABLE:
+            raise ValueError(f"image_size applies to {sorted(_RESIZABLE)} only, not to {name!r}")
+        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size <= 0:
+            raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    if root is None and name == "imagefolder":
+        raise ValueError("root is required for 'imagefolder': the folder holding train/ and val/ (or test/)")
+    root_path = Path(root).expanduser() if root is not None else default_root()
+    source = _LOADERS[name](root_path, bool(download), image_size)
+    return _assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
+
+
+def _assemble(
+    source: Source,
+    *,
+    classes: Sequence[int | str] | None,
+    n_train: int | None,
+    n_test: int | None,
+    seed: int,
+) -> Dataset:
+    ids, names = resolve_classes(classes, source.ids, source.names, source.name)
+    rng = np.random.default_rng(seed)
+    kept = np.asarray(ids, dtype=np.int64)
+    if source.test is not None and source.train is not None:
+        parts = []
+        for pool, n, arg in ((source.train, n_train, "n_train"), (source.test, n_test, "n_test")):
+            idx = _kept_indices(pool.labels, kept, pool.where)
+            if n is not None:
+                where = f"classes {ids} of {pool.where}"
+                idx = idx[stratified_choice(pool.labels[idx], n, rng, name=arg, pool=where)]
+            parts.append((pool, idx))
+    else:
+        pool = source.train if source.train is not None else source.test
+        assert pool is not None
+        idx = _kept_indices(pool.labels, kept, pool.where)
+        train_idx, test_idx = split_pool(pool.labels[idx], n_train, n_test, rng,
+                                         pool=f"classes {ids} of {pool.where}")
+        parts = [(pool, idx[train_idx]), (pool, idx[test_idx])]
+    (tr_pool, tr_idx), (te_pool, te_idx) = parts
+    return Dataset(
+        name=source.name,
+        X_train=tr_pool.load(tr_idx), y_train=tr_pool.labels[tr_idx].astype(np.int64),
+        X_test=te_pool.load(te_idx), y_test=te_pool.labels[te_idx].astype(np.int64),
+        classes=ids, class_names=names, split=source.split,
+    )
+
+
+def _kept_indices(labels: np.ndarray, kept: np.ndarray, where: str) -> np.ndarray:
+    missing = [int(c) for c in kept if not np.any(labels == c)]
+    if missing:
+        raise ValueError(f"classes: {missing} have no images in {where}")
+    return np.flatnonzero(np.isin(labels, kept))
