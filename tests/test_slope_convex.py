@@ -172,3 +172,36 @@ def test_logistic_hessian_matches_independent_formula():
     expected = -gt @ np.linalg.solve(H, gp)
     got = backdoor_slope(LogisticRegression(C=C, solver="newton-cholesky", tol=1e-14), X, y, Xp, yp, Xt, yt)
     assert got.derivative == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize("estimator, shape", [
+    (LogisticRegression(C=1.0, solver="newton-cholesky", tol=1e-12), (40, 120)),  # dual: X Xᵀ
+    (RidgeClassifier(alpha=0.5), (200, 6)),                                       # primal: Xᵀ X
+    (RidgeClassifier(alpha=0.5), (40, 120)),                                      # dual
+])
+def test_gram_cache_gives_the_same_slope_and_is_reused(estimator, shape):
+    from robust_hpo.slope import GramCache
+
+    X, y, Xp, yp, Xt, yt = make_backdoor_problem(12, n=shape[0], d=shape[1])
+    cache = GramCache()
+    plain = backdoor_slope(estimator, X, y, Xp, yp, Xt, yt).derivative
+    first = slope_model(estimator, cache=cache).fit(X, y).derivative(Xp, yp, Xt, yt).derivative
+    again = slope_model(clone(estimator).set_params(**{"C" if hasattr(estimator, "C") else "alpha": 2.0}),
+                        cache=cache).fit(X, y).derivative(Xp, yp, Xt, yt).derivative
+    reference = backdoor_slope(clone(estimator).set_params(**{"C" if hasattr(estimator, "C") else "alpha": 2.0}),
+                               X, y, Xp, yp, Xt, yt).derivative
+    assert first == pytest.approx(plain, rel=1e-9)
+    assert again == pytest.approx(reference, rel=1e-9)
+    assert cache.misses == 1 and cache.hits == 1
+
+
+def test_gram_cache_does_not_confuse_arrays():
+    from robust_hpo.slope import GramCache
+
+    cache = GramCache(max_entries=1)
+    A = np.arange(6.0).reshape(3, 2)
+    B = A + 1.0
+    assert np.allclose(cache.outer(A), A @ A.T)
+    assert np.allclose(cache.outer(B), B @ B.T)
+    assert np.allclose(cache.outer(A), A @ A.T)
+    assert cache.misses == 3

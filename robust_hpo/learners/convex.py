@@ -25,6 +25,7 @@ from sklearn.svm import SVC
 
 from robust_hpo._arrays import flatten_images
 from robust_hpo.learners._base import register_family
+from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._convex import ConvexSlopeModel, slope_model
 from robust_hpo.slope._result import SlopeResult
 
@@ -52,11 +53,16 @@ class FittedConvexLearner:
 
 @dataclass(frozen=True)
 class ConvexFamily:
-    """A scikit-learn convex learner family: ``build(params) -> unfitted estimator``."""
+    """A scikit-learn convex learner family: ``build(params) -> unfitted estimator``.
+
+    Trials of a study fit on the same clean array: the family's :class:`GramCache` reuses the
+    flattened array and its data-only Gram products across them.
+    """
 
     name: str
     build: Callable[[Mapping[str, Any]], Any]
     space: dict[str, BaseDistribution] = field(default_factory=dict)
+    cache: GramCache = field(default_factory=GramCache, compare=False, repr=False)
 
     def search_space(self) -> dict[str, BaseDistribution]:
         return dict(self.space)
@@ -75,7 +81,8 @@ class ConvexFamily:
 
     def fit(self, params: Mapping[str, Any], X_clean: np.ndarray, y_clean: np.ndarray,
             *, seed: int = 0) -> FittedConvexLearner:
-        model = slope_model(self.estimator(params)).fit(flatten_images(np.asarray(X_clean)), y_clean)
+        X = self.cache.flat(X_clean) if isinstance(X_clean, np.ndarray) else flatten_images(np.asarray(X_clean))
+        model = slope_model(self.estimator(params), cache=self.cache).fit(X, y_clean)
         return FittedConvexLearner(model)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from robust_hpo.slope._api import backdoor_slope
+from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._convex import (
     ConvexSlopeModel,
     DegenerateSolveError,
@@ -17,6 +18,7 @@ from robust_hpo.slope._result import SlopeResult, normalised_slope
 __all__ = [
     "ConvexSlopeModel",
     "DegenerateSolveError",
+    "GramCache",
     "LinearModelHessian",
     "LogisticSlope",
     "RidgeSlope",

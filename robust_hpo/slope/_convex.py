@@ -32,6 +32,7 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
 from robust_hpo._arrays import as_finite_2d, as_labels
+from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._hessian import LinearModelHessian, SingularHessianError, Space
 from robust_hpo.slope._result import SlopeResult
 
@@ -52,11 +53,12 @@ class ConvexSlopeModel(ABC):
 
     loss_name: str = ""
 
-    def __init__(self, estimator: Any, *, damping: float = 0.0) -> None:
+    def __init__(self, estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> None:
         if not (isinstance(damping, numbers.Real) and math.isfinite(damping) and damping >= 0):
             raise ValueError(f"damping must be a finite number >= 0, got {damping!r}")
         self.estimator = estimator
         self.damping = float(damping)
+        self.cache = cache
         self._check_params(estimator)
 
     # -- to implement ----------------------------------------------------------------------------
@@ -196,7 +198,7 @@ class _LinearModelSlope(ConvexSlopeModel):
         q = c * self.loss_curvature(y_pm, self.decision_function(X))
         self._hessian = LinearModelHessian(
             X, q, r_w=r_w, r_b=r_b, fit_intercept=self._fit_intercept,
-            space=self.space, damping=self.damping,
+            space=self.space, damping=self.damping, cache=self.cache,
         )
         return {"method": f"{self._hessian.space}-cholesky", "space": self._hessian.space,
                 "n_features": X.shape[1]}
@@ -409,14 +411,17 @@ def _check_no_class_weight(est: Any) -> None:
         )
 
 
-def slope_model(estimator: Any, *, damping: float = 0.0) -> ConvexSlopeModel:
-    """The adapter for an unfitted scikit-learn estimator; ``ValueError`` if unsupported."""
+def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> ConvexSlopeModel:
+    """The adapter for an unfitted scikit-learn estimator; ``ValueError`` if unsupported.
+
+    ``cache`` (a :class:`GramCache`) reuses data-only Gram products across fits on the same array.
+    """
     if isinstance(estimator, LogisticRegression):
-        return LogisticSlope(estimator, damping=damping)
+        return LogisticSlope(estimator, damping=damping, cache=cache)
     if isinstance(estimator, RidgeClassifier):
-        return RidgeSlope(estimator, damping=damping)
+        return RidgeSlope(estimator, damping=damping, cache=cache)
     if isinstance(estimator, SVC):
-        return SVCSlope(estimator, damping=damping)
+        return SVCSlope(estimator, damping=damping, cache=cache)
     raise ValueError(
         f"estimator must be one of {SUPPORTED}; got {type(estimator).__name__}. "
         "For other models use a network learner (finite-difference or influence slope)."

@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 from scipy import linalg
 
+from robust_hpo.slope._cache import GramCache
+
 Space = Literal["auto", "primal", "dual"]
 
 
@@ -39,11 +41,14 @@ class LinearModelHessian:
     """``H⁻¹ v`` for ``H = diag(r) + Zᵀ diag(q) Z`` (see the module docstring).
 
     Vectors are laid out as ``[w (d entries), b]`` when ``fit_intercept`` else ``[w]``.
-    ``damping`` is added to every diagonal entry (0 for the exact convex problem).
+    ``damping`` is added to every diagonal entry (0 for the exact convex problem). With a
+    ``cache``, the data-only Gram products (``X Xᵀ`` in the dual; ``Xᵀ X`` in the primal when the
+    curvature ``q`` is constant, as for ridge) are computed once per training array.
     """
 
     def __init__(self, X: np.ndarray, q: np.ndarray, *, r_w: float, r_b: float,
-                 fit_intercept: bool, space: Space = "auto", damping: float = 0.0) -> None:
+                 fit_intercept: bool, space: Space = "auto", damping: float = 0.0,
+                 cache: GramCache | None = None) -> None:
         if r_w + damping <= 0:
             raise SingularHessianError("the weight regulariser's curvature must be positive")
         n, d = X.shape
@@ -53,6 +58,7 @@ class LinearModelHessian:
         self.r_b = float(r_b) + damping
         self.space: Literal["primal", "dual"] = choose_space(n, d) if space == "auto" else space
         q = np.asarray(q, dtype=np.float64)
+        self._cache = cache
         if self.space == "primal":
             self._factor_primal(X, q)
         else:
@@ -60,8 +66,12 @@ class LinearModelHessian:
 
     # -- primal ------------------------------------------------------------------------------
     def _factor_primal(self, X: np.ndarray, q: np.ndarray) -> None:
-        W = X * np.sqrt(q)[:, None]
-        G = W.T @ W  # numpy's syrk: half the flops of a general product
+        gram = self._cache.inner(X) if self._cache is not None and np.ptp(q) == 0 else None
+        if gram is not None:  # constant curvature: Xᵀ diag(q) X = q₀ Xᵀ X
+            G = gram * q[0]
+        else:
+            W = X * np.sqrt(q)[:, None]
+            G = W.T @ W  # numpy's syrk: half the flops of a general product
         G[np.diag_indices_from(G)] += self.r_w
         if self.fit_intercept:
             a = X.T @ q
@@ -77,8 +87,11 @@ class LinearModelHessian:
     def _factor_dual(self, X: np.ndarray, q: np.ndarray) -> None:
         self._X = X
         self._s = np.sqrt(q)
-        W = X * self._s[:, None]
-        M = W @ W.T  # syrk
+        if self._cache is not None:
+            M = self._cache.outer(X) * np.outer(self._s, self._s)
+        else:
+            W = X * self._s[:, None]
+            M = W @ W.T  # syrk
         M[np.diag_indices_from(M)] += self.r_w
         self._cho = _cholesky(M, "the dual (Woodbury) system r_w·I + S·X·Xᵀ·S")
         if self.fit_intercept:

@@ -56,7 +56,8 @@ class InfluenceConfig:
     hessian_samples: None = H over all clean points; k = over k clean points drawn with ``seed``.
     chunk_size: points per forward pass. cache_graphs: keep each chunk's double-backward graph
         between Hessian products (faster; memory ≈ a few training steps over the Hessian points).
-    dtype: precision of the solve ("float64" default).
+    dtype: precision of the products and the solve; "float32" (default, as networks are trained;
+        CG to tol = 1e-4 reaches it reliably) or "float64" (for tight tolerances and tests).
     """
 
     damping: float = 1e-3
@@ -64,12 +65,12 @@ class InfluenceConfig:
     hessian: HessianKind = "gauss-newton"
     last_layers: int | None = None
     solver: SolverKind = "cg"
-    tol: float = 1e-6
+    tol: float = 1e-4
     max_iter: int = 1000
     hessian_samples: int | None = None
     chunk_size: int = 4096
     cache_graphs: bool = True
-    dtype: Literal["float64", "float32"] = "float64"
+    dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -1,0 +1,71 @@
+"""Data-only products reused across fits on the same training array (one per HPO study).
+
+Every trial of a study fits on the same clean training set; only the hyperparameters change.
+``X Xᵀ`` (the dual space's n×n Gram) and ``Xᵀ X`` (ridge's primal Gram: its curvature does not
+depend on θ) are the dominant cost of an exact slope and depend on the data alone, so a study
+computes them once. Entries are keyed by the *identity* of the array and hold a strong reference
+to it (so the identity cannot be reused); the arrays must not be modified in place while cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+from robust_hpo._arrays import flatten_images
+
+
+class GramCache:
+    """A small LRU of flattened training arrays and their Gram matrices.
+
+    ``max_entries`` bounds the number of distinct arrays kept; ``max_primal_features`` bounds the
+    size of a cached ``Xᵀ X`` (d×d floats).
+    """
+
+    def __init__(self, *, max_entries: int = 2, max_primal_features: int = 4096) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self.max_primal_features = max_primal_features
+        self._entries: OrderedDict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()  # Optuna's n_jobs > 1 runs trials in threads
+
+    def _slot(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        key = id(X)
+        with self._lock:
+            if key in self._entries and self._entries[key][0] is X:
+                self._entries.move_to_end(key)
+                return self._entries[key][1]
+            self._entries[key] = (X, {})
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            return self._entries[key][1]
+
+    def _get(self, X: np.ndarray, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        slot = self._slot(X)
+        if name in slot:
+            self.hits += 1
+            return slot[name]
+        self.misses += 1
+        value = compute()  # outside the lock: two threads may both compute once, harmlessly
+        slot[name] = value
+        return value
+
+    def flat(self, images: np.ndarray) -> np.ndarray:
+        """``images`` (n, ...) as 2-D float64 rows, computed once per array object."""
+        return self._get(images, "flat", lambda: flatten_images(images))
+
+    def outer(self, X: np.ndarray) -> np.ndarray:
+        """``X Xᵀ`` (n×n)."""
+        return self._get(X, "outer", lambda: X @ X.T)
+
+    def inner(self, X: np.ndarray) -> np.ndarray | None:
+        """``Xᵀ X`` (d×d), or ``None`` when d exceeds ``max_primal_features``."""
+        if X.shape[1] > self.max_primal_features:
+            return None
+        return self._get(X, "inner", lambda: X.T @ X)

@@ -1,0 +1,107 @@
+"""Per-training-point influence on a test loss, from a fitted :class:`ConvexSlopeModel` (no refits).
+
+Convention (Koh & Liang's ``I_up,loss``): the influence of point j is ``dL/ds_j``, the derivative of
+the *mean* curve loss L over the chosen test points when the sample weight ``s_j`` of point j grows
+from its value in the fit. Negative: up-weighting j *lowers* the test loss (j supports the test
+labels); positive: j works against them. Summed over the poison points (weight 0 in a clean fit)
+this is exactly :meth:`ConvexSlopeModel.derivative`.
+
+* Logistic / ridge: ``dL/ds_j = −c ∇θℓ_jᵀ H⁻¹ ∇θL`` with the model's factorised Hessian: one solve
+  for all j (H is symmetric), whether j is in the fit (weight 1) or not (weight 0).
+* SVC: the KKT system of the margin support vectors (symmetric) is solved once for the test side.
+  A point enters (its α grows with its weight, ``α = C s``) if it is a bound support vector of the
+  fit, or, for a point outside the fit, if it violates its margin (``y f < 1``); other points have
+  influence 0 (right derivative).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from robust_hpo._arrays import as_finite_2d, as_labels
+from robust_hpo.slope._convex import ConvexSlopeModel, SVCSlope, _LinearModelSlope
+
+__all__ = ["TrainingInfluence"]
+
+
+class TrainingInfluence:
+    """Influence of training points on the mean loss of test points, for a fitted ``model``.
+
+    ``in_fit(X_train, y_train, X_test, y_test)``: the points ``model`` was fitted on (weight 1),
+    in the same order. ``out_of_fit(X, y, X_test, y_test)``: points with weight 0 in the fit
+    (e.g. the poison points of a clean model). Both return one value per point (see the module
+    docstring for the sign).
+    """
+
+    def __init__(self, model: ConvexSlopeModel) -> None:
+        if not isinstance(model, ConvexSlopeModel):
+            raise ValueError(f"model must be a ConvexSlopeModel (robust_hpo.slope.slope_model), got {type(model).__name__}")
+        if not hasattr(model, "estimator_"):
+            raise ValueError("model must be fitted: call model.fit(X_clean, y_clean) first")
+        self.model = model
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def _inputs(self, X: Any, y: Any, X_test: Any, y_test: Any, names: tuple[str, str]) -> tuple[np.ndarray, ...]:
+        Xa = as_finite_2d(names[0], X)
+        Xt = as_finite_2d("X_test", X_test)
+        for name, arr in ((names[0], Xa), ("X_test", Xt)):
+            if arr.shape[1] != self.model.n_features_:
+                raise ValueError(f"{name} has {arr.shape[1]} features but the model was fitted on "
+                                 f"{self.model.n_features_}")
+        ya = self.model.encode(names[1], as_labels(names[1], y, Xa.shape[0], names[0]))
+        yt = self.model.encode("y_test", as_labels("y_test", y_test, Xt.shape[0], "X_test"))
+        return Xa, ya, Xt, yt
+
+    def in_fit(self, X_train: Any, y_train: Any, X_test: Any, y_test: Any) -> np.ndarray:
+        Xa, ya, Xt, yt = self._inputs(X_train, y_train, X_test, y_test, ("X_train", "y_train"))
+        if Xa.shape[0] != self.model.n_clean_:
+            raise ValueError(f"X_train has {Xa.shape[0]} rows but the model was fitted on {self.model.n_clean_}; "
+                             "pass the training set the model was fitted on, in its order")
+        if isinstance(self.model, SVCSlope):
+            entering = np.zeros(Xa.shape[0], dtype=bool)
+            est = self.model.estimator_
+            alpha = np.abs(est.dual_coef_.ravel())
+            entering[est.support_[alpha >= self.model._C * (1.0 - self.model.bound_rtol)]] = True
+            return self._svc(Xa, ya, Xt, yt, entering)
+        return self._linear(Xa, ya, Xt, yt)
+
+    def out_of_fit(self, X: Any, y: Any, X_test: Any, y_test: Any) -> np.ndarray:
+        Xa, ya, Xt, yt = self._inputs(X, y, X_test, y_test, ("X", "y"))
+        if isinstance(self.model, SVCSlope):
+            entering = ya * self.model.decision_function(Xa) < 1.0
+            return self._svc(Xa, ya, Xt, yt, entering)
+        return self._linear(Xa, ya, Xt, yt)
+
+    # -- learners --------------------------------------------------------------------------------
+    def _linear(self, Xa: np.ndarray, ya: np.ndarray, Xt: np.ndarray, yt: np.ndarray) -> np.ndarray:
+        m = self.model
+        assert isinstance(m, _LinearModelSlope)
+        g_test = m._gradient(Xt, m.loss_grad(yt, m.decision_function(Xt))) / Xt.shape[0]
+        u = m._hessian.solve(g_test)
+        dz = Xa @ u[: Xa.shape[1]] + (u[-1] if m._fit_intercept else 0.0)  # ∇θ f(x_j) · u
+        return -m._c * m.loss_grad(ya, m.decision_function(Xa)) * dz
+
+    def _svc(self, Xa: np.ndarray, ya: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
+             entering: np.ndarray) -> np.ndarray:
+        m = self.model
+        assert isinstance(m, SVCSlope)
+        out = np.zeros(Xa.shape[0])
+        active = yt * m.decision_function(Xt) < 1.0  # triggered/test points where the hinge is not flat
+        if not entering.any() or not active.any():
+            return out
+        XtA, ttA = Xt[active], yt[active]
+        n_t = Xt.shape[0]
+        s = m._yS.size
+        # a = (1/n_t) Σ_t (−t_t) [y_S ∘ K(S, x_t); 1]: the test side of dL/ds_j = aᵀ KKT⁻¹ r_j + b_j
+        a = np.empty(s + 1)
+        a[:s] = m._yS * (m.kernel(m._XS, XtA) @ -ttA) / n_t
+        a[s] = -ttA.sum() / n_t
+        u = m._solve_kkt(a)
+        Xe, ye = Xa[entering], ya[entering]
+        # r_j = −C y_j [y_S ∘ K(S, x_j); 1];  b_j = (1/n_t) Σ_t (−t_t) C y_j K(x_j, x_t)
+        r_dot_u = -m._C * ye * (m.kernel(Xe, m._XS) @ (u[:s] * m._yS) + u[s])
+        b = m._C * ye * (m.kernel(Xe, XtA) @ -ttA) / n_t
+        out[entering] = r_dot_u + b
+        return out
