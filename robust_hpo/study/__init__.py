@@ -1,0 +1,78 @@
+"""Study files (TOML) -> Optuna studies: configuration, storage, running, reporting."""
+
+from __future__ import annotations
+
+from robust_hpo.study._config import (
+    SAMPLERS,
+    TRIGGERS,
+    AttackSettings,
+    DataSettings,
+    ReportSettings,
+    SearchSettings,
+    StudyConfig,
+    StudySettings,
+    load_study_config,
+    parse_study_config,
+)
+from robust_hpo.study._report import (
+    PARETO_HTML,
+    TRIALS_CSV,
+    Recommendation,
+    StudyReport,
+    format_front,
+    pareto_trials,
+    recommend,
+    report_study,
+    summarize,
+    write_trials_csv,
+)
+from robust_hpo.study._runner import (
+    OUTPUT_ROOT,
+    PROBLEM_ATTR,
+    RunOutcome,
+    StudyLocation,
+    build_objective,
+    build_sampler,
+    build_split,
+    locate,
+    open_study,
+    print_failure,
+    run_study,
+)
+from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
+
+__all__ = [
+    "JOURNAL_FILE",
+    "OUTPUT_ROOT",
+    "PARETO_HTML",
+    "PROBLEM_ATTR",
+    "SAMPLERS",
+    "TRIALS_CSV",
+    "TRIGGERS",
+    "AttackSettings",
+    "DataSettings",
+    "Recommendation",
+    "ReportSettings",
+    "RunOutcome",
+    "SearchSettings",
+    "StorageSpec",
+    "StudyConfig",
+    "StudyLocation",
+    "StudyReport",
+    "StudySettings",
+    "build_objective",
+    "build_sampler",
+    "build_split",
+    "format_front",
+    "load_study_config",
+    "locate",
+    "open_study",
+    "pareto_trials",
+    "parse_study_config",
+    "print_failure",
+    "recommend",
+    "report_study",
+    "run_study",
+    "summarize",
+    "write_trials_csv",
+]

@@ -1,0 +1,213 @@
+"""From a study config to an Optuna study: data, attack, objective, sampler, storage; create or resume; run.
+
+Seeds: ``[data] seed`` drives the data subsample and every learner fit, ``[attack] seed`` the poison
+choice and trigger pattern (both are part of the problem, stored with the study), and the sampler is
+seeded with ``[study] seed`` (or ``--seed``) plus the number of trials already in the study, so a
+resumed run does not replay the same suggestions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from robust_hpo import __version__
+from robust_hpo.attacks import BadNets, InvisibleGrid, PoisonedSplit, poison
+from robust_hpo.datasets import load_dataset
+from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective
+from robust_hpo.study._config import StudyConfig
+from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
+
+OUTPUT_ROOT = Path("robust_hpo_output")
+"""Default parent of each study's output folder (relative to the working directory)."""
+
+PROBLEM_ATTR = "robust_hpo:problem"
+"""Study user attribute holding the problem definition (data, attack, search space, constraint)."""
+
+
+@dataclass(frozen=True)
+class StudyLocation:
+    """Where a study lives: its name, output folder and storage."""
+
+    name: str
+    output: Path
+    storage: StorageSpec
+
+
+def locate(config: StudyConfig, *, storage: str | None = None, study_name: str | None = None,
+           output: str | Path | None = None) -> StudyLocation:
+    """Command-line values win over the file's; the default storage is ``<output>/study.log``."""
+    name = study_name or config.study.name
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"study name must be a non-empty string, got {name!r}")
+    folder = Path(output) if output is not None else OUTPUT_ROOT / name
+    spec = StorageSpec.parse(storage if storage is not None else config.study.storage,
+                             default_journal=folder / JOURNAL_FILE)
+    return StudyLocation(name=name, output=folder, storage=spec)
+
+
+def build_split(config: StudyConfig) -> PoisonedSplit:
+    """Load ``[data]`` and poison it as ``[attack]`` says; errors name the file and section."""
+    where = f"{config.path}: " if config.path is not None else ""
+    try:
+        dataset = load_dataset(config.data.dataset, **config.data.load_kwargs())
+    except (ValueError, FileNotFoundError) as exc:
+        raise type(exc)(f"{where}[data] {exc}") from None
+    attack = config.attack
+    try:
+        trigger_cls = BadNets if attack.trigger == "badnets" else InvisibleGrid
+        trigger = trigger_cls(**attack.trigger_kwargs())
+        return poison(dataset, trigger, fraction=attack.fraction, target=attack.target, seed=attack.seed)
+    except ValueError as exc:
+        raise ValueError(f"{where}[attack] {exc}") from None
+
+
+def build_objective(config: StudyConfig, split: PoisonedSplit | None = None) -> BackdoorSlopeObjective:
+    """The objective for ``config`` (building the split if not given); learner fits use ``[data] seed``."""
+    return BackdoorSlopeObjective(split if split is not None else build_split(config),
+                                  space=config.search.space(), constraint=config.constraint,
+                                  seed=config.data.seed)
+
+
+def build_sampler(name: str, seed: int | None) -> BaseSampler:
+    """``"tpe"`` (Optuna's default), ``"nsga2"``, ``"gp"`` or ``"random"``, seeded."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "gp":
+        # Conditional parameters are sampled independently by design; do not warn about it.
+        return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True,
+                                         warn_independent_sampling=False)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"sampler must be one of 'tpe', 'nsga2', 'gp', 'random', got {name!r}")
+
+
+def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | None = None,
+               problem: dict[str, Any] | None = None, sampler: BaseSampler | None = None) -> optuna.Study:
+    """Create or resume the study (``objective`` given), or load an existing one (``objective`` None).
+
+    Resuming checks the stored directions and ``problem``; a mismatch raises ``ValueError``.
+    """
+    if objective is None and not location.storage.exists():
+        raise FileNotFoundError(f"no study storage at {location.storage.journal}; run `robust-hpo run` first "
+                                "or pass --storage")
+    storage = location.storage.open()
+    if objective is None:
+        names = optuna.get_all_study_names(storage)
+        if location.name not in names:
+            raise ValueError(f"no study named {location.name!r} in {location.storage.describe()}; "
+                             f"it holds {names or 'no studies'}")
+        return optuna.load_study(study_name=location.name, storage=storage, sampler=sampler)
+    study = optuna.create_study(storage=storage, study_name=location.name, directions=list(objective.directions),
+                                sampler=sampler, load_if_exists=True)
+    if list(study.directions) != list(objective.directions):
+        raise ValueError(f"study {location.name!r} in {location.storage.describe()} has directions "
+                         f"{[d.name for d in study.directions]}, not (MAXIMIZE, MINIMIZE); choose another name")
+    if problem is not None:
+        stored = study.user_attrs.get(PROBLEM_ATTR)
+        current = json.loads(json.dumps(problem))
+        if stored is None:
+            study.set_user_attr(PROBLEM_ATTR, current)
+            study.set_user_attr("robust_hpo:version", __version__)
+        elif stored != current:
+            differ = [k for k in current if stored.get(k) != current.get(k)]
+            raise ValueError(f"study {location.name!r} in {location.storage.describe()} was created for a "
+                             f"different problem ({', '.join(f'[{k}]' for k in differ)} differ); "
+                             "use another --study-name or the original study file")
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(list(objective.metric_names))
+    return study
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``run_study`` did: the study, how many trials this process ran and how long it took.
+
+    ``n_before``/``n_after`` count the study's trials before and after; with concurrent workers on the
+    same storage ``n_after - n_before`` can exceed ``n_run``.
+    """
+
+    study: optuna.Study
+    location: StudyLocation
+    n_before: int
+    n_run: int
+    n_after: int
+    wall_seconds: float
+    sampler_seed: int
+
+
+def run_study(config: StudyConfig, *, storage: str | None = None, study_name: str | None = None,
+              output: str | Path | None = None, n_trials: int | None = None, timeout: float | None = None,
+              n_jobs: int | None = None, seed: int | None = None, progress: bool = True,
+              on_failure: Callable[[FrozenTrial], None] | None = None) -> RunOutcome:
+    """Validate everything, create or resume the study, and optimise it.
+
+    ``None`` arguments fall back to the study file; with both a trial count and a timeout the run
+    stops at whichever comes first (Optuna's rule). Trials failing with one of ``FAIL_EXCEPTIONS``
+    are recorded as FAILED (``fail_reason`` attribute) and the study continues; ``on_failure`` is
+    called with each. Optuna's own per-trial log lines are silenced during the run.
+    """
+    n_trials = config.study.n_trials if n_trials is None else n_trials
+    timeout = config.study.timeout if timeout is None else timeout
+    n_jobs = config.study.n_jobs if n_jobs is None else n_jobs
+    seed = config.study.seed if seed is None else seed
+    for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or (value < 1 and not (key == "n_jobs" and value == -1))):
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    location = locate(config, storage=storage, study_name=study_name, output=output)
+    objective = build_objective(config)  # data, attack and search space are checked before any storage
+    finished: list[int] = []
+    callbacks = [_counting_callback(finished, on_failure)]
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = open_study(location, objective=objective, problem=config.problem())
+        n_before = len(study.get_trials(deepcopy=False))
+        sampler_seed = seed + n_before
+        study.sampler = build_sampler(config.study.sampler, sampler_seed)
+        start = time.perf_counter()
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, catch=FAIL_EXCEPTIONS,
+                       callbacks=callbacks, show_progress_bar=progress)
+        wall = time.perf_counter() - start
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return RunOutcome(study=study, location=location, n_before=n_before, n_run=len(finished),
+                      n_after=len(study.get_trials(deepcopy=False)), wall_seconds=wall, sampler_seed=sampler_seed)
+
+
+def _counting_callback(finished: list[int], on_failure: Callable[[FrozenTrial], None] | None
+                       ) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Records the numbers of the trials this process ran; reports each failed one."""
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        finished.append(trial.number)
+        if trial.state == TrialState.FAIL and on_failure is not None:
+            on_failure(trial)
+    return callback
+
+
+def print_failure(trial: FrozenTrial) -> None:
+    """One line on stderr per failed trial (through tqdm so a progress bar stays intact)."""
+    from tqdm import tqdm
+
+    reason = trial.user_attrs.get("fail_reason", "no reason recorded")
+    tqdm.write(f"trial {trial.number} failed: {reason}", file=sys.stderr)
