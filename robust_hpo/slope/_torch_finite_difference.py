@@ -25,8 +25,9 @@ from torch import nn
 
 from robust_hpo.slope._result import SlopeResult, normalised_slope
 
-DEFAULT_BETAS: tuple[float, ...] = (0.1,)
-"""β values retrained by default (one extra training per β)."""
+DEFAULT_BETAS: tuple[float, ...] = (0.01,)
+"""β values retrained by default (one extra training per β): small enough to stay near the
+derivative at 0 for strongly trained networks, large enough to rise far above float32 round-off."""
 
 
 def check_betas(betas: Any) -> tuple[float, ...]:

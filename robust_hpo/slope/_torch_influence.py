@@ -121,9 +121,9 @@ def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any,
     work = copy.deepcopy(model).to(dtype=dtype).eval().requires_grad_(False)
     trunk, head = _split(work, config.last_layers)
 
-    Xc, yc = _inputs("X_clean", X_clean, "y_clean", y_clean, dtype)
-    Xp, yp = _inputs("X_poison", X_poison, "y_poison", y_poison, dtype)
-    Xt, yt = _inputs("X_trigger", X_trigger, "y_trigger", y_trigger, dtype)
+    Xc, yc = _inputs("X_clean", X_clean, "y_clean", y_clean)
+    Xp, yp = _inputs("X_poison", X_poison, "y_poison", y_poison)
+    Xt, yt = _inputs("X_trigger", X_trigger, "y_trigger", y_trigger)
     n = len(Xc) if n_clean is None else n_clean
     _check_positive_int("n_clean", n)
     if config.hessian_samples is not None and config.hessian_samples < len(Xc):
@@ -132,9 +132,7 @@ def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any,
         index = torch.from_numpy(chosen)
         Xc, yc = Xc[index], yc[index]
 
-    Fc = _features(trunk, Xc, device, config.chunk_size)
-    Fp = _features(trunk, Xp, device, config.chunk_size)
-    Ft = _features(trunk, Xt, device, config.chunk_size)
+    Fc, Fp, Ft = (_features(trunk, X, device, dtype, config.chunk_size) for X in (Xc, Xp, Xt))
     yc, yp, yt = yc.to(device), yp.to(device), yt.to(device)
     params = [p.requires_grad_(True) for p in head.parameters()]
     with torch.no_grad():
@@ -157,7 +155,7 @@ def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any,
     details: dict[str, Any] = {
         "hessian": config.hessian, "solver": config.solver, "weight_decay": config.weight_decay,
         "last_layers": config.last_layers, "n_parameters": int(g_poison.numel()),
-        "hessian_samples": int(len(Fc)), "dtype": config.dtype,
+        "hessian_samples": len(Fc), "dtype": config.dtype,
     }
     if config.solver == "exact":
         x = _exact_solve(matvec, g_poison, details)
@@ -244,12 +242,11 @@ class _Curvature:
 def _loss_gradient(head: nn.Module, params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor,
                    chunk: int) -> torch.Tensor:
     """∇_θ Σ CE over (X, y), flattened."""
-    total = None
+    total = torch.zeros(sum(p.numel() for p in params), dtype=X.dtype, device=X.device)
     for i in range(0, len(X), chunk):
         with torch.enable_grad():
             loss = F.cross_entropy(head(X[i:i + chunk]), y[i:i + chunk], reduction="sum")
-            g = _flat(_grads(loss, params))
-        total = g if total is None else total + g
+            total += _flat(_grads(loss, params))
     return total
 
 
@@ -279,13 +276,15 @@ def _split(model: nn.Module, last_layers: int | None) -> tuple[nn.Module, nn.Mod
 
 
 @torch.no_grad()
-def _features(trunk: nn.Module, X: torch.Tensor, device: torch.device, chunk: int) -> torch.Tensor:
-    return torch.cat([trunk(X[i:i + chunk].to(device)) for i in range(0, len(X), chunk)])
+def _features(trunk: nn.Module, X: torch.Tensor, device: torch.device, dtype: torch.dtype,
+              chunk: int) -> torch.Tensor:
+    """The fixed trunk's outputs, chunk by chunk (inputs are moved and cast one chunk at a time)."""
+    return torch.cat([trunk(X[i:i + chunk].to(device=device, dtype=dtype))
+                      for i in range(0, len(X), chunk)])
 
 
-def _inputs(x_name: str, X: Any, y_name: str, y: Any, dtype: torch.dtype
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validated (inputs, labels) tensors; errors name the argument."""
+def _inputs(x_name: str, X: Any, y_name: str, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated (inputs, labels) tensors, inputs not copied; errors name the argument."""
     X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
     if not (X_t.is_floating_point() and X_t.ndim >= 2 and len(X_t) > 0):
         raise ValueError(f"{x_name} must be a non-empty float array of shape (n, ...), got dtype "
@@ -298,7 +297,7 @@ def _inputs(x_name: str, X: Any, y_name: str, y: Any, dtype: torch.dtype
                          f"({len(X_t)}), got shape {tuple(y_t.shape)}")
     if y_t.is_floating_point() or y_t.is_complex() or y_t.dtype == torch.bool:
         raise ValueError(f"{y_name} must hold integer class indices, got dtype {y_t.dtype}")
-    return X_t.to(dtype), y_t.to(torch.long)
+    return X_t, y_t.to(torch.long)
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -1,0 +1,186 @@
+"""Deterministic weighted training of a torch classifier: clean points weigh 1, poison points β.
+
+Objective per minibatch B of clean points with its share P of the poison points:
+
+    loss(B) = ( Σ_{i∈B} s_i CE_i + Σ_{j∈P} β_j CE_j ) / |B|        (+ SGD weight decay λ)
+
+so one epoch's steps follow (up to the step size) the gradient of Eq. 1 scaled by 1/n:
+J(θ; β) = (1/n)[Σ_i s_i CE_i + β Σ_j CE_j] + (λ/2)‖θ‖², the objective whose Hessian the influence
+slope uses. The clean batch order depends on the seed alone (the poison points are dealt into the
+same number of batches from a separate seeded stream), and with β = 0 the poison points are not
+even evaluated — so β = 0 *is* clean training, bit for bit, and θ*(β) − θ*(0) measures β, not noise.
+Batch-norm layers are kept in eval mode (frozen statistics), so the loss is a function of θ alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """SGD with momentum; ``batch_size=None`` is full-batch gradient descent (one step per epoch).
+
+    ``device``: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:<i>".
+    """
+
+    epochs: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int | None = 64
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int | np.integer) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(
+                self.batch_size, int | np.integer) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None (full batch), got "
+                             f"{self.batch_size!r}")
+        _check_number("lr", self.lr, low=0.0, low_open=True)
+        _check_number("weight_decay", self.weight_decay, low=0.0)
+        _check_number("momentum", self.momentum, low=0.0)
+        if not self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        resolve_device(self.device)
+
+    def steps_per_epoch(self, n_clean: int) -> int:
+        return 1 if self.batch_size is None else math.ceil(n_clean / self.batch_size)
+
+    def horizon_damping(self, n_clean: int) -> float:
+        """``(1 − momentum) / (lr · steps)``: the curvature below which training had no time to converge.
+
+        After T steps of (heavy-ball) gradient descent with effective step η = lr / (1 − momentum),
+        a direction of curvature h has moved by the fraction 1 − (1 − ηh)^T of its way to the
+        minimum, which behaves like h / (h + 1/(ηT)): early stopping acts as a damping 1/(ηT).
+        """
+        steps = self.epochs * self.steps_per_epoch(n_clean)
+        return (1.0 - self.momentum) / (self.lr * steps)
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" → the first CUDA device when available, else the CPU; other names are checked."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+    return resolved
+
+
+def train_network(build: Callable[[], nn.Module], config: TrainingConfig, X: np.ndarray, y: np.ndarray,
+                  *, seed: int, sample_weight: np.ndarray | None = None,
+                  X_poison: np.ndarray | None = None, y_poison: np.ndarray | None = None,
+                  poison_weight: float | np.ndarray = 0.0) -> nn.Module:
+    """Build the network under ``seed`` and train it; returns it in eval mode on the config's device.
+
+    ``X``, ``X_poison``: float32 inputs (n, ...); ``y``, ``y_poison``: class indices. ``sample_weight``
+    (n,) weighs the clean points (default 1); ``poison_weight`` (a float β or an (m,) array) the
+    poison points. Raises ``FloatingPointError`` if the loss becomes non-finite (lower ``lr``).
+    """
+    device = resolve_device(config.device)
+    n = len(X)
+    clean_w = None if sample_weight is None else _weights("sample_weight", sample_weight, n)
+    if (X_poison is None) != (y_poison is None):
+        raise ValueError("X_poison and y_poison must be given together")
+    m = 0 if X_poison is None else len(X_poison)
+    poison_w = None
+    if m:
+        per_point = (np.full(m, poison_weight, dtype=np.float64) if np.ndim(poison_weight) == 0
+                     else np.asarray(poison_weight))
+        poison_w = _weights("poison_weight", per_point, m)
+    use_poison = poison_w is not None and bool(np.any(poison_w > 0))
+
+    with _deterministic(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build()
+    model = model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    X_t, y_t = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(np.asarray(y, dtype=np.int64))
+    w_t = None if clean_w is None else torch.from_numpy(clean_w).to(device, torch.float32)
+    if use_poison:
+        Xp_t = torch.from_numpy(np.ascontiguousarray(X_poison))
+        yp_t = torch.from_numpy(np.asarray(y_poison, dtype=np.int64))
+        wp_t = torch.from_numpy(poison_w).to(device, torch.float32)
+    steps = config.steps_per_epoch(n)
+    clean_order = np.random.default_rng([seed, 0])
+    poison_order = np.random.default_rng([seed, 1])
+    with _deterministic():
+        for epoch in range(config.epochs):
+            order = clean_order.permutation(n) if steps > 1 else np.arange(n)
+            batches = np.array_split(order, steps)
+            shares = np.array_split(poison_order.permutation(m), steps) if m else [None] * steps
+            for batch, share in zip(batches, shares, strict=True):
+                _train_mode(model)
+                index = torch.from_numpy(batch)
+                losses = F.cross_entropy(model(X_t[index].to(device)), y_t[index].to(device),
+                                         reduction="none")
+                total = (losses if w_t is None else losses * w_t[index.to(device)]).sum()
+                if use_poison and share is not None and len(share):
+                    p_index = torch.from_numpy(share)
+                    p_losses = F.cross_entropy(model(Xp_t[p_index].to(device)), yp_t[p_index].to(device),
+                                               reduction="none")
+                    total = total + (p_losses * wp_t[p_index.to(device)]).sum()
+                loss = total / len(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            last = float(loss.detach())
+            if not math.isfinite(last):
+                raise FloatingPointError(f"training diverged: the loss is {last} after epoch "
+                                         f"{epoch + 1}; lower lr (now {config.lr:g})")
+    return model.eval()
+
+
+def _train_mode(model: nn.Module) -> None:
+    """Train mode except batch-norm layers, whose statistics stay frozen (a function of θ alone)."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """Deterministic kernels (warn-only where none exists) and no cuDNN autotuning, then restore."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    previous_benchmark = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+        torch.backends.cudnn.benchmark = previous_benchmark
+
+
+def _weights(name: str, weights: np.ndarray, n: int) -> np.ndarray:
+    arr = np.asarray(weights, dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must hold finite weights >= 0")
+    return np.ascontiguousarray(arr)
+
+
+def _check_number(name: str, value: object, *, low: float, low_open: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and math.isfinite(value)
+    if not ok or value < low or (low_open and value == low):  # type: ignore[operator]
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -1,0 +1,275 @@
+"""Torch network families "mlp", "cnn", "resnet18", "resnet50" (registered on import), and the
+same with the paper's finite-difference slope: "mlp_fd", "cnn_fd", "resnet18_fd", "resnet50_fd".
+
+Each family searches over ``epochs`` (int), ``width`` (int, log) and ``lr`` by default; every other
+key of ``NetworkConfig`` / ``NetworkSlopeOptions`` (``PARAM_KEYS``: ``batch_size``, ``weight_decay``,
+``slope_method``, ``betas``, ``damping``, ...) can be fixed through ``NetworkFamily.with_options``
+or passed in ``params``. Labels are original class ids (any number of classes ≥ 2); images are
+(n, C, H, W) float32 in [0, 1]. Training is deterministic under ``seed`` on the CPU; the first CUDA
+device is used automatically when present (``device = "auto"``).
+
+The slope (``FittedNetwork.backdoor_slope``) is the influence slope at the clean network by default
+(conjugate gradients on Gauss-Newton-vector products, damping = the training horizon's), or the
+paper's finite difference (Eq. 7) with ``slope_method = "finite-difference"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from torch import nn
+
+from robust_hpo.learners._base import register_family
+from robust_hpo.learners._torch_config import (
+    PARAM_KEYS,
+    NetworkConfig,
+    NetworkSlopeOptions,
+    configs_from_params,
+)
+from robust_hpo.learners._torch_models import build_network
+from robust_hpo.learners._torch_training import train_network
+from robust_hpo.slope._result import SlopeResult
+from robust_hpo.slope.nets import finite_difference_slope, influence_slope
+
+__all__ = [
+    "CNN",
+    "CNN_FD",
+    "MLP",
+    "MLP_FD",
+    "PARAM_KEYS",
+    "RESNET18",
+    "RESNET18_FD",
+    "RESNET50",
+    "RESNET50_FD",
+    "FittedNetwork",
+    "NetworkConfig",
+    "NetworkFamily",
+    "NetworkSlopeOptions",
+]
+
+
+class FittedNetwork:
+    """A network trained on the clean set (β = 0); predicts and computes backdoor slopes.
+
+    Keeps references to the clean training arrays: the influence slope needs them for the Hessian,
+    the finite difference for retraining with the same initialisation and batch order.
+    """
+
+    def __init__(self, *, model: nn.Module, classes: np.ndarray, config: NetworkConfig,
+                 slope_options: NetworkSlopeOptions, seed: int, fit_seconds: float,
+                 X_clean: np.ndarray, y_index: np.ndarray) -> None:
+        self.model = model
+        self.classes = classes
+        self.config = config
+        self.slope_options = slope_options
+        self.seed = seed
+        self.fit_seconds = fit_seconds
+        self._X_clean = X_clean
+        self._y_index = y_index
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def predict_proba(self, X: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+        """Softmax probabilities (n, k), columns in the order of ``classes``."""
+        X = _images("X", X, self._X_clean.shape[1:])
+        self.model.eval()
+        out = [torch.softmax(self.model(torch.from_numpy(X[i:i + batch_size]).to(self.device)), dim=1)
+               for i in range(0, len(X), batch_size)]
+        return torch.cat(out).double().cpu().numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class labels (original ids) for images (n, C, H, W)."""
+        return self.classes[self.predict_proba(X).argmax(axis=1)]
+
+    def backdoor_slope(self, X_poison: np.ndarray, y_poison: np.ndarray,
+                       X_trigger: np.ndarray, y_trigger: np.ndarray) -> SlopeResult:
+        """The slope by ``slope_options.method`` (influence: no poisoned training)."""
+        if self.slope_options.method == "finite-difference":
+            return self.finite_difference_slope(X_poison, y_poison, X_trigger, y_trigger)
+        return self.influence_slope(X_poison, y_poison, X_trigger, y_trigger)
+
+    def influence_slope(self, X_poison: np.ndarray, y_poison: np.ndarray, X_trigger: np.ndarray,
+                        y_trigger: np.ndarray, **options: Any) -> SlopeResult:
+        """Influence slope at the clean network; ``options`` override ``NetworkSlopeOptions`` fields."""
+        known = {f.name for f in dataclasses.fields(NetworkSlopeOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown slope options {unknown}; expected some of {sorted(known)}")
+        slope_options = dataclasses.replace(self.slope_options, **options)
+        Xp, yp = self._poison("X_poison", X_poison, "y_poison", y_poison)
+        Xt, yt = self._poison("X_trigger", X_trigger, "y_trigger", y_trigger)
+        training = self.config.training()
+        damping = (training.horizon_damping(len(self._X_clean)) if slope_options.damping == "auto"
+                   else slope_options.damping)
+        config = slope_options.influence(damping=damping, weight_decay=training.weight_decay, seed=self.seed)
+        result = influence_slope(self.model, self._X_clean, self._y_index, Xp, yp, Xt, yt, config=config)
+        details = {**result.details, "damping_rule": slope_options.damping}
+        return dataclasses.replace(result, fit_seconds=self.fit_seconds, details=details)
+
+    def finite_difference_slope(self, X_poison: np.ndarray, y_poison: np.ndarray, X_trigger: np.ndarray,
+                                y_trigger: np.ndarray, *, betas: Any = None) -> SlopeResult:
+        """Eq. 7: retrain at each β (default ``slope_options.betas``) with this seed, compare with β = 0."""
+        betas = self.slope_options.betas if betas is None else betas
+        Xp, yp = self._poison("X_poison", X_poison, "y_poison", y_poison)
+        Xt, yt = self._poison("X_trigger", X_trigger, "y_trigger", y_trigger)
+        result = finite_difference_slope(
+            self.model, lambda beta: self._train(Xp, yp, beta), Xt, yt,
+            betas=betas, n_clean=len(self._X_clean), n_poison=len(Xp))
+        return dataclasses.replace(result, fit_seconds=self.fit_seconds)
+
+    def retrain(self, X_poison: np.ndarray, y_poison: np.ndarray, beta: float) -> FittedNetwork:
+        """The same configuration and seed trained with the poison points at weight ``beta`` ≥ 0.
+
+        ``beta = 1`` is the in-place poisoned training set; ``beta = 0`` reproduces this network.
+        """
+        Xp, yp = self._poison("X_poison", X_poison, "y_poison", y_poison)
+        start = time.perf_counter()
+        model = self._train(Xp, yp, beta)
+        return FittedNetwork(model=model, classes=self.classes, config=self.config,
+                             slope_options=self.slope_options, seed=self.seed,
+                             fit_seconds=time.perf_counter() - start, X_clean=self._X_clean,
+                             y_index=self._y_index)
+
+    def _train(self, X_poison: np.ndarray, y_index: np.ndarray, beta: float) -> nn.Module:
+        build = _builder(self.config, self._X_clean.shape[1:], len(self.classes))
+        return train_network(build, self.config.training(), self._X_clean, self._y_index, seed=self.seed,
+                             X_poison=X_poison, y_poison=y_index, poison_weight=beta)
+
+    def _poison(self, x_name: str, X: np.ndarray, y_name: str, y: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        X = _images(x_name, X, self._X_clean.shape[1:])
+        return X, _class_index(y_name, y, self.classes, len(X), x_name)
+
+
+class NetworkFamily:
+    """A torch architecture as a learner family (``fit`` trains on clean data only)."""
+
+    def __init__(self, *, name: str, architecture: str, space: Mapping[str, BaseDistribution],
+                 defaults: Mapping[str, Any]) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        for key in (*space, *defaults):
+            if key not in PARAM_KEYS:
+                raise ValueError(f"unknown network parameter {key!r}; expected some of {sorted(PARAM_KEYS)}")
+        self.name = name
+        self.architecture = architecture
+        self.space = dict(space)
+        self.defaults = dict(defaults)
+        configs_from_params(architecture, self.defaults)  # fail early on bad defaults
+
+    def __repr__(self) -> str:
+        return f"NetworkFamily(name={self.name!r}, architecture={self.architecture!r})"
+
+    def search_space(self) -> dict[str, BaseDistribution]:
+        return dict(self.space)
+
+    def with_options(self, *, name: str | None = None, **options: Any) -> NetworkFamily:
+        """A copy with some defaults fixed, e.g. ``MLP.with_options(slope_method="finite-difference")``."""
+        return NetworkFamily(name=name or self.name, architecture=self.architecture, space=self.space,
+                             defaults={**self.defaults, **options})
+
+    def configs(self, params: Mapping[str, Any]) -> tuple[NetworkConfig, NetworkSlopeOptions]:
+        """``params`` over the family's defaults, validated."""
+        return configs_from_params(self.architecture, {**self.defaults, **params})
+
+    def fit(self, params: Mapping[str, Any], X_clean: np.ndarray, y_clean: np.ndarray,
+            *, seed: int = 0) -> FittedNetwork:
+        """Train on the clean set (β = 0) under ``seed``."""
+        config, slope_options = self.configs(params)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        X = _images("X_clean", X_clean)
+        y = np.asarray(y_clean)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y_clean must be a 1-D array with one label per image ({len(X)}), got "
+                             f"shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"y_clean must hold integer class ids, got dtype {y.dtype}")
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y_clean must contain at least two classes, got {classes.tolist()}")
+        y_index = np.searchsorted(classes, y)
+        start = time.perf_counter()
+        model = train_network(_builder(config, X.shape[1:], len(classes)), config.training(), X, y_index,
+                              seed=int(seed))
+        return FittedNetwork(model=model, classes=classes, config=config, slope_options=slope_options,
+                             seed=int(seed), fit_seconds=time.perf_counter() - start, X_clean=X,
+                             y_index=y_index)
+
+
+def _builder(config: NetworkConfig, shape: tuple[int, ...], n_classes: int) -> Callable[[], nn.Module]:
+    """A function building a fresh, untrained network for ``config`` (seeded by the trainer)."""
+    channels, height, width = shape
+    return lambda: build_network(config.architecture, input_shape=(channels, height, width),
+                                 width=int(config.width), n_classes=n_classes, depth=int(config.depth),
+                                 pretrained=config.pretrained)
+
+
+def _images(name: str, X: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """(n, C, H, W) float32 in [0, 1], C-contiguous; ``ValueError`` naming ``name`` otherwise."""
+    arr = np.asarray(X)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name} must be float images in [0, 1], got dtype {arr.dtype}")
+    if arr.ndim != 4 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty (n, C, H, W) array, got shape {arr.shape}")
+    if shape is not None and arr.shape[1:] != tuple(shape):
+        raise ValueError(f"{name} must have images of shape {tuple(shape)} (as trained), got {arr.shape[1:]}")
+    if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        raise ValueError(f"{name} must hold finite values in [0, 1]")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _class_index(name: str, y: Any, classes: np.ndarray, n: int, x_name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{name} must be a 1-D array with one label per row of {x_name} ({n}), got "
+                         f"shape {arr.shape}")
+    unknown = np.setdiff1d(arr, classes)
+    if len(unknown):
+        raise ValueError(f"{name} holds classes {unknown.tolist()} the network was not trained on; "
+                         f"expected some of {classes.tolist()}")
+    return np.searchsorted(classes, arr)
+
+
+def _log_int(low: int, high: int) -> IntDistribution:
+    return IntDistribution(low, high, log=True)
+
+
+def _log(low: float, high: float) -> FloatDistribution:
+    return FloatDistribution(low, high, log=True)
+
+
+MLP = NetworkFamily(
+    name="mlp", architecture="mlp",
+    space={"epochs": IntDistribution(1, 50), "width": _log_int(8, 512), "lr": _log(0.005, 0.2)},
+    defaults={"epochs": 20, "width": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4,
+              "batch_size": 64, "hessian_samples": 512})
+CNN = NetworkFamily(
+    name="cnn", architecture="cnn",
+    space={"epochs": IntDistribution(1, 30), "width": _log_int(4, 64), "lr": _log(0.005, 0.2)},
+    defaults={"epochs": 10, "width": 16, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4,
+              "batch_size": 64, "hessian_samples": 256})
+_RESNET_SPACE: dict[str, BaseDistribution] = {
+    "epochs": IntDistribution(1, 50), "width": _log_int(32, 1024), "lr": _log(1e-4, 1e-2)}
+_RESNET_DEFAULTS: dict[str, Any] = {
+    "epochs": 10, "width": 256, "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 256,
+    "pretrained": True, "last_layers": 2, "hessian_samples": 2048}
+RESNET18 = NetworkFamily(name="resnet18", architecture="resnet18", space=_RESNET_SPACE,
+                         defaults=_RESNET_DEFAULTS)
+RESNET50 = NetworkFamily(name="resnet50", architecture="resnet50", space=_RESNET_SPACE,
+                         defaults=_RESNET_DEFAULTS)
+# The paper's finite difference (Eq. 7), selectable by name in a study file: learners = ["mlp_fd"].
+MLP_FD, CNN_FD, RESNET18_FD, RESNET50_FD = (
+    family.with_options(name=f"{family.name}_fd", slope_method="finite-difference")
+    for family in (MLP, CNN, RESNET18, RESNET50))
+for _family in (MLP, CNN, RESNET18, RESNET50, MLP_FD, CNN_FD, RESNET18_FD, RESNET50_FD):
+    register_family(_family)
