@@ -6,6 +6,10 @@ from its value in the fit. Negative: up-weighting j *lowers* the test loss (j su
 labels); positive: j works against them. Summed over the poison points (weight 0 in a clean fit)
 this is exactly :meth:`ConvexSlopeModel.derivative`.
 
+``quantity="margin"`` replaces the loss by the negative signed margin ``−y f(x)`` (same sign
+convention). Useful for SVMs, whose hinge loss is flat — every influence 0 — at test points
+classified beyond the margin; for logistic regression it ranks points exactly like the loss.
+
 * Logistic / ridge: ``dL/ds_j = −c ∇θℓ_jᵀ H⁻¹ ∇θL`` with the model's factorised Hessian: one solve
   for all j (H is symmetric), whether j is in the fit (weight 1) or not (weight 0).
 * SVC: the KKT system of the margin support vectors (symmetric) is solved once for the test side.
@@ -16,14 +20,17 @@ this is exactly :meth:`ConvexSlopeModel.derivative`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from robust_hpo._arrays import as_finite_2d, as_labels
 from robust_hpo.slope._convex import ConvexSlopeModel, SVCSlope, _LinearModelSlope
 
-__all__ = ["TrainingInfluence"]
+__all__ = ["QUANTITIES", "TrainingInfluence"]
+
+QUANTITIES: tuple[str, ...] = ("loss", "margin")
+Quantity = Literal["loss", "margin"]
 
 
 class TrainingInfluence:
@@ -32,15 +39,19 @@ class TrainingInfluence:
     ``in_fit(X_train, y_train, X_test, y_test)``: the points ``model`` was fitted on (weight 1),
     in the same order. ``out_of_fit(X, y, X_test, y_test)``: points with weight 0 in the fit
     (e.g. the poison points of a clean model). Both return one value per point (see the module
-    docstring for the sign).
+    docstring for the sign and for ``quantity``).
     """
 
-    def __init__(self, model: ConvexSlopeModel) -> None:
+    def __init__(self, model: ConvexSlopeModel, *, quantity: Quantity = "loss") -> None:
         if not isinstance(model, ConvexSlopeModel):
-            raise ValueError(f"model must be a ConvexSlopeModel (robust_hpo.slope.slope_model), got {type(model).__name__}")
+            raise ValueError("model must be a ConvexSlopeModel (robust_hpo.slope.slope_model), "
+                             f"got {type(model).__name__}")
         if not hasattr(model, "estimator_"):
             raise ValueError("model must be fitted: call model.fit(X_clean, y_clean) first")
+        if quantity not in QUANTITIES:
+            raise ValueError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
         self.model = model
+        self.quantity = quantity
 
     # -- inputs ------------------------------------------------------------------------------------
     def _inputs(self, X: Any, y: Any, X_test: Any, y_test: Any, names: tuple[str, str]) -> tuple[np.ndarray, ...]:
@@ -78,7 +89,8 @@ class TrainingInfluence:
     def _linear(self, Xa: np.ndarray, ya: np.ndarray, Xt: np.ndarray, yt: np.ndarray) -> np.ndarray:
         m = self.model
         assert isinstance(m, _LinearModelSlope)
-        g_test = m._gradient(Xt, m.loss_grad(yt, m.decision_function(Xt))) / Xt.shape[0]
+        dq = m.loss_grad(yt, m.decision_function(Xt)) if self.quantity == "loss" else -yt
+        g_test = m._gradient(Xt, dq) / Xt.shape[0]
         u = m._hessian.solve(g_test)
         dz = Xa @ u[: Xa.shape[1]] + (u[-1] if m._fit_intercept else 0.0)  # ∇θ f(x_j) · u
         return -m._c * m.loss_grad(ya, m.decision_function(Xa)) * dz
@@ -88,7 +100,10 @@ class TrainingInfluence:
         m = self.model
         assert isinstance(m, SVCSlope)
         out = np.zeros(Xa.shape[0])
-        active = yt * m.decision_function(Xt) < 1.0  # triggered/test points where the hinge is not flat
+        if self.quantity == "loss":
+            active = yt * m.decision_function(Xt) < 1.0  # test points where the hinge is not flat
+        else:
+            active = np.ones(Xt.shape[0], dtype=bool)
         if not entering.any() or not active.any():
             return out
         XtA, ttA = Xt[active], yt[active]
