@@ -1,4 +1,8 @@
-"""Backdoor learning slopes: exact (implicit differentiation) for convex learners."""
+"""Backdoor learning slopes: exact (implicit differentiation) for convex learners.
+
+Networks (torch: finite-difference and conjugate-gradient influence slopes) live in
+:mod:`robust_hpo.slope.nets`, imported on demand so that this package does not load torch.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from robust_hpo.slope._convex import (
     SVCSlope,
     slope_model,
 )
+from robust_hpo.slope._influence import TrainingInfluence
 from robust_hpo.slope._hessian import LinearModelHessian, SingularHessianError
 from robust_hpo.slope._result import SlopeResult, normalised_slope
 
@@ -25,6 +30,7 @@ __all__ = [
     "SVCSlope",
     "SingularHessianError",
     "SlopeResult",
+    "TrainingInfluence",
     "backdoor_slope",
     "normalised_slope",
     "slope_model",
