@@ -2,8 +2,9 @@
 
 Thin: parses arguments and calls :mod:`robust_hpo.study`. Each subcommand is one ``_add_<name>``
 function that registers its parser and handler, so new subcommands (``verify``, ``curves``) are small
-separate additions. ``ValueError`` / ``FileNotFoundError`` print ``robust-hpo: error: <one line>``
-and exit with status 2; other exceptions keep their traceback.
+separate additions. ``ValueError`` / ``FileNotFoundError`` / ``WeightsUnavailableError`` (pretrained
+feature weights missing offline) print ``robust-hpo: error: <one line>`` and exit with status 2;
+other exceptions keep their traceback.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 import optuna
 
 from robust_hpo import __version__
+from robust_hpo.features import WeightsUnavailableError
 from robust_hpo.study import (
     OUTPUT_ROOT,
     StorageSpec,
@@ -80,6 +88,37 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _assignment(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a dotted KEY; VALUE read as a TOML value (``3``, ``0.5``, ``true``,
+    ``[1, 2]``, ``"text"``), or as the bare string when it is not one (``none``, ``DEFAULT``)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or "." not in key or not all(key.split(".")):
+        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=VALUE (e.g. features.weights=none), got {text!r}")
+    try:
+        parsed: Any = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key, parsed
+
+
+def _add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", metavar="DIR", type=Path,
+                        help="data directory, overriding the file's [data] root")
+    parser.add_argument("--set", metavar="SECTION.KEY=VALUE", type=_assignment, action="append", default=[],
+                        dest="overrides",
+                        help="override one study-file value before validation, e.g. --set features.weights=none "
+                             "or --set data.n_train=200 (repeatable; VALUE is read as TOML, else as text)")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--set`` values, then ``--data-root`` (absolute, so not relative to the study file)."""
+    overrides = dict(getattr(args, "overrides", []) or [])
+    if getattr(args, "data_root", None) is not None:
+        overrides["data.root"] = str(args.data_root.expanduser().resolve())
+    return overrides
+
+
 def _add_location_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", metavar="URL",
                         help="Optuna storage: a journal file path (default: OUTPUT/study.log), "
@@ -101,15 +140,18 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
                         help="stop after this long (or after the trial count, whichever comes first)")
     parser.add_argument("--n-jobs", type=_n_jobs, metavar="J", help="parallel trials in this process (threads)")
     parser.add_argument("--seed", type=_non_negative_int, metavar="S", help="sampler seed (default: [study] seed)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="torch intra-op threads when torch is in use (default: [study] threads)")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    _add_override_arguments(parser)
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_study_config(args.study)
+    config = load_study_config(args.study, overrides=_overrides(args))
     outcome = run_study(config, storage=args.storage, study_name=args.study_name, output=args.output,
                         n_trials=args.n_trials, timeout=args.timeout, n_jobs=args.n_jobs, seed=args.seed,
-                        progress=not args.no_progress, on_failure=print_failure)
+                        progress=not args.no_progress, on_failure=print_failure, threads=args.threads)
     resumed = f" (resumed: {outcome.n_before} trials before)" if outcome.n_before else ""
     print(f"ran {outcome.n_run} trials in {outcome.wall_seconds:.1f} s{resumed}; storage: "
           f"{outcome.location.storage.describe()}")
@@ -126,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
 def _existing_location(args: argparse.Namespace) -> tuple[StudyLocation, float | None]:
     """The study named by a study file and/or ``--storage``/``--study-name``; and the file's tolerance."""
     if args.study is not None:
-        config = load_study_config(args.study)
+        config = load_study_config(args.study, overrides=_overrides(args))
         location = locate(config, storage=args.storage, study_name=args.study_name, output=args.output)
         return location, config.report.tolerance
     if args.storage is None:
@@ -155,6 +197,7 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=_fraction, metavar="T",
                         help=f"clean accuracy the recommendation may give up (default: [report] tolerance "
                              f"or {DEFAULT_TOLERANCE})")
+    _add_override_arguments(parser)
     parser.set_defaults(handler=_report)
 
 
@@ -228,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, WeightsUnavailableError) as exc:
         message = " ".join(str(exc).split())
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2

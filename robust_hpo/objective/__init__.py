@@ -10,12 +10,20 @@ from robust_hpo.objective._constraint import (
     is_feasible,
     record_constraint,
 )
-from robust_hpo.objective._objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, Evaluation
+from robust_hpo.objective._objective import (
+    DEFAULT_ATTACK,
+    FAIL_EXCEPTIONS,
+    SLOPE_ATTR_PREFIX,
+    BackdoorSlopeObjective,
+    Evaluation,
+)
 
 __all__ = [
     "CONSTRAINT_NAME",
+    "DEFAULT_ATTACK",
     "FAIL_EXCEPTIONS",
     "LEGACY_CONSTRAINTS_KEY",
+    "SLOPE_ATTR_PREFIX",
     "AccuracyConstraint",
     "BackdoorSlopeObjective",
     "Evaluation",

@@ -2,7 +2,8 @@
 
 One trial = one learner configuration fitted once on the clean training set (β = 0), its clean-test
 accuracy, and the normalised backdoor learning slope ``−(2/π)·arctan(dL/dβ / m)`` for each attack
-(no poisoned retraining). With several attacks the reported slope is the worst (largest) one.
+(no poisoned retraining). With several attacks the reported slope aggregates the per-attack slopes:
+the worst (largest) one by default (``aggregate="max"``), or their mean (``"mean"``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from robust_hpo.learners._base import LearnerFamily, get_family
 from robust_hpo.objective._constraint import AccuracyConstraint, record_constraint
 from robust_hpo.search_space import SearchSpace
 from robust_hpo.slope._result import SlopeResult
+from robust_hpo.threats import AGGREGATES, aggregate_slopes, evaluate_threats
 
 FAIL_EXCEPTIONS: tuple[type[Exception], ...] = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 """Errors that fail one trial (reason kept in user attr ``fail_reason``) but not the study:
@@ -32,10 +34,13 @@ pass them as ``study.optimize(..., catch=FAIL_EXCEPTIONS)``. ``ArithmeticError``
 DEFAULT_ATTACK = "attack"
 """The name a single :class:`PoisonedSplit` is given."""
 
+SLOPE_ATTR_PREFIX = "slope:"
+"""With several attacks, each attack's normalised slope is the user attr ``slope:<attack name>``."""
+
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What one configuration scored: accuracy, the worst attack's slope, and every attack's result."""
+    """What one configuration scored: accuracy, the aggregated slope, and every attack's result."""
 
     learner: str
     params: dict[str, Any]
@@ -44,6 +49,7 @@ class Evaluation:
     fit_seconds: float
     predict_seconds: float
     slope_seconds: dict[str, float] = field(default_factory=dict)
+    aggregate: str = "max"
 
     @property
     def worst_attack(self) -> str:
@@ -52,7 +58,8 @@ class Evaluation:
 
     @property
     def slope(self) -> float:
-        return self.slopes[self.worst_attack].slope
+        """The per-attack normalised slopes aggregated as ``aggregate`` says (max: the worst attack's)."""
+        return aggregate_slopes(self.slopes, self.aggregate).value
 
     @property
     def values(self) -> tuple[float, float]:
@@ -67,14 +74,17 @@ class BackdoorSlopeObjective:
     declaration is :attr:`space`), :meth:`evaluate` (params -> values) and ``__call__(trial)``.
 
     ``splits`` is one :class:`PoisonedSplit` or ``{name: PoisonedSplit}`` sharing the same clean
-    training and test sets (one fit, one slope per attack; the objective is the worst slope).
+    training and test sets (one fit, one slope per attack through
+    :func:`robust_hpo.threats.evaluate_threats`; the objective is ``aggregate`` of the slopes:
+    ``"max"``, the worst case, by default, or ``"mean"``).
     Learner families are looked up by name in the registry unless given in ``families``.
 
     Each completed trial records user attrs: ``derivative`` (dL/dβ of the mean triggered-test loss),
     ``influence`` (derivative / m), ``n_poison``, ``fit_seconds``, ``slope_seconds``, ``attack`` (the
     attack's description), ``details`` (slope method, loss, damping, n_clean, n_trigger,
-    predict_seconds), and with several attacks ``worst_attack`` and ``attacks`` (per-attack
-    summaries); the learner is the ``learner`` parameter. A failed trial records ``fail_reason``.
+    predict_seconds), and with several attacks ``slope:<name>`` (each attack's normalised slope),
+    ``worst_attack`` and ``attacks`` (per-attack summaries); the learner is the ``learner``
+    parameter. A failed trial records ``fail_reason``.
     """
 
     directions: tuple[StudyDirection, StudyDirection] = (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE)
@@ -82,8 +92,12 @@ class BackdoorSlopeObjective:
 
     def __init__(self, splits: PoisonedSplit | Mapping[str, PoisonedSplit], *, space: SearchSpace,
                  families: Mapping[str, LearnerFamily] | None = None,
-                 constraint: AccuracyConstraint | None = None, seed: int = 0) -> None:
+                 constraint: AccuracyConstraint | None = None, seed: int = 0,
+                 aggregate: str = "max") -> None:
         self.splits = _as_named_splits(splits)
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
+        self.aggregate = aggregate
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
         if constraint is not None and not isinstance(constraint, AccuracyConstraint):
@@ -122,19 +136,19 @@ class BackdoorSlopeObjective:
             raise ValueError(f"learner {learner!r} predicted shape {predicted.shape} for "
                              f"{first.y_test.shape[0]} test images")
         accuracy = float(np.mean(predicted == first.y_test))
-        slopes: dict[str, SlopeResult] = {}
-        slope_seconds: dict[str, float] = {}
-        for name, split in self.splits.items():
-            start = time.perf_counter()
-            result = fitted.backdoor_slope(split.X_poison, split.y_poison, split.X_trigger, split.y_trigger)
-            slope_seconds[name] = time.perf_counter() - start
+        start = time.perf_counter()
+        slopes = evaluate_threats(fitted, self.splits)
+        elapsed = time.perf_counter() - start
+        # a result's own slope time when it has one, else an equal share of the call
+        slope_seconds = {name: float(getattr(r, "slope_seconds", 0.0) or elapsed / len(slopes))
+                         for name, r in slopes.items()}
+        for name, result in slopes.items():
             if not (math.isfinite(result.slope) and math.isfinite(result.derivative)):
                 raise FloatingPointError(f"attack {name!r}: the slope is not finite "
                                          f"(derivative={result.derivative!r})")
-            slopes[name] = result
         return Evaluation(learner=learner, params=dict(params), clean_accuracy=accuracy, slopes=slopes,
                           fit_seconds=fit_seconds, predict_seconds=predict_seconds,
-                          slope_seconds=slope_seconds)
+                          slope_seconds=slope_seconds, aggregate=self.aggregate)
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         learner, params = self.space.suggest(trial)
@@ -168,6 +182,8 @@ class BackdoorSlopeObjective:
                         "predict_seconds": evaluation.predict_seconds},
         }
         if len(self.splits) > 1:
+            attrs["aggregate"] = evaluation.aggregate
+            attrs.update({f"{SLOPE_ATTR_PREFIX}{name}": r.slope for name, r in evaluation.slopes.items()})
             attrs["worst_attack"] = worst
             attrs["attacks"] = {
                 name: {"slope": r.slope, "derivative": r.derivative, "influence": r.influence,

@@ -5,15 +5,19 @@ from __future__ import annotations
 from robust_hpo.study._config import (
     SAMPLERS,
     TRIGGERS,
+    FEATURE_WEIGHTS_NONE,
     AttackSettings,
     DataSettings,
+    FeatureSettings,
     ReportSettings,
     SearchSettings,
     StudyConfig,
     StudySettings,
+    apply_overrides,
     load_study_config,
     parse_study_config,
 )
+from robust_hpo.study._features import featurize_splits
 from robust_hpo.study._report import (
     PARETO_HTML,
     TRIALS_CSV,
@@ -34,14 +38,17 @@ from robust_hpo.study._runner import (
     build_objective,
     build_sampler,
     build_split,
+    build_splits,
     locate,
     open_study,
     print_failure,
     run_study,
+    set_threads,
 )
 from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
 
 __all__ = [
+    "FEATURE_WEIGHTS_NONE",
     "JOURNAL_FILE",
     "OUTPUT_ROOT",
     "PARETO_HTML",
@@ -51,6 +58,7 @@ __all__ = [
     "TRIGGERS",
     "AttackSettings",
     "DataSettings",
+    "FeatureSettings",
     "Recommendation",
     "ReportSettings",
     "RunOutcome",
@@ -60,9 +68,12 @@ __all__ = [
     "StudyLocation",
     "StudyReport",
     "StudySettings",
+    "apply_overrides",
     "build_objective",
     "build_sampler",
     "build_split",
+    "build_splits",
+    "featurize_splits",
     "format_front",
     "load_study_config",
     "locate",
@@ -73,6 +84,7 @@ __all__ = [
     "recommend",
     "report_study",
     "run_study",
+    "set_threads",
     "summarize",
     "write_trials_csv",
 ]

@@ -25,8 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 from robust_hpo import __version__
 from robust_hpo.attacks import BadNets, InvisibleGrid, PoisonedSplit, poison
 from robust_hpo.datasets import load_dataset
-from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective
+from robust_hpo.objective import DEFAULT_ATTACK, FAIL_EXCEPTIONS, BackdoorSlopeObjective
 from robust_hpo.study._config import StudyConfig
+from robust_hpo.study._features import featurize_splits
+from robust_hpo.threats import poison_many
 from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
 
 OUTPUT_ROOT = Path("robust_hpo_output")
@@ -57,27 +59,76 @@ def locate(config: StudyConfig, *, storage: str | None = None, study_name: str |
     return StudyLocation(name=name, output=folder, storage=spec)
 
 
-def build_split(config: StudyConfig) -> PoisonedSplit:
-    """Load ``[data]`` and poison it as ``[attack]`` says; errors name the file and section."""
+def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, PoisonedSplit]:
+    """Load ``[data]``, poison it as ``[attack]`` or ``[[attacks]]`` say, and with ``[features]``
+    replace the (triggered) images by their features; errors name the file and section.
+
+    One ``[attack]``: ``{"attack": poison(...)}`` (in-place poisoning). ``[[attacks]]``:
+    :func:`robust_hpo.threats.poison_many` on one shared clean set, keyed by attack name; the
+    poison candidates are drawn with the first attack's ``seed`` (each trigger uses its own).
+    """
     where = f"{config.path}: " if config.path is not None else ""
     try:
         dataset = load_dataset(config.data.dataset, **config.data.load_kwargs())
     except (ValueError, FileNotFoundError) as exc:
         raise type(exc)(f"{where}[data] {exc}") from None
-    attack = config.attack
+    if config.attacks:
+        try:
+            threats = [attack.threat_model() for attack in config.attacks]
+            first = config.attacks[0]
+            splits = dict(poison_many(dataset, threats, target=first.target, seed=first.seed).splits)
+        except ValueError as exc:
+            raise ValueError(f"{where}[[attacks]] {exc}") from None
+    else:
+        attack = config.attack
+        try:
+            trigger_cls = BadNets if attack.trigger == "badnets" else InvisibleGrid
+            trigger = trigger_cls(**attack.trigger_kwargs())
+            splits = {DEFAULT_ATTACK: poison(dataset, trigger, fraction=attack.fraction, target=attack.target,
+                                             seed=attack.seed)}
+        except ValueError as exc:
+            raise ValueError(f"{where}[attack] {exc}") from None
+    if config.features is None:
+        return splits
     try:
-        trigger_cls = BadNets if attack.trigger == "badnets" else InvisibleGrid
-        trigger = trigger_cls(**attack.trigger_kwargs())
-        return poison(dataset, trigger, fraction=attack.fraction, target=attack.target, seed=attack.seed)
+        return featurize_splits(splits, config.features, progress=progress)
     except ValueError as exc:
-        raise ValueError(f"{where}[attack] {exc}") from None
+        raise ValueError(f"{where}[features] {exc}") from None
 
 
-def build_objective(config: StudyConfig, split: PoisonedSplit | None = None) -> BackdoorSlopeObjective:
-    """The objective for ``config`` (building the split if not given); learner fits use ``[data] seed``."""
-    return BackdoorSlopeObjective(split if split is not None else build_split(config),
-                                  space=config.search.space(), constraint=config.constraint,
-                                  seed=config.data.seed)
+def build_split(config: StudyConfig, attack: str | None = None) -> PoisonedSplit:
+    """One attack's split (``attack`` = its name; default the only, or the first, attack)."""
+    splits = build_splits(config)
+    if attack is None:
+        return next(iter(splits.values()))
+    if attack not in splits:
+        raise ValueError(f"attack must be one of {list(splits)}, got {attack!r}")
+    return splits[attack]
+
+
+def build_objective(config: StudyConfig, split: PoisonedSplit | dict[str, PoisonedSplit] | None = None, *,
+                    progress: bool = False) -> BackdoorSlopeObjective:
+    """The objective for ``config`` (building the splits if not given); learner fits use ``[data] seed``,
+    families carry their ``[options.<learner>]``, slopes combine as ``[study] aggregate``."""
+    splits = split if split is not None else build_splits(config, progress=progress)
+    return BackdoorSlopeObjective(splits, space=config.search.space(), families=config.families(),
+                                  constraint=config.constraint, seed=config.data.seed,
+                                  aggregate=config.study.aggregate)
+
+
+def set_threads(threads: int | None, config: StudyConfig) -> bool:
+    """``torch.set_num_threads(threads)`` when torch is in use (already imported, or needed by
+    ``[features]``); a convex-only study never imports torch for it. Returns whether it was set."""
+    if threads is None:
+        return False
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if "torch" not in sys.modules and config.features is None:
+        return False
+    import torch
+
+    torch.set_num_threads(threads)
+    return True
 
 
 def build_sampler(name: str, seed: int | None) -> BaseSampler:
@@ -154,13 +205,15 @@ class RunOutcome:
 def run_study(config: StudyConfig, *, storage: str | None = None, study_name: str | None = None,
               output: str | Path | None = None, n_trials: int | None = None, timeout: float | None = None,
               n_jobs: int | None = None, seed: int | None = None, progress: bool = True,
-              on_failure: Callable[[FrozenTrial], None] | None = None) -> RunOutcome:
+              on_failure: Callable[[FrozenTrial], None] | None = None, threads: int | None = None
+              ) -> RunOutcome:
     """Validate everything, create or resume the study, and optimise it.
 
     ``None`` arguments fall back to the study file; with both a trial count and a timeout the run
     stops at whichever comes first (Optuna's rule). Trials failing with one of ``FAIL_EXCEPTIONS``
     are recorded as FAILED (``fail_reason`` attribute) and the study continues; ``on_failure`` is
-    called with each. Optuna's own per-trial log lines are silenced during the run.
+    called with each. Optuna's own per-trial log lines are silenced during the run. ``threads``
+    (default ``[study] threads``) sets torch's intra-op threads when torch is in use.
     """
     n_trials = config.study.n_trials if n_trials is None else n_trials
     timeout = config.study.timeout if timeout is None else timeout
@@ -175,7 +228,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     location = locate(config, storage=storage, study_name=study_name, output=output)
-    objective = build_objective(config)  # data, attack and search space are checked before any storage
+    set_threads(config.study.threads if threads is None else threads, config)
+    objective = build_objective(config, progress=progress)  # data, attack and search space are checked before any storage
     finished: list[int] = []
     callbacks = [_counting_callback(finished, on_failure)]
     verbosity = optuna.logging.get_verbosity()
