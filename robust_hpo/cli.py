@@ -13,16 +13,19 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 import optuna
 
 from robust_hpo import __version__
+from robust_hpo._cli_args import (
+    add_override_arguments,
+    fraction,
+    n_jobs,
+    non_negative_int,
+    overrides,
+    positive_float,
+    positive_int,
+)
 from robust_hpo.features import WeightsUnavailableError
 from robust_hpo.study import (
     OUTPUT_ROOT,
@@ -42,83 +45,6 @@ DEFAULT_TOLERANCE = 0.01
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _n_jobs(text: str) -> int:
-    if text.strip() == "-1":
-        return -1
-    return _positive_int(text)
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _assignment(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with a dotted KEY; VALUE read as a TOML value (``3``, ``0.5``, ``true``,
-    ``[1, 2]``, ``"text"``), or as the bare string when it is not one (``none``, ``DEFAULT``)."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or "." not in key or not all(key.split(".")):
-        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=VALUE (e.g. features.weights=none), got {text!r}")
-    try:
-        parsed: Any = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return key, parsed
-
-
-def _add_override_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", metavar="DIR", type=Path,
-                        help="data directory, overriding the file's [data] root")
-    parser.add_argument("--set", metavar="SECTION.KEY=VALUE", type=_assignment, action="append", default=[],
-                        dest="overrides",
-                        help="override one study-file value before validation, e.g. --set features.weights=none "
-                             "or --set data.n_train=200 (repeatable; VALUE is read as TOML, else as text)")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``--set`` values, then ``--data-root`` (absolute, so not relative to the study file)."""
-    overrides = dict(getattr(args, "overrides", []) or [])
-    if getattr(args, "data_root", None) is not None:
-        overrides["data.root"] = str(args.data_root.expanduser().resolve())
-    return overrides
-
-
 def _add_location_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", metavar="URL",
                         help="Optuna storage: a journal file path (default: OUTPUT/study.log), "
@@ -135,20 +61,20 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
                     "then print the Pareto front and a recommendation and write pareto.html and trials.csv.")
     parser.add_argument("study", metavar="STUDY.toml", type=Path, help="study file")
     _add_location_arguments(parser)
-    parser.add_argument("--n-trials", type=_positive_int, metavar="N", help="trials to add (default: [study])")
-    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+    parser.add_argument("--n-trials", type=positive_int, metavar="N", help="trials to add (default: [study])")
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="stop after this long (or after the trial count, whichever comes first)")
-    parser.add_argument("--n-jobs", type=_n_jobs, metavar="J", help="parallel trials in this process (threads)")
-    parser.add_argument("--seed", type=_non_negative_int, metavar="S", help="sampler seed (default: [study] seed)")
-    parser.add_argument("--threads", type=_positive_int, metavar="N",
+    parser.add_argument("--n-jobs", type=n_jobs, metavar="J", help="parallel trials in this process (threads)")
+    parser.add_argument("--seed", type=non_negative_int, metavar="S", help="sampler seed (default: [study] seed)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch intra-op threads when torch is in use (default: [study] threads)")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
-    _add_override_arguments(parser)
+    add_override_arguments(parser)
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_study_config(args.study, overrides=_overrides(args))
+    config = load_study_config(args.study, overrides=overrides(args))
     outcome = run_study(config, storage=args.storage, study_name=args.study_name, output=args.output,
                         n_trials=args.n_trials, timeout=args.timeout, n_jobs=args.n_jobs, seed=args.seed,
                         progress=not args.no_progress, on_failure=print_failure, threads=args.threads)
@@ -168,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
 def _existing_location(args: argparse.Namespace) -> tuple[StudyLocation, float | None]:
     """The study named by a study file and/or ``--storage``/``--study-name``; and the file's tolerance."""
     if args.study is not None:
-        config = load_study_config(args.study, overrides=_overrides(args))
+        config = load_study_config(args.study, overrides=overrides(args))
         location = locate(config, storage=args.storage, study_name=args.study_name, output=args.output)
         return location, config.report.tolerance
     if args.storage is None:
@@ -194,10 +120,10 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
                     "--study-name when the storage holds several).")
     parser.add_argument("study", metavar="STUDY.toml", type=Path, nargs="?", help="study file")
     _add_location_arguments(parser)
-    parser.add_argument("--tolerance", type=_fraction, metavar="T",
+    parser.add_argument("--tolerance", type=fraction, metavar="T",
                         help=f"clean accuracy the recommendation may give up (default: [report] tolerance "
                              f"or {DEFAULT_TOLERANCE})")
-    _add_override_arguments(parser)
+    add_override_arguments(parser)
     parser.set_defaults(handler=_report)
 
 
@@ -217,7 +143,7 @@ def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("study", metavar="STUDY.toml", type=Path, nargs="?", help="study file")
     _add_location_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=_positive_int, default=8080, help="port (default: 8080)")
+    parser.add_argument("--port", type=positive_int, default=8080, help="port (default: 8080)")
     parser.set_defaults(handler=_dashboard)
 
 
@@ -254,13 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_analysis(subparsers: argparse._SubParsersAction) -> None:
-    """The analysis subcommands (``curves``, ``verify``, ...) of :mod:`robust_hpo.cli_analysis`, if present."""
-    try:
-        from robust_hpo.cli_analysis import register
-    except ModuleNotFoundError as exc:
-        if exc.name != "robust_hpo.cli_analysis":
-            raise
-        return
+    """The analysis subcommands (``curves``, ``deviation``, ``explain``, ``verify``, ``heatmap``)."""
+    from robust_hpo.cli_analysis import register
+
     register(subparsers)
 
 

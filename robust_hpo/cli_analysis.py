@@ -20,6 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robust_hpo._cli_args import (
+    add_override_arguments,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    overrides,
+    positive_float,
+    positive_int,
+)
+
 PROG = "robust-hpo"
 FLAGS_OUTPUT = Path("robust_hpo_output") / "analysis"
 
@@ -29,53 +39,6 @@ __all__ = ["register", "main"]
 # ---------------------------------------------------------------------------------------------
 # Argument types and shared argument groups
 # ---------------------------------------------------------------------------------------------
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
 def _class_id(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
@@ -86,6 +49,7 @@ def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--storage", metavar="URL", help="study storage (default: the study file's); alone, the "
                        "data and attack are read from the study itself")
     group.add_argument("--study-name", metavar="NAME", help="study name (default: [study] name)")
+    add_override_arguments(parser)
 
 
 def _add_output_argument(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +58,7 @@ def _add_output_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_trial_argument(parser: argparse.ArgumentParser, *, many: bool) -> None:
-    parser.add_argument("--trial", metavar="N", type=_non_negative_int, nargs="+" if many else None,
+    parser.add_argument("--trial", metavar="N", type=non_negative_int, nargs="+" if many else None,
                         help=("trial numbers (default: the Pareto front)" if many else
                               "trial number (default: the recommended Pareto trial)"))
 
@@ -104,24 +68,24 @@ def _add_flag_arguments(parser: argparse.ArgumentParser, *, grid: bool = True) -
     data.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     data.add_argument("--classes", nargs=2, metavar="CLASS", type=_class_id, default=[3, 8],
                       help="the class pair (default: 3 8)")
-    data.add_argument("--n-train", type=_positive_int, default=250, help="training points (default: 250)")
-    data.add_argument("--n-test", type=_positive_int, default=100, help="test points (default: 100)")
+    data.add_argument("--n-train", type=positive_int, default=250, help="training points (default: 250)")
+    data.add_argument("--n-test", type=positive_int, default=100, help="test points (default: 100)")
     data.add_argument("--root", metavar="DIR", help="data folder (e.g. ../shared/datasets/mnist)")
-    data.add_argument("--data-seed", type=_non_negative_int, default=0, help="data subsample seed (default: 0)")
+    data.add_argument("--data-seed", type=non_negative_int, default=0, help="data subsample seed (default: 0)")
     data.add_argument("--trigger", choices=("badnets", "invisible_grid"), default="badnets",
                       help="trigger kind (default: badnets)")
-    data.add_argument("--size", type=_positive_int, help="BadNets patch side in pixels (default: 3)")
+    data.add_argument("--size", type=positive_int, help="BadNets patch side in pixels (default: 3)")
     data.add_argument("--position", help="BadNets corner (default: bottom-right)")
-    data.add_argument("--epsilon", type=_positive_float, help="invisible grid intensity (default: 10/255)")
-    data.add_argument("--spacing", type=_positive_int, help="invisible grid spacing (default: 4)")
-    data.add_argument("--fraction", type=_positive_float, default=0.1, help="poisoned fraction (default: 0.1)")
-    data.add_argument("--attack-seed", type=_non_negative_int, default=0, help="poison/trigger seed (default: 0)")
+    data.add_argument("--epsilon", type=positive_float, help="invisible grid intensity (default: 10/255)")
+    data.add_argument("--spacing", type=positive_int, help="invisible grid spacing (default: 4)")
+    data.add_argument("--fraction", type=positive_float, default=0.1, help="poisoned fraction (default: 0.1)")
+    data.add_argument("--attack-seed", type=non_negative_int, default=0, help="poison/trigger seed (default: 0)")
     learner = parser.add_argument_group("configurations from flags")
     learner.add_argument("--learner", choices=("logistic", "ridge", "linear_svm", "rbf_svm"),
                          help="convex learner family (required without a study)")
-    learner.add_argument("--C", dest="C", type=_positive_float, nargs="+" if grid else None, metavar="C",
+    learner.add_argument("--C", dest="C", type=positive_float, nargs="+" if grid else None, metavar="C",
                          help="C value(s)" + (" (one configuration per value)" if grid else ""))
-    learner.add_argument("--gamma", type=_positive_float, nargs="+" if grid else None, metavar="G",
+    learner.add_argument("--gamma", type=positive_float, nargs="+" if grid else None, metavar="G",
                          help="RBF γ value(s) (rbf_svm only)" + ("; crossed with --C" if grid else ""))
 
 
@@ -168,7 +132,7 @@ def _study_context(args: argparse.Namespace) -> _Context:
 
     _check_no_flags(args)
     if args.study is not None:
-        config = load_study_config(args.study)
+        config = load_study_config(args.study, overrides=overrides(args))
         location = locate(config, storage=args.storage, study_name=args.study_name, output=args.output)
         study = open_study(location)
         _check_same_problem(study, config.problem(), PROBLEM_ATTR, args.study)
@@ -321,9 +285,9 @@ def _write(figure: Any, path: Path) -> Path:
 # curves / deviation
 # ---------------------------------------------------------------------------------------------
 def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--betas", type=_non_negative_float, nargs="+", metavar="B",
+    parser.add_argument("--betas", type=non_negative_float, nargs="+", metavar="B",
                         help="β grid starting at 0 (default: 0 0.001 0.002 0.005 0.01 0.02 0.05 0.1 0.2 0.5 1)")
-    parser.add_argument("--tol", type=_positive_float, default=1e-6,
+    parser.add_argument("--tol", type=positive_float, default=1e-6,
                         help="solver tolerance of every fit along β (default: 1e-6; scikit-learn's defaults "
                              "blur the curve near β = 0)")
 
@@ -351,7 +315,7 @@ def _add_curves(subparsers: argparse._SubParsersAction) -> None:
     _add_trial_argument(parser, many=True)
     _add_flag_arguments(parser)
     _add_path_arguments(parser)
-    parser.add_argument("--zoom", type=_positive_float, default=0.05,
+    parser.add_argument("--zoom", type=positive_float, default=0.05,
                         help="β range of the zoomed panel (default: 0.05)")
     _add_output_argument(parser)
     parser.set_defaults(handler=_curves)
@@ -409,12 +373,12 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
     _add_study_arguments(parser)
     _add_trial_argument(parser, many=False)
     _add_flag_arguments(parser, grid=False)
-    parser.add_argument("--index", type=_non_negative_int, default=0, help="which test point (default: 0)")
+    parser.add_argument("--index", type=non_negative_int, default=0, help="which test point (default: 0)")
     parser.add_argument("--points", choices=("trigger", "test"), default="trigger",
                         help="triggered test set (default) or clean test set")
     parser.add_argument("--model", choices=("poisoned", "clean"), default="poisoned",
                         help="influence in the model trained on the poisoned set (default) or the clean one")
-    parser.add_argument("-k", type=_positive_int, default=7, help="how many training points (default: 7)")
+    parser.add_argument("-k", type=positive_int, default=7, help="how many training points (default: 7)")
     parser.add_argument("--order", choices=("helpful", "harmful", "absolute"), default="helpful",
                         help="helpful: most negative influence first (default)")
     parser.add_argument("--quantity", choices=("loss", "margin"), default="loss",
@@ -461,11 +425,11 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     _add_study_arguments(parser)
     parser.add_argument("--trials", choices=("pareto", "all"), default="pareto",
                         help="which completed trials to retrain (default: pareto)")
-    parser.add_argument("--tolerance", type=_fraction, default=0.02,
+    parser.add_argument("--tolerance", type=fraction, default=0.02,
                         help="robust region: clean accuracy within this of the best (default: 0.02)")
-    parser.add_argument("--max-backdoor", type=_fraction, default=0.2,
+    parser.add_argument("--max-backdoor", type=fraction, default=0.2,
                         help="robust region: backdoor accuracy at most this (default: 0.2)")
-    parser.add_argument("--bins", type=_positive_int, default=6, help="log bins per axis of the heatmaps (default: 6)")
+    parser.add_argument("--bins", type=positive_int, default=6, help="log bins per axis of the heatmaps (default: 6)")
     _add_output_argument(parser)
     parser.set_defaults(handler=_verify)
 
@@ -519,7 +483,7 @@ def _add_heatmap(subparsers: argparse._SubParsersAction) -> None:
                     "clean fit (slope) and a poisoned retraining per cell. Writes heatmap*.html.")
     _add_study_arguments(parser)
     _add_flag_arguments(parser)
-    parser.add_argument("--bins", type=_positive_int, default=6, help="log bins per axis for a study (default: 6)")
+    parser.add_argument("--bins", type=positive_int, default=6, help="log bins per axis for a study (default: 6)")
     _add_output_argument(parser)
     parser.set_defaults(handler=_heatmap)
 

@@ -58,8 +58,13 @@ def register_family(family: LearnerFamily) -> LearnerFamily:
 
 
 def get_family(name: str) -> LearnerFamily:
-    """The registered family called ``name``; ``ValueError`` lists the known names otherwise."""
-    _ensure_builtin_families()
+    """The registered family called ``name``; ``ValueError`` lists the known names otherwise.
+
+    The network families (and torch) are imported only when a name is not a convex family.
+    """
+    _import_convex_families()
+    if name not in _REGISTRY:
+        _import_network_families()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -69,15 +74,15 @@ def get_family(name: str) -> LearnerFamily:
 
 
 def family_names() -> list[str]:
-    _ensure_builtin_families()
+    """Every registered family name (imports the network families, hence torch)."""
+    _import_convex_families()
+    _import_network_families()
     return sorted(_REGISTRY)
 
 
-def _ensure_builtin_families() -> None:
-    """Import the modules that register the built-in families (lazy: torch loads only if asked)."""
-    import robust_hpo.learners.convex  # noqa: F401
-    try:
-        import robust_hpo.learners.networks  # noqa: F401
-    except ModuleNotFoundError as exc:  # the networks module is optional until it exists
-        if exc.name != "robust_hpo.learners.networks":
-            raise
+def _import_convex_families() -> None:
+    import robust_hpo.learners.convex  # noqa: F401  (registers on import)
+
+
+def _import_network_families() -> None:
+    import robust_hpo.learners.networks  # noqa: F401  (registers on import; loads torch)

@@ -33,7 +33,7 @@ from sklearn.svm import SVC
 
 from robust_hpo._arrays import as_finite_2d, as_labels
 from robust_hpo.slope._cache import GramCache
-from robust_hpo.slope._hessian import LinearModelHessian, SingularHessianError, Space
+from robust_hpo.slope._hessian import LinearModelHessian, Space
 from robust_hpo.slope._result import SlopeResult
 
 SUPPORTED = "LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear') or SVC(kernel='rbf')"
