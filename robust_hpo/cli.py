@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import optuna
-
 from robust_hpo import __version__
 from robust_hpo._cli_args import (
     add_override_arguments,
@@ -33,6 +31,7 @@ from robust_hpo.study import (
     StudyLocation,
     load_study_config,
     locate,
+    locate_storage,
     open_study,
     print_failure,
     report_study,
@@ -99,17 +98,7 @@ def _existing_location(args: argparse.Namespace) -> tuple[StudyLocation, float |
         return location, config.report.tolerance
     if args.storage is None:
         raise ValueError("give a study file (STUDY.toml) or --storage")
-    spec = StorageSpec.parse(args.storage, default_journal=Path(args.storage))
-    if not spec.exists():
-        raise FileNotFoundError(f"no study storage at {spec.journal}")
-    name = args.study_name
-    if name is None:
-        names = optuna.get_all_study_names(spec.open())
-        if len(names) != 1:
-            raise ValueError(f"{spec.describe()} holds {len(names)} studies {names}; choose one with --study-name")
-        name = names[0]
-    output = args.output if args.output is not None else OUTPUT_ROOT / name
-    return StudyLocation(name=name, output=output, storage=spec), None
+    return locate_storage(args.storage, study_name=args.study_name, output=args.output), None
 
 
 def _add_report(subparsers: argparse._SubParsersAction) -> None:

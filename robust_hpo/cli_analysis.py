@@ -119,16 +119,7 @@ def _check_no_flags(args: argparse.Namespace) -> None:
 
 
 def _study_context(args: argparse.Namespace) -> _Context:
-    from robust_hpo.study import (
-        OUTPUT_ROOT,
-        PROBLEM_ATTR,
-        StorageSpec,
-        StudyLocation,
-        build_split,
-        load_study_config,
-        locate,
-        open_study,
-    )
+    from robust_hpo.study import PROBLEM_ATTR, build_split, load_study_config, locate, locate_storage, open_study
 
     _check_no_flags(args)
     if args.study is not None:
@@ -138,23 +129,13 @@ def _study_context(args: argparse.Namespace) -> _Context:
         _check_same_problem(study, config.problem(), PROBLEM_ATTR, args.study)
         return _Context(split=build_split(config), output=location.output, study=study,
                         tolerance=config.report.tolerance, seed=config.data.seed)
-    import optuna
-
-    spec = StorageSpec.parse(args.storage, default_journal=Path(args.storage))
-    if not spec.exists():
-        raise FileNotFoundError(f"no study storage at {spec.journal}")
-    name = args.study_name
-    if name is None:
-        names = optuna.get_all_study_names(spec.open())
-        if len(names) != 1:
-            raise ValueError(f"{spec.describe()} holds {len(names)} studies {names}; choose one with --study-name")
-        name = names[0]
-    output = args.output if args.output is not None else OUTPUT_ROOT / name
-    study = open_study(StudyLocation(name=name, output=output, storage=spec))
+    location = locate_storage(args.storage, study_name=args.study_name, output=args.output)
+    study = open_study(location)
     problem = study.user_attrs.get(PROBLEM_ATTR)
     if not isinstance(problem, dict):
-        raise ValueError(f"study {name!r} does not record its problem ({PROBLEM_ATTR!r}); pass its STUDY.toml")
-    return _Context(split=_split_from_problem(problem, name), output=output, study=study,
+        raise ValueError(f"study {location.name!r} does not record its problem ({PROBLEM_ATTR!r}); "
+                         "pass its STUDY.toml")
+    return _Context(split=_split_from_problem(problem, location.name), output=location.output, study=study,
                     seed=int(problem.get("data", {}).get("seed", 0)))
 
 

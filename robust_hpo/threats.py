@@ -138,13 +138,7 @@ class MultiSplit:
     def __post_init__(self) -> None:
         if not self.splits:
             raise ValueError("splits must hold at least one attack")
-        first_name, first = next(iter(self.splits.items()))
-        for name, split in self.splits.items():
-            for array in ("X_clean", "y_clean", "X_test", "y_test"):
-                if getattr(split, array) is not getattr(first, array) and not np.array_equal(
-                        getattr(split, array), getattr(first, array)):
-                    raise ValueError(f"splits[{name!r}].{array} differs from splits[{first_name!r}].{array}; "
-                                     "every attack must share the clean training and test sets")
+        shared_splits(self.splits, argument="splits", arrays=CLEAN_TRAIN_AND_TEST)
 
     @property
     def names(self) -> list[str]:
@@ -255,17 +249,28 @@ def _named_splits(multi: object) -> dict[str, PoisonedSplit]:
     if not isinstance(multi, Mapping) or not multi:
         raise ValueError(f"multi must be a MultiSplit (from poison_many) or a non-empty {{name: PoisonedSplit}} "
                          f"mapping, got {type(multi).__name__}")
-    splits = dict(multi)
-    first_name, first = next(iter(splits.items()))
-    for name, split in splits.items():
+    return shared_splits(multi, argument="multi", arrays=("X_clean", "y_clean"))
+
+
+CLEAN_TRAIN_AND_TEST = ("X_clean", "y_clean", "X_test", "y_test")
+
+
+def shared_splits(splits: Mapping[str, object], *, argument: str,
+                  arrays: tuple[str, ...] = CLEAN_TRAIN_AND_TEST) -> dict[str, PoisonedSplit]:
+    """``splits`` as a dict, checked: every value a :class:`PoisonedSplit` whose ``arrays`` equal the
+    first split's (one clean fit serves every attack). Errors name ``argument`` and the attack."""
+    named = dict(splits)
+    first_name, first = next(iter(named.items()))
+    sets = "clean training and test sets" if "X_test" in arrays else "clean training set"
+    for name, split in named.items():
         if not isinstance(split, PoisonedSplit):
-            raise ValueError(f"multi[{name!r}] must be a PoisonedSplit, got {type(split).__name__}")
-        for array in ("X_clean", "y_clean"):
+            raise ValueError(f"{argument}[{name!r}] must be a PoisonedSplit, got {type(split).__name__}")
+        for array in arrays:
             a, b = getattr(split, array), getattr(first, array)
             if a is not b and not np.array_equal(a, b):
-                raise ValueError(f"multi[{name!r}].{array} differs from multi[{first_name!r}].{array}; "
-                                 "every attack must share the clean training set (one fit)")
-    return splits
+                raise ValueError(f"{argument}[{name!r}].{array} differs from {argument}[{first_name!r}].{array}; "
+                                 f"every attack must share the {sets} (one fit)")
+    return named
 
 
 def _trigger_groups(splits: Mapping[str, PoisonedSplit]) -> list[list[str]]:

@@ -113,26 +113,27 @@ class VerifiedTrial:
 
 def trial_slope(trial: FrozenTrial, metric_names: Sequence[str] | None = None) -> float:
     """The trial's normalised slope: objective ``"slope"``, else the 2nd objective, else user attr ``"slope"``."""
-    values = trial.values or []
-    names = list(metric_names) if metric_names else []
-    if "slope" in names and len(values) == len(names):
-        return float(values[names.index("slope")])
-    if len(values) == 2:
-        return float(values[1])
-    if "slope" in trial.user_attrs:
-        return float(trial.user_attrs["slope"])
-    raise ValueError(f"trial {trial.number} has no slope: expected an objective named 'slope', two objectives "
-                     "(clean accuracy, slope) or a user attribute 'slope'")
+    value = _trial_metric(trial, metric_names, "slope", position=1)
+    if value is None:
+        raise ValueError(f"trial {trial.number} has no slope: expected an objective named 'slope', two "
+                         "objectives (clean accuracy, slope) or a user attribute 'slope'")
+    return value
 
 
 def _clean_accuracy(trial: FrozenTrial, metric_names: Sequence[str] | None) -> float | None:
+    return _trial_metric(trial, metric_names, "clean_accuracy", position=0)
+
+
+def _trial_metric(trial: FrozenTrial, metric_names: Sequence[str] | None, name: str,
+                  position: int) -> float | None:
+    """Objective ``name`` (by metric name), else objective ``position`` of two, else user attr ``name``."""
     values = trial.values or []
     names = list(metric_names) if metric_names else []
-    if "clean_accuracy" in names and len(values) == len(names):
-        return float(values[names.index("clean_accuracy")])
+    if name in names and len(values) == len(names):
+        return float(values[names.index(name)])
     if len(values) == 2:
-        return float(values[0])
-    value = trial.user_attrs.get("clean_accuracy")
+        return float(values[position])
+    value = trial.user_attrs.get(name)
     return float(value) if value is not None else None
 
 

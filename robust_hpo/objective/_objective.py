@@ -24,7 +24,7 @@ from robust_hpo.learners._base import LearnerFamily, get_family
 from robust_hpo.objective._constraint import AccuracyConstraint, record_constraint
 from robust_hpo.search_space import SearchSpace
 from robust_hpo.slope._result import SlopeResult
-from robust_hpo.threats import AGGREGATES, aggregate_slopes, evaluate_threats
+from robust_hpo.threats import AGGREGATES, aggregate_slopes, evaluate_threats, shared_splits
 
 FAIL_EXCEPTIONS: tuple[type[Exception], ...] = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 """Errors that fail one trial (reason kept in user attr ``fail_reason``) but not the study:
@@ -198,15 +198,7 @@ def _as_named_splits(splits: PoisonedSplit | Mapping[str, PoisonedSplit]) -> dic
     if not isinstance(splits, Mapping) or len(splits) == 0:
         raise ValueError("splits must be a PoisonedSplit or a non-empty {name: PoisonedSplit} mapping, "
                          f"got {type(splits).__name__}")
-    named = dict(splits)
-    first_name, first = next(iter(named.items()))
-    for name, split in named.items():
-        if not isinstance(split, PoisonedSplit):
-            raise ValueError(f"splits[{name!r}] must be a PoisonedSplit, got {type(split).__name__}")
-        for array in ("X_clean", "y_clean", "X_test", "y_test"):
-            if not np.array_equal(getattr(split, array), getattr(first, array)):
-                raise ValueError(f"splits[{name!r}].{array} differs from splits[{first_name!r}].{array}; "
-                                 "every attack must share the clean training and test sets (one fit)")
+    named = shared_splits(splits, argument="splits")
     for name, split in named.items():
         if len(split.y_test) == 0:
             raise ValueError(f"splits[{name!r}] has no clean test points; expected at least one")

@@ -59,6 +59,25 @@ def locate(config: StudyConfig, *, storage: str | None = None, study_name: str |
     return StudyLocation(name=name, output=folder, storage=spec)
 
 
+def locate_storage(storage: str, *, study_name: str | None = None,
+                   output: str | Path | None = None) -> StudyLocation:
+    """A study known only by its storage (no study file): the named one, or the storage's only study.
+
+    A journal path must exist; with several studies and no ``study_name`` the error lists them.
+    """
+    spec = StorageSpec.parse(storage, default_journal=Path(storage))
+    if not spec.exists():
+        raise FileNotFoundError(f"no study storage at {spec.journal}")
+    name = study_name
+    if name is None:
+        names = optuna.get_all_study_names(spec.open())
+        if len(names) != 1:
+            raise ValueError(f"{spec.describe()} holds {len(names)} studies {names}; choose one with --study-name")
+        name = names[0]
+    folder = Path(output) if output is not None else OUTPUT_ROOT / name
+    return StudyLocation(name=name, output=folder, storage=spec)
+
+
 def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, PoisonedSplit]:
     """Load ``[data]``, poison it as ``[attack]`` or ``[[attacks]]`` say, and with ``[features]``
     replace the (triggered) images by their features; errors name the file and section.
