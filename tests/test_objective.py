@@ -65,6 +65,16 @@ def test_real_learner_matches_sklearn_and_backdoor_slope() -> None:
     assert slope == pytest.approx(reference.slope, rel=1e-6, abs=1e-9)
 
 
+
+def test_factorisation_time_is_counted_once() -> None:
+    """fit_seconds is scikit-learn's fit alone; the Hessian factorisation done in fit() is slope time."""
+    split = tiny_split(1, n=80, n_test=40)
+    objective = BackdoorSlopeObjective(split, space=SearchSpace.from_families([get_family("logistic")]))
+    evaluation = objective.evaluate_config("logistic", {"C": 0.7})
+    result = evaluation.slopes["attack"]
+    assert evaluation.fit_seconds == result.fit_seconds > 0.0
+    assert evaluation.slope_seconds["attack"] == result.slope_seconds > 0.0
+
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp", "random"])
 def test_create_study_and_optimize_just_work(sampler: str) -> None:
     split = tiny_split()
