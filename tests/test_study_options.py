@@ -96,7 +96,7 @@ def test_option_errors_name_file_and_key(tmp_path: Path, old: str, new: str, mes
 def test_threads_do_not_import_torch_for_a_convex_study(tmp_path: Path) -> None:
     """A fresh interpreter: ``threads`` sets torch's count only when torch is already in use (a
     convex-only study never imports the network families)."""
-    code = f"""
+    code = """
 import sys
 from robust_hpo.study import StudyConfig, StudySettings, SearchSettings, set_threads, load_study_config
 cfg = StudyConfig(study=StudySettings(name="x", threads=1), search=SearchSettings(learners=("ridge",)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -302,10 +302,6 @@ class StudyConfig:
             family = get_family(name)
             out[name] = family.with_options(**self.options[name]) if self.options.get(name) else family
         return out
-
-    def with_overrides(self, **changes: Any) -> StudyConfig:
-        """A copy with some top-level fields replaced (validated again)."""
-        return replace(self, **changes)
 
     def problem(self) -> dict[str, Any]:
         """What defines the optimisation problem (data, attack(s), search space, options, features,
