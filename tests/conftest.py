@@ -19,6 +19,17 @@ def mnist_dir() -> Path:
     return MNIST_DIR
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Torch on one thread for a test module: tiny networks run fastest that way (the CI machine has two cores)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def make_backdoor_problem(seed: int, n: int = 200, d: int = 6, m: int = 20, n_trigger: int = 50,
                           labels: tuple[int, int] = (3, 8)):
     """A linearly-separable-ish two-class problem with a 'trigger' feature (the last one).

@@ -6,20 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 
 from robust_hpo.cli import main
 from robust_hpo.study import load_study_config
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_study_files_parse_with_epochs_and_width():

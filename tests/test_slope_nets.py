@@ -22,13 +22,7 @@ from robust_hpo.slope.nets import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks run fastest on one thread (and the CI machine has two cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _problem(seed: int = 0, n: int = 40, m: int = 8, t: int = 12, d: int = 3, k: int = 3):
