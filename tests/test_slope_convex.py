@@ -93,6 +93,49 @@ def test_ridge_matches_refits(estimator, shape, seed):
     assert _rel_err(result.derivative, _richardson(estimator, problem, "squared", h)) <= 1e-3
 
 
+def _corner_trigger_problem(seed: int, n: int, d: int):
+    """A backdoor problem whose last two features are 0 on every clean point (a black image corner)
+    and carry the trigger on poison and triggered points."""
+    X, y, Xp, yp, Xt, yt = make_backdoor_problem(seed, n=n, d=d)
+    X[:, -2:] = 0.0
+    Xp[:, -2:], Xt[:, -2:] = 1.5, 1.5
+    Xp[:, -1] = Xt[:, -1] = 2.0
+    return X, y, Xp, yp, Xt, yt
+
+
+@pytest.mark.parametrize("estimator, kind", [
+    (LogisticRegression(C=2.0, solver="newton-cholesky", tol=1e-14, max_iter=1000), "log"),
+    (RidgeClassifier(alpha=0.3), "squared"),
+])
+@pytest.mark.parametrize("shape", [(150, 8), (50, 120)])  # primal and dual space
+def test_trigger_on_features_no_clean_point_uses(estimator, kind, shape):
+    """Features that are zero on the clean set are solved apart from the factorisation (exactly)."""
+    problem = _corner_trigger_problem(6, *shape)
+    result = backdoor_slope(estimator, *problem)
+    h = 1e-4  # the trigger weights feel only the regulariser: the curve bends fast, small steps
+    assert _rel_err(result.derivative, _richardson(estimator, problem, kind, h)) <= 1e-3
+
+
+@pytest.mark.parametrize("space", ["primal", "dual"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_hessian_solve_with_untouched_features_matches_a_dense_solve(space, fit_intercept):
+    from robust_hpo.slope import GramCache, LinearModelHessian
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 12))
+    X[:, [0, 5, 11]] = 0.0
+    q = rng.uniform(0.1, 1.0, size=30)
+    r_w, r_b, damping = 0.7, 0.0, 1e-3
+    Z = np.hstack([X, np.ones((30, 1))]) if fit_intercept else X
+    r = np.r_[np.full(12, r_w), [r_b]] if fit_intercept else np.full(12, r_w)
+    H = np.diag(r + damping) + (Z.T * q) @ Z
+    v = rng.normal(size=Z.shape[1])
+    for cache in (None, GramCache()):
+        got = LinearModelHessian(X, q, r_w=r_w, r_b=r_b, fit_intercept=fit_intercept, space=space,
+                                 damping=damping, cache=cache).solve(v)
+        assert np.allclose(got, np.linalg.solve(H, v), rtol=1e-10, atol=1e-12)
+
+
 SVC_CASES = [
     (SVC(kernel="linear", C=0.05, tol=1e-11), (100, 30), 0),
     (SVC(kernel="linear", C=1.0, tol=1e-11), (100, 30), 1),

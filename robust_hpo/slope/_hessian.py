@@ -12,6 +12,11 @@ and ``q ≥ 0`` the per-sample curvature of the weighted data term. Two exact fa
   plus a Schur complement for an unpenalised intercept — cost O(n² d + n³).
 
 ``"auto"`` picks the cheaper one by those flop counts. No n×n diagonal matrix is ever built.
+
+A feature that is zero on every training point (a pixel that is black in every clean image — where
+a corner trigger sits) has no data term: its row and column of H are ``r_w`` on the diagonal and 0
+elsewhere. Such features are solved by ``v_j / r_w`` and the factorisation covers the others only
+(exact; d counts the active features in the costs above).
 """
 
 from __future__ import annotations
@@ -52,22 +57,29 @@ class LinearModelHessian:
         if r_w + damping <= 0:
             raise SingularHessianError("the weight regulariser's curvature must be positive")
         n, d = X.shape
-        self.n, self.d = n, d
+        self.n = n
         self.fit_intercept = fit_intercept
         self.r_w = float(r_w) + damping
         self.r_b = float(r_b) + damping
-        self.space: Literal["primal", "dual"] = choose_space(n, d) if space == "auto" else space
+        active = np.flatnonzero(np.any(X != 0, axis=0))
+        # None: every feature is active; else the indices of the active ones (others: H_jj = r_w)
+        self._active: np.ndarray | None = active if active.size < d else None
+        self.d = int(active.size)
+        self.space: Literal["primal", "dual"] = choose_space(n, self.d) if space == "auto" else space
         q = np.asarray(q, dtype=np.float64)
         self._cache = cache
+        X_active = X if self._active is None else X[:, self._active]
         if self.space == "primal":
-            self._factor_primal(X, q)
+            self._factor_primal(X, X_active, q)
         else:
-            self._factor_dual(X, q)
+            self._factor_dual(X, X_active, q)
 
     # -- primal ------------------------------------------------------------------------------
-    def _factor_primal(self, X: np.ndarray, q: np.ndarray) -> None:
-        gram = self._cache.inner(X) if self._cache is not None and np.ptp(q) == 0 else None
+    def _factor_primal(self, X_full: np.ndarray, X: np.ndarray, q: np.ndarray) -> None:
+        gram = self._cache.inner(X_full) if self._cache is not None and np.ptp(q) == 0 else None
         if gram is not None:  # constant curvature: Xᵀ diag(q) X = q₀ Xᵀ X
+            if self._active is not None:
+                gram = gram[np.ix_(self._active, self._active)]
             G = gram * q[0]
         else:
             W = X * np.sqrt(q)[:, None]
@@ -84,11 +96,11 @@ class LinearModelHessian:
         self._cho = _cholesky(H, "the primal Hessian")
 
     # -- dual ----------------------------------------------------------------------------------
-    def _factor_dual(self, X: np.ndarray, q: np.ndarray) -> None:
+    def _factor_dual(self, X_full: np.ndarray, X: np.ndarray, q: np.ndarray) -> None:
         self._X = X
         self._s = np.sqrt(q)
-        if self._cache is not None:
-            M = self._cache.outer(X) * np.outer(self._s, self._s)
+        if self._cache is not None:  # X Xᵀ is the same with or without the all-zero columns
+            M = self._cache.outer(X_full) * np.outer(self._s, self._s)
         else:
             W = X * self._s[:, None]
             M = W @ W.T  # syrk
@@ -116,6 +128,14 @@ class LinearModelHessian:
     def solve(self, v: np.ndarray) -> np.ndarray:
         """Return ``H⁻¹ v`` for a vector laid out as ``[w, b]`` (or ``[w]``)."""
         v = np.asarray(v, dtype=np.float64)
+        if self._active is None:
+            return self._solve_active(v)
+        index = np.append(self._active, v.shape[0] - 1) if self.fit_intercept else self._active
+        out = v / self.r_w  # the features no training point touches
+        out[index] = self._solve_active(v[index])
+        return out
+
+    def _solve_active(self, v: np.ndarray) -> np.ndarray:
         if self.space == "primal":
             return _cho_solve(self._cho, v)
         if not self.fit_intercept:
