@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from robust_hpo.attacks import BadNets, PoisonedSplit, poison
 from robust_hpo.datasets import Dataset, load_dataset
@@ -51,3 +52,12 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def limit_blas_threads(threads: int | None) -> str:
+    """Cap every BLAS/OpenMP pool at ``threads`` for the rest of the process (None: leave them), and
+    describe the pools for the benchmark's header (numpy and scipy each ship an OpenBLAS)."""
+    if threads is not None:
+        threadpool_limits(limits=threads)
+    pools = ", ".join(f"{p['internal_api']}×{p['num_threads']}" for p in threadpool_info())
+    return f"BLAS threads: {pools or 'none loaded'}" + ("" if threads is not None else " (default; --threads N caps them)")

@@ -13,7 +13,7 @@ interleaved repeats; the machine is shared, so single timings are noisy):
 
 The one-time cost of the Gram cache (once per study, not per trial) is printed separately.
 
-    python -m benchmarks.multi_attack [--repeats 5]     (from the repository root)
+    python -m benchmarks.multi_attack [--repeats 5] [--threads N]     (from the repository root)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.base import clone
 
-from benchmarks._common import SHARED_MNIST, _stand_in
+from benchmarks._common import SHARED_MNIST, _stand_in, limit_blas_threads
 from robust_hpo._analysis import default_family
 from robust_hpo._arrays import flatten_images
 from robust_hpo.datasets import load_dataset
@@ -107,7 +107,10 @@ def interleaved_medians(a: Callable[[], object], b: Callable[[], object], repeat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cap the BLAS thread pools (default: as the libraries start)")
     args = parser.parse_args()
+    print(limit_blas_threads(args.threads))
     multi, source = data()
     base, attacks = flat_attacks(multi)
     print(f"data: {source}; K = {len(multi)} attacks sharing n_clean = {len(base[1])} "

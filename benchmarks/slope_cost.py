@@ -9,7 +9,7 @@ on MNIST 7-1 (1500 train / 500 test, BadNets 3x3, 10 % poison), plus the four le
 d = 9216 random ReLU features of the same images (the size of AlexNet's features in the paper;
 issue 5's target there: (a) <= 1.5).
 
-    python -m benchmarks.slope_cost [--repeats 5]     (from the repository root)
+    python -m benchmarks.slope_cost [--repeats 5] [--threads N]     (from the repository root)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
-from benchmarks._common import median_seconds, mnist_pair_split
+from benchmarks._common import limit_blas_threads, median_seconds, mnist_pair_split
 from robust_hpo.slope import GramCache, slope_model
 
 
@@ -76,8 +76,12 @@ def random_features(X: np.ndarray, d: int, seed: int = 0) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cap the BLAS thread pools (default: as the libraries start)")
+    parser.add_argument("--skip-features", action="store_true", help="MNIST pixels only")
     args = parser.parse_args()
     split, source = mnist_pair_split((7, 1))
+    print(limit_blas_threads(args.threads))
     data = split.flat()
     print(f"data: {source}; n_clean={len(data[0])}, n_poison={len(data[2])}, n_trigger={len(data[4])}")
     header = (f"{'learner':<11} {'C':>7} {'fit s':>8} {'fit+slope s':>12} {'fit+refit s':>12} "
@@ -86,6 +90,8 @@ def main() -> None:
     print("-" * len(header))
     for name, C, est in learners():
         row(name, C, *measure(est, data, args.repeats))
+    if args.skip_features:
+        return
     Xc, yc, Xp, yp, Xt, yt = data
     feats = [random_features(A, 9216) for A in (Xc, Xp, Xt)]
     fdata = (feats[0], yc, feats[1], yp, feats[2], yt)

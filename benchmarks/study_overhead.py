@@ -13,6 +13,7 @@ default journal file, and SQLite. Per storage:
 is present (``--mnist-root``, default ``../shared/datasets/mnist`` beside the repository), the same
 study is also measured on the paper's protocol (MNIST 7-1, 1500 train / 500 test, 3×3 BadNets), whose
 trials are ~30× longer than the digits quickstart's.
+The study file's ``[study] threads`` is applied as ``robust-hpo run`` applies it.
 Run: ``python benchmarks/study_overhead.py [--study studies/quickstart.toml] [--n-trials 60]``.
 """
 
@@ -27,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from threadpoolctl import threadpool_info
 
 from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, Evaluation
-from robust_hpo.study import StorageSpec, StudyConfig, build_sampler, build_split, load_study_config
+from robust_hpo.study import StorageSpec, StudyConfig, build_sampler, build_split, load_study_config, set_threads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,6 +121,9 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     config = load_study_config(args.study)
+    set_threads(config.study.threads, config)  # as `robust-hpo run` does
+    pools = ", ".join(f"{p['internal_api']}×{p['num_threads']}" for p in threadpool_info())
+    print(f"BLAS threads: {pools} ([study] threads = {config.study.threads})")
     run_all(args.study.name, config, args.n_trials, args.journal_dir)
     if args.mnist_root is not None and args.mnist_root.is_dir():
         run_all("paper protocol (MNIST 7-1, 1500/500)", paper_mnist(config, args.mnist_root),

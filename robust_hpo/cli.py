@@ -66,7 +66,7 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-jobs", type=n_jobs, metavar="J", help="parallel trials in this process (threads)")
     parser.add_argument("--seed", type=non_negative_int, metavar="S", help="sampler seed (default: [study] seed)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
-                        help="torch intra-op threads when torch is in use (default: [study] threads)")
+                        help="cap CPU threads: numpy/scipy BLAS pools, and torch when in use (default: [study] threads)")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
     add_override_arguments(parser)
     parser.set_defaults(handler=_run)

@@ -150,6 +150,8 @@ def test_singular_hessian_is_a_clear_error_and_damping_fixes_it():
         LinearModelHessian(X, q, r_w=1.0, r_b=0.0, fit_intercept=True, space="primal")
     with pytest.raises(SingularHessianError, match="damping > 0"):
         LinearModelHessian(X[:2], q[:2], r_w=1.0, r_b=0.0, fit_intercept=True, space="dual")
+    with pytest.raises(SingularHessianError, match="damping > 0"):
+        LinearModelHessian(X, q, r_w=1.0, r_b=0.0, fit_intercept=True, space="cg")
     H = LinearModelHessian(X, q, r_w=1.0, r_b=0.0, fit_intercept=True, space="primal", damping=1e-3)
     assert np.allclose(H.solve(np.ones(4)), [1 / 1.001] * 3 + [1 / 1e-3])
 

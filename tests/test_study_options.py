@@ -94,13 +94,17 @@ def test_option_errors_name_file_and_key(tmp_path: Path, old: str, new: str, mes
 
 
 def test_threads_do_not_import_torch_for_a_convex_study(tmp_path: Path) -> None:
-    """A fresh interpreter: ``threads`` sets torch's count only when torch is already in use (a
-    convex-only study never imports the network families)."""
+    """A fresh interpreter: ``threads`` caps the BLAS pools of numpy and scipy, and sets torch's count
+    only when torch is already in use (a convex-only study never imports the network families)."""
     code = """
 import sys
 from robust_hpo.study import StudyConfig, StudySettings, SearchSettings, set_threads, load_study_config
 cfg = StudyConfig(study=StudySettings(name="x", threads=1), search=SearchSettings(learners=("ridge",)))
+import numpy, scipy.linalg, threadpoolctl
+numpy.ones((2, 2)) @ numpy.ones((2, 2))
 assert set_threads(1, cfg) is False and "torch" not in sys.modules
+pools = threadpoolctl.threadpool_info()
+assert pools and all(p["num_threads"] == 1 for p in pools), pools
 import torch
 torch.set_num_threads(2)
 assert set_threads(1, cfg) is True and torch.get_num_threads() == 1

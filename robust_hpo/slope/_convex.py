@@ -200,8 +200,7 @@ class _LinearModelSlope(ConvexSlopeModel):
             X, q, r_w=r_w, r_b=r_b, fit_intercept=self._fit_intercept,
             space=self.space, damping=self.damping, cache=self.cache,
         )
-        return {"method": f"{self._hessian.space}-cholesky", "space": self._hessian.space,
-                "n_features": X.shape[1]}
+        return {"method": self._hessian.method, "space": self._hessian.space, "n_features": X.shape[1]}
 
     def _gradient(self, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """Σ_i coef_i ∇θ f(x_i) laid out as [w, b]."""
@@ -211,7 +210,13 @@ class _LinearModelSlope(ConvexSlopeModel):
     def _derivative(self, Xp: np.ndarray, tp: np.ndarray, Xt: np.ndarray, tt: np.ndarray) -> float:
         g_poison = self._c * self._gradient(Xp, self.loss_grad(tp, self.decision_function(Xp)))
         g_trigger = self._gradient(Xt, self.loss_grad(tt, self.decision_function(Xt))) / Xt.shape[0]
-        return float(-g_trigger @ self._hessian.solve(g_poison))
+        value = float(-g_trigger @ self._hessian.solve(g_poison))
+        self._record_solver()
+        return value
+
+    def _record_solver(self) -> None:
+        """The solve may have changed method (cg → its Cholesky fallback): keep details current."""
+        self.details_.update(method=self._hessian.method, cg_iterations=self._hessian.cg_iterations)
 
 
 class LogisticSlope(_LinearModelSlope):

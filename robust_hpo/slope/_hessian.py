@@ -11,7 +11,17 @@ and ``q ≥ 0`` the per-sample curvature of the weighted data term. Two exact fa
 * dual (Woodbury): Cholesky of the n×n matrix ``r_w I + S K S`` with ``K = X Xᵀ``, ``S = diag(√q)``,
   plus a Schur complement for an unpenalised intercept — cost O(n² d + n³).
 
-``"auto"`` picks the cheaper one by those flop counts. No n×n diagonal matrix is ever built.
+and one matrix-free method:
+
+* cg: conjugate gradients on ``v ↦ r ⊙ v + Zᵀ(q ⊙ (Z v))`` — O(n d) a product, to a relative
+  residual of 1e-10, within a budget of products costing about as many flops as the primal
+  factorisation. The budget is shared by all solves; when it runs out the primal Cholesky is built
+  and used from then on (so the total stays within about twice the cheaper of the two).
+
+``"auto"`` picks the cheaper factorisation by those flop counts, and cg instead of the primal one
+when the curvature ``q`` depends on the solution (logistic regression: ``Xᵀ diag(q) X`` must be
+rebuilt for every fit, while ridge's constant-curvature ``Xᵀ X`` and the dual's ``X Xᵀ`` are
+cached across a study's trials). No n×n diagonal matrix is ever built.
 
 A feature that is zero on every training point (a pixel that is black in every clean image — where
 a corner trigger sits) has no data term: its row and column of H are ``r_w`` on the diagonal and 0
@@ -25,10 +35,18 @@ from typing import Literal
 
 import numpy as np
 from scipy import linalg
+from scipy.sparse.linalg import LinearOperator, cg
 
 from robust_hpo.slope._cache import GramCache
 
-Space = Literal["auto", "primal", "dual"]
+Space = Literal["auto", "primal", "dual", "cg"]
+
+CG_RTOL = 1e-10
+"""Relative residual ‖H x − v‖ / ‖v‖ at which conjugate gradients stop."""
+
+
+_FLAT_INTERCEPT = ("the intercept's Schur complement is not positive: the Hessian is singular "
+                   "(all training points have vanishing curvature); pass damping > 0")
 
 
 class SingularHessianError(ValueError):
@@ -65,14 +83,32 @@ class LinearModelHessian:
         # None: every feature is active; else the indices of the active ones (others: H_jj = r_w)
         self._active: np.ndarray | None = active if active.size < d else None
         self.d = int(active.size)
-        self.space: Literal["primal", "dual"] = choose_space(n, self.d) if space == "auto" else space
+        if space not in ("auto", "primal", "dual", "cg"):
+            raise ValueError(f"space must be 'auto', 'primal', 'dual' or 'cg', got {space!r}")
         q = np.asarray(q, dtype=np.float64)
+        self.space: Literal["primal", "dual", "cg"] = choose_space(n, self.d) if space == "auto" else space
+        if space == "auto" and self.space == "primal" and np.ptp(q) > 0:
+            self.space = "cg"
         self._cache = cache
         X_active = X if self._active is None else X[:, self._active]
+        self.cg_iterations = 0
         if self.space == "primal":
             self._factor_primal(X, X_active, q)
-        else:
+        elif self.space == "dual":
             self._factor_dual(X, X_active, q)
+        else:  # factorised only if the budget of products runs out
+            if fit_intercept and not self.r_b + q.sum() > 1e-12 * max(1.0, q.sum()):
+                raise SingularHessianError(_FLAT_INTERCEPT)
+            self._X_full, self._X, self._q, self._cho = X, X_active, q, None
+            self._cg_budget = max(10, int((n * self.d ** 2 + self.d ** 3 / 3.0) / (4.0 * n * max(self.d, 1))))
+
+    @property
+    def method(self) -> str:
+        """How solves are done: ``"primal-cholesky"``, ``"dual-cholesky"`` or ``"primal-cg"``
+        (``"primal-cg+cholesky"`` once conjugate gradients ran out of budget)."""
+        if self.space != "cg":
+            return f"{self.space}-cholesky"
+        return "primal-cg" if self._cho is None else "primal-cg+cholesky"
 
     # -- primal ------------------------------------------------------------------------------
     def _factor_primal(self, X_full: np.ndarray, X: np.ndarray, q: np.ndarray) -> None:
@@ -112,10 +148,7 @@ class LinearModelHessian:
             self._a_solved = self._solve_A(a)
             schur = self.r_b + q.sum() - a @ self._a_solved
             if not schur > 1e-12 * max(1.0, q.sum()):
-                raise SingularHessianError(
-                    "the intercept's Schur complement is not positive: the Hessian is singular "
-                    "(all training points have vanishing curvature); pass damping > 0"
-                )
+                raise SingularHessianError(_FLAT_INTERCEPT)
             self._schur = schur
 
     def _solve_A(self, v: np.ndarray) -> np.ndarray:
@@ -136,7 +169,12 @@ class LinearModelHessian:
         return out
 
     def _solve_active(self, v: np.ndarray) -> np.ndarray:
-        if self.space == "primal":
+        if self.space == "cg" and self._cho is None:
+            x = self._solve_cg(v)
+            if x is not None:
+                return x
+            self._factor_primal(self._X_full, self._X, self._q)
+        if self.space != "dual":
             return _cho_solve(self._cho, v)
         if not self.fit_intercept:
             return self._solve_A(v)
@@ -145,6 +183,35 @@ class LinearModelHessian:
         x_b = (v_b - self._a @ Ainv_vw) / self._schur
         x_w = Ainv_vw - self._a_solved * x_b
         return np.concatenate([x_w, [x_b]])
+
+
+    # -- matrix-free ------------------------------------------------------------------------------
+    def _matvec(self, v: np.ndarray) -> np.ndarray:
+        X, q = self._X, self._q
+        if not self.fit_intercept:
+            return self.r_w * v + X.T @ (q * (X @ v))
+        u = q * (X @ v[:-1] + v[-1])
+        return np.concatenate([self.r_w * v[:-1] + X.T @ u, [self.r_b * v[-1] + u.sum()]])
+
+    def _solve_cg(self, v: np.ndarray) -> np.ndarray | None:
+        """H⁻¹ v by conjugate gradients within the remaining budget; None when it runs out."""
+        remaining = self._cg_budget - self.cg_iterations
+        if remaining <= 0 or not np.any(v):
+            return None if remaining <= 0 else np.zeros_like(v)
+        size = v.shape[0]
+        operator = LinearOperator((size, size), matvec=self._matvec, dtype=np.float64)
+        steps = [0]
+
+        def count(_: np.ndarray) -> None:
+            steps[0] += 1
+
+        with np.errstate(all="ignore"):  # a breakdown shows as info != 0 or a non-finite x
+            x, info = cg(operator, v, rtol=CG_RTOL, atol=0.0, maxiter=remaining, callback=count)
+        self.cg_iterations += steps[0]
+        if info != 0 or not np.all(np.isfinite(x)):
+            self.cg_iterations = self._cg_budget  # spent: the factorisation takes over
+            return None
+        return x
 
 
 def _cholesky(M: np.ndarray, what: str) -> np.ndarray:

@@ -92,6 +92,7 @@ class TrainingInfluence:
         dq = m.loss_grad(yt, m.decision_function(Xt)) if self.quantity == "loss" else -yt
         g_test = m._gradient(Xt, dq) / Xt.shape[0]
         u = m._hessian.solve(g_test)
+        m._record_solver()
         dz = Xa @ u[: Xa.shape[1]] + (u[-1] if m._fit_intercept else 0.0)  # ∇θ f(x_j) · u
         return -m._c * m.loss_grad(ya, m.decision_function(Xa)) * dz
 

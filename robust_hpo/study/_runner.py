@@ -21,6 +21,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
 
 from robust_hpo import __version__
 from robust_hpo.attacks import BadNets, InvisibleGrid, PoisonedSplit, poison
@@ -136,12 +137,20 @@ def build_objective(config: StudyConfig, split: PoisonedSplit | dict[str, Poison
 
 
 def set_threads(threads: int | None, config: StudyConfig) -> bool:
-    """``torch.set_num_threads(threads)`` when torch is in use (already imported, or needed by
-    ``[features]``); a convex-only study never imports torch for it. Returns whether it was set."""
+    """Cap the process's CPU threads at ``threads`` (None: leave every pool as it is).
+
+    The BLAS/OpenMP pools of numpy and scipy (each ships an OpenBLAS) are capped through
+    threadpoolctl; torch's intra-op pool with ``torch.set_num_threads`` when torch is in use
+    (already imported, or needed by ``[features]``) — a convex-only study never imports torch for
+    it. Returns whether torch's count was set. Small problems run fastest on one thread: on the
+    2-core development machine, scikit-learn's lbfgs logistic fit on MNIST 7-1 (1350 × 784) took
+    ~12 ms with one BLAS thread and ~100-170 ms with two (docs/benchmarks.md).
+    """
     if threads is None:
         return False
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    threadpool_limits(limits=threads)
     if "torch" not in sys.modules and config.features is None:
         return False
     import torch
