@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from robust_hpo.datasets import default_root
+from robust_hpo.errors import WeightsUnavailableError
 
 #: Supported model names -> feature dimension.
 FEATURE_MODELS: dict[str, int] = {
@@ -38,10 +39,6 @@ FEATURE_MODELS: dict[str, int] = {
     "resnet152": 2048,
 }
 _CACHE_FORMAT = "robust_hpo-features-v1"
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be downloaded or read from the torch hub cache."""
 
 
 def extract_features(

@@ -18,7 +18,7 @@ from robust_hpo.slope._convex import (
 )
 from robust_hpo.slope._influence import TrainingInfluence
 from robust_hpo.slope._hessian import LinearModelHessian, SingularHessianError
-from robust_hpo.slope._result import SlopeResult, normalised_slope
+from robust_hpo.slope._result import SlopeResult, TriggerMargins, normalised_slope
 
 __all__ = [
     "ConvexSlopeModel",
@@ -31,6 +31,7 @@ __all__ = [
     "SingularHessianError",
     "SlopeResult",
     "TrainingInfluence",
+    "TriggerMargins",
     "backdoor_slope",
     "normalised_slope",
     "slope_model",

@@ -32,15 +32,12 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
 from robust_hpo._arrays import as_finite_2d, as_labels
+from robust_hpo.errors import DegenerateSolveError
 from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._hessian import LinearModelHessian, Space
 from robust_hpo.slope._result import SlopeResult
 
 SUPPORTED = "LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear') or SVC(kernel='rbf')"
-
-
-class DegenerateSolveError(ValueError):
-    """The optimality conditions at the clean solution do not determine the derivative."""
 
 
 class ConvexSlopeModel(ABC):

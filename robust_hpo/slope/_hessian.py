@@ -37,6 +37,7 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse.linalg import LinearOperator, cg
 
+from robust_hpo.errors import SingularHessianError
 from robust_hpo.slope._cache import GramCache
 
 Space = Literal["auto", "primal", "dual", "cg"]
@@ -47,10 +48,6 @@ CG_RTOL = 1e-10
 
 _FLAT_INTERCEPT = ("the intercept's Schur complement is not positive: the Hessian is singular "
                    "(all training points have vanishing curvature); pass damping > 0")
-
-
-class SingularHessianError(ValueError):
-    """The Hessian is (numerically) singular at the clean solution; the slope is not defined."""
 
 
 def choose_space(n: int, d: int) -> Literal["primal", "dual"]:

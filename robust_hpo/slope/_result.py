@@ -2,14 +2,61 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 
 def normalised_slope(influence: float) -> float:
     """The paper's Eq. 5: ``-(2/π)·arctan(influence)``, in (-1, 1); near 1 = learns the backdoor fast."""
     return -2.0 / math.pi * math.atan(influence)
+
+
+@dataclass(frozen=True, eq=False)
+class TriggerMargins:
+    """Where the triggered test points stand at β = 0 and how fast they move toward the target.
+
+    ``margin[t]``: the clean model's margin toward the attacker's target on triggered test point t —
+    binary learners ``τ_t · f(x_t)`` (``τ_t = ±1`` the target's encoding, ``f`` the decision
+    function), k-class networks ``z_target − max_{k ≠ target} z_k`` (logits). Positive: the point is
+    already predicted as the target. ``derivative[t]``: ``d margin[t] / dβ`` at β = 0, from the same
+    implicit solve as the slope (``∇θ m_tᵀ dθ/dβ``; the KKT solve for SVC). ``scale``: mean
+    ``|margin|`` of the clean test points toward their true labels (None when not computed), so that
+    margins compare across configurations.
+
+    The linearisation ``m_t(β) ≈ m_t(0) + β·dm_t/dβ`` gives a predicted backdoor accuracy without
+    retraining on poison.
+    """
+
+    margin: np.ndarray
+    derivative: np.ndarray
+    scale: float | None = None
+
+    def __post_init__(self) -> None:
+        margin = np.asarray(self.margin, dtype=np.float64).ravel()
+        derivative = np.asarray(self.derivative, dtype=np.float64).ravel()
+        if margin.shape != derivative.shape or margin.size == 0:
+            raise ValueError(f"margin and derivative must be non-empty and of equal length, got "
+                             f"{margin.shape} and {derivative.shape}")
+        object.__setattr__(self, "margin", margin)
+        object.__setattr__(self, "derivative", derivative)
+
+    def linearised(self, beta: float = 1.0) -> np.ndarray:
+        """``m_t(0) + β·dm_t/dβ`` per triggered test point."""
+        return self.margin + float(beta) * self.derivative
+
+    def backdoor_accuracy(self, beta: float = 1.0) -> float:
+        """Share of triggered test points predicted as the target at β (linearised; β = 0: exact)."""
+        return float(np.mean(self.linearised(beta) > 0.0))
+
+    def normalised_margin(self, beta: float = 1.0) -> float | None:
+        """Mean linearised target margin at β divided by ``scale`` (None without a scale)."""
+        if self.scale is None or not self.scale > 0:
+            return None
+        return float(np.mean(self.linearised(beta)) / self.scale)
 
 
 @dataclass(frozen=True)
@@ -22,6 +69,10 @@ class SlopeResult:
     influence: derivative / m, the paper's per-poison-point (average pairwise influence) convention.
     slope: ``-(2/π)·arctan(influence)`` (Eq. 5).
     method: what was solved (e.g. "primal-cholesky", "dual-cholesky", "svm-kkt", "finite-difference").
+    exact: False when the value is a documented approximation where an exact derivative was expected
+        (e.g. a one-sided value at a degenerate SVC); a recommendation never rests on such a trial.
+    margins: the triggered test points' target margins at β = 0 and their derivative (same solve);
+        None when the method does not provide them (finite differences).
     """
 
     derivative: float
@@ -36,6 +87,23 @@ class SlopeResult:
     fit_seconds: float = 0.0
     slope_seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    exact: bool = True
+    margins: TriggerMargins | None = field(default=None, repr=False)
+
+    @property
+    def baseline_backdoor_accuracy(self) -> float | None:
+        """Share of triggered test points the *clean* model already predicts as the target (β = 0)."""
+        return None if self.margins is None else self.margins.backdoor_accuracy(0.0)
+
+    @property
+    def predicted_backdoor_accuracy(self) -> float | None:
+        """Linearised backdoor accuracy at β = 1 (``margins.backdoor_accuracy(beta)`` for another β)."""
+        return None if self.margins is None else self.margins.backdoor_accuracy(1.0)
+
+    @property
+    def normalised_margin(self) -> float | None:
+        """Mean linearised target margin at β = 1 over the clean test points' mean |margin|."""
+        return None if self.margins is None else self.margins.normalised_margin(1.0)
 
     @classmethod
     def from_derivative(cls, derivative: float, *, n_poison: int, **kwargs: Any) -> "SlopeResult":
@@ -46,5 +114,11 @@ class SlopeResult:
                    slope=normalised_slope(influence), n_poison=n_poison, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-friendly) for ``trial.set_user_attr`` and reports."""
-        return asdict(self)
+        """Plain dict (JSON-friendly) for ``trial.set_user_attr`` and reports; ``margins`` is reduced
+        to ``baseline_backdoor_accuracy``, ``predicted_backdoor_accuracy`` and ``normalised_margin``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "margins"}
+        out["details"] = copy.deepcopy(self.details)
+        out["baseline_backdoor_accuracy"] = self.baseline_backdoor_accuracy
+        out["predicted_backdoor_accuracy"] = self.predicted_backdoor_accuracy
+        out["normalised_margin"] = self.normalised_margin
+        return out

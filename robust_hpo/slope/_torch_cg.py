@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-class InfluenceSolveError(ValueError):
-    """The linear solve behind an influence slope failed (indefinite, diverging or not converged)."""
+from robust_hpo.errors import InfluenceSolveError
 
 
 @dataclass(frozen=True)
