@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 
 from benchmarks._common import median_seconds, mnist_pair_split
-from robust_hpo.features import extract_features
+from robust_hpo.datasets.pretrained import extract_features
 
 
 def main() -> None:

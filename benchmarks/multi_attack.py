@@ -1,13 +1,13 @@
 """Many threat models per trial: one fit + K slopes against retraining once per attack.
 
 K = 9 attacks (BadNets 3×3, 4×4, 6×6 × 5 %, 10 %, 15 % poisoned) sharing one clean set
-(:func:`robust_hpo.threats.poison_many`) on MNIST 7-1 (1500 train / 500 test; a generated stand-in if
+(:func:`robust_hpo.attacks.poison_many`) on MNIST 7-1 (1500 train / 500 test; a generated stand-in if
 ../shared/datasets/mnist is absent). Per learner and C, measured in this one run (medians over
 interleaved repeats; the machine is shared, so single timings are noisy):
 
   slopes:    what one trial of a study costs: the learner family's fit on the clean set (scikit-learn
              fit + factorisation; its Gram cache warm, as in every trial after the first),
-             clean-test accuracy, and robust_hpo.threats.evaluate_threats (9 slopes)
+             clean-test accuracy, and robust_hpo.objective.evaluate_threats (9 slopes)
   retrain:   clean fit + clean-test accuracy + 9 poisoned scikit-learn refits + 9 backdoor accuracies
   ratio = retrain / slopes                                                   target >= 6
 
@@ -27,10 +27,11 @@ import numpy as np
 from sklearn.base import clone
 
 from benchmarks._common import SHARED_MNIST, _stand_in, limit_blas_threads
-from robust_hpo._analysis import default_family
-from robust_hpo._arrays import flatten_images
+from robust_hpo.learners import get_family as default_family
+from robust_hpo._validation import flatten_images
 from robust_hpo.datasets import load_dataset
-from robust_hpo.threats import MultiSplit, evaluate_threats, poison_many, threat_grid
+from robust_hpo.attacks import MultiSplit, poison_many, threat_grid
+from robust_hpo.objective import evaluate_threats
 
 SIZES = (3, 4, 6)
 FRACTIONS = (0.05, 0.1, 0.15)

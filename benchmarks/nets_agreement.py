@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 
 from robust_hpo.attacks import BadNets, poison
 from robust_hpo.datasets import load_dataset
-from robust_hpo.learners._base import get_family
+from robust_hpo.learners import get_family
 
 
 def main() -> None:

@@ -1,20 +1,42 @@
 """robust_hpo: the backdoor learning slope as a cheap, first-class Optuna objective.
 
-Stages (each a module or sub-package): ``datasets`` (+ ``features``) → ``attacks`` (+ ``threats``)
-→ ``learners`` → ``slope`` → ``objective`` → ``study`` (CLI: ``robust-hpo``) → reports (``plots``) and
-the paper's analysis (``curves``, ``deviation``, ``explain``, ``verify``). Modules that need plotly or
-torch are imported only when used.
+Stages (each a sub-package): ``datasets`` → ``attacks`` → ``learners`` → ``slope`` → ``objective`` →
+``study`` → ``analysis`` and ``plots`` → ``cli`` (``robust-hpo``); docs/architecture.md has the map.
+Modules that need plotly or torch are imported only when used.
 """
 
 from __future__ import annotations
 
-from robust_hpo.attacks import BadNets, InvisibleGrid, PoisonedSplit, Trigger, poison, target_labels
-from robust_hpo.curves import CurveResult, backdoor_curve
+from robust_hpo.analysis import (
+    CurveResult,
+    DeviationResult,
+    backdoor_curve,
+    explain_maps,
+    influential_points,
+    paper_grid,
+    parameter_deviation,
+    verify_study,
+)
+from robust_hpo.attacks import (
+    BadNets,
+    InvisibleGrid,
+    PoisonedSplit,
+    ThreatModel,
+    Trigger,
+    poison,
+    poison_many,
+    target_labels,
+)
 from robust_hpo.datasets import Dataset, available_datasets, load_dataset
-from robust_hpo.deviation import DeviationResult, parameter_deviation
-from robust_hpo.explain import explain_maps, influential_points
-from robust_hpo.learners._base import FittedLearner, LearnerFamily, family_names, get_family, register_family
-from robust_hpo.objective import FAIL_EXCEPTIONS, AccuracyConstraint, BackdoorSlopeObjective
+from robust_hpo.errors import RobustHPOError, ValidationError
+from robust_hpo.learners import FittedLearner, LearnerFamily, family_names, get_family, register_family
+from robust_hpo.objective import (
+    FAIL_EXCEPTIONS,
+    AccuracyConstraint,
+    BackdoorSlopeObjective,
+    aggregate_slopes,
+    evaluate_threats,
+)
 from robust_hpo.search_space import SearchSpace
 from robust_hpo.slope import (
     DegenerateSolveError,
@@ -24,8 +46,6 @@ from robust_hpo.slope import (
     backdoor_slope,
     slope_model,
 )
-from robust_hpo.threats import ThreatModel, aggregate_slopes, evaluate_threats, poison_many
-from robust_hpo.verify import paper_grid, verify_study
 
 __version__ = "0.1.0"
 
@@ -43,11 +63,13 @@ __all__ = [
     "InvisibleGrid",
     "LearnerFamily",
     "PoisonedSplit",
+    "RobustHPOError",
     "SearchSpace",
     "SingularHessianError",
     "SlopeResult",
     "ThreatModel",
     "Trigger",
+    "ValidationError",
     "aggregate_slopes",
     "available_datasets",
     "backdoor_curve",

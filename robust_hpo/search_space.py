@@ -26,6 +26,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from robust_hpo.errors import ValidationError
+
 LEARNER_PARAM = "learner"
 """Name of the categorical learner-choice parameter in every trial."""
 
@@ -37,11 +39,37 @@ def param_name(learner: str, param: str) -> str:
     return f"{learner}{_SEPARATOR}{param}"
 
 
+def learner_config(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Flat trial params -> (learner name, {hyperparameter: value}), without a search space.
+
+    Accepts the plugin's layout (``{"learner": "rbf_svm", "rbf_svm.C": 1.0, "rbf_svm.gamma": 0.01}``)
+    and the plain one (``{"learner": "rbf_svm", "C": 1.0, "gamma": 0.01}``).
+    :meth:`SearchSpace.split_params` does the same and checks the values against the space.
+    """
+    if LEARNER_PARAM not in params:
+        raise ValidationError(f"trial params must contain {LEARNER_PARAM!r} (the learner name); "
+                              f"got keys {sorted(params)}")
+    learner = params[LEARNER_PARAM]
+    if not isinstance(learner, str) or not learner:
+        raise ValidationError(f"trial params[{LEARNER_PARAM!r}] must be a learner name, got {learner!r}")
+    prefix = param_name(learner, "")
+    own = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    if not own:
+        own = {k: v for k, v in params.items() if k != LEARNER_PARAM and _SEPARATOR not in k}
+    return learner, own
+
+
+def format_config(learner: str, params: Mapping[str, Any]) -> str:
+    """A configuration as text: ``rbf_svm C=1.2, gamma=0.003`` (``learner`` alone without params)."""
+    text = ", ".join(f"{name}={_format_value(value)}" for name, value in params.items())
+    return f"{learner} {text}" if text else learner
+
+
 def format_params(params: Mapping[str, Any]) -> str:
-    """Trial params as ``learner=rbf_svm, C=1.2, gamma=0.003`` (learner prefixes dropped)."""
+    """Flat trial params as ``learner=rbf_svm, C=1.2, gamma=0.003`` (learner prefixes dropped)."""
     learner = params.get(LEARNER_PARAM)
     parts = [f"{LEARNER_PARAM}={learner}"] if learner is not None else []
-    prefix = f"{learner}." if learner is not None else ""
+    prefix = param_name(learner, "") if learner is not None else ""
     for name, value in params.items():
         if name == LEARNER_PARAM:
             continue

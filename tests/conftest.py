@@ -1,14 +1,20 @@
-"""Shared fixtures: synthetic backdoor problems and the real-data locations."""
+"""Shared fixtures: the real-data locations, torch on one thread; the fake learner families registered.
+
+Shared fakes and small problems live in :mod:`robust_hpo.testing` (importable from any test).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from robust_hpo.testing import register_fakes
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MNIST_DIR = SHARED / "datasets" / "mnist"
+
+register_fakes()  # study files in the tests name the fake families "fake", "flaky" and "fake_net"
 
 
 @pytest.fixture
@@ -28,26 +34,3 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-def make_backdoor_problem(seed: int, n: int = 200, d: int = 6, m: int = 20, n_trigger: int = 50,
-                          labels: tuple[int, int] = (3, 8)):
-    """A linearly-separable-ish two-class problem with a 'trigger' feature (the last one).
-
-    Poison and triggered points have the trigger feature switched on (+2) and the *other* label.
-    """
-    rng = np.random.default_rng(seed)
-    a, b = labels
-
-    def draw(k: int, flip: bool):
-        X = rng.normal(size=(k, d))
-        y_true = X[:, 0] + 0.5 * rng.normal(size=k) > 0
-        if flip:
-            X[:, -1] += 2.0
-            y_true = ~y_true
-        return X, np.where(y_true, b, a)
-
-    X, y = draw(n, False)
-    Xp, yp = draw(m, True)
-    Xt, yt = draw(n_trigger, True)
-    return X, y, Xp, yp, Xt, yt

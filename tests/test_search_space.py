@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from _plugin_fakes import FAKE, NET
+from robust_hpo.testing import FAKE, NET
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from robust_hpo.search_space import (

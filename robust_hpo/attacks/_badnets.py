@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Integral
 
 import numpy as np
 
-from robust_hpo.attacks._trigger import check_seed, check_trigger_inputs, class_rng
+from robust_hpo._validation import Interval, Options
+from robust_hpo.attacks._trigger import BaseTrigger, check_trigger_inputs, class_rng
+from robust_hpo.errors import ValidationError
 
 POSITIONS: tuple[str, ...] = ("bottom-right", "bottom-left", "top-right", "top-left")
 _STREAM = 0
 
 
-class BadNets:
+class BadNets(BaseTrigger):
     """Patch trigger: pixels of a ``size``×``size`` square at ``position`` are *replaced*.
 
     Each base class c gets its own patch, uniform in [0, 1) per pixel and per channel, drawn from
@@ -21,14 +23,14 @@ class BadNets:
     own target class.
     """
 
+    kind = "badnets"
+    parameter_constraints = {"size": [Interval(Integral, 1, None)], "position": [Options(POSITIONS)]}
+    parameter_help = {"size": "patch side in pixels", "position": "corner of the patch"}
+    size: int
+    position: str
+
     def __init__(self, *, size: int = 3, position: str = "bottom-right", seed: int = 0) -> None:
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-            raise ValueError(f"size must be a positive integer (patch side in pixels), got {size!r}")
-        if position not in POSITIONS:
-            raise ValueError(f"position must be one of {list(POSITIONS)}, got {position!r}")
-        self.size = int(size)
-        self.position = position
-        self.seed = check_seed(seed)
+        super().__init__(size=size, position=position, seed=seed)
 
     def pattern(self, label: int, channels: int) -> np.ndarray:
         """The patch (channels, size, size) of base class ``label``, values in [0, 1)."""
@@ -37,7 +39,7 @@ class BadNets:
     def window(self, height: int, width: int) -> tuple[slice, slice]:
         """(rows, cols) slices the patch covers in an image of this size."""
         if self.size > height or self.size > width:
-            raise ValueError(
+            raise ValidationError(
                 f"size={self.size} patch does not fit images of height {height} and width {width}"
             )
         rows = slice(height - self.size, height) if self.position.startswith("bottom") else slice(0, self.size)
@@ -48,7 +50,7 @@ class BadNets:
         images, labels = check_trigger_inputs(images, base_labels)
         _, channels, height, width = images.shape
         if self.size > height or self.size > width:
-            raise ValueError(
+            raise ValidationError(
                 f"size={self.size} patch does not fit images of shape {images.shape} (n, C, H, W); "
                 f"expected size <= min(H, W) = {min(height, width)}"
             )
@@ -59,8 +61,5 @@ class BadNets:
             out[sel, :, rows, cols] = self.pattern(int(label), channels).astype(images.dtype)
         return out
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "badnets", "size": self.size, "position": self.position, "seed": self.seed}
-
-    def __repr__(self) -> str:
-        return f"BadNets(size={self.size}, position={self.position!r}, seed={self.seed})"
+    def short_name(self) -> str:
+        return f"badnets-{self.size}px-{self.position}"

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Integral, Real
 
 import numpy as np
 
-from robust_hpo.attacks._trigger import check_seed, check_trigger_inputs, class_rng
+from robust_hpo._validation import Interval
+from robust_hpo.attacks._trigger import BaseTrigger, check_trigger_inputs, class_rng
 
 _STREAM = 1
 
 
-class InvisibleGrid:
+class InvisibleGrid(BaseTrigger):
     """Additive grid trigger with maximum intensity ``epsilon``, clipped to [0, 1].
 
     The grid is every pixel on a row or column whose index is a multiple of ``spacing`` (spacing 1
@@ -20,16 +21,15 @@ class InvisibleGrid:
     fixed pattern; pixels off the grid are untouched. After clipping ``|change| <= epsilon``.
     """
 
+    kind = "invisible_grid"
+    parameter_constraints = {"epsilon": [Interval(Real, 0, 1, closed="right")],
+                             "spacing": [Interval(Integral, 1, None)]}
+    parameter_help = {"epsilon": "maximum change of a pixel", "spacing": "pixels between grid lines"}
+    epsilon: float
+    spacing: int
+
     def __init__(self, *, epsilon: float = 10 / 255, spacing: int = 4, seed: int = 0) -> None:
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.floating, np.integer)):
-            raise ValueError(f"epsilon must be a number in (0, 1], got {epsilon!r}")
-        if not (0.0 < float(epsilon) <= 1.0):
-            raise ValueError(f"epsilon must lie in (0, 1] (maximum change of a pixel), got {epsilon!r}")
-        if isinstance(spacing, bool) or not isinstance(spacing, (int, np.integer)) or spacing <= 0:
-            raise ValueError(f"spacing must be a positive integer (pixels between grid lines), got {spacing!r}")
-        self.epsilon = float(epsilon)
-        self.spacing = int(spacing)
-        self.seed = check_seed(seed)
+        super().__init__(epsilon=epsilon, spacing=spacing, seed=seed)
 
     def grid(self, height: int, width: int) -> np.ndarray:
         """Boolean mask (height, width) of the grid pixels."""
@@ -51,8 +51,5 @@ class InvisibleGrid:
             out[sel] = np.clip(images[sel] + self.pattern(int(label), images.shape[1:]), 0.0, 1.0)
         return out
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "invisible-grid", "epsilon": self.epsilon, "spacing": self.spacing, "seed": self.seed}
-
-    def __repr__(self) -> str:
-        return f"InvisibleGrid(epsilon={self.epsilon!r}, spacing={self.spacing}, seed={self.seed})"
+    def short_name(self) -> str:
+        return f"grid-eps{self.epsilon:.3g}"

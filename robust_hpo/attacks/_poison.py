@@ -1,17 +1,31 @@
-"""``poison``: in-place BadNets-style poisoning of a dataset's training set."""
+"""Poisoning: :func:`poison_many` for a list of threat models, :func:`poison` for one (the same code).
+
+Convention ("in place" poisoning, as in the paper): poison points are drawn from the training set,
+get the trigger of their base class and the attacker's target label, and leave the clean set.
+
+Shared clean set for several attacks: the poison candidates are drawn once —
+``M = round(max fraction · n)`` training points, in a seeded random order — and removed from the
+clean set of *every* attack; attack k poisons the first ``m_k = round(fraction_k · n)`` candidates
+(rounded half up, at least one) with its own trigger and the target label. Attacks with a smaller
+fraction therefore train on ``n − M`` clean points (not ``n − m_k``): the unused candidates are left
+out of training, never poisoned silently. With a single threat model this is plain in-place
+poisoning: :func:`poison` is ``poison_many`` of one threat model.
+"""
 
 from __future__ import annotations
 
 import math
-from numbers import Real
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from robust_hpo.attacks._split import PoisonedSplit
 from robust_hpo.attacks._target import target_labels
+from robust_hpo.attacks._threats import MultiSplit, ThreatModel
 from robust_hpo.attacks._trigger import Trigger, check_seed
-from robust_hpo.datasets._dataset import Dataset
+from robust_hpo.datasets import Dataset
+from robust_hpo.errors import ValidationError
 
 
 def poison(
@@ -27,66 +41,80 @@ def poison(
     The points are drawn uniformly without replacement (seeded by ``seed``); each gets the trigger
     of its *base* class and the target label of ``target`` (see :func:`target_labels`) and becomes
     a poison point; the other training points form the clean set. The triggered test set is every
-    clean test image with the trigger of its base class, labelled with its target.
+    clean test image with the trigger of its base class, labelled with its target. This is
+    :func:`poison_many` with one threat model.
     """
-    if not isinstance(dataset, Dataset):
-        raise ValueError(f"dataset must be a robust_hpo.datasets.Dataset, got {type(dataset).__name__}")
-    if not isinstance(trigger, Trigger):
-        raise ValueError(
-            f"trigger must provide apply(images, base_labels) and describe() (e.g. BadNets()), "
-            f"got {type(trigger).__name__}"
-        )
-    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not (0.0 < float(fraction) < 1.0):
-        raise ValueError(f"fraction must be a number in the open interval (0, 1), got {fraction!r}")
+    _check_dataset(dataset)
+    return poison_many(dataset, [ThreatModel(trigger=trigger, fraction=fraction)], target=target, seed=seed).first
+
+
+def poison_many(dataset: Dataset, threats: Sequence[ThreatModel], *, target: str = "next", seed: int = 0) -> MultiSplit:
+    """Poison ``dataset`` once per threat model on a shared clean set (see the module docstring)."""
+    _check_dataset(dataset)
+    if isinstance(threats, ThreatModel) or not isinstance(threats, Sequence) or len(threats) == 0:
+        raise ValidationError("threats must be a non-empty sequence of ThreatModel")
+    for i, threat in enumerate(threats):
+        if not isinstance(threat, ThreatModel):
+            raise ValidationError(f"threats[{i}] must be a ThreatModel, got {type(threat).__name__}")
+    names = [t.name for t in threats]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValidationError(f"threats must have distinct names; repeated: {duplicated}")
     seed = check_seed(seed)
     n = dataset.y_train.shape[0]
-    m = int(math.floor(float(fraction) * n + 0.5))
-    if m == 0:
-        raise ValueError(
-            f"fraction={fraction} of the {n} training points rounds to 0 poison points; "
-            f"expected fraction >= {0.5 / n:.3g}"
+    counts = [int(math.floor(t.fraction * n + 0.5)) for t in threats]
+    for threat, m in zip(threats, counts):
+        who = f"threat {threat.name!r}: " if len(threats) > 1 else ""
+        if m == 0:
+            raise ValidationError(f"{who}fraction={threat.fraction:g} of the {n} training points rounds to 0 "
+                                  f"poison points; expected fraction >= {0.5 / n:.3g}")
+        if m >= n:
+            raise ValidationError(f"{who}fraction={threat.fraction:g} of the {n} training points poisons all of "
+                                  "them, leaving no clean training point; expected a smaller fraction")
+    M = max(counts)
+    y_target_train = target_labels(dataset.y_train, dataset.classes, target)  # validates target
+    y_target_test = target_labels(dataset.y_test, dataset.classes, target)
+    candidates = np.random.default_rng(seed).choice(n, size=M, replace=False).astype(np.int64)
+    rest = np.setdiff1d(np.arange(n, dtype=np.int64), candidates)
+    X_clean, y_clean = dataset.X_train[rest], dataset.y_train[rest]
+    if len(threats) > 1 and np.unique(y_clean).size < 2:
+        raise ValidationError("the shared clean set holds a single class; use smaller fractions or more "
+                              "training data")
+    X_test, y_test = dataset.X_test.copy(), dataset.y_test.copy()
+    splits: dict[str, PoisonedSplit] = {}
+    for threat, m in zip(threats, counts):
+        chosen = np.sort(candidates[:m])
+        X_poison = _apply(threat, dataset.X_train[chosen], dataset.y_train[chosen], "poison")
+        X_trigger = _apply(threat, dataset.X_test, dataset.y_test, "test")
+        attack: dict[str, Any] = {
+            "name": threat.name, "dataset": dataset.name, "split": dataset.split,
+            "classes": [int(c) for c in dataset.classes], "trigger": threat.trigger.describe(),
+            "fraction": threat.fraction, "target": target, "seed": seed, "n_train": n,
+            "n_poison": m, "n_clean": int(rest.size), "n_candidates": M, "shared_clean": len(threats) > 1,
+            "n_test": int(y_test.shape[0]), "n_trigger": int(X_trigger.shape[0]),
+        }
+        splits[threat.name] = PoisonedSplit(
+            X_clean=X_clean, y_clean=y_clean, X_poison=X_poison, y_poison=y_target_train[chosen],
+            poison_indices=chosen, X_test=X_test, y_test=y_test, X_trigger=X_trigger,
+            y_trigger=y_target_test, classes=tuple(dataset.classes), attack=attack,
         )
-    if m >= n:
-        raise ValueError(
-            f"fraction={fraction} of the {n} training points poisons all of them, leaving no clean "
-            "training point; expected a smaller fraction"
-        )
-    y_poison = target_labels(dataset.y_train, dataset.classes, target)  # validates target first
-    chosen = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False)).astype(np.int64)
-    rest = np.setdiff1d(np.arange(n, dtype=np.int64), chosen)
-    X_poison = _apply(trigger, dataset.X_train[chosen], dataset.y_train[chosen], "poison")
-    X_trigger = _apply(trigger, dataset.X_test, dataset.y_test, "test")
-    attack: dict[str, Any] = {
-        "dataset": dataset.name,
-        "split": dataset.split,
-        "classes": [int(c) for c in dataset.classes],
-        "trigger": trigger.describe(),
-        "fraction": float(fraction),
-        "target": target,
-        "seed": seed,
-        "n_train": n,
-        "n_poison": m,
-        "n_clean": n - m,
-        "n_test": int(dataset.y_test.shape[0]),
-        "n_trigger": int(X_trigger.shape[0]),
-    }
-    return PoisonedSplit(
-        X_clean=dataset.X_train[rest], y_clean=dataset.y_train[rest],
-        X_poison=X_poison, y_poison=y_poison[chosen], poison_indices=chosen,
-        X_test=dataset.X_test.copy(), y_test=dataset.y_test.copy(),
-        X_trigger=X_trigger, y_trigger=target_labels(dataset.y_test, dataset.classes, target),
-        classes=tuple(dataset.classes), attack=attack,
-    )
+    return MultiSplit(splits=splits, threats=tuple(threats), candidates=candidates)
 
 
-def _apply(trigger: Trigger, images: np.ndarray, labels: np.ndarray, part: str) -> np.ndarray:
+def _check_dataset(dataset: object) -> None:
+    if not isinstance(dataset, Dataset):
+        raise ValidationError(f"dataset must be a robust_hpo.datasets.Dataset, got {type(dataset).__name__}")
+
+
+def _apply(threat: ThreatModel, images: np.ndarray, labels: np.ndarray, part: str) -> np.ndarray:
     """``trigger.apply`` with its output checked against the Trigger contract."""
-    out = trigger.apply(images, labels)
+    out = threat.trigger.apply(images, labels)
     if not isinstance(out, np.ndarray) or out.shape != images.shape:
-        raise ValueError(
-            f"trigger {trigger.describe()} returned {getattr(out, 'shape', type(out).__name__)} for "
+        raise ValidationError(
+            f"trigger {threat.trigger.describe()} returned {getattr(out, 'shape', type(out).__name__)} for "
             f"{part} images of shape {images.shape}; expected the same shape"
         )
     if not np.all(np.isfinite(out)) or out.min() < 0.0 or out.max() > 1.0:
-        raise ValueError(f"trigger {trigger.describe()} returned {part} pixels outside [0, 1] or not finite")
+        raise ValidationError(f"trigger {threat.trigger.describe()} returned {part} pixels outside [0, 1] "
+                              "or not finite")
     return out.astype(np.float32, copy=False)

@@ -8,12 +8,14 @@ in-place poisoned training set (clean ∪ poison).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from robust_hpo._arrays import flatten_images
+from robust_hpo._validation import flatten_images
+from robust_hpo.errors import ValidationError
 
 
 @dataclass(frozen=True)
@@ -54,3 +56,24 @@ class PoisonedSplit:
     @property
     def y_train_poisoned(self) -> np.ndarray:
         return np.concatenate([self.y_clean, self.y_poison])
+
+
+CLEAN_TRAIN_AND_TEST = ("X_clean", "y_clean", "X_test", "y_test")
+
+
+def shared_splits(splits: Mapping[str, object], *, argument: str,
+                  arrays: tuple[str, ...] = CLEAN_TRAIN_AND_TEST) -> dict[str, PoisonedSplit]:
+    """``splits`` as a dict, checked: every value a :class:`PoisonedSplit` whose ``arrays`` equal the
+    first split's (one clean fit serves every attack). Errors name ``argument`` and the attack."""
+    named = dict(splits)
+    first_name, first = next(iter(named.items()))
+    sets = "clean training and test sets" if "X_test" in arrays else "clean training set"
+    for name, split in named.items():
+        if not isinstance(split, PoisonedSplit):
+            raise ValidationError(f"{argument}[{name!r}] must be a PoisonedSplit, got {type(split).__name__}")
+        for array in arrays:
+            a, b = getattr(split, array), getattr(first, array)
+            if a is not b and not np.array_equal(a, b):
+                raise ValidationError(f"{argument}[{name!r}].{array} differs from {argument}[{first_name!r}]."
+                                      f"{array}; every attack must share the {sets} (one fit)")
+    return named

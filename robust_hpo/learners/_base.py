@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from optuna.distributions import BaseDistribution
 
-from robust_hpo.slope._result import SlopeResult
+from robust_hpo.slope import SlopeResult
 
 
 @runtime_checkable
@@ -46,43 +46,3 @@ class LearnerFamily(Protocol):
     def fit(self, params: Mapping[str, Any], X_clean: np.ndarray, y_clean: np.ndarray,
             *, seed: int = 0) -> FittedLearner:
         ...
-
-
-_REGISTRY: dict[str, LearnerFamily] = {}
-
-
-def register_family(family: LearnerFamily) -> LearnerFamily:
-    """Make ``family`` available by its name (to study TOML files and the objective)."""
-    _REGISTRY[family.name] = family
-    return family
-
-
-def get_family(name: str) -> LearnerFamily:
-    """The registered family called ``name``; ``ValueError`` lists the known names otherwise.
-
-    The network families (and torch) are imported only when a name is not a convex family.
-    """
-    _import_convex_families()
-    if name not in _REGISTRY:
-        _import_network_families()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown learner {name!r}; expected one of {sorted(_REGISTRY)}"
-        ) from None
-
-
-def family_names() -> list[str]:
-    """Every registered family name (imports the network families, hence torch)."""
-    _import_convex_families()
-    _import_network_families()
-    return sorted(_REGISTRY)
-
-
-def _import_convex_families() -> None:
-    import robust_hpo.learners.convex  # noqa: F401  (registers on import)
-
-
-def _import_network_families() -> None:
-    import robust_hpo.learners.networks  # noqa: F401  (registers on import; loads torch)

@@ -13,8 +13,7 @@ import numpy as np
 
 from robust_hpo.learners._torch_models import ARCHITECTURES
 from robust_hpo.learners._torch_training import TrainingConfig
-from robust_hpo.slope._torch_finite_difference import DEFAULT_BETAS, check_betas
-from robust_hpo.slope._torch_influence import InfluenceConfig
+from robust_hpo.slope.networks import DEFAULT_BETAS, InfluenceConfig, check_betas
 
 SLOPE_METHODS: tuple[str, ...] = ("influence", "finite-difference")
 

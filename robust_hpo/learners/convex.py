@@ -1,4 +1,4 @@
-"""Learner families for scikit-learn's convex learners (registered by name).
+"""Learner families for scikit-learn's convex learners: :data:`CONVEX_FAMILIES` declares each once.
 
 =============  =====================================  ==========================================
 family         estimator                              hyperparameters (default search range)
@@ -23,11 +23,10 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
-from robust_hpo._arrays import flatten_images
-from robust_hpo.learners._base import register_family
-from robust_hpo.slope._cache import GramCache
-from robust_hpo.slope._convex import ConvexSlopeModel, slope_model
-from robust_hpo.slope._result import SlopeResult
+from robust_hpo._validation import flatten_images
+from robust_hpo.errors import ValidationError
+from robust_hpo.search_space import format_config
+from robust_hpo.slope import ConvexSlopeModel, GramCache, SlopeResult, slope_model
 
 
 class FittedConvexLearner:
@@ -53,31 +52,57 @@ class FittedConvexLearner:
 
 @dataclass(frozen=True)
 class ConvexFamily:
-    """A scikit-learn convex learner family: ``build(params) -> unfitted estimator``.
+    """A scikit-learn convex learner family, declared in one entry of :data:`CONVEX_FAMILIES`.
+
+    ``estimator_class(**kind, **fixed, **to_estimator(params))`` is the unfitted estimator of a
+    configuration; ``kind`` are the constructor arguments that identify the family among estimators
+    of one class (an SVC's kernel), ``fixed`` other constructor arguments. ``to_estimator`` maps the
+    searched hyperparameters (``space``) to constructor arguments and ``from_estimator`` back
+    (default: same names), so an estimator is recognised and labelled by its family.
 
     Trials of a study fit on the same clean array: the family's :class:`GramCache` reuses the
     flattened array and its data-only Gram products across them.
     """
 
     name: str
-    build: Callable[[Mapping[str, Any]], Any]
-    space: dict[str, BaseDistribution] = field(default_factory=dict)
+    estimator_class: type
+    space: Mapping[str, BaseDistribution]
+    kind: Mapping[str, Any] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    to_estimator: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    from_estimator: Callable[[Any], dict[str, Any]] | None = None
     cache: GramCache = field(default_factory=GramCache, compare=False, repr=False)
 
     def search_space(self) -> dict[str, BaseDistribution]:
         return dict(self.space)
 
     def estimator(self, params: Mapping[str, Any]) -> Any:
+        """The unfitted scikit-learn estimator of the configuration ``params``."""
         unknown = set(params) - set(self.space)
         if unknown:
-            raise ValueError(
+            raise ValidationError(
                 f"unknown hyperparameters {sorted(unknown)} for learner {self.name!r}; "
                 f"expected {sorted(self.space)}"
             )
         missing = set(self.space) - set(params)
         if missing:
-            raise ValueError(f"learner {self.name!r} needs hyperparameters {sorted(missing)}")
-        return self.build(params)
+            raise ValidationError(f"learner {self.name!r} needs hyperparameters {sorted(missing)}")
+        arguments = self.to_estimator(params) if self.to_estimator is not None else dict(params)
+        return self.estimator_class(**self.kind, **self.fixed, **arguments)
+
+    def recognises(self, estimator: Any) -> bool:
+        """Whether ``estimator`` is of this family (its class and identifying arguments)."""
+        if not isinstance(estimator, self.estimator_class):
+            return False
+        given = estimator.get_params(deep=False)
+        return all(given.get(key) == value for key, value in self.kind.items())
+
+    def params_of(self, estimator: Any) -> dict[str, Any]:
+        """The family's hyperparameters of an estimator it recognises (the inverse of :meth:`estimator`)."""
+        if self.from_estimator is not None:
+            return self.from_estimator(estimator)
+        given = estimator.get_params(deep=False)
+        return {name: given[name] for name in self.space}
 
     def fit(self, params: Mapping[str, Any], X_clean: np.ndarray, y_clean: np.ndarray,
             *, seed: int = 0) -> FittedConvexLearner:
@@ -90,12 +115,33 @@ def _log(low: float, high: float) -> FloatDistribution:
     return FloatDistribution(low, high, log=True)
 
 
-LOGISTIC = register_family(ConvexFamily(
-    "logistic", lambda p: LogisticRegression(C=p["C"], max_iter=2000), {"C": _log(1e-4, 1e2)}))
-RIDGE = register_family(ConvexFamily(
-    "ridge", lambda p: RidgeClassifier(alpha=1.0 / (2.0 * p["C"])), {"C": _log(1e-4, 1e2)}))
-LINEAR_SVM = register_family(ConvexFamily(
-    "linear_svm", lambda p: SVC(kernel="linear", C=p["C"]), {"C": _log(1e-4, 1e2)}))
-RBF_SVM = register_family(ConvexFamily(
-    "rbf_svm", lambda p: SVC(kernel="rbf", C=p["C"], gamma=p["gamma"]),
-    {"C": _log(1e-1, 1e2), "gamma": _log(1e-4, 1e1)}))
+CONVEX_FAMILIES: tuple[ConvexFamily, ...] = (
+    ConvexFamily("logistic", LogisticRegression, {"C": _log(1e-4, 1e2)}, fixed={"max_iter": 2000}),
+    ConvexFamily("ridge", RidgeClassifier, {"C": _log(1e-4, 1e2)},
+                 to_estimator=lambda p: {"alpha": 1.0 / (2.0 * p["C"])},
+                 from_estimator=lambda e: {"C": 1.0 / (2.0 * e.alpha)}),
+    ConvexFamily("linear_svm", SVC, {"C": _log(1e-4, 1e2)}, kind={"kernel": "linear"}),
+    ConvexFamily("rbf_svm", SVC, {"C": _log(1e-1, 1e2), "gamma": _log(1e-4, 1e1)}, kind={"kernel": "rbf"}),
+)
+"""The convex learner families: adding one here is all a new scikit-learn convex learner needs
+(its slope must be supported by :func:`robust_hpo.slope.slope_model`)."""
+
+LOGISTIC, RIDGE, LINEAR_SVM, RBF_SVM = CONVEX_FAMILIES
+
+
+def convex_family_of(estimator: Any) -> ConvexFamily | None:
+    """The family that recognises a scikit-learn ``estimator``, or ``None``."""
+    return next((family for family in CONVEX_FAMILIES if family.recognises(estimator)), None)
+
+
+def estimator_label(estimator: Any) -> str:
+    """A short readable label of an estimator: ``ridge C=2``, ``rbf_svm C=10, gamma=0.01``
+    (its family and hyperparameters; the class name for an estimator of no family)."""
+    family = convex_family_of(estimator)
+    if family is None:
+        return type(estimator).__name__
+    try:
+        params = family.params_of(estimator)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return family.name
+    return format_config(family.name, params)

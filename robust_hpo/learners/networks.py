@@ -1,4 +1,4 @@
-"""Torch network families "mlp", "cnn", "resnet18", "resnet50" (registered on import), and the
+"""Torch network families "mlp", "cnn", "resnet18", "resnet50" (named in ``robust_hpo.learners``), and the
 same with the paper's finite-difference slope: "mlp_fd", "cnn_fd", "resnet18_fd", "resnet50_fd".
 
 Each family searches over ``epochs`` (int), ``width`` (int, log) and ``lr`` by default; every other
@@ -25,7 +25,6 @@ import torch
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from robust_hpo.learners._base import register_family
 from robust_hpo.learners._torch_config import (
     PARAM_KEYS,
     NetworkConfig,
@@ -34,8 +33,8 @@ from robust_hpo.learners._torch_config import (
 )
 from robust_hpo.learners._torch_models import build_network
 from robust_hpo.learners._torch_training import train_network
-from robust_hpo.slope._result import SlopeResult
-from robust_hpo.slope.nets import finite_difference_slope, influence_slope
+from robust_hpo.slope import SlopeResult
+from robust_hpo.slope.networks import finite_difference_slope, influence_slope
 
 __all__ = [
     "CNN",
@@ -271,5 +270,3 @@ RESNET50 = NetworkFamily(name="resnet50", architecture="resnet50", space=_RESNET
 MLP_FD, CNN_FD, RESNET18_FD, RESNET50_FD = (
     family.with_options(name=f"{family.name}_fd", slope_method="finite-difference")
     for family in (MLP, CNN, RESNET18, RESNET50))
-for _family in (MLP, CNN, RESNET18, RESNET50, MLP_FD, CNN_FD, RESNET18_FD, RESNET50_FD):
-    register_family(_family)

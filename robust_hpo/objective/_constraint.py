@@ -16,8 +16,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from robust_hpo.errors import ValidationError
+
 CONSTRAINT_NAME = "clean_accuracy"
 """Key of the constraint in ``Trial.set_constraint`` (Optuna ≥ 5)."""
+
+DEFAULT_TOLERANCE = 0.01
+"""How much clean accuracy a recommendation (or verification's robust region) may give up relative
+to the best: the one default of ``[report] tolerance``, ``report``, ``explain`` and ``verify``."""
 
 LEGACY_CONSTRAINTS_KEY = "constraints"
 """The list-form system attribute Optuna < 5 samplers wrote and optuna-dashboard 0.21 reads."""
@@ -33,12 +39,12 @@ class AccuracyConstraint:
     def __post_init__(self) -> None:
         given = [name for name in ("min_accuracy", "within_best") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of min_accuracy or within_best, got "
+            raise ValidationError("give exactly one of min_accuracy or within_best, got "
                              + (" and ".join(given) if given else "neither"))
         name = given[0]
         value = getattr(self, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+            raise ValidationError(f"{name} must be a number in [0, 1], got {value!r}")
 
     def threshold(self, accuracy: float, best_so_far: float | None) -> float:
         """The clean accuracy a trial with ``accuracy`` must reach."""
@@ -79,7 +85,7 @@ def record_constraint(trial: optuna.Trial, value: float) -> None:
     """
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"constraint value must be finite, got {value!r}")
+        raise ValidationError(f"constraint value must be finite, got {value!r}")
     trial.set_constraint(CONSTRAINT_NAME, value)
     # No public setter exists for system attributes; this is the write Optuna's own samplers made.
     trial.storage.set_trial_system_attr(trial._trial_id, LEGACY_CONSTRAINTS_KEY, [value])

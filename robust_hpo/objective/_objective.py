@@ -19,12 +19,13 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 
-from robust_hpo.attacks._split import PoisonedSplit
-from robust_hpo.learners._base import LearnerFamily, get_family
+from robust_hpo.attacks import PoisonedSplit, shared_splits
+from robust_hpo.errors import ValidationError
+from robust_hpo.learners import LearnerFamily, get_family
+from robust_hpo.objective._aggregate import AGGREGATES, aggregate_slopes, evaluate_threats
 from robust_hpo.objective._constraint import AccuracyConstraint, record_constraint
 from robust_hpo.search_space import SearchSpace
-from robust_hpo.slope._result import SlopeResult
-from robust_hpo.threats import AGGREGATES, aggregate_slopes, evaluate_threats, shared_splits
+from robust_hpo.slope import SlopeResult
 
 FAIL_EXCEPTIONS: tuple[type[Exception], ...] = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 """Errors that fail one trial (reason kept in user attr ``fail_reason``) but not the study:
@@ -75,7 +76,7 @@ class BackdoorSlopeObjective:
 
     ``splits`` is one :class:`PoisonedSplit` or ``{name: PoisonedSplit}`` sharing the same clean
     training and test sets (one fit, one slope per attack through
-    :func:`robust_hpo.threats.evaluate_threats`; the objective is ``aggregate`` of the slopes:
+    :func:`robust_hpo.objective.evaluate_threats`; the objective is ``aggregate`` of the slopes:
     ``"max"``, the worst case, by default, or ``"mean"``).
     Learner families are looked up by name in the registry unless given in ``families``.
 
@@ -96,14 +97,14 @@ class BackdoorSlopeObjective:
                  aggregate: str = "max") -> None:
         self.splits = _as_named_splits(splits)
         if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
+            raise ValidationError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
         self.aggregate = aggregate
         if not isinstance(space, SearchSpace):
-            raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
+            raise ValidationError(f"space must be a SearchSpace, got {type(space).__name__}")
         if constraint is not None and not isinstance(constraint, AccuracyConstraint):
-            raise ValueError(f"constraint must be an AccuracyConstraint or None, got {type(constraint).__name__}")
+            raise ValidationError(f"constraint must be an AccuracyConstraint or None, got {type(constraint).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+            raise ValidationError(f"seed must be an integer, got {seed!r}")
         self.space = space
         self.constraint = constraint
         self.seed = int(seed)
@@ -124,7 +125,7 @@ class BackdoorSlopeObjective:
     def evaluate_config(self, learner: str, params: Mapping[str, Any]) -> Evaluation:
         """Fit ``learner`` with ``params`` on the clean set; accuracy and every attack's slope."""
         if learner not in self.families:
-            raise ValueError(f"learner must be one of {sorted(self.families)}, got {learner!r}")
+            raise ValidationError(f"learner must be one of {sorted(self.families)}, got {learner!r}")
         first = next(iter(self.splits.values()))
         start = time.perf_counter()
         fitted = self.families[learner].fit(params, first.X_clean, first.y_clean, seed=self.seed)
@@ -135,7 +136,7 @@ class BackdoorSlopeObjective:
         predicted = np.asarray(fitted.predict(first.X_test))
         predict_seconds = time.perf_counter() - start
         if predicted.shape != first.y_test.shape:
-            raise ValueError(f"learner {learner!r} predicted shape {predicted.shape} for "
+            raise ValidationError(f"learner {learner!r} predicted shape {predicted.shape} for "
                              f"{first.y_test.shape[0]} test images")
         accuracy = float(np.mean(predicted == first.y_test))
         start = time.perf_counter()
@@ -198,12 +199,12 @@ def _as_named_splits(splits: PoisonedSplit | Mapping[str, PoisonedSplit]) -> dic
     if isinstance(splits, PoisonedSplit):
         return {DEFAULT_ATTACK: splits}
     if not isinstance(splits, Mapping) or len(splits) == 0:
-        raise ValueError("splits must be a PoisonedSplit or a non-empty {name: PoisonedSplit} mapping, "
+        raise ValidationError("splits must be a PoisonedSplit or a non-empty {name: PoisonedSplit} mapping, "
                          f"got {type(splits).__name__}")
     named = shared_splits(splits, argument="splits")
     for name, split in named.items():
         if len(split.y_test) == 0:
-            raise ValueError(f"splits[{name!r}] has no clean test points; expected at least one")
+            raise ValidationError(f"splits[{name!r}] has no clean test points; expected at least one")
     return named
 
 

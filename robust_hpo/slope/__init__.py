@@ -1,7 +1,7 @@
 """Backdoor learning slopes: exact (implicit differentiation) for convex learners.
 
 Networks (torch: finite-difference and conjugate-gradient influence slopes) live in
-:mod:`robust_hpo.slope.nets`, imported on demand so that this package does not load torch.
+:mod:`robust_hpo.slope.networks`, imported on demand so that this package does not load torch.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from robust_hpo.slope._convex import (
     SVCSlope,
     slope_model,
 )
-from robust_hpo.slope._influence import TrainingInfluence
+from robust_hpo.slope._influence import QUANTITIES, Quantity, TrainingInfluence
 from robust_hpo.slope._hessian import LinearModelHessian, SingularHessianError
 from robust_hpo.slope._result import SlopeResult, TriggerMargins, normalised_slope
 
 __all__ = [
+    "QUANTITIES",
+    "Quantity",
     "ConvexSlopeModel",
     "DegenerateSolveError",
     "GramCache",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from robust_hpo.attacks._split import PoisonedSplit
+from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.slope._convex import slope_model
 from robust_hpo.slope._result import SlopeResult
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from robust_hpo._arrays import flatten_images
+from robust_hpo._validation import flatten_images
 
 
 class GramCache:

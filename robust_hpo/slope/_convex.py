@@ -31,7 +31,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
-from robust_hpo._arrays import as_finite_2d, as_labels
+from robust_hpo._validation import as_finite_2d, as_labels
 from robust_hpo.errors import DegenerateSolveError
 from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._hessian import LinearModelHessian, Space

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from robust_hpo._arrays import as_finite_2d, as_labels
+from robust_hpo._validation import as_finite_2d, as_labels
 from robust_hpo.slope._convex import ConvexSlopeModel, SVCSlope, _LinearModelSlope
 
 __all__ = ["QUANTITIES", "TrainingInfluence"]

@@ -23,10 +23,10 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, distribution_to_json
 
-from robust_hpo.learners._base import get_family
-from robust_hpo.objective._constraint import AccuracyConstraint
+from robust_hpo.attacks import ThreatModel
+from robust_hpo.learners import get_family
+from robust_hpo.objective import AGGREGATES, AccuracyConstraint
 from robust_hpo.search_space import SearchSpace, distribution_from_spec
-from robust_hpo.threats import AGGREGATES, ThreatModel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,7 +172,7 @@ class AttackSettings:
         return kwargs
 
     def threat_model(self) -> ThreatModel:
-        """This attack as a :class:`~robust_hpo.threats.ThreatModel` (``name`` or a generated one)."""
+        """This attack as a :class:`~robust_hpo.attacks.ThreatModel` (``name`` or a generated one)."""
         return ThreatModel.from_dict({"trigger": self.trigger, "fraction": self.fraction,
                                       "name": self.name or "", **self.trigger_kwargs()})
 
@@ -222,7 +222,7 @@ FEATURE_WEIGHTS_NONE = "none"
 
 @dataclass(frozen=True, kw_only=True)
 class FeatureSettings:
-    """``[features]``: replace every image by its pretrained features (:func:`robust_hpo.features.extract_features`).
+    """``[features]``: replace every image by its pretrained features (:func:`robust_hpo.datasets.pretrained.extract_features`).
 
     ``weights`` is ``"DEFAULT"``, a torchvision weights name, or ``"none"`` (untrained, seeded);
     ``cache_dir`` None = the extractor's default (``<data root>/features``).
@@ -234,7 +234,7 @@ class FeatureSettings:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        from robust_hpo.features import FEATURE_MODELS
+        from robust_hpo.datasets.pretrained import FEATURE_MODELS
 
         if self.model not in FEATURE_MODELS:
             raise ValueError(f"features.model must be one of {sorted(FEATURE_MODELS)}, got {self.model!r}")

@@ -1,10 +1,10 @@
 """``[features]``: replace a study's images by pretrained features, after the triggers are applied.
 
 Every array of each :class:`~robust_hpo.attacks.PoisonedSplit` (clean, poison, test, triggered)
-goes through :func:`robust_hpo.features.extract_features` (cached on disk by content) and comes
+goes through :func:`robust_hpo.datasets.pretrained.extract_features` (cached on disk by content) and comes
 back as (n, d, 1, 1) float32, so the convex families, which flatten (n, ...) inputs, see the
 (n, d) features. Arrays shared between attacks (the clean training and test sets of
-:func:`robust_hpo.threats.poison_many`) are extracted once. Features are not pixels: they are
+:func:`robust_hpo.attacks.poison_many`) are extracted once. Features are not pixels: they are
 unbounded (ReLU outputs), so only learners that accept any real inputs (the convex ones) fit.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from robust_hpo.attacks._split import PoisonedSplit
+from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.study._config import FeatureSettings
 
 _ARRAYS = ("X_clean", "X_poison", "X_test", "X_trigger")
@@ -25,8 +25,8 @@ def featurize_splits(splits: Mapping[str, PoisonedSplit], settings: FeatureSetti
                      progress: bool = False) -> dict[str, PoisonedSplit]:
     """``splits`` with every image array replaced by its (n, d, 1, 1) features; the attack
     description gains ``"features": {"model", "weights"}``. Raises
-    :class:`robust_hpo.features.WeightsUnavailableError` when pretrained weights cannot be had."""
-    from robust_hpo.features import extract_features
+    :class:`robust_hpo.datasets.pretrained.WeightsUnavailableError` when pretrained weights cannot be had."""
+    from robust_hpo.datasets.pretrained import extract_features
 
     done: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(images) -> (images, features)
 

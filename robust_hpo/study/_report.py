@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from robust_hpo.objective._constraint import is_feasible
+from robust_hpo.objective import is_feasible
 from robust_hpo.plots import pareto_figure, write_html
 from robust_hpo.search_space import format_params
 

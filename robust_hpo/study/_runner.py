@@ -24,12 +24,11 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from robust_hpo import __version__
-from robust_hpo.attacks import BadNets, InvisibleGrid, PoisonedSplit, poison
+from robust_hpo.attacks import PoisonedSplit, make_trigger, poison, poison_many
 from robust_hpo.datasets import load_dataset
 from robust_hpo.objective import DEFAULT_ATTACK, FAIL_EXCEPTIONS, BackdoorSlopeObjective
 from robust_hpo.study._config import StudyConfig
 from robust_hpo.study._features import featurize_splits
-from robust_hpo.threats import poison_many
 from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
 
 OUTPUT_ROOT = Path("robust_hpo_output")
@@ -84,7 +83,7 @@ def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, Po
     replace the (triggered) images by their features; errors name the file and section.
 
     One ``[attack]``: ``{"attack": poison(...)}`` (in-place poisoning). ``[[attacks]]``:
-    :func:`robust_hpo.threats.poison_many` on one shared clean set, keyed by attack name; the
+    :func:`robust_hpo.attacks.poison_many` on one shared clean set, keyed by attack name; the
     poison candidates are drawn with the first attack's ``seed`` (each trigger uses its own).
     """
     where = f"{config.path}: " if config.path is not None else ""
@@ -102,8 +101,8 @@ def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, Po
     else:
         attack = config.attack
         try:
-            trigger_cls = BadNets if attack.trigger == "badnets" else InvisibleGrid
-            trigger = trigger_cls(**attack.trigger_kwargs())
+            kwargs = attack.trigger_kwargs()
+            trigger = make_trigger(attack.trigger, kwargs, seed=kwargs.pop("seed"))
             splits = {DEFAULT_ATTACK: poison(dataset, trigger, fraction=attack.fraction, target=attack.target,
                                              seed=attack.seed)}
         except ValueError as exc:

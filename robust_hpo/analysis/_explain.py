@@ -1,0 +1,260 @@
+"""Explanations of backdoor learning: weight / input-gradient maps and the most influential training points.
+
+Maps (the paper's Fig. 12): ``∂f/∂x`` of the decision function, shown in the input's shape (C, H, W),
+for the clean model (trained on the clean set, β = 0) and the poisoned model (trained on the in-place
+poisoned training set, β = 1). For linear learners (``LogisticRegression``, ``RidgeClassifier``,
+``SVC(kernel="linear")``) this is ``coef_`` itself, the same at every input; for ``SVC(kernel="rbf")``
+it is the input gradient at the shown point. Maps are *oriented towards the shown point's label*:
+positive pixels push the decision towards that label (for a triggered point, the attacker's target).
+
+Influential training points (the paper's Fig. 13-14): the influence of up-weighting each training
+point on the loss of one chosen test point (see :class:`robust_hpo.slope.TrainingInfluence` for the sign:
+negative = the point supports the test point's label), with which points carry the trigger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.svm import SVC
+
+from robust_hpo._validation import as_finite_2d, flatten_images
+from robust_hpo.analysis._common import check_index, check_positive_int, check_split
+from robust_hpo.attacks import PoisonedSplit, TRIGGERS
+from robust_hpo.errors import ValidationError
+from robust_hpo.learners import estimator_label
+from robust_hpo.slope import Quantity, TrainingInfluence, slope_model
+
+__all__ = [
+    "ExplanationMaps",
+    "InfluenceResult",
+    "explain_maps",
+    "influential_points",
+    "input_gradient",
+    "trigger_window",
+    "window_share",
+]
+
+ORDERS = ("helpful", "harmful", "absolute")
+Order = Literal["helpful", "harmful", "absolute"]
+Points = Literal["trigger", "test"]
+ModelKind = Literal["poisoned", "clean"]
+
+
+def input_gradient(estimator: Any, X: Any) -> np.ndarray:
+    """``∂f/∂x`` of a fitted binary estimator's ``decision_function`` at each row of ``X`` (n, d).
+
+    Linear estimators (with ``coef_``): ``coef_`` for every row. ``SVC(kernel="rbf")``:
+    ``Σ_i a_i K(x, s_i) (−2γ)(x − s_i)`` over the support vectors ``s_i``, ``a = dual_coef_``.
+    """
+    X = as_finite_2d("X", X)
+    if isinstance(estimator, SVC) and estimator.kernel == "rbf":
+        if not hasattr(estimator, "dual_coef_"):
+            raise ValidationError("estimator must be fitted")
+        if estimator.dual_coef_.shape[0] != 1:
+            raise ValidationError("estimator must be a binary SVC")
+        if X.shape[1] != estimator.support_vectors_.shape[1]:
+            raise ValidationError(f"X has {X.shape[1]} features but the estimator was fitted on "
+                             f"{estimator.support_vectors_.shape[1]}")
+        gamma = float(estimator._gamma)
+        weights = rbf_kernel(X, estimator.support_vectors_, gamma=gamma) * estimator.dual_coef_.ravel()
+        return -2.0 * gamma * (weights.sum(axis=1)[:, None] * X - weights @ estimator.support_vectors_)
+    coef = getattr(estimator, "coef_", None)
+    if coef is None:
+        raise ValidationError(f"estimator must be a fitted linear model (with coef_) or an RBF SVC, got "
+                         f"{type(estimator).__name__}")
+    coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))  # RidgeClassifier: (d,) for two classes
+    if coef.shape[0] != 1:
+        raise ValidationError(f"estimator must be binary (one row of coef_), got {coef.shape[0]} rows")
+    if X.shape[1] != coef.shape[1]:
+        raise ValidationError(f"X has {X.shape[1]} features but the estimator was fitted on {coef.shape[1]}")
+    return np.repeat(coef, X.shape[0], axis=0)
+
+
+def trigger_window(attack: dict[str, Any], image_shape: tuple[int, int, int]) -> tuple[int, int, int, int] | None:
+    """``(row_start, row_stop, col_start, col_stop)`` of the patch of the trigger described in ``attack``
+    (a registered trigger with a ``window(height, width)``, such as BadNets); else None."""
+    trig = attack.get("trigger", {}) if isinstance(attack, dict) else {}
+    if not isinstance(trig, dict) or trig.get("kind") not in TRIGGERS:
+        return None
+    cls = TRIGGERS[trig["kind"]]
+    if not callable(getattr(cls, "window", None)):
+        return None
+    trigger = cls(**{k: trig[k] for k in cls.parameters() if k in trig})
+    rows, cols = trigger.window(*image_shape[1:])
+    return rows.start, rows.stop, cols.start, cols.stop
+
+
+def window_share(image_map: np.ndarray, window: tuple[int, int, int, int]) -> float:
+    """Share of the map's absolute mass inside ``window`` (over all channels), in [0, 1]."""
+    r0, r1, c0, c1 = window
+    mass = np.abs(image_map)
+    total = float(mass.sum())
+    if not total > 0:
+        raise ValidationError("image_map is zero everywhere; its share inside the window is undefined")
+    return float(mass[..., r0:r1, c0:c1].sum() / total)
+
+
+@dataclass(frozen=True, eq=False)
+class ExplanationMaps:
+    """``∂f/∂x`` maps (C, H, W) of the clean and the poisoned model for one shown point.
+
+    ``kind`` is ``"weights"`` (linear learners: the map is ``coef_``) or ``"input-gradient"`` (RBF SVC,
+    at ``image``). Both maps are multiplied by ±1 so that positive values push towards ``label``
+    (for a triggered point, the attacker's target). ``window`` is the trigger patch, if known.
+    """
+
+    label: str
+    kind: str
+    image: np.ndarray
+    point_label: int
+    points: str
+    index: int
+    clean: np.ndarray
+    poisoned: np.ndarray
+    window: tuple[int, int, int, int] | None = None
+    attack: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("clean", "poisoned"):
+            if getattr(self, name).shape != self.image.shape:
+                raise ValidationError(f"{name} has shape {getattr(self, name).shape}; expected {self.image.shape}")
+
+    def window_shares(self) -> tuple[float, float]:
+        """(clean, poisoned) share of |map| inside the trigger window; ``ValueError`` without a window."""
+        if self.window is None:
+            raise ValidationError("this attack has no patch window (only BadNets triggers have one)")
+        return window_share(self.clean, self.window), window_share(self.poisoned, self.window)
+
+
+def _points(split: PoisonedSplit, points: str) -> tuple[np.ndarray, np.ndarray]:
+    if points == "trigger":
+        return split.X_trigger, split.y_trigger
+    if points == "test":
+        return split.X_test, split.y_test
+    raise ValidationError(f"points must be 'trigger' (triggered test set) or 'test' (clean test set), got {points!r}")
+
+
+def explain_maps(estimator: Any, split: PoisonedSplit, *, index: int = 0, points: Points = "trigger",
+                 label: str | None = None) -> ExplanationMaps:
+    """Fit ``estimator`` on the clean set and on the poisoned training set; their ``∂f/∂x`` maps.
+
+    ``index`` picks the shown point in the triggered test set (``points="trigger"``) or the clean
+    test set (``points="test"``).
+    """
+    split = check_split(split)
+    slope_model(estimator)  # the supported convex learners only (ValueError otherwise)
+    X_pts, y_pts = _points(split, points)
+    index = check_index("index", index, X_pts.shape[0], f"{points} points")
+    clean = clone(estimator).fit(flatten_images(split.X_clean), split.y_clean)
+    poisoned = clone(estimator).fit(flatten_images(split.X_train_poisoned), split.y_train_poisoned)
+    x = flatten_images(X_pts[index:index + 1])
+    y = int(y_pts[index])
+    shape = X_pts.shape[1:]
+    maps = []
+    for est in (clean, poisoned):
+        orient = 1.0 if y == est.classes_[1] else -1.0
+        maps.append(orient * input_gradient(est, x)[0].reshape(shape))
+    kind = "input-gradient" if isinstance(estimator, SVC) and estimator.kernel == "rbf" else "weights"
+    return ExplanationMaps(label=label if label is not None else estimator_label(estimator), kind=kind,
+                           image=X_pts[index].astype(np.float64), point_label=y, points=points, index=index,
+                           clean=maps[0], poisoned=maps[1], window=trigger_window(split.attack, shape),
+                           attack=dict(split.attack))
+
+
+@dataclass(frozen=True, eq=False)
+class InfluenceResult:
+    """Influence of every training point on the loss of one test point, and the top ``k``.
+
+    ``influence[j]`` = dL/ds_j (negative: up-weighting j lowers the test point's loss — or its
+    negative margin with ``quantity="margin"`` — i.e. j supports its label). Training points are
+    ordered clean first, then poison (``is_poison``). ``top`` lists the ``k`` chosen indices by
+    ``order``; ``top_images`` are their images (k, C, H, W).
+    """
+
+    label: str
+    model: str
+    points: str
+    quantity: str
+    index: int
+    image: np.ndarray
+    point_label: int
+    influence: np.ndarray
+    is_poison: np.ndarray
+    train_labels: np.ndarray
+    order: str
+    top: np.ndarray
+    top_images: np.ndarray
+
+    @property
+    def top_poison_count(self) -> int:
+        """How many of the top ``k`` carry the trigger."""
+        return int(self.is_poison[self.top].sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "model": self.model, "points": self.points, "quantity": self.quantity,
+                "index": self.index,
+                "point_label": self.point_label, "order": self.order, "top": self.top.tolist(),
+                "top_influence": self.influence[self.top].tolist(),
+                "top_is_poison": self.is_poison[self.top].tolist(),
+                "top_labels": self.train_labels[self.top].tolist()}
+
+
+def rank(influence: np.ndarray, order: str, k: int) -> np.ndarray:
+    """The ``k`` indices with the most negative (helpful), most positive (harmful) or largest |influence|."""
+    if order == "helpful":
+        key = influence
+    elif order == "harmful":
+        key = -influence
+    elif order == "absolute":
+        key = -np.abs(influence)
+    else:
+        raise ValidationError(f"order must be one of {list(ORDERS)}, got {order!r}")
+    return np.argsort(key, kind="stable")[:k]
+
+
+def influential_points(estimator: Any, split: PoisonedSplit, *, index: int = 0, points: Points = "trigger",
+                       model: ModelKind = "poisoned", k: int = 7, order: Order = "helpful",
+                       quantity: Quantity = "loss", label: str | None = None) -> InfluenceResult:
+    """The ``k`` most influential training points for one test point (no refits: implicit differentiation).
+
+    ``model="poisoned"`` (the paper's setting): the estimator trained on the in-place poisoned
+    training set; every point, poison included, has weight 1. ``model="clean"``: trained on the
+    clean set; poison points have weight 0 and their influence is that of adding them (their sum
+    over all poison points is the backdoor derivative for this one test point).
+    ``quantity="margin"``: influence on ``−y f(x)`` instead of the loss (for SVMs whose hinge is flat
+    at the chosen point; see :class:`robust_hpo.slope.TrainingInfluence`).
+    """
+    split = check_split(split)
+    k = check_positive_int("k", k)
+    if model not in ("poisoned", "clean"):
+        raise ValidationError(f"model must be 'poisoned' or 'clean', got {model!r}")
+    if order not in ORDERS:
+        raise ValidationError(f"order must be one of {list(ORDERS)}, got {order!r}")
+    X_pts, y_pts = _points(split, points)
+    index = check_index("index", index, X_pts.shape[0], f"{points} points")
+    Xc, Xp = flatten_images(split.X_clean), flatten_images(split.X_poison)
+    xt, yt = flatten_images(X_pts[index:index + 1]), y_pts[index:index + 1]
+    if model == "poisoned":
+        X_train = np.vstack([Xc, Xp])
+        y_train = split.y_train_poisoned
+        fitted = slope_model(estimator).fit(X_train, y_train)
+        influence = TrainingInfluence(fitted, quantity=quantity).in_fit(X_train, y_train, xt, yt)
+    else:
+        fitted = slope_model(estimator).fit(Xc, split.y_clean)
+        explainer = TrainingInfluence(fitted, quantity=quantity)
+        influence = np.concatenate([explainer.in_fit(Xc, split.y_clean, xt, yt),
+                                    explainer.out_of_fit(Xp, split.y_poison, xt, yt)])
+    n_clean = Xc.shape[0]
+    is_poison = np.arange(influence.size) >= n_clean
+    top = rank(influence, order, min(k, influence.size))
+    images = np.concatenate([split.X_clean, split.X_poison])[top]
+    return InfluenceResult(label=label if label is not None else estimator_label(estimator), model=model,
+                           points=points, quantity=quantity, index=index, image=X_pts[index].astype(np.float64),
+                           point_label=int(y_pts[index]), influence=influence, is_poison=is_poison,
+                           train_labels=np.concatenate([split.y_clean, split.y_poison]), order=order,
+                           top=top, top_images=images)

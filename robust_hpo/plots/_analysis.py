@@ -1,0 +1,359 @@
+"""Plotly figures of the analysis toolkit: learning curves, parameter deviation, explanations, verification.
+
+Every figure has axis titles with units, a legend and a subtitle saying what a line or colour means,
+so it reads without the code. Save with :func:`robust_hpo.plots.write_html` (plotly.js embedded,
+opens offline in a browser).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from robust_hpo.analysis import CurveResult, DeviationResult, ExplanationMaps, GridResult, InfluenceResult, VerificationReport
+from robust_hpo.errors import ValidationError
+
+__all__ = [
+    "curves_figure",
+    "deviation_figure",
+    "explanation_figure",
+    "grid_figure",
+    "influence_figure",
+    "verification_figure",
+]
+
+BETA_TITLE = "poison weight β"
+BETA_NOTE = ("β = sample weight of every poison point (0: clean model, 1: trained on the in-place poisoned "
+             "training set)")
+LOSS_UNITS = {"log-loss": "mean log-loss, nats", "squared": "mean squared error, ±1 targets",
+              "hinge": "mean hinge loss"}
+_PALETTE = qualitative.Plotly
+
+
+def _color(i: int) -> str:
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def _loss_title(losses: Sequence[str], where: str) -> str:
+    units = sorted({LOSS_UNITS.get(name, name) for name in losses})
+    return f"{where} ({' / '.join(units)})"
+
+
+def _tangent_end(L0: float, d: float, lo: float, hi: float, b_max: float) -> float:
+    """Largest β ≤ b_max where the tangent L0 + d·β stays within [lo, hi]."""
+    if d < 0:
+        return float(min(b_max, (L0 - lo) / -d))
+    if d > 0:
+        return float(min(b_max, (hi - L0) / d))
+    return b_max
+
+
+def curves_figure(curves: Sequence[CurveResult], *, title: str | None = None, zoom: float = 0.05) -> go.Figure:
+    """Backdoor learning curves of several configurations on one figure (the paper's Fig. 2 and 4).
+
+    Top: the triggered-test loss over the whole β range and zoomed on [0, ``zoom``], each with the
+    exact slope's tangent at β = 0 (dashed). Bottom: the clean-test loss; clean accuracy (solid) and
+    backdoor accuracy (dotted: triggered test points classified as the attacker's target).
+    """
+    if not curves or not all(isinstance(c, CurveResult) for c in curves):
+        raise ValidationError("curves must be a non-empty sequence of CurveResult")
+    if not 0 < zoom <= 1:
+        raise ValidationError(f"zoom must be in (0, 1], got {zoom!r}")
+    losses = [c.loss for c in curves]
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.16, subplot_titles=(
+        "loss on triggered test points (falls as the backdoor is learned)",
+        f"same, zoomed on β ≤ {zoom:g}: the tangent at β = 0 is the slope",
+        "loss on clean test points", "accuracy: clean test (solid), backdoor (dotted)"))
+    all_loss = np.concatenate([c.trigger_loss for c in curves])
+    pad = 0.05 * max(float(np.ptp(all_loss)), 1e-9)
+    lo, hi = float(all_loss.min()) - pad, float(all_loss.max()) + pad
+    near = np.concatenate([c.trigger_loss[c.betas <= zoom] for c in curves])
+    zpad = 0.05 * max(float(np.ptp(near)), 1e-9)
+    zlo, zhi = float(near.min()) - zpad, float(near.max()) + zpad
+    for i, c in enumerate(curves):
+        color, group = _color(i), f"curve{i}"
+        name = f"{c.label} (slope {c.slope.slope:.3f})"
+        kw = {"legendgroup": group, "line": {"color": color}}
+        hover = "β=%{x:.4g}<br>%{y:.4g}<extra>" + c.label + "</extra>"
+        fig.add_trace(go.Scatter(x=c.betas, y=c.trigger_loss, mode="lines+markers", name=name,
+                                 hovertemplate=hover, **kw), row=1, col=1)
+        b_end = _tangent_end(c.trigger_loss[0], c.derivative, lo, hi, float(c.betas[-1]))
+        fig.add_trace(go.Scatter(x=[0.0, b_end], y=c.tangent([0.0, b_end]), mode="lines", showlegend=False,
+                                 legendgroup=group, line={"color": color, "dash": "dash"},
+                                 hovertemplate=f"tangent, dL/dβ = {c.derivative:.4g}<extra>{c.label}</extra>"),
+                      row=1, col=1)
+        sel = c.betas <= zoom
+        fig.add_trace(go.Scatter(x=c.betas[sel], y=c.trigger_loss[sel], mode="lines+markers", showlegend=False,
+                                 hovertemplate=hover, **kw), row=1, col=2)
+        z_end = _tangent_end(c.trigger_loss[0], c.derivative, zlo, zhi, zoom)
+        fig.add_trace(go.Scatter(x=[0.0, z_end], y=c.tangent([0.0, z_end]), mode="lines", showlegend=False,
+                                 legendgroup=group, line={"color": color, "dash": "dash"},
+                                 hovertemplate=f"tangent, dL/dβ = {c.derivative:.4g}<extra>{c.label}</extra>"),
+                      row=1, col=2)
+        fig.add_trace(go.Scatter(x=c.betas, y=c.clean_loss, mode="lines+markers", showlegend=False,
+                                 hovertemplate=hover, **kw), row=2, col=1)
+        fig.add_trace(go.Scatter(x=c.betas, y=c.clean_accuracy, mode="lines+markers", showlegend=False,
+                                 hovertemplate="β=%{x:.4g}<br>clean accuracy %{y:.3f}<extra>" + c.label + "</extra>",
+                                 **kw), row=2, col=2)
+        fig.add_trace(go.Scatter(x=c.betas, y=c.trigger_accuracy, mode="lines+markers", showlegend=False,
+                                 legendgroup=group, line={"color": color, "dash": "dot"},
+                                 hovertemplate="β=%{x:.4g}<br>backdoor accuracy %{y:.3f}<extra>" + c.label
+                                               + "</extra>"), row=2, col=2)
+    # Legend entries for the line styles.
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="dashed: tangent L(0) + (dL/dβ)·β",
+                             line={"color": "gray", "dash": "dash"}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="dotted: backdoor accuracy",
+                             line={"color": "gray", "dash": "dot"}), row=2, col=2)
+    fig.update_yaxes(title_text=_loss_title(losses, "triggered test loss"), range=[lo, hi], row=1, col=1)
+    fig.update_yaxes(title_text=_loss_title(losses, "triggered test loss"), range=[zlo, zhi], row=1, col=2)
+    fig.update_yaxes(title_text=_loss_title(losses, "clean test loss"), row=2, col=1)
+    fig.update_yaxes(title_text="accuracy (fraction)", range=[-0.02, 1.02], row=2, col=2)
+    for row, col in ((1, 1), (2, 1), (2, 2)):
+        fig.update_xaxes(title_text=BETA_TITLE, row=row, col=col)
+    fig.update_xaxes(title_text=f"{BETA_TITLE} (zoom near 0)", range=[0, zoom], row=1, col=2)
+    attack = _attack_text(curves[0].attack)
+    fig.update_layout(
+        title={"text": (title or "Backdoor learning curves")
+               + f"<br><sup>{attack}. {BETA_NOTE}.<br>Triggered test points are labelled with the attacker's "
+                 "target. Dashed: tangent L(0) + (dL/dβ)·β with dL/dβ from the exact slope of the same mean loss; "
+                 "slope = −(2/π)·arctan(dL/dβ / m).</sup>"},
+        height=900, margin={"t": 150}, legend={"title": {"text": "configuration (normalised slope)"}})
+    return fig
+
+
+def _attack_text(attack: dict) -> str:
+    if not attack:
+        return "attack not described"
+    trig = attack.get("trigger", {})
+    kind = trig.get("kind", "?") if isinstance(trig, dict) else str(trig)
+    detail = ""
+    if kind == "badnets":
+        detail = f" {trig.get('size')}×{trig.get('size')} patch, {trig.get('position')}"
+    elif kind == "invisible-grid":
+        detail = f" ε={trig.get('epsilon'):.3g}"
+    return (f"{attack.get('dataset', '?')} classes {attack.get('classes', '?')}, {kind}{detail}, "
+            f"{100 * float(attack.get('fraction', float('nan'))):g}% poisoned "
+            f"(m = {attack.get('n_poison', '?')} of {attack.get('n_train', '?')} training points)")
+
+
+def deviation_figure(results: Sequence[DeviationResult], *, title: str | None = None) -> go.Figure:
+    """Weight norm and angle to the clean weights along β (the paper's Fig. 9-11)."""
+    if not results or not all(isinstance(r, DeviationResult) for r in results):
+        raise ValidationError("results must be a non-empty sequence of DeviationResult")
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+        "weight norm ‖w_β‖₂ (the regulariser's measure of complexity)",
+        "angle between w_0 and w_β, rescaled: arccos(cos∠)/π"))
+    for i, r in enumerate(results):
+        kw = {"legendgroup": f"dev{i}", "line": {"color": _color(i)}, "mode": "lines+markers"}
+        space = "RKHS" if r.space == "rkhs" else "Euclidean"
+        fig.add_trace(go.Scatter(x=r.betas, y=r.norm, name=f"{r.label} ({space})",
+                                 hovertemplate="β=%{x:.4g}<br>‖w‖=%{y:.4g}<extra>" + r.label + "</extra>", **kw),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=r.betas, y=r.angle, showlegend=False,
+                                 hovertemplate="β=%{x:.4g}<br>angle/π=%{y:.4f}<extra>" + r.label + "</extra>", **kw),
+                      row=1, col=2)
+    fig.update_xaxes(title_text=BETA_TITLE)
+    fig.update_yaxes(title_text="‖w_β‖₂ (no unit)", row=1, col=1)
+    fig.update_yaxes(title_text="angle / π (0 = as clean, 1 = opposite)", rangemode="tozero", row=1, col=2)
+    fig.update_layout(title={"text": (title or "Parameter deviation along β")
+                             + f"<br><sup>{_attack_text(results[0].attack)}. {BETA_NOTE}.<br>Weights w exclude "
+                               "the intercept; for the RBF SVM, w lives in the kernel's feature space: "
+                               "‖w‖² = aᵀKa and ⟨w₀, w_β⟩ = a₀ᵀK a_β with a = dual coefficients."
+                               "</sup>"},
+                      height=560, margin={"t": 130}, legend={"title": {"text": "configuration (inner product)"}})
+    return fig
+
+
+def _show_map(image_map: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W): the channel value of largest magnitude (signed), as the paper's colour masks."""
+    idx = np.abs(image_map).argmax(axis=0)
+    return np.take_along_axis(image_map, idx[None], axis=0)[0]
+
+
+def _image_trace(image: np.ndarray, *, showscale: bool = False) -> go.BaseTraceType:
+    if image.shape[0] == 3:
+        return go.Image(z=np.clip(np.moveaxis(image, 0, -1) * 255.0, 0, 255).astype(np.uint8))
+    return go.Heatmap(z=image.mean(axis=0), colorscale="gray", zmin=0, zmax=1, showscale=showscale,
+                      hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra>pixel</extra>")
+
+
+def _window_shape(fig: go.Figure, window: tuple[int, int, int, int] | None, row: int, col: int) -> None:
+    if window is None:
+        return
+    r0, r1, c0, c1 = window
+    fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 - 0.5, y0=r0 - 0.5, y1=r1 - 0.5,
+                  line={"color": "limegreen", "width": 2}, row=row, col=col)
+
+
+def explanation_figure(maps: ExplanationMaps, *, title: str | None = None) -> go.Figure:
+    """The shown point, and ∂f/∂x of the clean and the poisoned model (the paper's Fig. 12)."""
+    if not isinstance(maps, ExplanationMaps):
+        raise ValidationError(f"maps must be an ExplanationMaps, got {type(maps).__name__}")
+    what = "weights w = ∂f/∂x" if maps.kind == "weights" else "input gradient ∂f/∂x"
+    point = "triggered test point" if maps.points == "trigger" else "clean test point"
+    target = " (target)" if maps.points == "trigger" else ""
+    shares = ""
+    if maps.window is not None:
+        c, p = maps.window_shares()
+        shares = f" Share of |map| inside the patch: clean {c:.1%}, poisoned {p:.1%}."
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.06, subplot_titles=(
+        f"{point} #{maps.index}, label {maps.point_label}{target}", f"clean model: {what}",
+        f"poisoned model (β = 1): {what}"))
+    fig.add_trace(_image_trace(maps.image), row=1, col=1)
+    clean, poisoned = _show_map(maps.clean), _show_map(maps.poisoned)
+    zmax = float(max(np.abs(clean).max(), np.abs(poisoned).max(), 1e-12))
+    for col, m, show in ((2, clean, False), (3, poisoned, True)):
+        fig.add_trace(go.Heatmap(z=m, colorscale="RdBu_r", zmid=0, zmin=-zmax, zmax=zmax, showscale=show,
+                                 colorbar={"title": {"text": f"∂f/∂x towards label {maps.point_label}<br>"
+                                                             "(red: pushes towards it)"}},
+                                 hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra></extra>"), row=1, col=col)
+    for col in (1, 2, 3):
+        _window_shape(fig, maps.window, 1, col)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", showticklabels=False,
+                         row=1, col=col)
+        fig.update_xaxes(showticklabels=False, row=1, col=col)
+    constant = " (linear model: the same map at every input)" if maps.kind == "weights" else \
+        " (at the shown point)"
+    fig.update_layout(title={"text": (title or f"Explanation: {maps.label}")
+                             + f"<br><sup>{_attack_text(maps.attack)}."
+                               f"<br>∂f/∂x of the decision function{constant}, "
+                               f"oriented so that red pushes towards label {maps.point_label}; both maps share one "
+                               f"colour scale.<br>Green box: the trigger patch.{shares}</sup>"},
+                      height=560, margin={"t": 180})
+    return fig
+
+
+def influence_figure(result: InfluenceResult, *, title: str | None = None) -> go.Figure:
+    """The chosen test point and its ``k`` most influential training points, poison ones marked."""
+    if not isinstance(result, InfluenceResult):
+        raise ValidationError(f"result must be an InfluenceResult, got {type(result).__name__}")
+    k = result.top.size
+    names = [f"{'triggered' if result.points == 'trigger' else 'clean'} test #{result.index}<br>"
+             f"label {result.point_label}{' (target)' if result.points == 'trigger' else ''}"]
+    for j in result.top:
+        kind = "<b>POISON (trigger)</b>" if result.is_poison[j] else "clean"
+        names.append(f"{kind}, label {result.train_labels[j]}<br>influence {result.influence[j]:.3g}")
+    fig = make_subplots(rows=1, cols=k + 1, horizontal_spacing=0.015, subplot_titles=names)
+    fig.add_trace(_image_trace(result.image), row=1, col=1)
+    for i, j in enumerate(result.top):
+        fig.add_trace(_image_trace(result.top_images[i]), row=1, col=i + 2)
+        if result.is_poison[j]:
+            h, w = result.top_images[i].shape[1:]
+            fig.add_shape(type="rect", x0=-0.5, x1=w - 0.5, y0=-0.5, y1=h - 0.5,
+                          line={"color": "crimson", "width": 4}, row=1, col=i + 2)
+    for col in range(1, k + 2):
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", showticklabels=False,
+                         row=1, col=col)
+        fig.update_xaxes(showticklabels=False, row=1, col=col)
+    fig.update_annotations(font_size=10)
+    quantity = "loss" if result.quantity == "loss" else "negative margin −y·f(x)"
+    order = {"helpful": f"most negative influence first (up-weighting them most lowers the test point's {quantity}, "
+                        "i.e. they support its label)",
+             "harmful": f"most positive influence first (up-weighting them most raises the test point's {quantity})",
+             "absolute": "largest |influence| first"}[result.order]
+    model = "trained on the poisoned training set (β = 1)" if result.model == "poisoned" else \
+        "trained on the clean set (poison points enter with weight 0)"
+    fig.update_layout(
+        title={"text": (title or f"Most influential training points: {result.label}")
+               + f"<br><sup>Model {model}. Influence = d({quantity} at the test point) / d(weight of the training "
+                 f"point), by implicit differentiation.<br>Shown: {order}. Red frame: carries the trigger "
+                 f"({result.top_poison_count} of {k}).</sup>"},
+        height=420, margin={"t": 155}, showlegend=False)
+    return fig
+
+
+def verification_figure(report: VerificationReport, *, title: str | None = None) -> go.Figure:
+    """Backdoor accuracy and clean accuracy after poisoned retraining against the slope (no retraining)."""
+    if not isinstance(report, VerificationReport):
+        raise ValidationError(f"report must be a VerificationReport, got {type(report).__name__}")
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+        "backdoor accuracy after poisoned retraining", "clean accuracy after poisoned retraining"))
+    robust = {t.number for t in report.robust}
+    learners = sorted({t.learner for t in report.trials})
+    for i, learner in enumerate(learners):
+        mine = [t for t in report.trials if t.learner == learner]
+        text = [f"trial {t.number}: " + ", ".join(f"{k}={v:.3g}" for k, v in t.params.items()) for t in mine]
+        symbols = ["star" if t.number in robust else "circle" for t in mine]
+        rho, _, _ = report.per_learner.get(learner, (None, None, ""))
+        name = f"{learner} (Spearman {'undefined' if rho is None else f'{rho:.2f}'})"
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=learner,
+                                 marker={"color": _color(i), "symbol": "circle", "size": 11}), row=1, col=1)
+        for col, attr in ((1, "backdoor_accuracy"), (2, "poisoned_clean_accuracy")):
+            fig.add_trace(go.Scatter(
+                x=[t.slope for t in mine], y=[getattr(t, attr) for t in mine], mode="markers", name=learner,
+                legendgroup=learner, showlegend=False, text=text,
+                marker={"color": _color(i), "symbol": symbols, "size": 11, "line": {"width": 1, "color": "black"}},
+                hovertemplate="%{text}<br>slope %{x:.4f}<br>%{y:.4f}<extra>" + learner + "</extra>"),
+                row=1, col=col)
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="★ robust region",
+                             marker={"symbol": "star", "color": "gray", "size": 11}), row=1, col=1)
+    fig.update_xaxes(title_text="normalised backdoor learning slope of the clean model (no retraining)")
+    fig.update_yaxes(title_text="triggered test points classified as the target (fraction)", row=1, col=1)
+    fig.update_yaxes(title_text="clean test accuracy of the poisoned model (fraction)", row=1, col=2)
+    rho = "undefined" if report.spearman is None else f"{report.spearman:.3f}"
+    fig.update_layout(title={"text": (title or "Verification by retraining on the poisoned training set")
+                             + f"<br><sup>Spearman(slope, backdoor accuracy) over all learners = {rho} "
+                               f"({report.spearman_note}); per learner in the legend (each learner's slope uses "
+                               f"its own loss).<br>★ robust region: clean accuracy after poisoning within "
+                               f"{report.tolerance:g} of the best and backdoor accuracy ≤ {report.max_backdoor:g}."
+                               "</sup>"},
+                      height=560, margin={"t": 130}, legend={"title": {"text": "learner"}})
+    return fig
+
+
+_GRID_PANELS = (
+    ("poisoned_clean_accuracy", "clean accuracy after poisoning (fraction)", "RdBu_r", (0.0, 1.0)),
+    ("backdoor_accuracy", "backdoor accuracy after poisoning (fraction)", "RdBu_r", (0.0, 1.0)),
+    ("slope", "backdoor learning slope (clean model)", "RdBu_r", (-1.0, 1.0)),
+)
+
+
+def _labels(values: np.ndarray, binned: bool) -> list[str]:
+    return [("≈" if binned else "") + f"{v:.3g}" for v in values]
+
+
+def grid_figure(grid: GridResult, *, title: str | None = None) -> go.Figure:
+    """Heatmaps over (C, γ) of clean accuracy, backdoor accuracy and slope (the paper's Fig. 8).
+
+    For learners with C only, the three metrics are drawn as lines against C.
+    """
+    if not isinstance(grid, GridResult):
+        raise ValidationError(f"grid must be a GridResult, got {type(grid).__name__}")
+    rho, _, note = grid.spearman()
+    rho_text = "undefined" if rho is None else f"{rho:.3f}"
+    source = ("binned study trials: each cell is the mean of the trials in a log-spaced bin (blank: no trial)"
+              if grid.binned else "grid evaluated directly: one clean fit and one poisoned retraining per cell")
+    sub = f"<br><sup>{grid.learner}; {source}. Spearman(slope, backdoor accuracy) = {rho_text} ({note}).</sup>"
+    if grid.gamma is None:
+        fig = go.Figure()
+        for i, (attr, name, _, _) in enumerate(_GRID_PANELS):
+            fig.add_trace(go.Scatter(x=grid.C, y=getattr(grid, attr)[0], mode="lines+markers", name=name,
+                                     connectgaps=True, line={"color": _color(i)}))
+        fig.update_xaxes(type="log", title_text="C (inverse regularisation strength, log scale)")
+        fig.update_yaxes(title_text="value (accuracy: fraction; slope: normalised)")
+        fig.update_layout(title={"text": (title or "Accuracy after poisoning and slope against C") + sub},
+                          height=500, margin={"t": 120}, legend={"title": {"text": "metric"}})
+        return fig
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09, subplot_titles=[p[1] for p in _GRID_PANELS])
+    x, y = _labels(grid.C, grid.binned), _labels(grid.gamma, grid.binned)
+    hover_text = np.empty(grid.counts.shape, dtype=object)
+    for r in range(grid.counts.shape[0]):
+        for c in range(grid.counts.shape[1]):
+            key = f"C={grid.C[c]:.4g}, gamma={grid.gamma[r]:.4g}"
+            hover_text[r, c] = grid.errors.get(key, f"{grid.counts[r, c]} trial(s)" if grid.binned else "")
+    for col, (attr, name, scale, (zmin, zmax)) in enumerate(_GRID_PANELS, start=1):
+        fig.add_trace(go.Heatmap(
+            z=getattr(grid, attr), x=x, y=y, colorscale=scale, zmin=zmin, zmax=zmax, text=hover_text,
+            colorbar={"x": 0.28 + 0.36 * (col - 1), "len": 0.8, "thickness": 12},
+            hovertemplate="C %{x}, γ %{y}<br>%{z:.3f}<br>%{text}<extra>" + name + "</extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="C (log grid)", type="category", row=1, col=col)
+        fig.update_yaxes(title_text="γ of the RBF kernel (log grid)" if col == 1 else None, type="category",
+                         row=1, col=col)
+    fig.update_layout(title={"text": (title or "Clean accuracy, backdoor accuracy and slope over (C, γ)") + sub
+                             + "<sup><br>Red = high. The robust region is red in the first panel and blue in "
+                               "the second.</sup>"}, height=560, margin={"t": 140})
+    return fig

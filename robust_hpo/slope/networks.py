@@ -1,0 +1,36 @@
+"""Backdoor learning slopes of torch networks (this module imports torch).
+
+* :func:`influence_slope` — implicit differentiation at the clean network (no poisoned training):
+  ``dL/dβ = −∇L_trigᵀ (H + (λ + δ) I)⁻¹ (1/n) Σ_j ∇ℓ_j`` by conjugate gradients on Gauss-Newton
+  (default) or exact Hessian-vector products, over all parameters or the last layers.
+* :func:`finite_difference_slope` — the paper's Eq. 7, ``(L(θ*(β)) − L(θ*(0))) / β`` for a list of β.
+
+Both return :class:`~robust_hpo.slope.SlopeResult` (mean cross-entropy on the triggered points,
+``influence = derivative / m``, ``slope = −(2/π)·arctan(influence)``). Conventions: docs/networks.md.
+"""
+
+from __future__ import annotations
+
+from robust_hpo.slope._torch_cg import CGSolution, InfluenceSolveError, conjugate_gradient
+from robust_hpo.slope._torch_finite_difference import (
+    DEFAULT_BETAS,
+    check_betas,
+    finite_difference_from_losses,
+    finite_difference_slope,
+    triggered_loss,
+)
+from robust_hpo.slope._torch_influence import MAX_EXACT_PARAMETERS, InfluenceConfig, influence_slope
+
+__all__ = [
+    "DEFAULT_BETAS",
+    "MAX_EXACT_PARAMETERS",
+    "CGSolution",
+    "InfluenceConfig",
+    "InfluenceSolveError",
+    "check_betas",
+    "conjugate_gradient",
+    "finite_difference_from_losses",
+    "finite_difference_slope",
+    "influence_slope",
+    "triggered_loss",
+]

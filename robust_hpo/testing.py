@@ -1,0 +1,190 @@
+"""Fakes and small problems the tests share (as ``optuna.testing`` does for Optuna's tests).
+
+* ``FakeFamily``: a learner family with hand-computable scores: predicts ``classes[1]`` when an
+  image's mean pixel is ≥ ``threshold`` (else ``classes[0]``); its backdoor derivative is ``-C``
+  (so influence = -C/m and slope = (2/π)·atan(C/m)); ``fit`` raises ``ValueError`` when
+  ``C > fail_above``. :data:`FAKE`, :data:`FLAKY` and :data:`NET` are instances;
+  :func:`register_fakes` makes them known by name (study files name them).
+* :func:`tiny_split`: a 4×4-pixel :class:`~robust_hpo.attacks.PoisonedSplit` with a corner trigger.
+* :func:`make_backdoor_problem`: a two-class feature problem with a trigger feature.
+* :func:`synthetic_study`: a small two-objective study with hand-placed trials (reports, figures).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from robust_hpo.attacks import PoisonedSplit
+from robust_hpo.learners import register_family
+from robust_hpo.slope import SlopeResult
+
+__all__ = [
+    "FAKE",
+    "FLAKY",
+    "NET",
+    "SYNTHETIC_POINTS",
+    "FakeFamily",
+    "FakeFitted",
+    "expected_accuracy",
+    "expected_slope",
+    "make_backdoor_problem",
+    "register_fakes",
+    "synthetic_study",
+    "tiny_split",
+]
+
+
+class FakeFitted:
+    fit_seconds = 0.0
+
+    def __init__(self, C: float, threshold: float, classes: tuple[int, int]) -> None:
+        self.C, self.threshold, self.classes = C, threshold, classes
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        means = np.asarray(X).reshape(len(X), -1).mean(axis=1)
+        return np.where(means >= self.threshold, self.classes[1], self.classes[0])
+
+    def backdoor_slope(self, X_poison: np.ndarray, y_poison: np.ndarray,
+                       X_trigger: np.ndarray, y_trigger: np.ndarray) -> SlopeResult:
+        return SlopeResult.from_derivative(-self.C, n_poison=len(y_poison), n_clean=0,
+                                           n_trigger=len(y_trigger), method="fake", loss="none")
+
+
+class FakeFamily:
+    def __init__(self, name: str, *, fail_above: float | None = None,
+                 space: Mapping[str, BaseDistribution] | None = None) -> None:
+        self.name = name
+        self.fail_above = fail_above
+        self._space = dict(space) if space is not None else {
+            "C": FloatDistribution(1e-2, 1e2, log=True), "threshold": FloatDistribution(0.0, 1.0)}
+        self.fit_calls: list[dict[str, Any]] = []
+
+    def search_space(self) -> dict[str, BaseDistribution]:
+        return dict(self._space)
+
+    def fit(self, params: Mapping[str, Any], X_clean: np.ndarray, y_clean: np.ndarray,
+            *, seed: int = 0) -> FakeFitted:
+        self.fit_calls.append(dict(params))
+        C = float(params.get("C", 1.0))
+        if self.fail_above is not None and C > self.fail_above:
+            raise ValueError(f"C={C:.3g} is too large for {self.name}")
+        classes = tuple(int(c) for c in np.unique(y_clean))
+        return FakeFitted(C, float(params.get("threshold", 0.5)), classes)  # type: ignore[arg-type]
+
+
+def expected_slope(C: float, m: int) -> float:
+    """The fake's normalised slope, by hand: −(2/π)·atan(−C/m)."""
+    return -2.0 / math.pi * math.atan(-C / m)
+
+
+def expected_accuracy(split: PoisonedSplit, threshold: float) -> float:
+    correct = 0
+    for image, label in zip(split.X_test, split.y_test, strict=True):
+        predicted = split.classes[1] if float(np.mean(image)) >= threshold else split.classes[0]
+        correct += int(predicted == label)
+    return correct / len(split.y_test)
+
+
+def tiny_split(seed: int = 0, *, n: int = 40, n_test: int = 30, trigger_value: float = 1.0,
+               classes: tuple[int, int] = (3, 8)) -> PoisonedSplit:
+    """Dark images of classes[0], bright of classes[1] (4×4, one channel); a corner-pixel trigger."""
+    rng = np.random.default_rng(seed)
+    a, b = classes
+
+    def images(count: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.where(np.arange(count) % 2 == 0, a, b).astype(np.int64)
+        centre = np.where(y == a, 0.3, 0.7)[:, None, None, None]
+        X = np.clip(centre + rng.normal(0.0, 0.15, size=(count, 1, 4, 4)), 0.0, 1.0).astype(np.float32)
+        return X, y
+
+    X_train, y_train = images(n)
+    X_test, y_test = images(n_test)
+    m = max(1, n // 10)
+    chosen = np.arange(m)
+
+    def trigger(X: np.ndarray) -> np.ndarray:
+        X = X.copy()
+        X[:, :, -1, -1] = trigger_value
+        return X
+
+    flip = {a: b, b: a}
+    return PoisonedSplit(
+        X_clean=X_train[m:], y_clean=y_train[m:],
+        X_poison=trigger(X_train[chosen]), y_poison=np.array([flip[int(v)] for v in y_train[chosen]]),
+        poison_indices=chosen, X_test=X_test, y_test=y_test,
+        X_trigger=trigger(X_test), y_trigger=np.array([flip[int(v)] for v in y_test]),
+        classes=classes, attack={"trigger": {"name": "corner", "value": np.float32(trigger_value)},
+                                 "fraction": m / n, "pixels": (3, 3)},
+    )
+
+
+FAKE = FakeFamily("fake")
+FLAKY = FakeFamily("flaky", fail_above=1.0)
+NET = FakeFamily("fake_net", space={
+    "epochs": IntDistribution(1, 50), "width": IntDistribution(8, 512, log=True),
+    "C": FloatDistribution(1e-2, 1e2, log=True)})
+
+
+def register_fakes() -> None:
+    """Register :data:`FAKE` ("fake"), :data:`FLAKY` ("flaky") and :data:`NET` ("fake_net")."""
+    for family in (FAKE, FLAKY, NET):
+        register_family(family)
+
+
+def make_backdoor_problem(seed: int, n: int = 200, d: int = 6, m: int = 20, n_trigger: int = 50,
+                          labels: tuple[int, int] = (3, 8)):
+    """A linearly-separable-ish two-class problem with a 'trigger' feature (the last one).
+
+    Poison and triggered points have the trigger feature switched on (+2) and the *other* label.
+    """
+    rng = np.random.default_rng(seed)
+    a, b = labels
+
+    def draw(k: int, flip: bool):
+        X = rng.normal(size=(k, d))
+        y_true = X[:, 0] + 0.5 * rng.normal(size=k) > 0
+        if flip:
+            X[:, -1] += 2.0
+            y_true = ~y_true
+        return X, np.where(y_true, b, a)
+
+    X, y = draw(n, False)
+    Xp, yp = draw(m, True)
+    Xt, yt = draw(n_trigger, True)
+    return X, y, Xp, yp, Xt, yt
+
+
+SYNTHETIC_POINTS: list[tuple[float, float, float | None]] = [
+    (0.99, 0.30, -0.01),  # 0: best accuracy
+    (0.98, 0.10, -0.01),  # 1: within 0.02 of the best, lower slope
+    (0.97, 0.05, -0.01),  # 2: within 0.02 of the best, lowest slope there -> recommended at tol 0.02
+    (0.90, 0.01, 0.05),   # 3: lowest slope overall but infeasible
+    (0.95, 0.40, -0.01),  # 4: dominated
+]
+
+
+def synthetic_study(points: list[tuple[float, float, float | None]] = SYNTHETIC_POINTS) -> optuna.Study:
+    """An in-memory two-objective study with one completed trial per ``(accuracy, slope, constraint value
+    or None)`` (trial numbers follow the order) and a failed trial at the end."""
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="synthetic")
+    study.set_metric_names(["clean_accuracy", "slope"])
+    for i, (accuracy, slope, constraint) in enumerate(points):
+        system_attrs = {} if constraint is None else {"constraints:clean_accuracy": constraint,
+                                                      "constraints": [constraint]}
+        study.add_trial(create_trial(
+            values=[accuracy, slope], params={"learner": "logistic", "logistic.C": 0.1 * (i + 1)},
+            distributions={"learner": CategoricalDistribution(["logistic"]),
+                           "logistic.C": FloatDistribution(1e-3, 1.0, log=True)},
+            user_attrs={"derivative": -float(i), "attack": {"trigger": "badnets"}},
+            system_attrs=system_attrs))
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"learner": "logistic"},
+                                 distributions={"learner": CategoricalDistribution(["logistic"])},
+                                 user_attrs={"fail_reason": "ValueError: boom"}))
+    return study

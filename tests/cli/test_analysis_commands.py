@@ -1,0 +1,136 @@
+"""``robust-hpo curves | deviation | explain | verify | heatmap`` end to end, on a small study and on flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from robust_hpo.cli import main
+from robust_hpo.study import load_study_config, run_study
+from robust_hpo.analysis import VERIFY_ATTR_PREFIX
+
+STUDY = """
+[study]
+name = "tiny"
+n_trials = 10
+seed = 0
+sampler = "random"
+
+[data]
+dataset = "digits"
+classes = [3, 8]
+n_train = 120
+n_test = 50
+
+[attack]
+trigger = "badnets"
+size = 2
+fraction = 0.1
+
+[search]
+learners = ["logistic", "rbf_svm"]
+
+[search.rbf_svm]
+C = { low = 1.0, high = 100.0, log = true }
+gamma = { low = 1e-3, high = 1.0, log = true }
+"""
+
+
+@pytest.fixture(scope="module")
+def study_file(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("study")
+    path = folder / "tiny.toml"
+    path.write_text(STUDY)
+    output = folder / "out"
+    run_study(load_study_config(path), output=output, progress=False)
+    return path, output
+
+
+def test_study_commands(study_file, capsys):
+    path, output = study_file
+    assert main(["curves", str(path), "--output", str(output), "--betas", "0", "0.01", "0.1", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "slope" in out and (output / "curves.html").is_file()
+    assert main(["deviation", str(path), "--output", str(output), "--trial", "0", "1", "--betas", "0", "1"]) == 0
+    assert "angle/π" in capsys.readouterr().out and (output / "deviation.html").is_file()
+    assert main(["explain", str(path), "--output", str(output), "--trial", "0", "-k", "3"]) == 0
+    assert "carry the trigger" in capsys.readouterr().out
+    assert (output / "explain_maps.html").is_file() and (output / "explain_influence.html").is_file()
+
+    assert main(["verify", str(path), "--output", str(output), "--trials", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "Spearman(slope, backdoor accuracy" in out and "robust region" in out
+    assert (output / "verification.html").is_file() and (output / "verification.csv").is_file()
+    assert (output / "heatmap_rbf_svm.html").is_file() or (output / "heatmap_logistic.html").is_file()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(output / "study.log")))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert sum(k.startswith(VERIFY_ATTR_PREFIX) for k in study.user_attrs) == 10
+    record = study.user_attrs[f"{VERIFY_ATTR_PREFIX}0"]
+    assert 0.0 <= record["backdoor_accuracy"] <= 1.0 and "poisoned_clean_accuracy" in record
+    json.dumps(record)
+
+    (output / "heatmap_logistic.html").unlink(missing_ok=True)
+    assert main(["heatmap", str(path), "--output", str(output), "--bins", "3"]) == 0
+    assert (output / "heatmap_logistic.html").is_file()
+
+
+def test_storage_only_rebuilds_the_split_from_the_study(study_file, tmp_path, capsys):
+    _, output = study_file
+    assert main(["curves", "--storage", str(output / "study.log"), "--trial", "0", "--betas", "0", "1",
+                 "--output", str(tmp_path)]) == 0
+    assert (tmp_path / "curves.html").is_file()
+
+
+def test_flag_commands(tmp_path, capsys):
+    common = ["--classes", "1", "7", "--n-train", "100", "--n-test", "40", "--size", "3", "--output", str(tmp_path)]
+    assert main(["curves", "--learner", "rbf_svm", "--C", "10", "--gamma", "0.01", "0.1",
+                 "--betas", "0", "0.05", "1", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.count("fitted rbf_svm") == 2
+    assert main(["explain", "--learner", "logistic", "--C", "1", "--index", "2", *common]) == 0
+    assert "share of |∂f/∂x| inside the trigger patch" in capsys.readouterr().out
+    assert main(["heatmap", "--learner", "rbf_svm", "--C", "1", "10", "--gamma", "0.01", "0.1", *common]) == 0
+    assert "Spearman(slope, backdoor accuracy)" in capsys.readouterr().out
+    assert (tmp_path / "heatmap_rbf_svm.html").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["curves", "--C", "1"], "give a study (STUDY.toml or --storage), or --learner and --C"),
+    (["curves", "--learner", "rbf_svm", "--C", "1"], "--learner rbf_svm needs --gamma"),
+    (["curves", "--learner", "ridge", "--C", "1", "--gamma", "0.1"], "--gamma applies to --learner rbf_svm only"),
+    (["curves", "--learner", "ridge", "--C", "1", "--epsilon", "0.1"], "--epsilon and --spacing apply to"),
+    (["curves", "--learner", "ridge", "--C", "1", "--betas", "0.5", "1"], "betas must include 0"),
+    (["verify"], "verify needs a study"),
+    (["heatmap"], "give a study, or --learner and --C"),
+    (["explain", "--learner", "ridge", "--C", "1", "--index", "9999"], "index must be an integer in"),
+    (["curves", "missing.toml"], "study file not found: missing.toml"),
+])
+def test_errors_are_one_line_with_status_2(argv, message, capsys, tmp_path):
+    assert main([*argv, "--output", str(tmp_path)] if argv[0] != "verify" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("robust-hpo: error: ") and message in err and err.count("\n") == 1
+
+
+def test_study_and_flags_do_not_mix(study_file, capsys):
+    path, output = study_file
+    assert main(["curves", str(path), "--learner", "ridge", "--output", str(output)]) == 2
+    assert "--learner cannot be combined with a study" in capsys.readouterr().err
+    assert main(["curves", str(path), "--trial", "999", "--output", str(output)]) == 2
+    assert "--trial 999" in capsys.readouterr().err
+
+
+def test_a_changed_study_file_is_refused(study_file, tmp_path, capsys):
+    path, output = study_file
+    changed = tmp_path / "tiny.toml"
+    changed.write_text(path.read_text().replace("size = 2", "size = 3"))
+    assert main(["verify", str(changed), "--output", str(output)]) == 2
+    assert "ran with different [attack]" in capsys.readouterr().err
+
+
+def test_bad_flag_values_are_refused_by_argparse(capsys):
+    with pytest.raises(SystemExit):
+        main(["curves", "--learner", "ridge", "--C", "-1"])
+    assert "expected a positive number" in capsys.readouterr().err

@@ -1,0 +1,166 @@
+"""Bad input to the slope gets a ValueError naming the argument and what was expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.svm import SVC, LinearSVC
+
+from robust_hpo.slope import (
+    DegenerateSolveError,
+    LinearModelHessian,
+    SingularHessianError,
+    backdoor_slope,
+)
+from robust_hpo.testing import make_backdoor_problem
+
+
+@pytest.fixture
+def problem():
+    return make_backdoor_problem(0, n=80, d=5, m=10, n_trigger=20)
+
+
+@pytest.mark.parametrize("position, name", [(0, "X_clean"), (2, "X_poison"), (4, "X_trigger")])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_features(problem, position, name, bad):
+    args = list(problem)
+    args[position] = args[position].copy()
+    args[position][0, 0] = bad
+    with pytest.raises(ValueError, match=f"{name} contains NaN or infinite"):
+        backdoor_slope(LogisticRegression(), *args)
+
+
+def test_nan_labels(problem):
+    args = list(problem)
+    args[1] = args[1].astype(float)
+    args[1][0] = np.nan
+    with pytest.raises(ValueError, match="y_clean contains NaN"):
+        backdoor_slope(LogisticRegression(), *args)
+
+
+def test_mismatched_rows(problem):
+    args = list(problem)
+    args[3] = args[3][:-1]
+    with pytest.raises(ValueError, match="y_poison has 9 labels but X_poison has 10 rows"):
+        backdoor_slope(LogisticRegression(), *args)
+
+
+def test_mismatched_features(problem):
+    args = list(problem)
+    args[4] = args[4][:, :-1]
+    with pytest.raises(ValueError, match="X_trigger has 4 features but X_clean has 5"):
+        backdoor_slope(RidgeClassifier(), *args)
+
+
+def test_one_dimensional_features(problem):
+    args = list(problem)
+    args[0] = args[0][:, 0]
+    with pytest.raises(ValueError, match=r"X_clean must be a 2-D array"):
+        backdoor_slope(LogisticRegression(), *args)
+
+
+def test_single_class(problem):
+    args = list(problem)
+    args[1] = np.full_like(args[1], args[1][0])
+    with pytest.raises(ValueError, match="y_clean must contain two classes"):
+        backdoor_slope(LogisticRegression(), *args)
+
+
+def test_multiclass_is_refused(problem):
+    args = list(problem)
+    args[1] = args[1].copy()
+    args[1][:5] = 99
+    with pytest.raises(ValueError, match="binary problems only"):
+        backdoor_slope(SVC(), *args)
+
+
+def test_empty_poison(problem):
+    args = list(problem)
+    args[2], args[3] = args[2][:0], args[3][:0]
+    with pytest.raises(ValueError, match="X_poison must not be empty"):
+        backdoor_slope(LogisticRegression(), *args)
+
+
+@pytest.mark.parametrize("position, name", [(3, "y_poison"), (5, "y_trigger")])
+def test_labels_outside_training_classes(problem, position, name):
+    args = list(problem)
+    args[position] = args[position].copy()
+    args[position][0] = 42
+    with pytest.raises(ValueError, match=rf"{name} has labels \[42\] outside the training classes"):
+        backdoor_slope(LogisticRegression(), *args)
+
+
+@pytest.mark.parametrize("estimator, match", [
+    (LogisticRegression(C=0.0), "LogisticRegression C must be a finite number > 0"),
+    (LogisticRegression(C=-1.0), "LogisticRegression C must be a finite number > 0"),
+    (LogisticRegression(C=np.inf), "LogisticRegression C must be a finite number > 0"),
+    (SVC(C=0.0), "SVC C must be a finite number > 0"),
+    (SVC(kernel="rbf", gamma=0.0), "SVC gamma must be a finite number > 0"),
+    (SVC(kernel="rbf", gamma=-0.5), "SVC gamma must be a finite number > 0"),
+    (SVC(kernel="rbf", gamma="wide"), "gamma must be a positive number, 'scale' or 'auto'"),
+    (RidgeClassifier(alpha=0.0), "RidgeClassifier alpha must be a finite number > 0"),
+    (SVC(kernel="poly"), "SVC kernel must be 'linear' or 'rbf'"),
+    (LogisticRegression(l1_ratio=1.0, solver="saga"), "L2 penalty"),
+    (LogisticRegression(class_weight="balanced"), "class_weight"),
+])
+def test_bad_hyperparameters(problem, estimator, match):
+    with pytest.raises(ValueError, match=match):
+        backdoor_slope(estimator, *problem)
+
+
+def test_unsupported_estimator_names_what_is_supported(problem):
+    with pytest.raises(ValueError, match=r"estimator must be one of LogisticRegression .*got LinearSVC"):
+        backdoor_slope(LinearSVC(), *problem)
+
+
+def test_svc_without_margin_support_vectors_holds_the_intercept_and_says_so():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = rng.integers(0, 2, size=60)  # pure noise: with a tiny C every SV sits at the bound
+    C = 1e-4
+    Xp, yp = X[:5] + 1.0, 1 - y[:5]
+    result = backdoor_slope(SVC(kernel="linear", C=C), X, y, Xp, yp, X, 1 - y)
+    assert result.details["n_margin_sv"] == 0
+    assert "held fixed" in result.details["intercept"]
+    # documented approximation: df/dβ = C Σ_viol t_j <x̃_j, x>, computed here independently
+    est = SVC(kernel="linear", C=C).fit(X, y)
+    tp = np.where(yp == est.classes_[1], 1.0, -1.0)
+    tt = np.where(1 - y == est.classes_[1], 1.0, -1.0)
+    viol = tp * est.decision_function(Xp) < 1
+    active = tt * est.decision_function(X) < 1
+    df = C * X @ (Xp[viol].T @ tp[viol])
+    assert result.derivative == pytest.approx(np.sum(-tt * df * active) / len(X), rel=1e-9)
+
+
+def test_inconsistent_kkt_system_is_a_clear_error():
+    from robust_hpo.slope import SVCSlope
+
+    model = SVCSlope(SVC(kernel="linear", C=1.0))
+    model.details_ = {}
+    model._kkt = np.zeros((2, 2))
+    with pytest.raises(DegenerateSolveError, match="no consistent solution"):
+        model._solve_kkt(np.array([1.0, 1.0]))
+
+
+def test_singular_hessian_is_a_clear_error_and_damping_fixes_it():
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    q = np.zeros(10)  # no curvature at all: the unpenalised intercept direction is flat
+    with pytest.raises(SingularHessianError, match="pass damping > 0"):
+        LinearModelHessian(X, q, r_w=1.0, r_b=0.0, fit_intercept=True, space="primal")
+    with pytest.raises(SingularHessianError, match="damping > 0"):
+        LinearModelHessian(X[:2], q[:2], r_w=1.0, r_b=0.0, fit_intercept=True, space="dual")
+    with pytest.raises(SingularHessianError, match="damping > 0"):
+        LinearModelHessian(X, q, r_w=1.0, r_b=0.0, fit_intercept=True, space="cg")
+    H = LinearModelHessian(X, q, r_w=1.0, r_b=0.0, fit_intercept=True, space="primal", damping=1e-3)
+    assert np.allclose(H.solve(np.ones(4)), [1 / 1.001] * 3 + [1 / 1e-3])
+
+
+def test_negative_damping(problem):
+    with pytest.raises(ValueError, match="damping must be a finite number >= 0"):
+        backdoor_slope(LogisticRegression(), *problem, damping=-1.0)
+
+
+def test_missing_arrays(problem):
+    with pytest.raises(ValueError, match="missing arguments: X_trigger, y_trigger"):
+        backdoor_slope(LogisticRegression(), *problem[:4])

@@ -1,0 +1,47 @@
+"""The quickstart study, exactly as the README runs it: ≥ 50 trials and the paper's trade-off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from scipy.stats import spearmanr
+
+from robust_hpo.cli import main
+from robust_hpo.objective import is_feasible
+from robust_hpo.study import StorageSpec, load_study_config, pareto_trials, recommend
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml"
+
+
+@pytest.mark.slow
+def test_quickstart_shows_the_trade_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import optuna
+
+    out = tmp_path / "quickstart"
+    assert main(["run", str(QUICKSTART), "--output", str(out), "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "Recommended: trial" in stdout and (out / "pareto.html").is_file() and (out / "trials.csv").is_file()
+
+    config = load_study_config(QUICKSTART)
+    study = optuna.load_study(study_name="quickstart", storage=StorageSpec(journal=out / "study.log").open())
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(study.trials) == config.study.n_trials >= 50
+    assert len(complete) >= 50
+
+    # The recommendation: feasible, accurate and robust.
+    recommendation = recommend(pareto_trials(study), config.report.tolerance)
+    assert recommendation is not None and is_feasible(recommendation.trial)
+    assert recommendation.clean_accuracy >= 0.97
+    assert recommendation.slope <= 0.1
+    # Choosing by clean accuracy alone could have picked a far more vulnerable configuration.
+    accurate = [t for t in complete if t.values[0] >= recommendation.best_accuracy - config.report.tolerance]
+    assert max(t.values[1] for t in accurate) >= 0.5
+
+    # The paper's finding: less regularisation (larger C) learns the backdoor faster.
+    for learner in ("logistic", "ridge", "linear_svm"):
+        trials = [t for t in complete if t.params["learner"] == learner]
+        if len(trials) >= 4:
+            rho = spearmanr([t.params[f"{learner}.C"] for t in trials], [t.values[1] for t in trials]).statistic
+            assert rho >= 0.9, (learner, rho)
