@@ -25,7 +25,9 @@ from typing import Any, Literal
 import numpy as np
 
 from robust_hpo._validation import as_finite_2d, as_labels
-from robust_hpo.slope._convex import ConvexSlopeModel, SVCSlope, _LinearModelSlope
+from robust_hpo.slope._base import ConvexSlopeModel
+from robust_hpo.slope._linear import _LinearModelSlope
+from robust_hpo.slope._svc import SVCSlope
 
 __all__ = ["QUANTITIES", "TrainingInfluence"]
 
@@ -100,6 +102,7 @@ class TrainingInfluence:
              entering: np.ndarray) -> np.ndarray:
         m = self.model
         assert isinstance(m, SVCSlope)
+        m._check_not_degenerate()
         out = np.zeros(Xa.shape[0])
         if self.quantity == "loss":
             active = yt * m.decision_function(Xt) < 1.0  # test points where the hinge is not flat

@@ -117,8 +117,12 @@ def _run_tiny(study: Path, data_root: Path, tmp_path: Path, *extra: str) -> Path
 
 def _check_feature_trials(out: Path, name: str, attacks: list[str], n_clean: int) -> None:
     study = _study(out, name)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    # on these few synthetic points an SVC can be degenerate with an undetermined intercept: that
+    # trial fails with the reason (docs/slope.md), the study goes on
+    assert len(study.trials) == 2 and study.trials[0].state.name == "COMPLETE"
     for t in study.trials:
+        assert t.state.name == "COMPLETE" or t.user_attrs["fail_reason"].startswith("DegenerateSolveError")
+    for t in (t for t in study.trials if t.state.name == "COMPLETE"):
         assert t.values[1] == max(t.user_attrs[f"slope:{a}"] for a in attacks)
         assert t.user_attrs["attack"]["features"] == {"model": "alexnet", "weights": "none"}
         assert t.user_attrs["details"]["n_clean"] == n_clean

@@ -1,0 +1,264 @@
+"""The shared part of the convex slope adapters: fit, label encoding, validation and result assembly.
+
+A :class:`ConvexSlopeModel` fits a clone of a scikit-learn estimator on the clean set (β = 0),
+brings that fit to the optimum it claims (``_prepare``: Newton polish for the smooth losses,
+active-set refinement for SVC; a residual above the learner's limit raises
+:class:`~robust_hpo.errors.NotConvergedError`) and then differentiates the optimality conditions for
+any number of attacks (``derivative`` / ``derivatives``) without training on poison.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from robust_hpo._validation import as_finite_2d, as_labels
+from robust_hpo.errors import ValidationError
+from robust_hpo.slope._cache import GramCache
+from robust_hpo.slope._result import SlopeResult, TriggerMargins
+
+SUPPORTED = "LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear') or SVC(kernel='rbf')"
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One validated attack in the model's encoding: poison rows, ±1 poison labels, triggered rows, ±1 targets."""
+
+    X_poison: np.ndarray
+    t_poison: np.ndarray
+    X_trigger: np.ndarray
+    t_trigger: np.ndarray
+
+
+@dataclass(frozen=True)
+class AttackSolution:
+    """What a learner's solve gives for one attack: dL/dβ, the triggered points' decision values and
+    their β-derivative (``df_t/dβ``), details of the solve, and whether the value is the exact
+    derivative at β = 0 (False: a documented one-sided value, e.g. a degenerate SVC)."""
+
+    derivative: float
+    f_trigger: np.ndarray
+    df_trigger: np.ndarray
+    details: dict[str, Any]
+    exact: bool = True
+
+
+class ConvexSlopeModel(ABC):
+    """A scikit-learn convex learner fitted on clean data, ready to differentiate.
+
+    ``fit`` fits a clone of ``estimator`` with scikit-learn (β = 0), brings the solution to the
+    optimum (see the module docstring) and prepares what the derivative needs once;
+    ``derivative`` / ``derivatives`` then cost a few solves per attack, so several attacks reuse one
+    fit.
+    """
+
+    loss_name: str = ""
+
+    def __init__(self, estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> None:
+        if not (isinstance(damping, numbers.Real) and math.isfinite(damping) and damping >= 0):
+            raise ValidationError(f"damping must be a finite number >= 0, got {damping!r}")
+        self.estimator = estimator
+        self.damping = float(damping)
+        self.cache = cache
+        self._check_params(estimator)
+
+    # -- to implement ----------------------------------------------------------------------------
+    @abstractmethod
+    def _check_params(self, estimator: Any) -> None: ...
+
+    @abstractmethod
+    def _prepare(self, X: np.ndarray, y_pm: np.ndarray) -> dict[str, Any]:
+        """Polish the fitted clean solution, check its optimality residual and factorise what the
+        derivative needs; return details for ``SlopeResult.details`` (at least ``method``)."""
+
+    @abstractmethod
+    def _solve_attacks(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        """One :class:`AttackSolution` per attack (the learners batch their solves)."""
+
+    @staticmethod
+    @abstractmethod
+    def pointwise_loss(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """The curve loss per point for ±1 labels and decision values ``f``."""
+
+    @abstractmethod
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Decision values of the (polished) clean solution for 2-D float rows."""
+
+    # -- shared ------------------------------------------------------------------------------------
+    def _estimator_for_fit(self, X: np.ndarray) -> Any:
+        return clone(self.estimator)
+
+    def fit(self, X_clean: Any, y_clean: Any) -> "ConvexSlopeModel":
+        X = as_finite_2d("X_clean", X_clean)
+        y = as_labels("y_clean", y_clean, X.shape[0], "X_clean")
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise ValidationError(
+                f"y_clean must contain two classes, got a single class {classes.tolist()}"
+            )
+        if classes.size > 2:
+            raise ValidationError(
+                f"y_clean has {classes.size} classes {classes.tolist()}; the exact slope supports "
+                f"binary problems only ({SUPPORTED}); pick a class pair, or use a network learner"
+            )
+        self.classes_ = classes
+        self.n_features_ = X.shape[1]
+        self.n_clean_ = X.shape[0]
+        self.estimator_ = self._estimator_for_fit(X)
+        start = time.perf_counter()
+        self.estimator_.fit(X, y)
+        self.fit_seconds_ = time.perf_counter() - start
+        start = time.perf_counter()
+        self.details_ = self._prepare(X, self.encode("y_clean", y))
+        self.prepare_seconds_ = time.perf_counter() - start
+        return self
+
+    def encode(self, name: str, y: np.ndarray) -> np.ndarray:
+        """Labels -> ±1 (``classes_[1]`` is +1); ``ValueError`` for labels outside the classes."""
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValidationError(
+                f"{name} has labels {unknown.tolist()} outside the training classes "
+                f"{self.classes_.tolist()}"
+            )
+        return np.where(y == self.classes_[1], 1.0, -1.0)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels from the polished solution's decision values (``classes_[1]`` where f > 0)."""
+        f = self.decision_function(as_finite_2d("X", X))
+        return np.where(f > 0, self.classes_[1], self.classes_[0])
+
+    def loss(self, X: Any, y: Any, estimator: Any = None) -> float:
+        """Mean curve loss of ``estimator`` (default: the polished clean fit) on (X, y)."""
+        X = as_finite_2d("X", X)
+        y_pm = self.encode("y", as_labels("y", y, X.shape[0], "X"))
+        if estimator is None:
+            f = self.decision_function(X)
+        else:
+            f = np.asarray(estimator.decision_function(X), dtype=np.float64).ravel()
+        return float(self.pointwise_loss(y_pm, f).mean())
+
+    def fit_weighted(self, X_clean: Any, y_clean: Any, X_poison: Any, y_poison: Any,
+                     beta: float) -> Any:
+        """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1)."""
+        if not (isinstance(beta, numbers.Real) and math.isfinite(beta) and beta >= 0):
+            raise ValidationError(f"beta must be a finite number >= 0, got {beta!r}")
+        Xc = as_finite_2d("X_clean", X_clean)
+        Xp = as_finite_2d("X_poison", X_poison)
+        est = self._estimator_for_fit(Xc)
+        if beta == 0:
+            return est.fit(Xc, np.asarray(y_clean))
+        X = np.vstack([Xc, Xp])
+        y = np.concatenate([np.asarray(y_clean), np.asarray(y_poison)])
+        w = np.concatenate([np.ones(Xc.shape[0]), np.full(Xp.shape[0], float(beta))])
+        return est.fit(X, y, sample_weight=w)
+
+    # -- derivatives -------------------------------------------------------------------------------
+    def derivative(self, X_poison: Any, y_poison: Any, X_trigger: Any, y_trigger: Any, *,
+                   X_test: Any = None, y_test: Any = None) -> SlopeResult:
+        """The backdoor learning slope at β = 0 for this poison set and triggered test set.
+
+        ``SlopeResult.margins`` holds the triggered points' target margins and their β-derivative
+        from the same solve; pass the clean test set (``X_test``, ``y_test``) to set their
+        ``scale`` (mean |f| on clean test points), hence ``normalised_margin``.
+        """
+        return self.derivatives([(X_poison, y_poison, X_trigger, y_trigger)],
+                                X_test=X_test, y_test=y_test)[0]
+
+    def derivatives(self, attacks: Sequence[Sequence[Any]], *, X_test: Any = None,
+                    y_test: Any = None) -> list[SlopeResult]:
+        """One :class:`SlopeResult` (with margins) per attack ``(X_poison, y_poison, X_trigger,
+        y_trigger)``, all from this one clean fit; the solves of all attacks are batched.
+
+        Each result's ``slope_seconds`` is the fit's preparation (polish and factorisation) plus an
+        equal share of this call; ``details["margins_seconds"]`` is the part spent on the margins
+        (target margins, their derivatives and the clean-test scale).
+        """
+        if not hasattr(self, "estimator_"):
+            raise RuntimeError("call fit(X_clean, y_clean) before derivative(...)")
+        if isinstance(attacks, (str, bytes)) or not isinstance(attacks, Sequence) or len(attacks) == 0:
+            raise ValidationError("attacks must be a non-empty sequence of (X_poison, y_poison, X_trigger, "
+                             "y_trigger) tuples")
+        checked = [self._attack(i, a, len(attacks)) for i, a in enumerate(attacks)]
+        test = self._test_set(X_test, y_test)
+        start = time.perf_counter()
+        solutions = self._solve_attacks(checked)
+        elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        scale = None if test is None else float(np.mean(np.abs(self.decision_function(test))))
+        margins = [TriggerMargins(margin=a.t_trigger * s.f_trigger, derivative=a.t_trigger * s.df_trigger,
+                                  scale=scale) for a, s in zip(checked, solutions)]
+        margin_seconds = time.perf_counter() - start
+        share = (elapsed + margin_seconds) / len(checked)
+        return [
+            SlopeResult.from_derivative(
+                s.derivative, n_poison=a.X_poison.shape[0], n_clean=self.n_clean_,
+                n_trigger=a.X_trigger.shape[0], method=self.details_["method"], loss=self.loss_name,
+                damping=self.damping, fit_seconds=self.fit_seconds_,
+                slope_seconds=self.prepare_seconds_ + share,
+                details={**self.details_, **s.details,
+                         "margins_seconds": s.details.get("margins_seconds", 0.0)
+                         + margin_seconds / len(checked)},
+                exact=s.exact, margins=m,
+            )
+            for a, s, m in zip(checked, solutions, margins)
+        ]
+
+    def _attack(self, index: int, attack: Any, count: int) -> Attack:
+        where = "" if count == 1 else f"attacks[{index}]: "
+        if isinstance(attack, (str, bytes)) or not isinstance(attack, Sequence) or len(attack) != 4:
+            raise ValidationError(f"{where}expected a (X_poison, y_poison, X_trigger, y_trigger) tuple, "
+                             f"got {type(attack).__name__}")
+        X_poison, y_poison, X_trigger, y_trigger = attack
+        Xp = _rows(where, "X_poison", X_poison, self.n_features_)
+        Xt = _rows(where, "X_trigger", X_trigger, self.n_features_)
+        tp = self.encode(f"{where}y_poison", as_labels(f"{where}y_poison", y_poison, Xp.shape[0],
+                                                       "X_poison"))
+        tt = self.encode(f"{where}y_trigger", as_labels(f"{where}y_trigger", y_trigger, Xt.shape[0],
+                                                        "X_trigger"))
+        return Attack(Xp, tp, Xt, tt)
+
+    def _test_set(self, X_test: Any, y_test: Any) -> np.ndarray | None:
+        if X_test is None and y_test is None:
+            return None
+        if X_test is None or y_test is None:
+            raise ValidationError("pass both X_test and y_test (the clean test set), or neither")
+        Xs = _rows("", "X_test", X_test, self.n_features_)
+        self.encode("y_test", as_labels("y_test", y_test, Xs.shape[0], "X_test"))
+        return Xs
+
+
+def _rows(where: str, name: str, X: Any, n_features: int) -> np.ndarray:
+    arr = np.asarray(X)
+    if arr.ndim > 2:  # images: flattened as the learners see them
+        arr = arr.reshape(arr.shape[0], -1)
+    out = as_finite_2d(f"{where}{name}", arr)
+    if out.shape[1] != n_features:
+        raise ValidationError(f"{where}{name} has {out.shape[1]} features but X_clean has {n_features}")
+    return out
+
+
+def check_positive(name: str, value: Any, cls: type) -> None:
+    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+        raise ValidationError(f"{cls.__name__} {name} must be a finite number > 0, got {value!r}")
+
+
+def check_no_class_weight(est: Any) -> None:
+    if est.class_weight is not None:
+        raise ValidationError(
+            f"{type(est).__name__}(class_weight=...) is not supported: class weights would rescale "
+            "the poison weight β; use class_weight=None"
+        )
+
+
+def estimator_settings(est: Any) -> str:
+    """``Name(tol=…, max_iter=…)``: the settings a NotConvergedError names."""
+    return f"{type(est).__name__}(tol={est.tol!r}, max_iter={est.max_iter!r})"

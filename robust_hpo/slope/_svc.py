@@ -1,0 +1,471 @@
+"""SVC (linear and RBF kernels): the slope from the KKT conditions, after refining libsvm's solution.
+
+Dual (scikit-learn's SVC, labels y = ±1, Q_ij = y_i y_j K(x_i, x_j)): ``0 ≤ α_i ≤ C s_i``,
+``Σ α_i y_i = 0``, ``f(x) = Σ α_i y_i K(x_i, x) + b``. At the optimum every point is in one set:
+
+* N (α = 0): ``y f ≥ 1``;  B (α = C, "bound"): ``y f ≤ 1``;  S (0 < α < C, "margin"): ``y f = 1``.
+
+**Refinement.** libsvm stops at ``tol`` (1e-3 by default), where α, b — and sometimes the sets —
+are approximate. Given the sets, α_S and b follow exactly from the equalities
+``Q_SS α_S + y_S b = 1 − C Q_SB 1`` and ``y_Sᵀ α_S = −C y_Bᵀ 1`` (one LU of the KKT matrix,
+reused by every derivative). The refined solution is then checked on every training point;
+violators change sets (an α_S outside (0, C) to N or B, a point of N with ``y f < 1 − KKT_TOL`` or of
+B with ``y f > 1 + KKT_TOL`` to S) and the equalities are solved again, at most
+``MAX_ACTIVE_SET_STEPS`` times. If that does not settle, libsvm refits once at a 1000× tighter
+``tol``; if that fails too, :class:`~robust_hpo.errors.NotConvergedError` names ``tol`` and
+``max_iter``. The refined α, b are written back to the estimator (its predictions are those of the
+differentiated solution).
+
+**Derivative** (Cauwenberghs & Poggio 2001; NOTES.md): poison points with ``t f(x̃) < 1`` enter
+with ``α = Cβ``; α_S and b move so that ``y_S f(x_S) = 1`` and ``Σ α y = 0`` keep holding. The hinge
+curve is piecewise linear in β: the value is the right derivative at 0.
+
+**Degenerate SVC** (no margin support vector — typical at very small C, or with all points support
+vectors at the bound): the intercept is set-valued at β = 0 (every b in an interval
+``[b_lo, b_hi]`` satisfies the KKT conditions; libsvm returns its middle). For β > 0 the poison's
+hinge terms break the tie, so the intercept — hence the learning curve — *jumps* at β = 0⁺ and the
+derivative at 0 does not exist. robust_hpo then returns the **one-sided value**: the right derivative
+on the linear piece just after the jump (the intercept moves to the b* ∈ [b_lo, b_hi] minimising the
+poison's hinge sum; the points that fix b* form the KKT system), with ``SlopeResult.exact = False``
+and ``details`` ``degenerate``, ``one_sided``, ``intercept_interval``, ``intercept_jump`` (b* − b)
+and ``loss_jump`` (L(0⁺) − L(0) on the triggered points). When b* is not unique the slope is refused
+with :class:`~robust_hpo.errors.DegenerateSolveError`. Per-point influences
+(:class:`~robust_hpo.slope.TrainingInfluence`) are refused at a degenerate SVC.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import linalg
+from sklearn.base import clone
+from sklearn.svm import SVC
+
+from robust_hpo.errors import DegenerateSolveError, NotConvergedError, ValidationError
+from robust_hpo.slope._base import (
+    Attack,
+    AttackSolution,
+    ConvexSlopeModel,
+    check_no_class_weight,
+    check_positive,
+    estimator_settings,
+)
+
+KKT_TOL = 1e-7
+"""Tolerance on the margin conditions ``y f ≥ 1`` (N) and ``y f ≤ 1`` (B) of the refined solution."""
+
+MAX_ACTIVE_SET_STEPS = 10
+
+REFIT_TOL_FACTOR = 1e-3
+"""When refinement does not settle, libsvm refits once at ``min(tol, 1e-3) × REFIT_TOL_FACTOR``."""
+
+_ROW_BLOCK = 2048  # rows of a kernel block (bounds the memory of K(X, X_sv) on large n)
+
+
+class SVCSlope(ConvexSlopeModel):
+    """KKT sensitivity of ``SVC`` on the refined clean solution (see the module docstring).
+
+    ``gamma='scale'``/``'auto'`` is resolved on the clean training set and held fixed along β.
+    """
+
+    loss_name = "hinge"
+    bound_rtol = 1e-8
+    """Reading libsvm's solution: α ≥ C (1 − bound_rtol) is at the bound."""
+
+    def _check_params(self, est: SVC) -> None:
+        if est.kernel not in ("linear", "rbf"):
+            raise ValidationError(f"SVC kernel must be 'linear' or 'rbf' for the exact slope, got {est.kernel!r}")
+        check_positive("C", est.C, SVC)
+        if est.kernel == "rbf" and not isinstance(est.gamma, str):
+            check_positive("gamma", est.gamma, SVC)
+        elif isinstance(est.gamma, str) and est.gamma not in ("scale", "auto"):
+            raise ValidationError(f"SVC gamma must be a positive number, 'scale' or 'auto', got {est.gamma!r}")
+        check_no_class_weight(est)
+
+    def _estimator_for_fit(self, X: np.ndarray) -> SVC:
+        est = clone(self.estimator)
+        if est.kernel == "rbf" and isinstance(est.gamma, str):
+            gamma = 1.0 / X.shape[1] if est.gamma == "auto" else 1.0 / (X.shape[1] * X.var())
+            if not gamma > 0 or not math.isfinite(gamma):
+                raise ValidationError("gamma='scale' is undefined: X_clean has zero variance; pass a number")
+            est.set_params(gamma=gamma)
+        return est
+
+    # -- kernels ---------------------------------------------------------------------------------
+    def kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """K(A, B): ``A Bᵀ`` or ``exp(−γ‖a − b‖²)`` (plain BLAS; no per-call validation)."""
+        G = A @ B.T
+        if self.estimator_.kernel == "linear":
+            return G
+        sq = np.einsum("ij,ij->i", A, A)[:, None] + np.einsum("ij,ij->i", B, B)[None, :] - 2.0 * G
+        np.maximum(sq, 0.0, out=sq)
+        return np.exp(-self.estimator_.gamma * sq, out=sq)
+
+    def _kernel_dot(self, A: np.ndarray, B: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``K(A, B) @ v`` (v a vector or a matrix), without forming K for the linear kernel."""
+        if B.shape[0] == 0:
+            return np.zeros((A.shape[0],) + v.shape[1:])
+        if self.estimator_.kernel == "linear":
+            return A @ (B.T @ v)
+        if A.shape[0] <= _ROW_BLOCK:
+            return self.kernel(A, B) @ v
+        return np.concatenate([self.kernel(A[i:i + _ROW_BLOCK], B) @ v
+                               for i in range(0, A.shape[0], _ROW_BLOCK)])
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """``Σ_sv (α y)_sv K(x_sv, x) + b`` of the refined solution, computed with BLAS."""
+        return self._kernel_dot(X, self._X_sv, self._coef_sv) + self._b
+
+    # -- refinement ------------------------------------------------------------------------------
+    def _prepare(self, X: np.ndarray, y_pm: np.ndarray) -> dict[str, Any]:
+        details: dict[str, Any] = {"method": "svm-kkt", "kernel": self.estimator_.kernel}
+        try:
+            state = self._refine(X, y_pm, self.estimator_)
+        except _Unsettled as first:  # the sets libsvm found are not the optimum's
+            est = self.estimator_
+            tol = min(float(est.tol), 1e-3) * REFIT_TOL_FACTOR
+            tighter = clone(est).set_params(tol=tol)
+            tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]))
+            try:
+                state = self._refine(X, y_pm, tighter)
+            except _Unsettled as second:
+                raise NotConvergedError(
+                    f"{estimator_settings(self.estimator)}: the solution does not satisfy its KKT "
+                    f"conditions (violation {first.violation:.2e}) and active-set refinement did not "
+                    f"settle, nor after a refit at tol={tol:g} (violation {second.violation:.2e}): "
+                    "lower tol or raise max_iter"
+                ) from None
+            self.estimator_ = tighter
+            details["refit_tol"] = tol
+            state = state[:4] + (first.violation,) + state[5:]  # the residual of the user's fit
+        alpha, b, S, B, residual_fit, residual, steps = state
+        C = float(self.estimator_.C)
+        self._C = C
+        details.update(gamma=float(getattr(self.estimator_, "_gamma", 0.0)), n_margin_sv=int(S.sum()),
+                       n_bound_sv=int(B.sum()), residual_fit=residual_fit, residual=residual,
+                       active_set_steps=steps)
+        self._set_solution(X, y_pm, alpha, b, S, B)
+        self._write_back(X, y_pm)
+        self._degenerate = not S.any()
+        if self._degenerate:
+            details["degenerate"] = True
+            details["intercept_interval"] = list(self._interval)
+            lo, hi = self._interval_ends
+            self._ends = {side: (X[mask], y_pm[mask], B[mask]) for side, mask in (("lo", lo), ("hi", hi))}
+        return details
+
+    def _refine(self, X: np.ndarray, y_pm: np.ndarray,
+                est: SVC) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, float, float, int]:
+        """Exact α, b on libsvm's sets, corrected until every KKT condition holds; raises
+        ``_Unsettled`` otherwise. Returns (α, b, S, B, violation before, violation after, steps)."""
+        C = float(est.C)
+        n = X.shape[0]
+        alpha = np.zeros(n)
+        alpha[est.support_] = np.abs(est.dual_coef_.ravel())
+        B = alpha >= C * (1.0 - self.bound_rtol)
+        S = (alpha > 0) & ~B
+        alpha[B] = C
+        b = float(est.intercept_[0])
+        before = self._violation(X, y_pm, alpha, b, S, B, C)[0]
+        self._interval = (b, b)
+        steps = 0
+        try:
+            while True:
+                if S.any():
+                    alpha, b = self._solve_equalities(X, y_pm, alpha, S, B, C)
+                    violation, moves = self._violation(X, y_pm, alpha, b, S, B, C)
+                else:
+                    b, moves, violation = self._without_margin_sv(X, y_pm, alpha, b, S, B, C)
+                if moves is None:
+                    return alpha, b, S, B, before, violation, steps
+                if steps >= MAX_ACTIVE_SET_STEPS:
+                    raise _Unsettled(violation)
+                S, B, alpha = moves
+                steps += 1
+        except _Unsettled:
+            raise _Unsettled(before) from None  # report the violation of the fit that was refined
+
+    def _solve_equalities(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, S: np.ndarray,
+                          B: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+        yS = y_pm[S]
+        kkt = self._kkt_matrix(X[S], yS, 0.0)
+        rhs = np.empty(yS.size + 1)
+        rhs[:-1] = 1.0 - C * yS * self._kernel_dot(X[S], X[B], y_pm[B])
+        rhs[-1] = -C * y_pm[B].sum()
+        sol, _, res = _solve_with(kkt, _lu(kkt), rhs)
+        if not res <= 1e-6:  # no α_S, b put S on the margin: the sets are wrong
+            raise _Unsettled(res)
+        out = alpha.copy()
+        out[S] = sol[:-1]
+        return out, float(sol[-1])
+
+    def _kkt_matrix(self, XS: np.ndarray, yS: np.ndarray, damping: float) -> np.ndarray:
+        s = yS.size
+        kkt = np.zeros((s + 1, s + 1))
+        kkt[:s, :s] = yS[:, None] * self.kernel(XS, XS) * yS[None, :]
+        kkt[:s, s] = yS
+        kkt[s, :s] = yS
+        if damping:
+            kkt[np.arange(s), np.arange(s)] += damping
+        return kkt
+
+    def _margins(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float) -> np.ndarray:
+        sv = alpha > 0
+        return y_pm * (self._kernel_dot(X, X[sv], alpha[sv] * y_pm[sv]) + b)
+
+    def _violation(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float, S: np.ndarray,
+                   B: np.ndarray, C: float) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """Largest KKT violation (margin units; α's in units of C) and the corrected sets, or None."""
+        yf = self._margins(X, y_pm, alpha, b)
+        N = ~(S | B)
+        low, high = S & (alpha <= 0), S & (alpha >= C)
+        enter = (N & (yf < 1.0 - KKT_TOL)) | (B & (yf > 1.0 + KKT_TOL))
+        parts = [np.max(np.abs(yf[S] - 1.0), initial=0.0),
+                 np.max(np.maximum(0.0, 1.0 - yf[N]), initial=0.0),
+                 np.max(np.maximum(0.0, yf[B] - 1.0), initial=0.0),
+                 np.max(np.maximum(0.0, -alpha[S]) / C, initial=0.0),
+                 np.max(np.maximum(0.0, alpha[S] - C) / C, initial=0.0)]
+        violation = float(max(parts))
+        if not (low.any() or high.any() or enter.any()):
+            return violation, None
+        S_new = (S & ~low & ~high) | enter
+        B_new = (B & ~enter) | high
+        alpha_new = alpha.copy()
+        alpha_new[low] = 0.0
+        alpha_new[high] = C
+        return violation, (S_new, B_new, alpha_new)
+
+    def _without_margin_sv(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float,
+                           S: np.ndarray, B: np.ndarray, C: float):
+        """No margin SV: the interval of intercepts satisfying every KKT condition. A point-sized
+        interval puts its end points on the margin (into S); an empty one, or Σ α y ≠ 0, means the
+        sets are wrong (the caller refits); a proper interval is the degenerate case."""
+        h = self._margins(X, y_pm, alpha, 0.0) * y_pm  # f − b
+        N = ~(S | B)
+        lower = np.where((N & (y_pm > 0)) | (B & (y_pm < 0)), y_pm - h, -np.inf)  # b ≥ ±1 − h
+        upper = np.where((N & (y_pm < 0)) | (B & (y_pm > 0)), y_pm - h, np.inf)   # b ≤ ±1 − h
+        b_lo, b_hi = float(lower.max()), float(upper.min())
+        balance = abs(float(alpha @ y_pm)) / C
+        if balance > 0.5 or not b_lo <= b_hi + KKT_TOL:
+            raise _Unsettled(max(balance, b_lo - b_hi))  # Σ α y ≠ 0 or no intercept fits: wrong sets
+        self._interval = (b_lo, b_hi)
+        self._interval_ends = (lower >= b_lo - KKT_TOL, upper <= b_hi + KKT_TOL)
+        if b_hi - b_lo <= KKT_TOL:  # one intercept fits: the points that fix it are on the margin
+            ends = (lower >= b_lo - KKT_TOL) | (upper <= b_hi + KKT_TOL)
+            return b, (S | ends, B & ~ends, alpha), 0.0
+        return min(max(b, b_lo), b_hi), None, 0.0
+
+    def _set_solution(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float,
+                      S: np.ndarray, B: np.ndarray) -> None:
+        sv = np.flatnonzero(alpha > 0)
+        self._sv_index = sv
+        self._X_sv = X[sv]
+        self._coef_sv = alpha[sv] * y_pm[sv]
+        self._b = b
+        self._XS = X[S]
+        self._yS = y_pm[S]
+        self._kkt = self._kkt_matrix(self._XS, self._yS, self.damping) if S.any() else np.zeros((1, 1))
+        self._kkt_lu: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _write_back(self, X: np.ndarray, y_pm: np.ndarray) -> None:
+        """The refined solution into the estimator (libsvm's layout: support vectors grouped by class)."""
+        est = self.estimator_
+        sv = self._sv_index
+        order = np.concatenate([sv[y_pm[sv] < 0], sv[y_pm[sv] > 0]])  # classes_[0] first, each in index order
+        coef = np.empty(order.size)
+        position = {int(i): k for k, i in enumerate(sv)}
+        coef[:] = [self._coef_sv[position[int(i)]] for i in order]
+        est.support_ = order.astype(np.int32)
+        est.support_vectors_ = np.ascontiguousarray(X[order])
+        est._n_support = np.array([(y_pm[sv] < 0).sum(), (y_pm[sv] > 0).sum()], dtype=np.int32)
+        est.dual_coef_ = coef[None, :]
+        est._dual_coef_ = -est.dual_coef_
+        est.intercept_ = np.array([self._b])
+        est._intercept_ = -est.intercept_
+
+    # -- derivatives -------------------------------------------------------------------------------
+    def _solve_kkt(self, rhs: np.ndarray) -> np.ndarray:
+        """Solve the (symmetric, indefinite) KKT system; least squares when it is singular."""
+        if self._kkt_lu is None:
+            self._kkt_lu = _lu(self._kkt)
+        sol, method, res = _solve_with(self._kkt, self._kkt_lu, rhs)
+        if not res <= 1e-6:
+            raise DegenerateSolveError(
+                f"the SVC KKT system has no consistent solution (relative residual {res:.2e})"
+            )
+        self.details_["kkt_solver"] = method
+        self.details_["kkt_residual"] = float(res)
+        return sol
+
+    def _check_not_degenerate(self) -> None:
+        """Per-point influences are not defined at a degenerate SVC (the intercept jumps at 0⁺)."""
+        if self._degenerate:
+            b_lo, b_hi = self._interval
+            raise DegenerateSolveError(
+                f"SVC(C={self._C:g}) has no margin support vector: every support vector is at the bound "
+                f"C, so the intercept is set-valued at β = 0 (any b in [{b_lo:.4g}, {b_hi:.4g}] is "
+                "optimal) and jumps at β = 0⁺; per-point influences are not defined; increase C "
+                "(or change gamma)"
+            )
+
+    def _solve_attacks(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        out = []
+        for a in attacks:
+            ft = self.decision_function(a.X_trigger)
+            if self._degenerate:
+                out.append(self._one_sided(a, ft))
+                continue
+            viol = a.t_poison * self.decision_function(a.X_poison) < 1.0  # enter at α = Cβ
+            details: dict[str, Any] = {"n_poison_entering": int(viol.sum())}
+            if not viol.any():
+                out.append(AttackSolution(0.0, ft, np.zeros_like(ft), details))
+                continue
+            d_alpha, d_b = self._kkt_derivative(self._XS, self._yS, a.X_poison[viol], a.t_poison[viol])
+            out.append(self._trigger_side(a, ft, ft, self._XS, self._yS * d_alpha, a.X_poison[viol],
+                                          a.t_poison[viol], d_b, details))
+        return out
+
+    def _kkt_derivative(self, XS: np.ndarray, yS: np.ndarray, Xv: np.ndarray,
+                        tv: np.ndarray) -> tuple[np.ndarray, float]:
+        """dα_S/dβ, db/dβ when the poison points Xv (labels tv) enter at α = Cβ."""
+        s = yS.size
+        rhs = np.empty(s + 1)
+        rhs[:s] = -self._C * yS * self._kernel_dot(XS, Xv, tv)
+        rhs[s] = -self._C * tv.sum()
+        if XS is self._XS:
+            sol = self._solve_kkt(rhs)
+        else:
+            kkt = self._kkt_matrix(XS, yS, self.damping)
+            sol, method, res = _solve_with(kkt, _lu(kkt), rhs)
+            if not res <= 1e-6:
+                raise DegenerateSolveError(
+                    f"the SVC KKT system has no consistent solution (relative residual {res:.2e})")
+        return sol[:s], float(sol[s])
+
+    def _trigger_side(self, a: Attack, ft: np.ndarray, ft_from: np.ndarray, XS: np.ndarray,
+                      coef_S: np.ndarray, Xv: np.ndarray, tv: np.ndarray, d_b: float,
+                      details: dict[str, Any], exact: bool = True) -> AttackSolution:
+        """dL/dβ and df_t/dβ at the triggered points; ``ft_from``: their f where the derivative
+        starts (β = 0, or 0⁺ after a jump), which decides where the hinge is not flat."""
+
+        def df_at(rows: np.ndarray) -> np.ndarray:  # df/dβ = K(x, S)(dα_S y_S) + C K(x, viol) t + db
+            Xr = a.X_trigger[rows]
+            return self._kernel_dot(Xr, XS, coef_S) + self._C * self._kernel_dot(Xr, Xv, tv) + d_b
+
+        active = a.t_trigger * ft_from < 1.0  # triggered points where the hinge is not flat
+        df = np.zeros_like(ft)
+        df[active] = df_at(active)
+        value = float(np.sum(-a.t_trigger[active] * df[active]) / a.X_trigger.shape[0])
+        start = time.perf_counter()  # the margins need df at the triggered points beyond the margin too
+        if not active.all():
+            df[~active] = df_at(~active)
+        details["margins_seconds"] = time.perf_counter() - start
+        return AttackSolution(value, ft, df, details, exact=exact)
+
+    def _one_sided(self, a: Attack, ft: np.ndarray) -> AttackSolution:
+        """Degenerate SVC: the right derivative on the piece after the jump at β = 0⁺.
+
+        For β > 0 the poison's hinge terms break the tie among the optimal intercepts: b jumps to
+        b* = argmin over [b_lo, b_hi] of Σ_j max(0, 1 − t_j f_j(b)) (a convex piecewise-linear
+        function: its minimum lies at an end of the interval or where a poison point reaches its
+        margin). At b* the points that fix it are on the margin and form the KKT system; the
+        entering poison is as usual. Refused (DegenerateSolveError) when b* is not unique.
+        """
+        b0, (b_lo, b_hi) = self._b, self._interval
+        tp = a.t_poison
+        hp = self.decision_function(a.X_poison) - b0  # poison decision values without the intercept
+        kinks = tp - hp  # intercept at which poison point j is on its margin
+        inside = kinks[(kinks > b_lo) & (kinks < b_hi)]
+        candidates = np.unique(np.concatenate([[b_lo, b_hi], inside]))
+        candidates = candidates[np.isfinite(candidates)]
+        if candidates.size == 0:
+            raise DegenerateSolveError(f"SVC(C={self._C:g}): the intercept is unbounded at β = 0")
+        phi = np.maximum(0.0, 1.0 - tp[None, :] * (hp[None, :] + candidates[:, None])).sum(axis=1)
+        best = int(np.argmin(phi))
+        flat = np.abs(phi - phi[best]) <= 1e-12 * max(1.0, abs(phi[best]))
+        if phi[best] == 0.0:
+            # some intercepts of the interval leave every poison point beyond its margin: no poison
+            # enters and nothing moves for β > 0 — exactly 0, unless the poison's constraints
+            # narrow the interval (then libsvm's middle, hence f, jumps at 0⁺)
+            zero = candidates[phi == 0.0]
+            whole = zero.min() <= b_lo + KKT_TOL and zero.max() >= b_hi - KKT_TOL
+            shift = 0.0 if whole else 0.5 * (zero.min() + zero.max()) - b0
+            details = {"n_poison_entering": 0, "degenerate": True, "one_sided": not whole,
+                       "intercept_jump": shift, "loss_jump": float(np.mean(
+                           self.pointwise_loss(a.t_trigger, ft + shift) - self.pointwise_loss(a.t_trigger, ft)))}
+            return AttackSolution(0.0, ft, np.zeros_like(ft), details, exact=whole)
+        if flat.sum() > 1:
+            raise DegenerateSolveError(
+                f"SVC(C={self._C:g}) has no margin support vector (the intercept is set-valued in "
+                f"[{b_lo:.4g}, {b_hi:.4g}] at β = 0) and the poison leaves it undetermined for β > 0: "
+                "the slope is not defined; increase C (or change gamma)")
+        b_star = float(candidates[best])
+        on_margin = np.abs(tp * (hp + b_star) - 1.0) <= KKT_TOL
+        viol = tp * (hp + b_star) < 1.0 - KKT_TOL
+        parts_X, parts_y, sign = [a.X_poison[on_margin]], [tp[on_margin]], [np.zeros(on_margin.sum())]
+        for side, value in (("lo", b_lo), ("hi", b_hi)):
+            if abs(b_star - value) <= KKT_TOL:
+                Xe, ye, bound = self._ends[side]
+                parts_X.append(Xe)
+                parts_y.append(ye)
+                sign.append(np.where(bound, -1.0, 1.0))  # from the bound α can only fall, from 0 only rise
+        XS, yS, sign_S = np.concatenate(parts_X), np.concatenate(parts_y), np.concatenate(sign)
+        if yS.size == 0:
+            raise DegenerateSolveError(f"SVC(C={self._C:g}): no point fixes the intercept after the jump")
+        d_alpha, d_b = (self._kkt_derivative(XS, yS, a.X_poison[viol], tp[viol]) if viol.any()
+                        else (np.zeros(yS.size), 0.0))
+        scale = self._C * max(1, int(viol.sum()))
+        wrong = ((sign_S > 0) & (d_alpha < -1e-9 * scale)) | ((sign_S < 0) & (d_alpha > 1e-9 * scale))
+        if wrong.any():
+            raise DegenerateSolveError(
+                f"SVC(C={self._C:g}) has no margin support vector and the one-sided KKT solution after "
+                "the jump at β = 0⁺ is not consistent; the slope is not defined: increase C")
+        ft_after = ft + (b_star - b0)
+        jump = float(np.mean(self.pointwise_loss(a.t_trigger, ft_after) - self.pointwise_loss(a.t_trigger, ft)))
+        details = {"n_poison_entering": int(viol.sum()), "degenerate": True, "one_sided": True,
+                   "intercept_jump": b_star - b0, "loss_jump": jump}
+        return self._trigger_side(a, ft, ft_after, XS, yS * d_alpha, a.X_poison[viol], tp[viol], d_b,
+                                  details, exact=False)
+
+    @staticmethod
+    def pointwise_loss(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return np.maximum(0.0, 1.0 - y_pm * f)
+
+
+class _Unsettled(Exception):
+    """Active-set refinement did not settle (internal; becomes a refit or NotConvergedError)."""
+
+    def __init__(self, violation: float) -> None:
+        super().__init__(violation)
+        self.violation = violation
+
+
+def _lu(A: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.errstate(all="ignore"):
+            lu = linalg.lu_factor(A, check_finite=False)
+    except (linalg.LinAlgError, ValueError):
+        return None
+    return lu if np.all(np.isfinite(lu[0])) else None
+
+
+def _solve_with(A: np.ndarray, lu: tuple[np.ndarray, np.ndarray] | None,
+                rhs: np.ndarray) -> tuple[np.ndarray, str, float]:
+    """LU solve, or least squares when A is singular; (solution, method, relative residual)."""
+    sol = None
+    if lu is not None:
+        with np.errstate(all="ignore"):
+            sol = linalg.lu_solve(lu, rhs, check_finite=False)
+    method = "lu"
+    if sol is None or not np.all(np.isfinite(sol)) or _rel_residual(A, sol, rhs) > 1e-8:
+        sol = np.linalg.lstsq(A, rhs, rcond=None)[0]
+        method = "lstsq"
+    return sol, method, _rel_residual(A, sol, rhs)
+
+
+def _rel_residual(A: np.ndarray, x: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(A @ x - b) / max(np.linalg.norm(b), 1e-300))
