@@ -45,9 +45,11 @@ class FittedConvexLearner:
         return self.model.predict(flatten_images(np.asarray(X)))
 
     def backdoor_slope(self, X_poison: np.ndarray, y_poison: np.ndarray,
-                       X_trigger: np.ndarray, y_trigger: np.ndarray) -> SlopeResult:
-        return self.model.derivative(flatten_images(np.asarray(X_poison)), y_poison,
-                                     flatten_images(np.asarray(X_trigger)), y_trigger)
+                       X_trigger: np.ndarray, y_trigger: np.ndarray, *,
+                       X_test: np.ndarray | None = None, y_test: np.ndarray | None = None) -> SlopeResult:
+        """The exact slope with the triggered points' margins (``X_test``, ``y_test``: the clean test
+        set, for the margins' scale); images are flattened."""
+        return self.model.derivative(X_poison, y_poison, X_trigger, y_trigger, X_test=X_test, y_test=y_test)
 
 
 @dataclass(frozen=True)

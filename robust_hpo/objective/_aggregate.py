@@ -8,20 +8,17 @@ learner fitted on the attacks' shared clean set (:func:`robust_hpo.attacks.poiso
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from robust_hpo._validation import flatten_images
 from robust_hpo.attacks import MultiSplit, PoisonedSplit, shared_splits
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners import FittedLearner
-from robust_hpo.slope import ConvexSlopeModel, SlopeResult, TrainingInfluence
+from robust_hpo.slope import ConvexSlopeModel, SlopeResult
 
 __all__ = ["AGGREGATES", "Aggregate", "aggregate_slopes", "evaluate_threats"]
 
@@ -35,12 +32,9 @@ def evaluate_threats(fitted: FittedLearner,
 
     ``multi`` is a :class:`MultiSplit` or any ``{name: PoisonedSplit}`` mapping sharing the clean set
     (what :class:`robust_hpo.objective.BackdoorSlopeObjective` holds). For the convex learners (a
-    fitted learner exposing its :class:`ConvexSlopeModel` as ``.model``) the attacks that share a
-    trigger — hence the triggered test set, and poison points drawn from the same training points —
-    are evaluated together: the derivative is a sum over poison points (``dL/dβ = Σ_j dL/ds_j``), so
-    the per-point influences are computed once per trigger on the union of its poison points and
-    summed over each attack's own points. The values equal ``fitted.backdoor_slope(...)`` per attack
-    (up to rounding); other learners are called once per attack.
+    fitted learner exposing its :class:`ConvexSlopeModel` as ``.model``) all attacks are evaluated
+    together by :meth:`ConvexSlopeModel.derivatives` (one batched solve; each result carries its
+    margins); other learners are called once per attack.
     """
     splits = _named_splits(multi)
     if not callable(getattr(fitted, "backdoor_slope", None)):
@@ -61,63 +55,30 @@ def _named_splits(multi: object) -> dict[str, PoisonedSplit]:
     return shared_splits(multi, argument="multi", arrays=("X_clean", "y_clean"))
 
 
-def _trigger_groups(splits: Mapping[str, PoisonedSplit]) -> list[list[str]]:
-    """Attack names grouped by trigger and target (same description, same triggered test set)."""
-    groups: dict[str, list[str]] = {}
-    for name, split in splits.items():
-        key = json.dumps([split.attack.get("trigger", name), split.attack.get("target")], sort_keys=True,
-                         default=str)
-        groups.setdefault(key, []).append(name)
-    out: list[list[str]] = []
-    for names in groups.values():
-        first = splits[names[0]]
-        same, other = [names[0]], []
-        for name in names[1:]:
-            s = splits[name]
-            equal = np.array_equal(s.X_trigger, first.X_trigger) and np.array_equal(s.y_trigger, first.y_trigger)
-            (same if equal else other).append(name)
-        out.append(same)
-        out.extend([n] for n in other)
-    return out
-
-
-def _union(splits: Mapping[str, PoisonedSplit], names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Sorted training indices of the group's poison points and their rows; None if two attacks disagree."""
-    index = np.concatenate([splits[n].poison_indices for n in names])
-    X = np.concatenate([splits[n].X_poison for n in names])
-    y = np.concatenate([splits[n].y_poison for n in names])
-    order, first, inverse = np.unique(index, return_index=True, return_inverse=True)
-    if not (np.array_equal(y, y[first][inverse]) and np.array_equal(X, X[first][inverse])):
-        return None
-    return order, flatten_images(X[first]), y[first]
-
-
 def _grouped_convex(model: ConvexSlopeModel, splits: Mapping[str, PoisonedSplit]) -> dict[str, SlopeResult]:
+    """All attacks from the one fit: :meth:`ConvexSlopeModel.derivatives` batches their solves and
+    returns each attack's result with its margins (scaled on the attacks' clean test set)."""
     results: dict[str, SlopeResult] = {}
-    influence = TrainingInfluence(model)
-    for names in _trigger_groups(splits):
-        start = time.perf_counter()
-        union = _union(splits, names) if len(names) > 1 else None
-        if union is None:  # a single attack, or poison rows that differ between attacks: one by one
-            for name in names:
-                s = splits[name]
-                results[name] = model.derivative(flatten_images(s.X_poison), s.y_poison,
-                                                 flatten_images(s.X_trigger), s.y_trigger)
-            continue
-        order, X_union, y_union = union
+    for names in _same_test_set(splits):
         first = splits[names[0]]
-        values = influence.out_of_fit(X_union, y_union, flatten_images(first.X_trigger), first.y_trigger)
-        shared = (time.perf_counter() - start) / len(names) + model.prepare_seconds_
-        for name in names:
-            s = splits[name]
-            picked = np.searchsorted(order, s.poison_indices)
-            results[name] = SlopeResult.from_derivative(
-                float(np.sum(values[picked])), n_poison=len(picked), n_clean=model.n_clean_,
-                n_trigger=int(s.y_trigger.shape[0]), method=f"{model.details_['method']}+grouped",
-                loss=model.loss_name, damping=model.damping, fit_seconds=model.fit_seconds_,
-                slope_seconds=shared, details={**model.details_, "attacks_sharing_trigger": len(names)},
-            )
+        attacks = [(splits[n].X_poison, splits[n].y_poison, splits[n].X_trigger, splits[n].y_trigger) for n in names]
+        results.update(zip(names, model.derivatives(attacks, X_test=first.X_test, y_test=first.y_test)))
     return {name: results[name] for name in splits}
+
+
+def _same_test_set(splits: Mapping[str, PoisonedSplit]) -> list[list[str]]:
+    """Attack names grouped by their clean test set (one group for a MultiSplit)."""
+    groups: list[list[str]] = []
+    for name, split in splits.items():
+        for group in groups:
+            other = splits[group[0]]
+            if (split.X_test is other.X_test or np.array_equal(split.X_test, other.X_test)) and \
+                    np.array_equal(split.y_test, other.y_test):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
 
 
 @dataclass(frozen=True)

@@ -4,37 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from robust_hpo.attacks import PoisonedSplit
+from robust_hpo.errors import ValidationError
 from robust_hpo.slope._convex import slope_model
 from robust_hpo.slope._result import SlopeResult
 
 
 def backdoor_slope(estimator: Any, X_clean: Any, y_clean: Any = None, X_poison: Any = None,
                    y_poison: Any = None, X_trigger: Any = None, y_trigger: Any = None,
-                   *, damping: float = 0.0) -> SlopeResult:
+                   *, X_test: Any = None, y_test: Any = None, damping: float = 0.0) -> SlopeResult:
     """Backdoor learning slope of an unfitted scikit-learn ``estimator`` at β = 0.
 
-    Fits the estimator with scikit-learn on the clean data only, then differentiates its optimality
-    conditions (no training on poison). Either pass the six arrays (2-D float ``X``, labels with
-    exactly two classes in ``y_clean``) or a :class:`~robust_hpo.attacks.PoisonedSplit` as the
-    second argument. ``damping`` (default 0: the exact convex problem) is added to the Hessian's
-    diagonal (or the SVC KKT block) only if a user needs to regularise a singular solve.
+    Fits the estimator with scikit-learn on the clean data only, brings it to the optimum (see
+    docs/slope.md), then differentiates its optimality conditions (no training on poison). Either
+    pass the six arrays (2-D float ``X``, labels with exactly two classes in ``y_clean``) or a
+    :class:`~robust_hpo.attacks.PoisonedSplit` as the second argument. ``damping`` (default 0: the
+    exact convex problem) is added to the Hessian's diagonal (or the SVC KKT block) only if a user
+    needs to regularise a singular solve.
 
     Returns a :class:`SlopeResult`: ``derivative`` = dL/dβ of the mean triggered-test loss
-    (negative: the backdoor is being learned), ``influence`` = derivative / m and
-    ``slope`` = −(2/π)·arctan(influence) ∈ (−1, 1).
+    (negative: the backdoor is being learned), ``influence`` = derivative / m,
+    ``slope`` = −(2/π)·arctan(influence) ∈ (−1, 1), and ``margins`` — the triggered points' target
+    margins and their β-derivative from the same solve. The clean test set (``X_test``, ``y_test``;
+    taken from a split) sets the margins' ``scale`` and hence ``normalised_margin``.
     """
     if isinstance(X_clean, PoisonedSplit):
-        if any(a is not None for a in (y_clean, X_poison, y_poison, X_trigger, y_trigger)):
-            raise ValueError("pass either a PoisonedSplit or the six arrays, not both")
-        X_clean, y_clean, X_poison, y_poison, X_trigger, y_trigger = X_clean.flat()
+        if any(a is not None for a in (y_clean, X_poison, y_poison, X_trigger, y_trigger, X_test, y_test)):
+            raise ValidationError("pass either a PoisonedSplit or the arrays, not both")
+        split = X_clean
+        X_clean, y_clean, X_poison, y_poison, X_trigger, y_trigger = split.flat()
+        X_test, y_test = split.X_test, split.y_test
     missing = [name for name, v in (("y_clean", y_clean), ("X_poison", X_poison),
                                     ("y_poison", y_poison), ("X_trigger", X_trigger),
                                     ("y_trigger", y_trigger)) if v is None]
     if missing:
-        raise ValueError(f"missing arguments: {', '.join(missing)}")
+        raise ValidationError(f"missing arguments: {', '.join(missing)}")
     model = slope_model(estimator, damping=damping).fit(X_clean, y_clean)
-    return model.derivative(X_poison, y_poison, X_trigger, y_trigger)
-
-
+    return model.derivative(X_poison, y_poison, X_trigger, y_trigger, X_test=X_test, y_test=y_test)
