@@ -2,8 +2,13 @@
 
 Each batch is a pickled dict with bytes keys: ``b"data"`` a (10000, 3072) uint8 array (1024 red,
 then 1024 green, then 1024 blue values, each a 32×32 image in row-major order) and ``b"labels"``
-a list of ints 0..9; ``batches.meta`` holds ``b"label_names"``. Pickle runs code on load: read
-only files you trust (the same caveat as torchvision's CIFAR10).
+a list of ints 0..9; ``batches.meta`` holds ``b"label_names"``.
+
+A pickle can run code on load, so the batches are read by a restricted unpickler
+(:mod:`robust_hpo.datasets._restricted_pickle`) that admits only what the format holds: dicts,
+lists, str/bytes, numbers and NumPy arrays. A file naming anything else (``os.system``, …) is
+refused with a :class:`~robust_hpo.errors.DataFileError` naming the file, and nothing in it runs.
+Files larger than :data:`MAX_BATCH_BYTES` are refused unread.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from robust_hpo.datasets._restricted_pickle import RefusedGlobal, restricted_load
 from robust_hpo.datasets._source import Pool, Source, array_pool
+from robust_hpo.errors import DataFileError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
+#: Largest batch file read: 128 MiB, four times an official batch (31 MB).
+MAX_BATCH_BYTES = 128 * 1024 * 1024
 
 
 def cifar10_dirs(root: Path) -> list[Path]:
@@ -42,9 +51,9 @@ def cifar10_source(root: Path, *, download: bool) -> Source:
         )
     meta = _unpickle(folder / META)
     names = meta.get(b"label_names")
-    if not isinstance(names, list) or len(names) != 10:
-        raise ValueError(f"{folder / META}: expected b'label_names' with 10 class names, got {names!r}")
-    names_str = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    if not isinstance(names, list) or len(names) != 10 or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataFileError(f"{folder / META}: expected b'label_names' with 10 class names, got {names!r:.200}")
+    names_str = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names)
     present = [b for b in TRAIN_BATCHES if (folder / b).is_file()]
     if present and len(present) != len(TRAIN_BATCHES):
         missing = sorted(set(TRAIN_BATCHES) - set(present))
@@ -69,13 +78,26 @@ def _find(root: Path) -> Path | None:
 
 
 def _unpickle(path: Path) -> dict[Any, Any]:
+    size = path.stat().st_size
+    if size > MAX_BATCH_BYTES:
+        raise DataFileError(
+            f"{path} is {size} bytes, more than the {MAX_BATCH_BYTES} bytes a CIFAR-10 batch file may have "
+            "(an official batch is 31 MB); refused unread"
+        )
     try:
         with path.open("rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path} is not a readable CIFAR-10 pickle (truncated or corrupt): {exc}") from exc
+            obj = restricted_load(f, encoding="bytes")
+    except RefusedGlobal as exc:
+        raise DataFileError(
+            f"{path} was refused: its pickle references {exc.name}, which a CIFAR-10 batch does not hold "
+            "(only dicts, lists, strings, bytes, numbers and NumPy arrays are read); nothing in it was run. "
+            "The file may be malicious: replace it with the official cifar-10-python.tar.gz"
+        ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, MemoryError, OverflowError, RecursionError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path} is not a readable CIFAR-10 pickle (truncated or corrupt): {exc}") from exc
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+        raise DataFileError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return obj
 
 
@@ -86,16 +108,30 @@ def _read_batches(paths: list[Path]) -> Pool:
         data, labs = batch.get(b"data"), batch.get(b"labels")
         if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
             shape = getattr(data, "shape", None)
-            raise ValueError(f"{path}: expected b'data' as a uint8 array (n, 3072), got {type(data).__name__} {shape}")
-        labs_arr = np.asarray(labs)
-        if labs is None or labs_arr.shape != (data.shape[0],) or not np.issubdtype(labs_arr.dtype, np.integer):
-            raise ValueError(f"{path}: expected b'labels' as {data.shape[0]} integers, got {labs_arr.shape}")
+            raise DataFileError(
+                f"{path}: expected b'data' as a uint8 array (n, 3072), got {type(data).__name__} {shape}"
+            )
+        labs_arr = _integer_labels(labs)
+        if labs_arr is None or labs_arr.shape != (data.shape[0],):
+            shape = None if labs_arr is None else labs_arr.shape
+            raise DataFileError(f"{path}: expected b'labels' as {data.shape[0]} integers, got {shape}")
         if labs_arr.size and (labs_arr.min() < 0 or labs_arr.max() > 9):
-            raise ValueError(f"{path}: labels must lie in 0..9, found {labs_arr.min()}..{labs_arr.max()}")
+            raise DataFileError(f"{path}: labels must lie in 0..9, found {labs_arr.min()}..{labs_arr.max()}")
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(labs_arr)
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent}/{{{','.join(p.name for p in paths)}}}"
     return array_pool(np.concatenate(images), np.concatenate(labels), scale=255.0, where=where)
+
+
+def _integer_labels(labs: object) -> np.ndarray | None:
+    """``labs`` (a list or array) as a 1-D integer array, or ``None`` when it is anything else."""
+    if not isinstance(labs, (list, np.ndarray)):
+        return None
+    try:
+        arr = np.asarray(labs)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return arr if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer) else None
 
 
 def _download(root: Path) -> None:

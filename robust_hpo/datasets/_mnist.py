@@ -8,6 +8,7 @@ import numpy as np
 
 from robust_hpo.datasets._idx import read_idx
 from robust_hpo.datasets._source import Pool, Source, array_pool
+from robust_hpo.errors import DataFileError
 
 #: split -> (images file, labels file), each optionally gzip-compressed (``.gz``).
 MNIST_FILES: dict[str, tuple[str, str]] = {
@@ -76,16 +77,16 @@ def _find_pools(root: Path) -> dict[str, Pool | None]:
 def _read_pair(img_path: Path, lab_path: Path) -> Pool:
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{img_path}: expected uint8 images (n, rows, cols), got {images.dtype} {images.shape}")
+        raise DataFileError(f"{img_path}: expected uint8 images (n, rows, cols), got {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.dtype != np.uint8:
-        raise ValueError(f"{lab_path}: expected uint8 labels (n,), got {labels.dtype} {labels.shape}")
+        raise DataFileError(f"{lab_path}: expected uint8 labels (n,), got {labels.dtype} {labels.shape}")
     if labels.shape[0] != images.shape[0]:
-        raise ValueError(
+        raise DataFileError(
             f"{lab_path} has {labels.shape[0]} labels but {img_path} has {images.shape[0]} images; "
             "expected equal counts"
         )
     if labels.size and labels.max() > 9:
-        raise ValueError(f"{lab_path}: labels must be digits 0..9, found {int(labels.max())}")
+        raise DataFileError(f"{lab_path}: labels must be digits 0..9, found {int(labels.max())}")
     return array_pool(images[:, None, :, :], labels, scale=255.0, where=f"{img_path}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from robust_hpo.datasets._load import default_root
-from robust_hpo.errors import WeightsUnavailableError
+from robust_hpo.errors import DataFileError, WeightsUnavailableError
 
 #: Supported model names -> feature dimension.
 FEATURE_MODELS: dict[str, int] = {
@@ -140,7 +141,7 @@ def _build_extractor(model: str, weights: Any, device: Any, progress: bool) -> A
     from torch import nn
     from torchvision.models import get_model
 
-    state = _state_dict(weights, progress) if weights is not None else None
+    state = pretrained_state_dict(weights, progress=progress) if weights is not None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = get_model(model, weights=None)
@@ -154,26 +155,48 @@ def _build_extractor(model: str, weights: Any, device: Any, progress: bool) -> A
     return extractor.eval().to(device)
 
 
-def _state_dict(weights: Any, progress: bool) -> dict[str, Any]:
-    """Pretrained parameters from the torch hub cache (downloaded when missing), or one clear error."""
+def pretrained_state_dict(weights: Any, *, progress: bool = True) -> dict[str, Any]:
+    """The parameters of torchvision ``weights`` from the torch hub cache (downloaded when missing).
+
+    The file is read with ``torch.load(weights_only=True)``: only tensors and plain containers are
+    unpickled, so a planted file cannot run code. Raises
+    :class:`~robust_hpo.errors.DataFileError` naming the file when it holds anything else, and
+    :class:`~robust_hpo.errors.WeightsUnavailableError` when it cannot be downloaded or read.
+    """
     import torch
 
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     file = checkpoints / Path(weights.url).name
     had_file = file.is_file()
     try:
-        return weights.get_state_dict(progress=progress, check_hash=True)
+        return weights.get_state_dict(progress=progress, check_hash=True, weights_only=True, map_location="cpu")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        reason = _load_failure(exc)
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc)) if isinstance(exc, pickle.UnpicklingError) else None
+        if refused is not None:
+            raise DataFileError(
+                f"the cached weights file {file} for {weights} was refused: it references "
+                f"{refused.group(1)}, which a weights file does not hold (only tensors and plain containers "
+                f"are read); nothing in it was run. The file may be malicious: delete it and download it "
+                f"again from {weights.url}, or pass weights=None"
+            ) from None
         if had_file:
             raise WeightsUnavailableError(
-                f"the cached weights file {file} for {weights} could not be read ({exc}); it is corrupt "
+                f"the cached weights file {file} for {weights} could not be read ({reason}); it is corrupt "
                 f"or incomplete: delete it and download it again from {weights.url}, or pass weights=None"
             ) from exc
         raise WeightsUnavailableError(
-            f"pretrained weights {weights} cannot be downloaded from {weights.url} ({exc}). Without "
+            f"pretrained weights {weights} cannot be downloaded from {weights.url} ({reason}). Without "
             f"internet, download that file elsewhere and place it as {file} (the torch hub cache; "
             "move it with TORCH_HOME or torch.hub.set_dir), or pass weights=None for an untrained network"
         ) from exc
+
+
+def _load_failure(exc: BaseException) -> str:
+    """The reason ``torch.load`` gives, without its advice to retry with ``weights_only=False``."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc) and exc.__context__ is not None:
+        return str(exc.__context__)
+    return str(exc)
 
 
 def _run(network: Any, preprocess: Callable[[Any], Any], X: np.ndarray, batch_size: int, device: Any,

@@ -23,6 +23,9 @@ import torch
 import torchvision
 from torch import nn
 
+from robust_hpo.datasets.pretrained import pretrained_state_dict
+from robust_hpo.errors import WeightsUnavailableError
+
 Architecture = Literal["mlp", "cnn", "resnet18", "resnet50"]
 ARCHITECTURES: tuple[str, ...] = ("mlp", "cnn", "resnet18", "resnet50")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -86,13 +89,15 @@ def _resnet(architecture: str, pretrained: bool) -> torchvision.models.ResNet:
     else:
         weights = torchvision.models.ResNet50_Weights.DEFAULT if pretrained else None
         build = torchvision.models.resnet50
+    net = build(weights=None)
     if weights is None:
-        return build(weights=None)
-    try:
-        return build(weights=weights)
-    except (OSError, RuntimeError) as exc:
-        raise RuntimeError(
-            f"could not load the pretrained weights {weights} ({type(exc).__name__}: {exc}); without "
-            f"internet, download {weights.url} into {torch.hub.get_dir()}/checkpoints/ or set "
-            f"pretrained = false"
+        return net
+    try:  # read with weights_only=True: a planted checkpoint cannot run code (DataFileError instead)
+        state = pretrained_state_dict(weights, progress=True)
+    except WeightsUnavailableError as exc:
+        raise WeightsUnavailableError(
+            f"could not load the pretrained weights {weights} ({exc}); without internet, download "
+            f"{weights.url} into {torch.hub.get_dir()}/checkpoints/ or set pretrained = false"
         ) from exc
+    net.load_state_dict(state)
+    return net
