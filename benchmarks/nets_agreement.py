@@ -7,14 +7,16 @@ accuracy. Prints Spearman correlations between the three and each slope's cost p
 relative to one clean training ((fit + slope) / fit), all measured in this run (torch on one
 thread by default: tiny networks are fastest so, and the CI machine has two shared cores).
 
-    python benchmarks/nets_agreement.py            # 5 epochs × 3 widths × 3 seeds, ~1-2 min on 2 cores
-    python benchmarks/nets_agreement.py --quick    # 2 × 2 × 1, a smoke run
-    python benchmarks/nets_agreement.py --family cnn --epochs 3 6 12 --widths 4 8 16 --seeds 1 --lr 0.1
+    python -m benchmarks.nets_agreement                # MLP: 5 epochs × 3 widths × 3 seeds, ~1.5 min
+    python -m benchmarks.nets_agreement --family cnn   # CNN: 4 epochs × 3 widths × 2 seeds, ~1.5 min
+    python -m benchmarks.nets_agreement --quick        # 2 × 2 × 1, a smoke run
+    python -m benchmarks.nets_agreement --family cnn --option hessian_samples=128   # fixed options
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -31,14 +33,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="mlp", choices=["mlp", "cnn"])
     parser.add_argument("--lr", type=float, default=None, help="fixed learning rate (default: the family's)")
-    parser.add_argument("--epochs", type=int, nargs="+", default=[2, 5, 10, 20, 40])
-    parser.add_argument("--widths", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, nargs="+", default=None,
+                        help="default: 2 5 10 20 40 (mlp), 2 5 10 20 (cnn)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help="default: 16 64 256 (mlp), 4 16 64 (cnn: the family's search range)")
+    parser.add_argument("--seeds", type=int, default=None, help="default: 3 (mlp), 2 (cnn)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a fixed family option (PARAM_KEYS), e.g. hessian_samples=128; repeatable")
     parser.add_argument("--betas", type=float, nargs="+", default=[0.01, 0.1, 1.0],
                         help="finite-difference β values (the smallest is the FD slope compared)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny nets: 1 is fastest)")
     parser.add_argument("--quick", action="store_true", help="2 epochs values × 2 widths × 1 seed")
     args = parser.parse_args()
+    grid = GRIDS[args.family]
+    args.epochs = args.epochs or grid["epochs"]
+    args.widths = args.widths or grid["widths"]
+    args.seeds = args.seeds or grid["seeds"]
     if args.quick:
         args.epochs, args.widths, args.seeds = [2, 10], [16, 64], 1
     torch.set_num_threads(args.threads)
@@ -46,7 +56,7 @@ def main() -> None:
     if 1.0 not in betas:
         betas.append(1.0)  # the β = 1 training gives the backdoor accuracy
 
-    family = get_family(args.family)
+    family = get_family(args.family).with_options(**dict(_option(text) for text in args.option))
     fixed = {} if args.lr is None else {"lr": args.lr}
     warm_up(family)
     rows = []
@@ -82,6 +92,23 @@ def main() -> None:
     report(rows, betas, args)
 
 
+GRIDS: dict[str, dict[str, Any]] = {
+    "mlp": {"epochs": [2, 5, 10, 20, 40], "widths": [16, 64, 256], "seeds": 3},
+    "cnn": {"epochs": [2, 5, 10, 20], "widths": [4, 16, 64], "seeds": 2},
+}
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """"key=value" with the value read as JSON when it parses (numbers, lists), else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--option expects KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def warm_up(family: Any) -> None:
     """One untimed trial, so that one-off costs (lazy imports, allocator) do not land on the first row."""
     split = poison(load_dataset("digits", classes=[3, 8]), BadNets(), fraction=0.1)
@@ -103,12 +130,17 @@ def report(rows: list[dict], betas: list[float], args: argparse.Namespace) -> No
     def rho(a: np.ndarray, b: np.ndarray) -> float:
         return float(spearmanr(a, b).statistic)
 
-    print(f"\n{args.family}: {len(configs)} configurations × {args.seeds} seeds = {len(rows)} trials "
-          f"(digits, BadNets 3×3, 10 % poison, target 'next')")
+    options = ", ".join(args.option) or "the family's defaults"
+    print(f"\n{args.family} ({options}): {len(configs)} configurations × {args.seeds} seeds = {len(rows)} "
+          f"trials (digits, BadNets 3×3, 10 % poison, target 'next')")
     print("Spearman correlations (all trials | seed-averaged configurations):")
     for b in betas:
         print(f"  influence slope vs FD slope (β={b:g}):      {rho(influence, fd[b]):6.3f} | "
               f"{rho(per_config(influence), per_config(fd[b])):6.3f}")
+    if len(betas) > 1:  # how well the reference agrees with itself bounds the agreement above
+        print(f"  FD slope (β={betas[0]:g}) vs FD slope (β={betas[1]:g}), the reference itself: "
+              f"{rho(fd[betas[0]], fd[betas[1]]):6.3f} | "
+              f"{rho(per_config(fd[betas[0]]), per_config(fd[betas[1]])):6.3f}")
     within = [rho(influence[[r["epochs"] == e for r in rows]], fd[betas[0]][[r["epochs"] == e for r in rows]])
               for e in sorted({r["epochs"] for r in rows})]
     print(f"  influence vs FD (β={betas[0]:g}) within one epochs value (width, seed vary), mean over "

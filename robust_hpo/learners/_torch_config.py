@@ -73,7 +73,7 @@ class NetworkSlopeOptions:
     hessian: Literal["gauss-newton", "exact"] = "gauss-newton"
     last_layers: int | None = None
     hessian_samples: int | None = None
-    cg_tol: float = 1e-4
+    cg_tol: float = 1e-3
     cg_max_iter: int = 1000
     solve_dtype: Literal["float32", "float64"] = "float32"
 

@@ -20,6 +20,8 @@ from robust_hpo.slope.networks import (
     influence_slope,
     triggered_loss,
 )
+from robust_hpo.learners._torch_models import build_network
+from robust_hpo.slope._torch_linearised import LinearisedNetwork
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -101,6 +103,23 @@ def test_cg_solves_spd_system_like_a_direct_solve():
     assert 1 <= solution.iterations <= 200
 
 
+def test_cg_reorthogonalisation_saves_float32_iterations_and_keeps_the_solution():
+    """Outlying eigenvalues make float32 CG lose orthogonality; reorthogonalised, it does not."""
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
+    eigenvalues = np.concatenate([np.logspace(1, 2, 8), np.logspace(-2, 0, 192)])
+    A64 = (Q * eigenvalues) @ Q.T
+    A = torch.as_tensor(A64, dtype=torch.float32)
+    b = torch.as_tensor(rng.normal(size=200), dtype=torch.float32)
+    exact = np.linalg.solve(A64, b.double().numpy())
+    kept = conjugate_gradient(lambda v: A @ v, b, tol=1e-3, max_iter=1000)
+    plain = conjugate_gradient(lambda v: A @ v, b, tol=1e-3, max_iter=1000, reorthogonalise=False)
+    assert kept.iterations < 0.6 * plain.iterations
+    for solution in (kept, plain):
+        assert solution.residual <= 1e-3
+        assert np.linalg.norm(solution.x.double().numpy() - exact) <= 2e-3 * np.linalg.norm(exact)
+
+
 def test_cg_zero_rhs_returns_zero_without_iterating():
     solution = conjugate_gradient(lambda v: 2 * v, torch.zeros(4, dtype=torch.float64))
     assert solution.iterations == 0 and float(solution.x.abs().max()) == 0.0
@@ -139,6 +158,7 @@ def test_cg_raises_when_explicit_residual_disagrees():
     ({"tol": 0.0}, "tol must be a number in"),
     ({"tol": 1.5}, "tol must be a number in"),
     ({"max_iter": 0}, "max_iter must be a positive integer"),
+    ({"reorthogonalise": 1}, "reorthogonalise must be True or False"),
 ])
 def test_cg_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -148,6 +168,65 @@ def test_cg_bad_arguments(kwargs, message):
 def test_cg_rejects_matrix_rhs():
     with pytest.raises(ValueError, match="b must be a 1-D tensor"):
         conjugate_gradient(lambda v: v, torch.ones(2, 2))
+
+
+# ---------------------------------------------------------------- linearised network (J v, Jᵀ u)
+
+class _NotSequential(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(x))) + self.a(x)[:, :3]  # a used twice
+
+
+def _small_cnn(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_network("cnn", input_shape=(1, 6, 6), width=2, n_classes=3).double()
+
+
+def _repeated_layer() -> nn.Module:
+    torch.manual_seed(4)
+    shared = nn.Linear(3, 3)
+    return nn.Sequential(shared, nn.Tanh(), shared).double()
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+@pytest.mark.parametrize("make, shape", [
+    (lambda: _small_cnn(0), (7, 1, 6, 6)),                                       # conv, relu, pools
+    (lambda: _tiny_net(0), (7, 3)),                                               # tanh: generic rule
+    (lambda: (torch.manual_seed(1), nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 3))
+              .double())[1], (7, 3)),
+    (lambda: (torch.manual_seed(2), _NotSequential().double())[1], (7, 3)),      # whole-model rule
+    (_repeated_layer, (7, 3)),                                  # a shared layer: whole-model rule
+])
+def test_linearised_network_matches_torch_func_jvp_and_autograd(make, shape):
+    model = make()
+    X = torch.as_tensor(np.random.default_rng(0).random(shape))
+    params = list(model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    v = [torch.randn_like(p) for p in params]
+    u = torch.randn(shape[0], 3, dtype=torch.float64)
+
+    def f(*weights: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(model, dict(zip(names, weights, strict=True)), (X,))
+
+    linearised = LinearisedNetwork(model, params, X)
+    logits, jv, pulled = linearised.logits.detach(), linearised.jvp(v), linearised.vjp(u)
+    # the references last: functional_call re-creates a shared layer's parameters
+    z, expected_jv = torch.func.jvp(f, tuple(p.detach() for p in params), tuple(v))
+    _, pullback = torch.func.vjp(f, *(p.detach() for p in params))
+    torch.testing.assert_close(logits, z)
+    torch.testing.assert_close(jv, expected_jv, rtol=1e-12, atol=1e-12)
+    for got, expected in zip(pulled, pullback(u), strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_linearised_network_rejects_foreign_parameters():
+    model = _tiny_net(0)
+    with pytest.raises(ValueError, match="params must be the model's parameters"):
+        LinearisedNetwork(model, list(model.parameters())[:2], torch.zeros(2, 3, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------- influence slope: exactness
@@ -179,6 +258,19 @@ def test_influence_gauss_newton_matches_dense_jacobian_form():
     expected = _reference_derivative(model, X, y, Xp, yp, Xt, yt, shift=1e-3, params=params,
                                      gauss_newton=True)
     assert result.derivative == pytest.approx(expected, rel=1e-6)
+
+
+def test_influence_gauss_newton_of_a_cnn_matches_dense_jacobian_form():
+    model = _small_cnn(3)
+    rng = np.random.default_rng(3)
+    X, Xp, Xt = (rng.random((size, 1, 6, 6)) for size in (30, 6, 9))
+    y, yp, yt = (rng.integers(0, 3, size=size) for size in (30, 6, 9))
+    config = InfluenceConfig(damping=1e-2, hessian="gauss-newton", dtype="float64", tol=1e-11)
+    result = influence_slope(model, X, y, Xp, yp, Xt, yt, config=config)
+    params = [n for n, _ in model.named_parameters()]
+    expected = _reference_derivative(model, X, y, Xp, yp, Xt, yt, shift=1e-2, params=params,
+                                     gauss_newton=True)
+    assert result.derivative == pytest.approx(expected, rel=1e-7)
 
 
 def test_influence_last_layer_holds_the_rest_fixed():
