@@ -79,7 +79,8 @@ def measure(label: str, storage: Any, objective: TimedObjective, sampler_name: s
 def paper_mnist(config: StudyConfig, root: Path) -> StudyConfig:
     """``config`` on the paper's MNIST protocol: pair 7-1, 1500 train / 500 test, 3×3 BadNets."""
     data = replace(config.data, dataset="mnist", classes=(7, 1), n_train=1500, n_test=500, root=str(root))
-    return replace(config, data=data, attack=replace(config.attack, size=3))
+    attack = replace(config.attacks[0], params={**config.attacks[0].params, "size": 3})
+    return replace(config, data=data, attacks=(attack,))
 
 
 def run_all(label: str, config: StudyConfig, n_trials: int, folder_root: Path | None) -> None:

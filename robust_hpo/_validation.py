@@ -107,7 +107,7 @@ class Options(Constraint):
         return any(type(value) is type(option) and value == option for option in self.options)
 
     def __str__(self) -> str:
-        return f"one of {list(self.options)}"
+        return repr(self.options[0]) if len(self.options) == 1 else f"one of {list(self.options)}"
 
 
 class InstanceOf(Constraint):
@@ -148,8 +148,9 @@ ConstraintSpec = Sequence["Constraint | None"]
 
 
 def describe(constraints: ConstraintSpec) -> str:
-    """The alternatives in words: ``a positive integer or None``."""
-    parts = ["None" if c is None else str(c) for c in constraints]
+    """The alternatives in words: ``a positive integer or -1``. ``None`` (the parameter may be left
+    out) is not named: a study file has no ``None``, and the message is about the value given."""
+    parts = [str(c) for c in constraints if c is not None] or ["None"]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 

@@ -59,9 +59,14 @@ def learner_config(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return learner, own
 
 
+def format_values(params: Mapping[str, Any]) -> str:
+    """A learner's hyperparameters as text: ``C=1.2, gamma=0.003``."""
+    return ", ".join(f"{name}={_format_value(value)}" for name, value in params.items())
+
+
 def format_config(learner: str, params: Mapping[str, Any]) -> str:
     """A configuration as text: ``rbf_svm C=1.2, gamma=0.003`` (``learner`` alone without params)."""
-    text = ", ".join(f"{name}={_format_value(value)}" for name, value in params.items())
+    text = format_values(params)
     return f"{learner} {text}" if text else learner
 
 
@@ -93,21 +98,21 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         if not isinstance(self.learners, Mapping) or len(self.learners) == 0:
-            raise ValueError("learners must be a non-empty mapping of learner name -> {param: distribution}")
+            raise ValidationError("learners must be a non-empty mapping of learner name -> {param: distribution}")
         frozen: dict[str, Mapping[str, BaseDistribution]] = {}
         for learner, params in self.learners.items():
             if not isinstance(learner, str) or not learner or _SEPARATOR in learner:
-                raise ValueError(f"learners: learner names must be non-empty strings without "
+                raise ValidationError(f"learners: learner names must be non-empty strings without "
                                  f"{_SEPARATOR!r}, got {learner!r}")
             if not isinstance(params, Mapping):
-                raise ValueError(f"learners[{learner!r}] must be a mapping of param name -> distribution, "
+                raise ValidationError(f"learners[{learner!r}] must be a mapping of param name -> distribution, "
                                  f"got {type(params).__name__}")
             for name, dist in params.items():
                 if not isinstance(name, str) or not name or _SEPARATOR in name:
-                    raise ValueError(f"learners[{learner!r}]: parameter names must be non-empty strings "
+                    raise ValidationError(f"learners[{learner!r}]: parameter names must be non-empty strings "
                                      f"without {_SEPARATOR!r}, got {name!r}")
                 if not isinstance(dist, BaseDistribution):
-                    raise ValueError(f"learners[{learner!r}][{name!r}] must be an Optuna distribution, "
+                    raise ValidationError(f"learners[{learner!r}][{name!r}] must be an Optuna distribution, "
                                      f"got {type(dist).__name__}")
             frozen[learner] = MappingProxyType(dict(params))
         object.__setattr__(self, "learners", MappingProxyType(frozen))
@@ -124,15 +129,15 @@ class SearchSpace:
         names = [f.name for f in families]
         unknown = sorted(set(overrides) - set(names))
         if unknown:
-            raise ValueError(f"overrides: no learner {unknown[0]!r} in the search; expected one of {names}")
+            raise ValidationError(f"overrides: no learner {unknown[0]!r} in the search; expected one of {names}")
         learners: dict[str, dict[str, BaseDistribution]] = {}
         for family in families:
             if family.name in learners:
-                raise ValueError(f"families: learner {family.name!r} is listed twice")
+                raise ValidationError(f"families: learner {family.name!r} is listed twice")
             space = dict(family.search_space())
             for param, dist in overrides.get(family.name, {}).items():
                 if param not in space:
-                    raise ValueError(f"overrides[{family.name!r}]: unknown parameter {param!r}; "
+                    raise ValidationError(f"overrides[{family.name!r}]: unknown parameter {param!r}; "
                                      f"learner {family.name!r} has {sorted(space)}")
                 space[param] = dist
             learners[family.name] = space
@@ -163,18 +168,18 @@ class SearchSpace:
         Other learners' parameters are ignored; a missing or out-of-range one raises ``ValueError``.
         """
         if LEARNER_PARAM not in params:
-            raise ValueError(f"params must contain {LEARNER_PARAM!r}; got keys {sorted(params)}")
+            raise ValidationError(f"params must contain {LEARNER_PARAM!r}; got keys {sorted(params)}")
         learner = params[LEARNER_PARAM]
         if learner not in self.learners:
-            raise ValueError(f"params[{LEARNER_PARAM!r}] must be one of {list(self.learner_names)}, "
+            raise ValidationError(f"params[{LEARNER_PARAM!r}] must be one of {list(self.learner_names)}, "
                              f"got {learner!r}")
         own: dict[str, Any] = {}
         for name, dist in self.learners[learner].items():
             key = param_name(learner, name)
             if key not in params:
-                raise ValueError(f"params is missing {key!r} for learner {learner!r}")
+                raise ValidationError(f"params is missing {key!r} for learner {learner!r}")
             if not _contains(dist, params[key]):
-                raise ValueError(f"params[{key!r}] = {params[key]!r} is outside its distribution {dist}")
+                raise ValidationError(f"params[{key!r}] = {params[key]!r} is outside its distribution {dist}")
             own[name] = params[key]
         return learner, own
 
@@ -195,7 +200,7 @@ def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
         return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
     if isinstance(dist, CategoricalDistribution):
         return trial.suggest_categorical(name, dist.choices)
-    raise ValueError(f"{name}: unsupported distribution {type(dist).__name__}; expected Float, Int or "
+    raise ValidationError(f"{name}: unsupported distribution {type(dist).__name__}; expected Float, Int or "
                      f"Categorical")
 
 
@@ -216,46 +221,46 @@ def distribution_from_spec(key: str, spec: Any, default: BaseDistribution | None
         return _fixed(key, spec, default)
     unknown = [k for k in spec if k not in _SPEC_KEYS]
     if unknown:
-        raise ValueError(f"{key}: unknown key {unknown[0]!r}; expected some of {list(_SPEC_KEYS)}")
+        raise ValidationError(f"{key}: unknown key {unknown[0]!r}; expected some of {list(_SPEC_KEYS)}")
     if "choices" in spec:
         extra = [k for k in spec if k != "choices"]
         if extra:
-            raise ValueError(f"{key}: 'choices' cannot be combined with {extra}")
+            raise ValidationError(f"{key}: 'choices' cannot be combined with {extra}")
         choices = spec["choices"]
         if not isinstance(choices, list) or len(choices) == 0:
-            raise ValueError(f"{key}.choices must be a non-empty list, got {choices!r}")
+            raise ValidationError(f"{key}.choices must be a non-empty list, got {choices!r}")
         if len(set(map(repr, choices))) != len(choices):
-            raise ValueError(f"{key}.choices has duplicates: {choices!r}")
+            raise ValidationError(f"{key}.choices has duplicates: {choices!r}")
         return CategoricalDistribution(choices)
     if isinstance(default, CategoricalDistribution):
-        raise ValueError(f"{key}: this parameter is categorical; give 'choices' (a list), got {dict(spec)}")
+        raise ValidationError(f"{key}: this parameter is categorical; give 'choices' (a list), got {dict(spec)}")
     kind = spec.get("type", _kind(default) if default is not None else _inferred_kind(spec))
     if kind not in ("float", "int"):
-        raise ValueError(f"{key}.type must be 'float' or 'int', got {kind!r}")
+        raise ValidationError(f"{key}.type must be 'float' or 'int', got {kind!r}")
     low = spec.get("low", getattr(default, "low", None))
     high = spec.get("high", getattr(default, "high", None))
     log = spec.get("log", getattr(default, "log", False) if _kind(default) == kind else False)
     step = spec.get("step", None)
     for name, value in (("low", low), ("high", high)):
         if value is None:
-            raise ValueError(f"{key}.{name} is required")
+            raise ValidationError(f"{key}.{name} is required")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{key}.{name} must be a finite number, got {value!r}")
+            raise ValidationError(f"{key}.{name} must be a finite number, got {value!r}")
         if kind == "int" and not float(value).is_integer():
-            raise ValueError(f"{key}.{name} must be an integer for type 'int', got {value!r}")
+            raise ValidationError(f"{key}.{name} must be an integer for type 'int', got {value!r}")
     if not isinstance(log, bool):
-        raise ValueError(f"{key}.log must be true or false, got {log!r}")
+        raise ValidationError(f"{key}.log must be true or false, got {log!r}")
     if low >= high:
-        raise ValueError(f"{key}: low ({low}) must be < high ({high})")
+        raise ValidationError(f"{key}: low ({low}) must be < high ({high})")
     if log and low <= 0:
-        raise ValueError(f"{key}: low ({low}) must be > 0 when log = true")
+        raise ValidationError(f"{key}: low ({low}) must be > 0 when log = true")
     if step is not None:
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0:
-            raise ValueError(f"{key}.step must be a positive number, got {step!r}")
+            raise ValidationError(f"{key}.step must be a positive number, got {step!r}")
         if log:
-            raise ValueError(f"{key}: step cannot be combined with log = true")
+            raise ValidationError(f"{key}: step cannot be combined with log = true")
         if kind == "int" and not float(step).is_integer():
-            raise ValueError(f"{key}.step must be an integer for type 'int', got {step!r}")
+            raise ValidationError(f"{key}.step must be an integer for type 'int', got {step!r}")
     if kind == "int":
         return IntDistribution(int(low), int(high), log=log, step=int(step) if step is not None else 1)
     return FloatDistribution(float(low), float(high), log=log, step=float(step) if step is not None else None)
@@ -280,12 +285,12 @@ def _fixed(key: str, value: Any, default: BaseDistribution | None) -> BaseDistri
     if isinstance(default, CategoricalDistribution) or isinstance(value, (str, bool)):
         return CategoricalDistribution([value])
     if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key} must be a table {{low, high, ...}}, a list of choices or a finite value, "
+        raise ValidationError(f"{key} must be a table {{low, high, ...}}, a list of choices or a finite value, "
                          f"got {value!r}")
     if isinstance(default, IntDistribution) or (default is None and isinstance(value, int)):
         if not float(value).is_integer():
-            raise ValueError(f"{key} must be an integer, got {value!r}")
+            raise ValidationError(f"{key} must be an integer, got {value!r}")
         return IntDistribution(int(value), int(value))
     if isinstance(default, FloatDistribution) and default.log and value <= 0:
-        raise ValueError(f"{key} must be > 0 (a log-scale parameter), got {value!r}")
+        raise ValidationError(f"{key} must be > 0 (a log-scale parameter), got {value!r}")
     return FloatDistribution(float(value), float(value))

@@ -40,16 +40,23 @@ from robust_hpo._validation import flatten_images
 from robust_hpo.analysis._common import FamilyLookup, check_fraction, check_split, lookup
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import ValidationError
-from robust_hpo.search_space import learner_config
+from robust_hpo.objective import DEFAULT_ATTACK, DEFAULT_TOLERANCE, SLOPE_ATTR_PREFIX
+from robust_hpo.search_space import format_config, format_values, learner_config
+
+WORST = "worst"
+"""``attack`` value naming, per trial, the attack that decided its objective."""
 
 __all__ = [
     "VERIFY_ATTR_PREFIX",
+    "WORST",
     "VerificationReport",
     "VerifiedTrial",
+    "attack_slope",
     "retrain_poisoned",
     "robust_region",
     "slope_backdoor_spearman",
     "stored_verification",
+    "trial_attack",
     "trial_slope",
     "verify_study",
 ]
@@ -91,6 +98,7 @@ class VerifiedTrial:
     clean_accuracy: float | None
     poisoned_clean_accuracy: float
     backdoor_accuracy: float
+    attack: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +111,41 @@ def trial_slope(trial: FrozenTrial, metric_names: Sequence[str] | None = None) -
         raise ValidationError(f"trial {trial.number} has no slope: expected an objective named 'slope', two "
                          "objectives (clean accuracy, slope) or a user attribute 'slope'")
     return value
+
+
+def trial_attack(trial: FrozenTrial, names: Sequence[str], choice: str = WORST) -> str:
+    """The attack (one of ``names``, the study's attacks) a trial is analysed on.
+
+    ``choice`` is an attack name, or ``"worst"``: the attack that decided the trial's objective (the
+    one with the largest slope, recorded as the user attribute ``worst_attack``; the only attack of a
+    single-attack study).
+    """
+    names = list(names)
+    if not names:
+        raise ValidationError("the study has no attacks")
+    if choice != WORST:
+        if choice not in names:
+            raise ValidationError(f"attack must be {WORST!r} or one of {names}, got {choice!r}")
+        return choice
+    if len(names) == 1:
+        return names[0]
+    worst = trial.user_attrs.get("worst_attack")
+    if worst not in names:
+        raise ValidationError(f"trial {trial.number} records no worst attack among {names}; name one")
+    return str(worst)
+
+
+def attack_slope(trial: FrozenTrial, attack: str, n_attacks: int,
+                 metric_names: Sequence[str] | None = None) -> float:
+    """The trial's normalised slope for ``attack``: the user attribute ``slope:<attack>`` in a study of
+    several attacks, the trial's slope (:func:`trial_slope`) otherwise."""
+    if n_attacks > 1:
+        value = trial.user_attrs.get(f"{SLOPE_ATTR_PREFIX}{attack}")
+        if value is None:
+            raise ValidationError(f"trial {trial.number} has no slope for attack {attack!r} "
+                                  f"(user attribute {SLOPE_ATTR_PREFIX}{attack})")
+        return float(value)
+    return trial_slope(trial, metric_names)
 
 
 def _clean_accuracy(trial: FrozenTrial, metric_names: Sequence[str] | None) -> float | None:
@@ -140,7 +183,7 @@ def slope_backdoor_spearman(slopes: Sequence[float],
     return float(res.statistic), float(res.pvalue), f"over {x.size} configurations"
 
 
-def robust_region(trials: Sequence[VerifiedTrial], *, tolerance: float = 0.02,
+def robust_region(trials: Sequence[VerifiedTrial], *, tolerance: float = DEFAULT_TOLERANCE,
                   max_backdoor: float = 0.2) -> list[VerifiedTrial]:
     """Trials with poisoned clean accuracy ≥ best − ``tolerance`` and backdoor accuracy ≤ ``max_backdoor``."""
     tolerance = check_fraction("tolerance", tolerance)
@@ -172,14 +215,16 @@ class VerificationReport:
 
     def render(self) -> str:
         lines = [f"verified {len(self.trials)} trials ({self.which}) by retraining on the poisoned training set"]
-        header = ("trial", "learner", "params", "slope", "clean acc.", "clean acc. poisoned", "backdoor acc.")
-        rows = [(str(t.number), t.learner, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                    for k, v in t.params.items()),
+        attacks = any(t.attack is not None for t in self.trials)
+        header = ("trial", "learner", "params", *(("attack",) if attacks else ()), "slope", "clean acc.",
+                  "clean acc. poisoned", "backdoor acc.")
+        rows = [(str(t.number), t.learner, format_values(t.params), *((str(t.attack),) if attacks else ()),
                  f"{t.slope:.4f}", "-" if t.clean_accuracy is None else f"{t.clean_accuracy:.4f}",
                  f"{t.poisoned_clean_accuracy:.4f}", f"{t.backdoor_accuracy:.4f}") for t in self.trials]
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        left = (1, 2, 3) if attacks else (1, 2)
         for row in [header, *rows]:
-            lines.append("  ".join(c.ljust(w) if i in (1, 2) else c.rjust(w)
+            lines.append("  ".join(c.ljust(w) if i in left else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(row, widths))))
         lines.append("Spearman(slope, backdoor accuracy after retraining):")
         for name, (rho, p, note) in [("all learners", (self.spearman, self.pvalue, self.spearman_note)),
@@ -190,8 +235,7 @@ class VerificationReport:
                      f"backdoor accuracy <= {self.max_backdoor:g}): "
                      + (", ".join(f"trial {t.number}" for t in self.robust) if self.robust else "empty"))
         for t in self.robust:
-            params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
-            lines.append(f"  trial {t.number}: {t.learner} {params}  clean {t.poisoned_clean_accuracy:.4f}  "
+            lines.append(f"  trial {t.number}: {format_config(t.learner, t.params)}  clean {t.poisoned_clean_accuracy:.4f}  "
                          f"backdoor {t.backdoor_accuracy:.4f}  slope {t.slope:.4f}")
         return "\n".join(lines)
 
@@ -214,18 +258,23 @@ def _chosen_trials(study: optuna.Study, which: str) -> list[FrozenTrial]:
     raise ValidationError(f"trials must be 'pareto' (the Pareto front) or 'all' (every completed trial), got {which!r}")
 
 
-def verify_study(study: optuna.Study, split: PoisonedSplit, *, trials: str = "pareto",
-                 family_lookup: FamilyLookup | None = None, seed: int = 0, tolerance: float = 0.02,
-                 max_backdoor: float = 0.2, store: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> VerificationReport:
-    """Retrain the chosen trials on ``split``'s poisoned training set; store and report (module docstring).
+def verify_study(study: optuna.Study, split: PoisonedSplit | Mapping[str, PoisonedSplit], *,
+                 trials: str = "pareto", attack: str = WORST, family_lookup: FamilyLookup | None = None,
+                 seed: int = 0, tolerance: float = DEFAULT_TOLERANCE, max_backdoor: float = 0.2,
+                 store: bool = True, progress: Callable[[int, int], None] | None = None) -> VerificationReport:
+    """Retrain the chosen trials on the poisoned training set of their attack; store and report.
 
-    ``split`` must be the study's own poisoned split (rebuild it from the study file). ``progress`` is
-    called as ``progress(done, total)`` after each trial.
+    ``split`` is the study's own poisoned split, or its ``{attack name: split}`` (rebuild them from the
+    study: ``robust_hpo.study.build_splits``); each trial is retrained on the split of ``attack``
+    (:func:`trial_attack`: by default the attack that decided its objective) and compared with its
+    slope for that attack. ``progress`` is called as ``progress(done, total)`` after each trial.
     """
     if not isinstance(study, optuna.Study):
         raise ValidationError(f"study must be an optuna.Study, got {type(study).__name__}")
-    split = check_split(split)
+    splits = {name: check_split(s, f"split[{name!r}]") for name, s in split.items()} \
+        if isinstance(split, Mapping) else {DEFAULT_ATTACK: check_split(split)}
+    if not splits:
+        raise ValidationError("split must be a PoisonedSplit or a non-empty {attack name: PoisonedSplit} mapping")
     tolerance = check_fraction("tolerance", tolerance)
     max_backdoor = check_fraction("max_backdoor", max_backdoor)
     chosen = _chosen_trials(study, trials)
@@ -235,10 +284,13 @@ def verify_study(study: optuna.Study, split: PoisonedSplit, *, trials: str = "pa
     verified: list[VerifiedTrial] = []
     for i, trial in enumerate(chosen):
         learner, params = learner_config(trial.params)
-        clean, backdoor = retrain_poisoned(learner, params, split, family_lookup=family_lookup, seed=seed)
+        used = trial_attack(trial, list(splits), attack)
+        clean, backdoor = retrain_poisoned(learner, params, splits[used], family_lookup=family_lookup, seed=seed)
         record = VerifiedTrial(number=trial.number, learner=learner, params=params,
-                               slope=trial_slope(trial, names), clean_accuracy=_clean_accuracy(trial, names),
-                               poisoned_clean_accuracy=clean, backdoor_accuracy=backdoor)
+                               slope=attack_slope(trial, used, len(splits), names),
+                               clean_accuracy=_clean_accuracy(trial, names),
+                               poisoned_clean_accuracy=clean, backdoor_accuracy=backdoor,
+                               attack=used if len(splits) > 1 else None)
         if store:
             study.set_user_attr(f"{VERIFY_ATTR_PREFIX}{trial.number}", record.to_dict())
         verified.append(record)

@@ -1,62 +1,81 @@
 """``robust-hpo curves | deviation | explain | verify | heatmap``: the analysis subcommands.
 
-:data:`COMMANDS` adds them to the ``robust-hpo`` parser (one handler each). Every command works on a
-study (``STUDY.toml``, or ``--storage`` with the problem stored in the study) — the poisoned split is
-rebuilt from the study's ``[data]`` and ``[attack]`` and configurations come from its trials — or,
-except ``verify``, from flags (``--dataset``, ``--trigger``, ``--learner``, ``--C``, ...). Figures are
-standalone plotly HTML files written to the study's output folder (or ``--output``).
+Every command works on a study (``STUDY.toml``, or ``--storage`` alone: the problem stored with the
+study; see :mod:`robust_hpo.cli._resolve`) — the poisoned splits are rebuilt from the study's data,
+attacks and features, configurations come from its trials, and each trial is analysed on its attack
+(``--attack``: by default the attack that decided its objective) — or, except ``verify``, from
+flags (``--dataset``, ``--trigger`` and the trigger's own flags, ``--learner``, ``--C``, ...; the
+trigger and learner flags derive from the trigger registry and the convex family table). Figures
+are standalone plotly HTML files written to the study's output folder (or ``--output``).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robust_hpo.attacks import TRIGGERS, PoisonedSplit, ThreatModel, TriggerParameter
 from robust_hpo.cli._args import (
     PROG,
     add_override_arguments,
     fraction,
     non_negative_float,
     non_negative_int,
-    overrides,
     positive_float,
     positive_int,
 )
+from robust_hpo.cli._resolve import add_study_arguments, resolve_study, uses_study
+from robust_hpo.errors import ValidationError
+from robust_hpo.learners import CONVEX_FAMILIES
+from robust_hpo.objective import DEFAULT_TOLERANCE
+from robust_hpo.search_space import format_config
+from robust_hpo.study import OUTPUT_ROOT
 
-FLAGS_OUTPUT = Path("robust_hpo_output") / "analysis"
+FLAGS_OUTPUT = OUTPUT_ROOT / "analysis"
+"""Output folder of the commands run from flags (no study)."""
+
+WORST = "worst"
 
 
 # ---------------------------------------------------------------------------------------------
-# Argument types and shared argument groups
+# Argument groups
 # ---------------------------------------------------------------------------------------------
 def _class_id(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("study (configurations and data from an existing study)")
-    group.add_argument("study", metavar="STUDY.toml", type=Path, nargs="?", help="study file")
-    group.add_argument("--storage", metavar="URL", help="study storage (default: the study file's); alone, the "
-                       "data and attack are read from the study itself")
-    group.add_argument("--study-name", metavar="NAME", help="study name (default: [study] name)")
-    add_override_arguments(parser)
+def _trigger_flags() -> dict[str, list[tuple[str, TriggerParameter]]]:
+    """Each trigger parameter's flag name -> the (trigger kind, parameter) pairs that use it."""
+    flags: dict[str, list[tuple[str, TriggerParameter]]] = {}
+    for kind, cls in TRIGGERS.items():
+        for name, parameter in cls.parameters().items():
+            flags.setdefault(name, []).append((kind, parameter))
+    return flags
 
 
-def _add_output_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", metavar="DIR", type=Path,
-                        help=f"folder for the HTML files (default: the study's output folder, or {FLAGS_OUTPUT})")
+def _hyperparameters() -> dict[str, list[str]]:
+    """Each convex family hyperparameter -> the families that have it (``C``: all, ``gamma``: rbf_svm)."""
+    names: dict[str, list[str]] = {}
+    for family in CONVEX_FAMILIES:
+        for name in family.space:
+            names.setdefault(name, []).append(family.name)
+    return names
 
 
-def _add_trial_argument(parser: argparse.ArgumentParser, *, many: bool) -> None:
-    parser.add_argument("--trial", metavar="N", type=non_negative_int, nargs="+" if many else None,
-                        help=("trial numbers (default: the Pareto front)" if many else
-                              "trial number (default: the recommended Pareto trial)"))
+_DATA_DEFAULTS: dict[str, Any] = {"dataset": "digits", "classes": [3, 8], "n_train": 250, "n_test": 100,
+                                  "root": None, "data_seed": 0, "trigger": "badnets", "fraction": 0.1,
+                                  "attack_seed": 0, "learner": None}
+
+
+def _flag_defaults() -> dict[str, Any]:
+    """Every flag of the flag mode and its default (a study cannot be combined with any of them)."""
+    return {**_DATA_DEFAULTS, **{name: None for name in _trigger_flags()},
+            **{name: None for name in _hyperparameters()}}
 
 
 def _add_flag_arguments(parser: argparse.ArgumentParser, *, grid: bool = True) -> None:
@@ -68,125 +87,107 @@ def _add_flag_arguments(parser: argparse.ArgumentParser, *, grid: bool = True) -
     data.add_argument("--n-test", type=positive_int, default=100, help="test points (default: 100)")
     data.add_argument("--root", metavar="DIR", help="data folder (e.g. ../shared/datasets/mnist)")
     data.add_argument("--data-seed", type=non_negative_int, default=0, help="data subsample seed (default: 0)")
-    data.add_argument("--trigger", choices=("badnets", "invisible_grid"), default="badnets",
-                      help="trigger kind (default: badnets)")
-    data.add_argument("--size", type=positive_int, help="BadNets patch side in pixels (default: 3)")
-    data.add_argument("--position", help="BadNets corner (default: bottom-right)")
-    data.add_argument("--epsilon", type=positive_float, help="invisible grid intensity (default: 10/255)")
-    data.add_argument("--spacing", type=positive_int, help="invisible grid spacing (default: 4)")
+    data.add_argument("--trigger", choices=list(TRIGGERS), default="badnets", help="trigger kind (default: badnets)")
+    for name, users in _trigger_flags().items():
+        parameter = users[0][1]
+        kinds = " and ".join(kind for kind, _ in users)
+        defaults = ", ".join(f"{p.default!r} for {kind}" for kind, p in users)
+        data.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parameter.type, choices=parameter.choices,
+                          help=f"{parameter.help} ({kinds} only; default {defaults})")
     data.add_argument("--fraction", type=positive_float, default=0.1, help="poisoned fraction (default: 0.1)")
     data.add_argument("--attack-seed", type=non_negative_int, default=0, help="poison/trigger seed (default: 0)")
     learner = parser.add_argument_group("configurations from flags")
-    learner.add_argument("--learner", choices=("logistic", "ridge", "linear_svm", "rbf_svm"),
+    learner.add_argument("--learner", choices=[f.name for f in CONVEX_FAMILIES],
                          help="convex learner family (required without a study)")
-    learner.add_argument("--C", dest="C", type=positive_float, nargs="+" if grid else None, metavar="C",
-                         help="C value(s)" + (" (one configuration per value)" if grid else ""))
-    learner.add_argument("--gamma", type=positive_float, nargs="+" if grid else None, metavar="G",
-                         help="RBF γ value(s) (rbf_svm only)" + ("; crossed with --C" if grid else ""))
+    for name, families in _hyperparameters().items():
+        only = "" if len(families) == len(CONVEX_FAMILIES) else f" ({', '.join(families)} only)"
+        learner.add_argument(f"--{name}", dest=name, type=positive_float, nargs="+" if grid else None,
+                             metavar=name[0].upper(),
+                             help=f"{name} value(s){only}" + ("; several values are crossed" if grid else ""))
 
 
-_FLAG_DEFAULTS = {"dataset": "digits", "classes": [3, 8], "n_train": 250, "n_test": 100, "root": None,
-                  "data_seed": 0, "trigger": "badnets", "size": None, "position": None, "epsilon": None,
-                  "spacing": None, "fraction": 0.1, "attack_seed": 0, "learner": None, "C": None, "gamma": None}
+def _add_trial_argument(parser: argparse.ArgumentParser, *, many: bool) -> None:
+    parser.add_argument("--trial", metavar="N", type=non_negative_int, nargs="+" if many else None,
+                        help=("trial numbers (default: the Pareto front)" if many else
+                              "trial number (default: the recommended Pareto trial)"))
+
+
+def _add_attack_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--attack", metavar="NAME", default=WORST,
+                        help="the attack each trial is analysed on: an attack name of the study, or 'worst' "
+                             "(default): the attack that decided the trial's objective")
+
+
+def _add_study(parser: argparse.ArgumentParser) -> None:
+    """The study (file or ``--storage``), its location flags, ``--data-root`` and ``--set``."""
+    add_study_arguments(parser)
+    add_override_arguments(parser)
 
 
 # ---------------------------------------------------------------------------------------------
-# Resolving a study or flags into (split, configurations, output folder)
+# Resolving a study or flags into (splits, configurations, output folder)
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class _Context:
-    split: Any
+    splits: dict[str, PoisonedSplit]
     output: Path
     study: Any = None
-    tolerance: float = 0.02
+    tolerance: float = DEFAULT_TOLERANCE
     seed: int = 0
 
 
-def _uses_study(args: argparse.Namespace) -> bool:
-    return getattr(args, "study", None) is not None or getattr(args, "storage", None) is not None
+@dataclass(frozen=True)
+class _Config:
+    """One configuration to analyse, on one attack (``stored_slope``: the trial's slope for it)."""
+
+    learner: str
+    params: dict[str, Any]
+    label: str
+    attack: str
+    stored_slope: float | None = None
 
 
 def _check_no_flags(args: argparse.Namespace) -> None:
-    given = [f"--{k.replace('_', '-')}" for k, default in _FLAG_DEFAULTS.items()
+    given = [f"--{k.replace('_', '-')}" for k, default in _flag_defaults().items()
              if hasattr(args, k) and getattr(args, k) != default]
     if given:
-        raise ValueError(f"{', '.join(given)} cannot be combined with a study: the data, attack and "
-                         "configurations come from the study (use --trial to choose configurations)")
+        raise ValidationError(f"{', '.join(given)} cannot be combined with a study: the data, attacks and "
+                              "configurations come from the study (use --trial to choose configurations)")
 
 
 def _study_context(args: argparse.Namespace) -> _Context:
-    from robust_hpo.study import PROBLEM_ATTR, build_split, load_study_config, locate, locate_storage, open_study
+    from robust_hpo.study import build_splits
 
     _check_no_flags(args)
-    if args.study is not None:
-        config = load_study_config(args.study, overrides=overrides(args))
-        location = locate(config, storage=args.storage, study_name=args.study_name, output=args.output)
-        study = open_study(location)
-        _check_same_problem(study, config.problem(), PROBLEM_ATTR, args.study)
-        return _Context(split=build_split(config), output=location.output, study=study,
-                        tolerance=config.report.tolerance, seed=config.data.seed)
-    location = locate_storage(args.storage, study_name=args.study_name, output=args.output)
-    study = open_study(location)
-    problem = study.user_attrs.get(PROBLEM_ATTR)
-    if not isinstance(problem, dict):
-        raise ValueError(f"study {location.name!r} does not record its problem ({PROBLEM_ATTR!r}); "
-                         "pass its STUDY.toml")
-    return _Context(split=_split_from_problem(problem, location.name), output=location.output, study=study,
-                    seed=int(problem.get("data", {}).get("seed", 0)))
-
-
-def _check_same_problem(study: Any, problem: dict[str, Any], key: str, path: Path) -> None:
-    """The study file's [data] and [attack] must be those the study ran with (else the split differs)."""
-    stored = study.user_attrs.get(key)
-    if not isinstance(stored, dict):
-        return
-    current = json.loads(json.dumps(problem))
-    differ = [k for k in ("data", "attack") if stored.get(k) != current.get(k)]
-    if differ:
-        raise ValueError(f"study {study.study_name!r} ran with different {' and '.join(f'[{k}]' for k in differ)} "
-                         f"than {path} says now; its trials would be analysed on the wrong data — restore the "
-                         "file, or pass --storage alone to use the problem stored with the study")
-
-
-def _split_from_problem(problem: dict[str, Any], name: str) -> Any:
-    from robust_hpo.study import AttackSettings, DataSettings, SearchSettings, StudyConfig, StudySettings, build_split
-
-    try:
-        config = StudyConfig(study=StudySettings(name=name), data=DataSettings(**problem["data"]),
-                             attack=AttackSettings(**problem["attack"]),
-                             search=SearchSettings(learners=tuple(problem["search"])))
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"study {name!r}: its stored problem is not readable ({exc}); pass its STUDY.toml") from None
-    return build_split(config)
+    resolved = resolve_study(args)
+    return _Context(splits=build_splits(resolved.config), output=resolved.location.output, study=resolved.study,
+                    tolerance=resolved.tolerance, seed=resolved.config.data.seed)
 
 
 def _flags_context(args: argparse.Namespace) -> _Context:
-    from robust_hpo.attacks import BadNets, InvisibleGrid, poison
+    from robust_hpo.attacks import make_trigger, poison
     from robust_hpo.datasets import load_dataset
 
     dataset = load_dataset(args.dataset, classes=args.classes, n_train=args.n_train, n_test=args.n_test,
                            seed=args.data_seed, root=args.root)
-    if args.trigger == "badnets":
-        if args.epsilon is not None or args.spacing is not None:
-            raise ValueError("--epsilon and --spacing apply to --trigger invisible_grid, not badnets")
-        trigger = BadNets(size=args.size if args.size is not None else 3,
-                          position=args.position or "bottom-right", seed=args.attack_seed)
-    else:
-        if args.size is not None or args.position is not None:
-            raise ValueError("--size and --position apply to --trigger badnets, not invisible_grid")
-        kwargs: dict[str, Any] = {"seed": args.attack_seed}
-        if args.epsilon is not None:
-            kwargs["epsilon"] = args.epsilon
-        if args.spacing is not None:
-            kwargs["spacing"] = args.spacing
-        trigger = InvisibleGrid(**kwargs)
-    split = poison(dataset, trigger, fraction=args.fraction, seed=args.attack_seed)
-    return _Context(split=split, output=args.output if args.output is not None else FLAGS_OUTPUT,
-                    seed=args.data_seed)
+    own = TRIGGERS[args.trigger].parameters()
+    params = {}
+    for name, users in _trigger_flags().items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in own:
+            raise ValidationError(f"--{name.replace('_', '-')} applies to --trigger "
+                                  f"{' or '.join(kind for kind, _ in users)}, not {args.trigger}")
+        params[name] = value
+    threat = ThreatModel(trigger=make_trigger(args.trigger, params, seed=args.attack_seed), fraction=args.fraction)
+    split = poison(dataset, threat.trigger, fraction=threat.fraction, seed=args.attack_seed)
+    output = args.output if args.output is not None else FLAGS_OUTPUT
+    return _Context(splits={threat.name: split}, output=output, seed=args.data_seed)
 
 
 def _context(args: argparse.Namespace) -> _Context:
-    return _study_context(args) if _uses_study(args) else _flags_context(args)
+    return _study_context(args) if uses_study(args) else _flags_context(args)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -195,59 +196,87 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _flag_configs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], str]]:
-    """(learner, params, label) for every --C (× --gamma) of the flags."""
-    if args.learner is None or args.C is None:
-        raise ValueError("give a study (STUDY.toml or --storage), or --learner and --C")
-    Cs, gammas = _as_list(args.C), _as_list(args.gamma)
-    if args.learner == "rbf_svm":
-        if not gammas:
-            raise ValueError("--learner rbf_svm needs --gamma")
-        return [(args.learner, {"C": c, "gamma": g}, f"rbf_svm C={c:.3g}, γ={g:.3g}")
-                for g, c in itertools.product(gammas, Cs)]
-    if gammas:
-        raise ValueError(f"--gamma applies to --learner rbf_svm only, not {args.learner}")
-    return [(args.learner, {"C": c}, f"{args.learner} C={c:.3g}") for c in Cs]
+def _flag_values(args: argparse.Namespace) -> tuple[str, dict[str, list[float]]]:
+    """The learner of the flags and the values of each of its hyperparameters (all required)."""
+    if args.learner is None:
+        raise ValidationError("give a study (STUDY.toml or --storage), or --learner and its hyperparameters "
+                              "(e.g. --C)")
+    family = next(f for f in CONVEX_FAMILIES if f.name == args.learner)
+    values: dict[str, list[float]] = {}
+    for name, families in _hyperparameters().items():
+        given = _as_list(getattr(args, name, None))
+        if name in family.space:
+            if not given:
+                raise ValidationError(f"--learner {args.learner} needs --{name}")
+            values[name] = given
+        elif given:
+            raise ValidationError(f"--{name} applies to --learner {' or '.join(families)} only, not {args.learner}")
+    return args.learner, values
 
 
-def _trial_configs(ctx: _Context, numbers: Sequence[int] | None, *,
-                   single: bool) -> list[tuple[str, dict[str, Any], str]]:
+def _flag_configs(args: argparse.Namespace, ctx: _Context) -> list[_Config]:
+    """One configuration per combination of the flags' hyperparameter values."""
+    learner, values = _flag_values(args)
+    names = list(values)
+    attack = _flag_attack(args, ctx)
+    configs = []
+    for combination in itertools.product(*(values[n] for n in reversed(names))):
+        params = dict(zip(reversed(names), combination))
+        params = {n: params[n] for n in names}
+        configs.append(_Config(learner, params, format_config(learner, params), attack))
+    return configs
+
+
+def _flag_attack(args: argparse.Namespace, ctx: _Context) -> str:
+    (name,) = ctx.splits
+    choice = getattr(args, "attack", WORST)
+    if choice not in (WORST, name):
+        raise ValidationError(f"--attack: the flags define one attack, {name!r}; got {choice!r}")
+    return name
+
+
+def _trial_configs(args: argparse.Namespace, ctx: _Context, *, single: bool) -> list[_Config]:
     from optuna.trial import TrialState
 
+    from robust_hpo.analysis import attack_slope, trial_attack
     from robust_hpo.search_space import learner_config
     from robust_hpo.study import pareto_trials, recommend
 
     study = ctx.study
+    numbers = _as_list(getattr(args, "trial", None))
     if numbers:
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         trials = []
         for n in numbers:
             if n not in by_number:
-                raise ValueError(f"--trial {n}: study {study.study_name!r} has trials 0..{len(by_number) - 1}")
+                raise ValidationError(f"--trial {n}: study {study.study_name!r} has trials 0..{len(by_number) - 1}")
             if by_number[n].state != TrialState.COMPLETE:
-                raise ValueError(f"--trial {n}: the trial is {by_number[n].state.name}, not COMPLETE")
+                raise ValidationError(f"--trial {n}: the trial is {by_number[n].state.name}, not COMPLETE")
             trials.append(by_number[n])
     else:
         front = pareto_trials(study)
         if not front:
-            raise ValueError(f"study {study.study_name!r} has no completed trial on its Pareto front; pass --trial")
+            raise ValidationError(f"study {study.study_name!r} has no completed trial on its Pareto front; "
+                                  "pass --trial")
         if single:
             chosen = recommend(front, ctx.tolerance)
             trials = [chosen.trial if chosen is not None else front[0]]
         else:
             trials = front
     configs = []
+    names = list(ctx.splits)
     for t in trials:
         learner, params = learner_config(t.params)
-        text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        configs.append((learner, params, f"trial {t.number}: {learner} {text}"))
+        attack = trial_attack(t, names, getattr(args, "attack", WORST))
+        slope = attack_slope(t, attack, len(names), study.metric_names)
+        configs.append(_Config(learner, params, f"trial {t.number}: {format_config(learner, params)}", attack, slope))
     return configs
 
 
-def _configs(args: argparse.Namespace, ctx: _Context, *, single: bool = False) -> list[tuple[str, dict[str, Any], str]]:
+def _configs(args: argparse.Namespace, ctx: _Context, *, single: bool = False) -> list[_Config]:
     if ctx.study is not None:
-        return _trial_configs(ctx, _as_list(getattr(args, "trial", None)) or None, single=single)
-    return _flag_configs(args)
+        return _trial_configs(args, ctx, single=single)
+    return _flag_configs(args, ctx)
 
 
 def _write(figure: Any, path: Path) -> Path:
@@ -258,27 +287,33 @@ def _write(figure: Any, path: Path) -> Path:
     return written
 
 
+def _on(config: _Config, ctx: _Context) -> str:
+    """`` on attack 'name'`` when the study has several attacks."""
+    return f" on attack {config.attack!r}" if len(ctx.splits) > 1 else ""
+
+
 # ---------------------------------------------------------------------------------------------
 # curves / deviation
 # ---------------------------------------------------------------------------------------------
 def _add_path_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--betas", type=non_negative_float, nargs="+", metavar="B",
-                        help="β grid starting at 0 (default: 0 0.001 0.002 0.005 0.01 0.02 0.05 0.1 0.2 0.5 1)")
+                        help="β grid with 0 (default: 0 0.001 0.002 0.005 0.01 0.02 0.05 0.1 0.2 0.5 1)")
     parser.add_argument("--tol", type=positive_float, default=1e-6,
                         help="solver tolerance of every fit along β (default: 1e-6; scikit-learn's defaults "
                              "blur the curve near β = 0)")
 
 
-def _paths(args: argparse.Namespace) -> tuple[_Context, list[Any]]:
-    from robust_hpo.analysis import convex_estimator
-    from robust_hpo.analysis import fit_path
+def _paths(args: argparse.Namespace) -> tuple[_Context, list[tuple[_Config, Any]]]:
+    from robust_hpo.analysis import convex_estimator, fit_path
 
     ctx = _context(args)
     paths = []
-    for learner, params, label in _configs(args, ctx):
-        est = convex_estimator(learner, params)
-        paths.append(fit_path(est, ctx.split, betas=args.betas, label=label, tol=args.tol))
-        print(f"fitted {label} at {paths[-1].betas.size} values of β")
+    for config in _configs(args, ctx):
+        est = convex_estimator(config.learner, config.params)
+        path = fit_path(est, ctx.splits[config.attack], betas=args.betas, label=config.label + _on(config, ctx),
+                        tol=args.tol)
+        paths.append((config, path))
+        print(f"fitted {path.label} at {path.betas.size} values of β")
     return ctx, paths
 
 
@@ -288,13 +323,13 @@ def _add_curves(subparsers: argparse._SubParsersAction) -> None:
         description="Retrain each configuration with poison weight β over a grid and plot loss and accuracy on "
                     "the clean and the triggered test set, with the exact slope's tangent at β = 0. "
                     "Writes curves.html.")
-    _add_study_arguments(parser)
+    _add_study(parser)
     _add_trial_argument(parser, many=True)
+    _add_attack_argument(parser)
     _add_flag_arguments(parser)
     _add_path_arguments(parser)
     parser.add_argument("--zoom", type=positive_float, default=0.05,
                         help="β range of the zoomed panel (default: 0.05)")
-    _add_output_argument(parser)
     parser.set_defaults(handler=_curves)
 
 
@@ -303,9 +338,12 @@ def _curves(args: argparse.Namespace) -> int:
     from robust_hpo.plots import curves_figure
 
     ctx, paths = _paths(args)
-    curves = [curve_from_path(p) for p in paths]
-    for c in curves:
-        print(f"{c.label}: slope {c.slope.slope:.4f}, dL/dβ {c.derivative:.4g} ({c.loss}); triggered loss "
+    curves = []
+    for config, path in paths:
+        c = curve_from_path(path)
+        curves.append(c)
+        stored = f" (stored {config.stored_slope:.4f})" if config.stored_slope is not None else ""
+        print(f"{c.label}: slope {c.slope.slope:.4f}{stored}, dL/dβ {c.derivative:.4g} ({c.loss}); triggered loss "
               f"{c.trigger_loss[0]:.4f} -> {c.trigger_loss[-1]:.4f}, backdoor accuracy "
               f"{c.trigger_accuracy[0]:.3f} -> {c.trigger_accuracy[-1]:.3f}")
     _write(curves_figure(curves, zoom=args.zoom), ctx.output / "curves.html")
@@ -317,11 +355,11 @@ def _add_deviation(subparsers: argparse._SubParsersAction) -> None:
         "deviation", help="parameter deviation (weight norm, angle) along β",
         description="Retrain each configuration with poison weight β over a grid and plot ‖w_β‖ and the angle "
                     "to the clean weights (RKHS for the RBF SVM). Writes deviation.html.")
-    _add_study_arguments(parser)
+    _add_study(parser)
     _add_trial_argument(parser, many=True)
+    _add_attack_argument(parser)
     _add_flag_arguments(parser)
     _add_path_arguments(parser)
-    _add_output_argument(parser)
     parser.set_defaults(handler=_deviation)
 
 
@@ -330,7 +368,7 @@ def _deviation(args: argparse.Namespace) -> int:
     from robust_hpo.plots import deviation_figure
 
     ctx, paths = _paths(args)
-    results = [deviation_from_path(p) for p in paths]
+    results = [deviation_from_path(path) for _, path in paths]
     for r in results:
         print(f"{r.label}: ‖w‖ {r.norm[0]:.4g} -> {r.norm[-1]:.4g}, "
               f"angle/π {r.angle[-1]:.4f} at β = {r.betas[-1]:g}")
@@ -347,8 +385,9 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
         description="For one configuration: ∂f/∂x maps of the clean and the poisoned model for a test point "
                     "(explain_maps.html) and its k most influential training points, poison ones marked "
                     "(explain_influence.html).")
-    _add_study_arguments(parser)
+    _add_study(parser)
     _add_trial_argument(parser, many=False)
+    _add_attack_argument(parser)
     _add_flag_arguments(parser, grid=False)
     parser.add_argument("--index", type=non_negative_int, default=0, help="which test point (default: 0)")
     parser.add_argument("--points", choices=("trigger", "test"), default="trigger",
@@ -360,30 +399,31 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
                         help="helpful: most negative influence first (default)")
     parser.add_argument("--quantity", choices=("loss", "margin"), default="loss",
                         help="influence on the test point's loss (default) or its margin (SVMs)")
-    _add_output_argument(parser)
     parser.set_defaults(handler=_explain)
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from robust_hpo.analysis import convex_estimator
-    from robust_hpo.analysis import explain_maps, influential_points
+    from robust_hpo.analysis import convex_estimator, explain_maps, influential_points
     from robust_hpo.plots import explanation_figure, influence_figure
 
     ctx = _context(args)
     configs = _configs(args, ctx, single=True)
     if len(configs) != 1:
-        raise ValueError("explain takes one configuration: one --trial, or one --C (and one --gamma)")
-    learner, params, label = configs[0]
-    est = convex_estimator(learner, params)
-    maps = explain_maps(est, ctx.split, index=args.index, points=args.points, label=label)
+        raise ValidationError("explain takes one configuration: one --trial, or one value per hyperparameter flag")
+    config = configs[0]
+    est = convex_estimator(config.learner, config.params)
+    split = ctx.splits[config.attack]
+    label = config.label + _on(config, ctx)
+    print(f"{label}: explained on attack {config.attack!r}")
+    maps = explain_maps(est, split, index=args.index, points=args.points, label=label)
     if maps.window is not None:
         c, p = maps.window_shares()
         print(f"{label}: share of |∂f/∂x| inside the trigger patch: clean {c:.1%}, poisoned {p:.1%}")
     _write(explanation_figure(maps), ctx.output / "explain_maps.html")
-    result = influential_points(est, ctx.split, index=args.index, points=args.points, model=args.model,
+    result = influential_points(est, split, index=args.index, points=args.points, model=args.model,
                                 k=args.k, order=args.order, quantity=args.quantity, label=label)
     if not result.influence.any():
-        print(f"note: every influence is 0 — the {learner} loss is flat at this point (beyond the margin); "
+        print(f"note: every influence is 0 — the {config.learner} loss is flat at this point (beyond the margin); "
               "try --quantity margin", file=sys.stderr)
     print(f"top {result.top.size} training points ({args.order}): {result.top_poison_count} carry the trigger")
     _write(influence_figure(result), ctx.output / "explain_influence.html")
@@ -396,56 +436,60 @@ def _explain(args: argparse.Namespace) -> int:
 def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "verify", help="retrain a study's trials on the poisoned training set and compare with the slope",
-        description="Retrain the Pareto front (or all trials) on the poisoned training set, store clean and "
-                    "backdoor accuracy on the study, print Spearman(slope, backdoor accuracy) and the robust "
-                    "region; writes verification.html, verification.csv and heatmap_<learner>.html.")
-    _add_study_arguments(parser)
+        description="Retrain the Pareto front (or all trials) on the poisoned training set of their attack, "
+                    "store clean and backdoor accuracy on the study, print Spearman(slope, backdoor accuracy) "
+                    "and the robust region; writes verification.html, verification.csv and "
+                    "heatmap_<learner>.html.")
+    _add_study(parser)
+    _add_attack_argument(parser)
     parser.add_argument("--trials", choices=("pareto", "all"), default="pareto",
                         help="which completed trials to retrain (default: pareto)")
-    parser.add_argument("--tolerance", type=fraction, default=0.02,
-                        help="robust region: clean accuracy within this of the best (default: 0.02)")
+    parser.add_argument("--tolerance", type=fraction, default=None,
+                        help=f"robust region: clean accuracy within this of the best (default: the study's "
+                             f"[report] tolerance, else {DEFAULT_TOLERANCE})")
     parser.add_argument("--max-backdoor", type=fraction, default=0.2,
                         help="robust region: backdoor accuracy at most this (default: 0.2)")
     parser.add_argument("--bins", type=positive_int, default=6, help="log bins per axis of the heatmaps (default: 6)")
-    _add_output_argument(parser)
     parser.set_defaults(handler=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
     import csv
 
-    from robust_hpo.plots import verification_figure
     from robust_hpo.analysis import verify_study
+    from robust_hpo.plots import verification_figure
 
-    if not _uses_study(args):
-        raise ValueError("verify needs a study: give STUDY.toml or --storage")
+    if not uses_study(args):
+        raise ValidationError("verify needs a study: give STUDY.toml or --storage")
     ctx = _study_context(args)
 
     def progress(done: int, total: int) -> None:
         print(f"\rretrained {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    report = verify_study(ctx.study, ctx.split, trials=args.trials, seed=ctx.seed, tolerance=args.tolerance,
-                          max_backdoor=args.max_backdoor, progress=progress if sys.stderr.isatty() else None)
+    tolerance = args.tolerance if args.tolerance is not None else ctx.tolerance
+    report = verify_study(ctx.study, ctx.splits, trials=args.trials, attack=args.attack, seed=ctx.seed,
+                          tolerance=tolerance, max_backdoor=args.max_backdoor,
+                          progress=progress if sys.stderr.isatty() else None)
     print(report.render())
     _write(verification_figure(report), ctx.output / "verification.html")
     path = ctx.output / "verification.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["trial", "learner", "params", "slope", "clean_accuracy", "poisoned_clean_accuracy",
-                         "backdoor_accuracy", "robust"])
+        writer.writerow(["trial", "learner", "params", "attack", "slope", "clean_accuracy",
+                         "poisoned_clean_accuracy", "backdoor_accuracy", "robust"])
         robust = {t.number for t in report.robust}
         for t in report.trials:
-            writer.writerow([t.number, t.learner, ";".join(f"{k}={v}" for k, v in t.params.items()), t.slope,
-                             "" if t.clean_accuracy is None else t.clean_accuracy, t.poisoned_clean_accuracy,
-                             t.backdoor_accuracy, t.number in robust])
+            writer.writerow([t.number, t.learner, ";".join(f"{k}={v}" for k, v in t.params.items()), t.attack or "",
+                             t.slope, "" if t.clean_accuracy is None else t.clean_accuracy,
+                             t.poisoned_clean_accuracy, t.backdoor_accuracy, t.number in robust])
     print(f"wrote {path}")
     _study_heatmaps(list(report.trials), ctx.output, args.bins)
     return 0
 
 
 def _study_heatmaps(trials: list[Any], output: Path, bins: int) -> None:
-    from robust_hpo.plots import grid_figure
     from robust_hpo.analysis import bin_trials
+    from robust_hpo.plots import grid_figure
 
     for learner in sorted({t.learner for t in trials}):
         grid = bin_trials(trials, learner=learner, n_bins=bins)
@@ -458,41 +502,39 @@ def _add_heatmap(subparsers: argparse._SubParsersAction) -> None:
         description="From a study: bin the trials stored by `robust-hpo verify` (run it with --trials all for "
                     "a dense map). From flags: evaluate the --C × --gamma grid directly (the paper's Fig. 8): a "
                     "clean fit (slope) and a poisoned retraining per cell. Writes heatmap*.html.")
-    _add_study_arguments(parser)
+    _add_study(parser)
     _add_flag_arguments(parser)
     parser.add_argument("--bins", type=positive_int, default=6, help="log bins per axis for a study (default: 6)")
-    _add_output_argument(parser)
     parser.set_defaults(handler=_heatmap)
 
 
 def _heatmap(args: argparse.Namespace) -> int:
-    from robust_hpo.plots import grid_figure
     from robust_hpo.analysis import paper_grid, stored_verification
+    from robust_hpo.plots import grid_figure
 
-    if _uses_study(args):
+    if uses_study(args):
         ctx = _study_context(args)
         trials = stored_verification(ctx.study)
         if not trials:
-            raise ValueError(f"study {ctx.study.study_name!r} has no verification stored; run "
-                             f"`{PROG} verify ... --trials all` first")
+            raise ValidationError(f"study {ctx.study.study_name!r} has no verification stored; run "
+                                  f"`{PROG} verify ... --trials all` first")
         _study_heatmaps(trials, ctx.output, args.bins)
         return 0
-    if args.learner is None or args.C is None:
-        raise ValueError("give a study, or --learner and --C (and --gamma for rbf_svm)")
-    if args.learner == "rbf_svm" and args.gamma is None:
-        raise ValueError("--learner rbf_svm needs --gamma")
-    if args.learner != "rbf_svm" and args.gamma is not None:
-        raise ValueError(f"--gamma applies to --learner rbf_svm only, not {args.learner}")
+    learner, values = _flag_values(args)
     ctx = _flags_context(args)
-    grid = paper_grid(ctx.split, learner=args.learner, C=sorted(args.C),
-                      gamma=sorted(args.gamma) if args.gamma is not None else None)
+    (split,) = ctx.splits.values()
+    grid = paper_grid(split, learner=learner, C=sorted(values["C"]),
+                      gamma=sorted(values["gamma"]) if "gamma" in values else None)
     rho, p, note = grid.spearman()
-    print(f"{args.learner}: Spearman(slope, backdoor accuracy) = "
+    print(f"{learner}: Spearman(slope, backdoor accuracy) = "
           + ("undefined" if rho is None else f"{rho:.3f} (p = {p:.2g})") + f", {note}")
     for key, reason in grid.errors.items():
         print(f"  {key}: {reason}", file=sys.stderr)
-    _write(grid_figure(grid), ctx.output / f"heatmap_{args.learner}.html")
+    _write(grid_figure(grid), ctx.output / f"heatmap_{learner}.html")
     return 0
 
 
-COMMANDS = (_add_curves, _add_deviation, _add_explain, _add_verify, _add_heatmap)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_curves, _add_deviation, _add_explain, _add_verify, _add_heatmap)
+
+__all__ = ["COMMANDS", "FLAGS_OUTPUT"]

@@ -1,23 +1,16 @@
-"""Study files (TOML) -> Optuna studies: configuration, storage, running, reporting."""
+"""Study files (TOML) -> Optuna studies: settings, parsing, the stored problem, storage, running, reporting."""
 
 from __future__ import annotations
 
-from robust_hpo.study._config import (
-    SAMPLERS,
-    TRIGGERS,
-    FEATURE_WEIGHTS_NONE,
-    AttackSettings,
-    DataSettings,
-    FeatureSettings,
-    ReportSettings,
-    SearchSettings,
-    StudyConfig,
-    StudySettings,
-    apply_overrides,
-    load_study_config,
-    parse_study_config,
-)
 from robust_hpo.study._features import featurize_splits
+from robust_hpo.study._problem import (
+    IDENTITY,
+    PROBLEM_ATTR,
+    PROBLEM_FORMAT,
+    config_from_problem,
+    problem_differences,
+    stored_problem,
+)
 from robust_hpo.study._report import (
     PARETO_HTML,
     TRIALS_CSV,
@@ -32,7 +25,6 @@ from robust_hpo.study._report import (
 )
 from robust_hpo.study._runner import (
     OUTPUT_ROOT,
-    PROBLEM_ATTR,
     RunOutcome,
     StudyLocation,
     build_objective,
@@ -46,17 +38,32 @@ from robust_hpo.study._runner import (
     run_study,
     set_threads,
 )
+from robust_hpo.study._settings import (
+    ATTACK_KEYS,
+    FEATURE_WEIGHTS_NONE,
+    SAMPLERS,
+    AttackSettings,
+    DataSettings,
+    FeatureSettings,
+    ReportSettings,
+    SearchSettings,
+    StudyConfig,
+    StudySettings,
+)
 from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
+from robust_hpo.study._toml import apply_overrides, load_study_config, parse_study_config
 
 __all__ = [
+    "ATTACK_KEYS",
     "FEATURE_WEIGHTS_NONE",
+    "IDENTITY",
     "JOURNAL_FILE",
     "OUTPUT_ROOT",
     "PARETO_HTML",
     "PROBLEM_ATTR",
+    "PROBLEM_FORMAT",
     "SAMPLERS",
     "TRIALS_CSV",
-    "TRIGGERS",
     "AttackSettings",
     "DataSettings",
     "FeatureSettings",
@@ -74,6 +81,7 @@ __all__ = [
     "build_sampler",
     "build_split",
     "build_splits",
+    "config_from_problem",
     "featurize_splits",
     "format_front",
     "load_study_config",
@@ -83,10 +91,12 @@ __all__ = [
     "pareto_trials",
     "parse_study_config",
     "print_failure",
+    "problem_differences",
     "recommend",
     "report_study",
     "run_study",
     "set_threads",
+    "stored_problem",
     "summarize",
     "write_trials_csv",
 ]

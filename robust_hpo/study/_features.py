@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from robust_hpo.attacks import PoisonedSplit
-from robust_hpo.study._config import FeatureSettings
+from robust_hpo.study._settings import FeatureSettings
 
 _ARRAYS = ("X_clean", "X_poison", "X_test", "X_trigger")
 

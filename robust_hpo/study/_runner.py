@@ -8,7 +8,6 @@ resumed run does not replay the same suggestions.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -24,19 +23,17 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from robust_hpo import __version__
-from robust_hpo.attacks import PoisonedSplit, make_trigger, poison, poison_many
+from robust_hpo.attacks import PoisonedSplit, poison_many
 from robust_hpo.datasets import load_dataset
-from robust_hpo.objective import DEFAULT_ATTACK, FAIL_EXCEPTIONS, BackdoorSlopeObjective
-from robust_hpo.study._config import StudyConfig
+from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError
+from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective
 from robust_hpo.study._features import featurize_splits
+from robust_hpo.study._problem import PROBLEM_ATTR, problem_differences, stored_problem
+from robust_hpo.study._settings import StudyConfig
 from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
 
 OUTPUT_ROOT = Path("robust_hpo_output")
 """Default parent of each study's output folder (relative to the working directory)."""
-
-PROBLEM_ATTR = "robust_hpo:problem"
-"""Study user attribute holding the problem definition (data, attack, search space, constraint)."""
-
 
 @dataclass(frozen=True)
 class StudyLocation:
@@ -52,7 +49,7 @@ def locate(config: StudyConfig, *, storage: str | None = None, study_name: str |
     """Command-line values win over the file's; the default storage is ``<output>/study.log``."""
     name = study_name or config.study.name
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"study name must be a non-empty string, got {name!r}")
+        raise ValidationError(f"study name must be a non-empty string, got {name!r}")
     folder = Path(output) if output is not None else OUTPUT_ROOT / name
     spec = StorageSpec.parse(storage if storage is not None else config.study.storage,
                              default_journal=folder / JOURNAL_FILE)
@@ -67,61 +64,61 @@ def locate_storage(storage: str, *, study_name: str | None = None,
     """
     spec = StorageSpec.parse(storage, default_journal=Path(storage))
     if not spec.exists():
-        raise FileNotFoundError(f"no study storage at {spec.journal}")
+        raise MissingFileError(f"no study storage at {spec.journal}")
     name = study_name
     if name is None:
         names = optuna.get_all_study_names(spec.open())
         if len(names) != 1:
-            raise ValueError(f"{spec.describe()} holds {len(names)} studies {names}; choose one with --study-name")
+            raise ValidationError(f"{spec.describe()} holds {len(names)} studies {names}; choose one with --study-name")
         name = names[0]
     folder = Path(output) if output is not None else OUTPUT_ROOT / name
     return StudyLocation(name=name, output=folder, storage=spec)
 
 
 def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, PoisonedSplit]:
-    """Load ``[data]``, poison it as ``[attack]`` or ``[[attacks]]`` say, and with ``[features]``
-    replace the (triggered) images by their features; errors name the file and section.
+    """Load ``[data]``, poison it as the attacks say, and with ``[features]`` replace the (triggered)
+    images by their features; errors name the file and section.
 
-    One ``[attack]``: ``{"attack": poison(...)}`` (in-place poisoning). ``[[attacks]]``:
-    :func:`robust_hpo.attacks.poison_many` on one shared clean set, keyed by attack name; the
-    poison candidates are drawn with the first attack's ``seed`` (each trigger uses its own).
+    :func:`robust_hpo.attacks.poison_many` on one shared clean set, keyed by attack name (for a single
+    attack: in-place poisoning); the poison candidates are drawn with the first attack's ``seed``
+    (each trigger uses its own).
     """
     where = f"{config.path}: " if config.path is not None else ""
+    section = "[[attacks]]" if len(config.attacks) > 1 else "[attack]"
     try:
         dataset = load_dataset(config.data.dataset, **config.data.load_kwargs())
-    except (ValueError, FileNotFoundError) as exc:
-        raise type(exc)(f"{where}[data] {exc}") from None
-    if config.attacks:
-        try:
-            threats = [attack.threat_model() for attack in config.attacks]
-            first = config.attacks[0]
-            splits = dict(poison_many(dataset, threats, target=first.target, seed=first.seed).splits)
-        except ValueError as exc:
-            raise ValueError(f"{where}[[attacks]] {exc}") from None
-    else:
-        attack = config.attack
-        try:
-            kwargs = attack.trigger_kwargs()
-            trigger = make_trigger(attack.trigger, kwargs, seed=kwargs.pop("seed"))
-            splits = {DEFAULT_ATTACK: poison(dataset, trigger, fraction=attack.fraction, target=attack.target,
-                                             seed=attack.seed)}
-        except ValueError as exc:
-            raise ValueError(f"{where}[attack] {exc}") from None
+    except (RobustHPOError, ValueError, FileNotFoundError) as exc:
+        raise _with_prefix(exc, f"{where}[data] ") from None
+    try:
+        threats = [attack.threat_model() for attack in config.attacks]
+        first = config.attacks[0]
+        splits = dict(poison_many(dataset, threats, target=first.target, seed=first.seed).splits)
+    except ValueError as exc:
+        raise ValidationError(f"{where}{section} {exc}") from None
     if config.features is None:
         return splits
     try:
         return featurize_splits(splits, config.features, progress=progress)
     except ValueError as exc:
-        raise ValueError(f"{where}[features] {exc}") from None
+        raise ValidationError(f"{where}[features] {exc}") from None
+
+
+def _with_prefix(exc: BaseException, prefix: str) -> BaseException:
+    """``exc`` as a library error of its kind with ``prefix`` before its message."""
+    if isinstance(exc, RobustHPOError):
+        return type(exc)(f"{prefix}{exc}")
+    if isinstance(exc, FileNotFoundError):
+        return MissingFileError(f"{prefix}{exc}")
+    return ValidationError(f"{prefix}{exc}")
 
 
 def build_split(config: StudyConfig, attack: str | None = None) -> PoisonedSplit:
-    """One attack's split (``attack`` = its name; default the only, or the first, attack)."""
+    """One attack's split (``attack`` = its name; default the first attack)."""
     splits = build_splits(config)
     if attack is None:
         return next(iter(splits.values()))
     if attack not in splits:
-        raise ValueError(f"attack must be one of {list(splits)}, got {attack!r}")
+        raise ValidationError(f"attack must be one of {list(splits)}, got {attack!r}")
     return splits[attack]
 
 
@@ -148,7 +145,7 @@ def set_threads(threads: int | None, config: StudyConfig) -> bool:
     if threads is None:
         return False
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        raise ValidationError(f"threads must be a positive integer, got {threads!r}")
     threadpool_limits(limits=threads)
     if "torch" not in sys.modules and config.features is None:
         return False
@@ -170,7 +167,7 @@ def build_sampler(name: str, seed: int | None) -> BaseSampler:
                                          warn_independent_sampling=False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"sampler must be one of 'tpe', 'nsga2', 'gp', 'random', got {name!r}")
+    raise ValidationError(f"sampler must be one of 'tpe', 'nsga2', 'gp', 'random', got {name!r}")
 
 
 def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | None = None,
@@ -180,31 +177,31 @@ def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | N
     Resuming checks the stored directions and ``problem``; a mismatch raises ``ValueError``.
     """
     if objective is None and not location.storage.exists():
-        raise FileNotFoundError(f"no study storage at {location.storage.journal}; run `robust-hpo run` first "
+        raise MissingFileError(f"no study storage at {location.storage.journal}; run `robust-hpo run` first "
                                 "or pass --storage")
     storage = location.storage.open()
     if objective is None:
         names = optuna.get_all_study_names(storage)
         if location.name not in names:
-            raise ValueError(f"no study named {location.name!r} in {location.storage.describe()}; "
+            raise ValidationError(f"no study named {location.name!r} in {location.storage.describe()}; "
                              f"it holds {names or 'no studies'}")
         return optuna.load_study(study_name=location.name, storage=storage, sampler=sampler)
     study = optuna.create_study(storage=storage, study_name=location.name, directions=list(objective.directions),
                                 sampler=sampler, load_if_exists=True)
     if list(study.directions) != list(objective.directions):
-        raise ValueError(f"study {location.name!r} in {location.storage.describe()} has directions "
+        raise ValidationError(f"study {location.name!r} in {location.storage.describe()} has directions "
                          f"{[d.name for d in study.directions]}, not (MAXIMIZE, MINIMIZE); choose another name")
     if problem is not None:
         stored = study.user_attrs.get(PROBLEM_ATTR)
-        current = json.loads(json.dumps(problem))
         if stored is None:
-            study.set_user_attr(PROBLEM_ATTR, current)
+            study.set_user_attr(PROBLEM_ATTR, problem)
             study.set_user_attr("robust_hpo:version", __version__)
-        elif stored != current:
-            differ = [k for k in current if stored.get(k) != current.get(k)]
-            raise ValueError(f"study {location.name!r} in {location.storage.describe()} was created for a "
-                             f"different problem ({', '.join(f'[{k}]' for k in differ)} differ); "
-                             "use another --study-name or the original study file")
+        else:
+            differ = problem_differences(stored, problem)
+            if differ:
+                raise StorageError(f"study {location.name!r} in {location.storage.describe()} was created for a "
+                                   f"different problem ({', '.join(differ)} differ); use another --study-name "
+                                   "or the original study file")
     if study.metric_names is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
@@ -249,11 +246,11 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
     for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or (value < 1 and not (key == "n_jobs" and value == -1))):
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            raise ValidationError(f"{key} must be a positive integer, got {value!r}")
     if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
     location = locate(config, storage=storage, study_name=study_name, output=output)
     set_threads(config.study.threads if threads is None else threads, config)
     objective = build_objective(config, progress=progress)  # data, attack and search space are checked before any storage
@@ -262,7 +259,7 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        study = open_study(location, objective=objective, problem=config.problem())
+        study = open_study(location, objective=objective, problem=stored_problem(config))
         n_before = len(study.get_trials(deepcopy=False))
         sampler_seed = seed + n_before
         study.sampler = build_sampler(config.study.sampler, sampler_seed)

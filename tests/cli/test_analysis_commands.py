@@ -98,13 +98,13 @@ def test_flag_commands(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["curves", "--C", "1"], "give a study (STUDY.toml or --storage), or --learner and --C"),
+    (["curves", "--C", "1"], "give a study (STUDY.toml or --storage), or --learner and its hyperparameters"),
     (["curves", "--learner", "rbf_svm", "--C", "1"], "--learner rbf_svm needs --gamma"),
     (["curves", "--learner", "ridge", "--C", "1", "--gamma", "0.1"], "--gamma applies to --learner rbf_svm only"),
-    (["curves", "--learner", "ridge", "--C", "1", "--epsilon", "0.1"], "--epsilon and --spacing apply to"),
+    (["curves", "--learner", "ridge", "--C", "1", "--epsilon", "0.1"], "--epsilon applies to --trigger invisible_grid, not badnets"),
     (["curves", "--learner", "ridge", "--C", "1", "--betas", "0.5", "1"], "betas must include 0"),
     (["verify"], "verify needs a study"),
-    (["heatmap"], "give a study, or --learner and --C"),
+    (["heatmap"], "give a study (STUDY.toml or --storage), or --learner"),
     (["explain", "--learner", "ridge", "--C", "1", "--index", "9999"], "index must be an integer in"),
     (["curves", "missing.toml"], "study file not found: missing.toml"),
 ])

@@ -95,12 +95,12 @@ def test_mean_aggregate_and_shared_clean_set(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("old", "new", "message"), [
     ("[[attacks]]\nname = \"small\"", "[attack]\nsize = 2\n[[attacks]]\nname = \"small\"",
      r"give either \[attack\] \(one attack\) or \[\[attacks\]\] \(several\), not both"),
-    ("size = 4\n", "size = 0\n", r"attacks\[1\].size must be an integer ≥ 1"),
+    ("size = 4\n", "size = 0\n", r"attacks\[1\].size must be a positive integer \(patch side in pixels\), got 0"),
     ("size = 4\n", "colour = 4\n", r"unknown key 'attacks\[1\].colour'"),
     ("epsilon = 0.1", "epsilon = 0.1\nsize = 3", r"attacks\[2\].size applies to trigger 'badnets'"),
-    ("size = 4\n", "size = 4\nposition = 'middle'\n", r"attacks\[1\]: .*position"),
+    ("size = 4\n", "size = 4\nposition = 'middle'\n", r"attacks\[1\].position must be one of .*got 'middle'"),
     ('name = "big"', 'name = "small"', r"attacks: names must be distinct, repeated \['small'\]"),
-    ('name = "big"', 'name = "big"\ntarget = "0"', r"attacks: every attack must have the same target"),
+    ('name = "big"', 'name = "big"\ntarget = "0"', r"attacks\[1\].target must be 'next', got '0'"),
     ('seed = 0\n', 'seed = 0\naggregate = "min"\n', r"study.aggregate must be one of \['max', 'mean'\]"),
     ("[search]", "[attack]\nname = 'x'\n[search]", r"give either|attack.name applies to \[\[attacks\]\] entries only"),
 ])

@@ -16,6 +16,7 @@ from robust_hpo.study import (
     SearchSettings,
     StudySettings,
     load_study_config,
+    stored_problem,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,19 +44,19 @@ def test_quickstart_parses() -> None:
     assert config.study.name == "quickstart"
     assert config.study.n_trials >= 50
     assert config.data.dataset == "digits" and len(config.data.classes) == 2
-    assert config.attack.trigger == "badnets"
+    assert [a.trigger for a in config.attacks] == ["badnets"]
     assert config.search.learners == ("logistic", "ridge", "linear_svm", "rbf_svm")
     space = config.search.space()
     assert set(space.learners["rbf_svm"]) == {"C", "gamma"}
     assert space.learners["linear_svm"]["C"] == FloatDistribution(1e-2, 1e2, log=True)  # overridden
     assert config.constraint is not None
-    json.dumps(config.problem())  # storable with the study
+    json.dumps(stored_problem(config))  # storable with the study
 
 
 def test_defaults_of_a_minimal_file(tmp_path: Path) -> None:
     config = load_study_config(_write(tmp_path, MINIMAL))
     assert config.study == StudySettings(name="t")
-    assert config.data == DataSettings() and config.attack == AttackSettings()
+    assert config.data == DataSettings() and config.attacks == (AttackSettings(),)
     assert config.constraint is None and config.report.tolerance == 0.01
     assert config.path == tmp_path / "study.toml"
 
@@ -102,21 +103,21 @@ def test_invalid_toml_is_named(tmp_path: Path) -> None:
      r"search.rbf_svm.gamma: low \(0.0\) must be > 0 when log = true"),
     ((OLD, 'learners = ["fake_net"]\n[search.fake_net]\nwidth = {low = 8.5, high = 64}'),
      "search.fake_net.width.low must be an integer for type 'int'"),
-    (('name = "t"', 'name = "t"\nn_trials = 0'), "study.n_trials must be an integer ≥ 1, got 0"),
-    (('name = "t"', 'name = "t"\nn_trials = 5.5'), "study.n_trials must be an integer"),
-    (('name = "t"', 'name = "t"\ntimeout = -1'), r"study.timeout must be a number in \(0, inf\]"),
+    (('name = "t"', 'name = "t"\nn_trials = 0'), "study.n_trials must be a positive integer, got 0"),
+    (('name = "t"', 'name = "t"\nn_trials = 5.5'), "study.n_trials must be a positive integer, got 5.5"),
+    (('name = "t"', 'name = "t"\ntimeout = -1'), "study.timeout must be a positive number, got -1"),
     (('name = "t"', 'name = "t"\nsampler = "cmaes"'), "study.sampler must be one of"),
-    (('name = "t"', 'name = "t"\nseed = -1'), "study.seed must be an integer ≥ 0"),
-    (('name = "t"', 'name = "t"\nn_jobs = 0'), "study.n_jobs must be a positive integer or -1"),
+    (('name = "t"', 'name = "t"\nseed = -1'), "study.seed must be a non-negative integer, got -1"),
+    (('name = "t"', 'name = "t"\nn_jobs = 0'), "study.n_jobs must be a positive integer or -1, got 0"),
     (('name = "t"', 'name = "t"\nstorage = 3'), "study.storage must be a non-empty string"),
     (("[search]", "[data]\nclasses = [3]\n[search]"), "data.classes must be a list of at least two"),
-    (("[search]", "[data]\nn_train = 0\n[search]"), "data.n_train must be an integer ≥ 1"),
+    (("[search]", "[data]\nn_train = 0\n[search]"), "data.n_train must be a positive integer, got 0"),
     (("[search]", "[data]\ndownload = 1\n[search]"), "data.download must be true or false"),
-    (("[search]", "[attack]\nfraction = 1.0\n[search]"), r"attack.fraction must be a number in \(0, 1\)"),
+    (("[search]", "[attack]\nfraction = 1.0\n[search]"), r"attack.fraction must be a number in the open interval \(0, 1\), got 1.0"),
     (("[search]", "[attack]\ntrigger = 'blend'\n[search]"), "attack.trigger must be one of"),
     (("[search]", "[attack]\nepsilon = 0.1\n[search]"),
      "attack.epsilon applies to trigger 'invisible_grid', not 'badnets'"),
-    (("[search]", "[attack]\nsize = 0\n[search]"), "attack.size must be an integer ≥ 1"),
+    (("[search]", "[attack]\nsize = 0\n[search]"), r"attack.size must be a positive integer \(patch side in pixels\), got 0"),
     (("[search]", "[constraint]\nmin_accuracy = 2.0\n[search]"),
      r"constraint.min_accuracy must be a number in \[0, 1\]"),
     (("[search]", "[constraint]\nmin_accuracy = 0.9\nwithin_best = 0.1\n[search]"),
@@ -143,5 +144,5 @@ def test_settings_objects_validate_in_code() -> None:
         StudySettings(name="x", n_trials=None)
     with pytest.raises(ValueError, match="search.fake: learner 'fake' is not in search.learners"):
         SearchSettings(learners=("logistic",), overrides={"fake": {}})
-    assert AttackSettings(trigger="invisible_grid", epsilon=0.05).trigger_kwargs() == {"epsilon": 0.05, "seed": 0}
+    assert AttackSettings(trigger="invisible_grid", params={"epsilon": 0.05}).params == {"epsilon": 0.05, "spacing": 4}
     assert AccuracyConstraint(within_best=0.1).to_dict() == {"within_best": 0.1}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from robust_hpo.cli import main
 from robust_hpo.datasets._folders import IMAGENETTE_CLASSES
-from robust_hpo.study import StorageSpec, load_study_config
+from robust_hpo.study import StorageSpec, load_study_config, stored_problem
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "studies").rglob("*.toml"))
@@ -26,7 +26,7 @@ CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: str(p.relative_to(REPO / "studies")))
 def test_every_study_file_validates(path: Path) -> None:
     config = load_study_config(path)
-    config.problem()  # search space and JSON form build too
+    stored_problem(config)  # search space and JSON form build too
     if path.parent == PAPER:
         assert config.search.learners == ("logistic", "ridge", "linear_svm", "rbf_svm")
         assert len(config.attacks) == 2 and {a.fraction for a in config.attacks} == {0.1}
@@ -46,7 +46,7 @@ def test_paper_studies_cover_the_papers_pairs_and_triggers() -> None:
     for path in sorted(PAPER.glob("*.toml")):
         config = load_study_config(path)
         pairs[(config.data.dataset, config.data.classes)] = sorted(
-            (a.trigger, a.size or 0, round(255 * (a.epsilon or 0))) for a in config.attacks)
+            (a.trigger, a.params.get("size", 0), round(255 * a.params.get("epsilon", 0))) for a in config.attacks)
     assert pairs == {
         ("mnist", (7, 1)): [("badnets", 3, 0), ("badnets", 6, 0)],
         ("mnist", (3, 0)): [("badnets", 3, 0), ("badnets", 6, 0)],
@@ -77,7 +77,7 @@ def test_mnist_paper_study_runs_on_the_shared_data(tmp_path: Path, capsys: pytes
         slopes = [t.user_attrs["slope:badnets-3x3"], t.user_attrs["slope:badnets-6x6"]]
         assert t.values[1] == max(slopes)
         assert t.user_attrs["n_poison"] == 150 and t.user_attrs["details"]["n_clean"] == 1350
-    assert study.user_attrs["robust_hpo:problem"]["data"]["root"] == str(MNIST_DIR.resolve())
+    assert study.user_attrs["robust_hpo:problem"]["location"]["data_root"] == str(MNIST_DIR.resolve())
 
 
 def _write_cifar(root: Path, n: int = 40) -> None:

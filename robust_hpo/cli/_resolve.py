@@ -1,0 +1,113 @@
+"""The one way every command finds its study: ``STUDY.toml`` and/or ``--storage``/``--study-name``/``--output``.
+
+* With a study file: the study it names (``[study] name`` and storage, unless ``--study-name`` or
+  ``--storage`` say otherwise); the file's problem must be the one stored with the study, section
+  by section (else the trials would be analysed on another problem).
+* With ``--storage`` alone: the storage's only study (or ``--study-name``), and its problem rebuilt
+  from what the study stored (:func:`robust_hpo.study.config_from_problem`): data, every attack,
+  features, options, search space, constraint, aggregate and report tolerance.
+
+``--data-root`` and ``--set SECTION.KEY=VALUE`` apply to either. The output folder is ``--output``,
+else ``robust_hpo_output/<study name>``; the default journal storage lives there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from robust_hpo.cli._args import overrides
+from robust_hpo.errors import MissingFileError, StorageError, ValidationError
+from robust_hpo.study import (
+    OUTPUT_ROOT,
+    PROBLEM_ATTR,
+    StorageSpec,
+    StudyConfig,
+    StudyLocation,
+    config_from_problem,
+    load_study_config,
+    locate,
+    locate_storage,
+    open_study,
+    problem_differences,
+    stored_problem,
+)
+
+
+@dataclass(frozen=True)
+class ResolvedStudy:
+    """An existing study, its location, and its problem as settings (from the file or the storage)."""
+
+    config: StudyConfig
+    location: StudyLocation
+    study: optuna.Study
+    from_file: bool
+
+    @property
+    def tolerance(self) -> float:
+        """The study's ``[report] tolerance`` (the default one when neither file nor study sets it)."""
+        return self.config.report.tolerance
+
+
+def add_study_arguments(parser: argparse.ArgumentParser, *, file_required: bool = False) -> None:
+    """``STUDY.toml`` and the location flags (``--storage``, ``--study-name``, ``--output``)."""
+    parser.add_argument("study", metavar="STUDY.toml", type=Path, nargs=None if file_required else "?",
+                        help="study file" if file_required else
+                        "study file (or give --storage alone: the study's stored problem is used)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage: a journal file path (default: OUTPUT/study.log), "
+                             "sqlite:///file.db or postgresql://user:password@host/db")
+    parser.add_argument("--study-name", metavar="NAME", help="study name (default: [study] name, or the "
+                                                             "storage's only study)")
+    parser.add_argument("--output", metavar="DIR", type=Path,
+                        help=f"output folder, where the default journal storage lives too "
+                             f"(default: {OUTPUT_ROOT}/<study name>)")
+
+
+def uses_study(args: argparse.Namespace) -> bool:
+    return getattr(args, "study", None) is not None or getattr(args, "storage", None) is not None
+
+
+def resolve_study(args: argparse.Namespace) -> ResolvedStudy:
+    """The existing study named by ``args`` and its problem (see the module docstring)."""
+    if args.study is not None:
+        config = load_study_config(args.study, overrides=overrides(args))
+        location = locate(config, storage=args.storage, study_name=args.study_name, output=args.output)
+        study = open_study(location)
+        stored = study.user_attrs.get(PROBLEM_ATTR)
+        if stored is not None:
+            differ = problem_differences(stored, stored_problem(config))
+            if differ:
+                raise StorageError(
+                    f"study {location.name!r} ran with different {' and '.join(differ)} than {args.study} says "
+                    "now; its trials would be analysed on another problem — restore the file, or pass "
+                    "--storage alone to use the problem stored with the study")
+        return ResolvedStudy(config=config, location=location, study=study, from_file=True)
+    if args.storage is None:
+        raise ValidationError("give a study file (STUDY.toml) or --storage")
+    location = locate_storage(args.storage, study_name=args.study_name, output=args.output)
+    study = open_study(location)
+    stored = study.user_attrs.get(PROBLEM_ATTR)
+    if not isinstance(stored, dict):
+        raise StorageError(f"study {location.name!r} does not record its problem ({PROBLEM_ATTR!r}); "
+                           "pass its STUDY.toml")
+    config = config_from_problem(stored, name=location.name, overrides=overrides(args))
+    return ResolvedStudy(config=config, location=location, study=study, from_file=False)
+
+
+def resolve_storage(args: argparse.Namespace) -> StorageSpec:
+    """The storage named by ``args`` (it must exist), without opening a study: for the dashboard,
+    which serves every study in it."""
+    if args.study is not None:
+        spec = locate(load_study_config(args.study, overrides=overrides(args)), storage=args.storage,
+                      study_name=args.study_name, output=args.output).storage
+    elif args.storage is not None:
+        spec = StorageSpec.parse(args.storage, default_journal=Path(args.storage))
+    else:
+        raise ValidationError("give a study file (STUDY.toml) or --storage")
+    if not spec.exists():
+        raise MissingFileError(f"no study storage at {spec.journal}; run `robust-hpo run` first")
+    return spec
