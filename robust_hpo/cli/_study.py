@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from robust_hpo.cli._args import (
@@ -80,19 +81,44 @@ def _report(args: argparse.Namespace) -> int:
 def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "dashboard", help="launch optuna-dashboard on a study's storage",
-        description="Serve optuna-dashboard on the storage of STUDY.toml (or --storage) until Ctrl-C.")
+        description="Serve optuna-dashboard on the storage of STUDY.toml (or --storage) until Ctrl-C. Its Best "
+                    "Trials are the feasible Pareto front (as `report` prints it), each trial has the rows "
+                    "'feasible' and 'pareto_front', and the study note starts with the recommendation.")
     add_study_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=positive_int, default=8080, help="port (default: 8080)")
+    parser.add_argument("--port", type=non_negative_int, default=8080,
+                        help="port (default: 8080; 0: any free port, printed)")
+    parser.add_argument("--tolerance", type=fraction, metavar="T",
+                        help="clean accuracy the recommendation may give up (default: the study's [report] "
+                             f"tolerance, else {DEFAULT_TOLERANCE})")
     parser.set_defaults(handler=_dashboard)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from robust_hpo.dashboard import serve_dashboard
+    import optuna
+
+    from robust_hpo.dashboard import dashboard_server
 
     spec = resolve_storage(args)
-    print(f"optuna-dashboard on {spec.describe()}: http://{args.host}:{args.port}/ (Ctrl-C to stop)")
-    serve_dashboard(spec.open(), host=args.host, port=args.port)
+    storage = spec.open()
+    tolerances: dict[str, float] = {}
+    if args.study is not None or args.tolerance is not None:
+        names = optuna.get_all_study_names(storage)
+        if args.study is not None:
+            config = load_study_config(args.study, overrides=overrides(args))
+            tolerances[args.study_name or config.study.name] = config.report.tolerance
+        if args.tolerance is not None:
+            tolerances = {name: args.tolerance for name in names}
+    server = dashboard_server(storage, host=args.host, port=args.port, tolerances=tolerances)
+    print(f"optuna-dashboard on {spec.describe()}: http://{args.host}:{server.server_port}/ (Ctrl-C to stop)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print(f"{PROG}: dashboard stopped", file=sys.stderr)
+        return 130
+    finally:
+        server.server_close()
     return 0
 
 

@@ -1,7 +1,10 @@
-"""optuna-dashboard on a study's storage: the WSGI app (for tests and embedding) and a blocking server."""
+"""optuna-dashboard on a study's storage whose Best Trials are the feasible Pareto front: the WSGI app
+(for tests and embedding), a bound server and a blocking one."""
 
 from __future__ import annotations
 
-from robust_hpo.dashboard._server import dashboard_app, serve_dashboard
+from robust_hpo.dashboard._feasible import FEASIBLE_ROW, FRONT_ROW, FeasibleFront, feasibility, strip_generated
+from robust_hpo.dashboard._server import dashboard_app, dashboard_server, serve_dashboard
 
-__all__ = ["dashboard_app", "serve_dashboard"]
+__all__ = ["FEASIBLE_ROW", "FRONT_ROW", "FeasibleFront", "dashboard_app", "dashboard_server", "feasibility",
+           "serve_dashboard", "strip_generated"]
