@@ -51,12 +51,17 @@ def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None
 
     ``cache`` (a :class:`GramCache`) reuses data-only Gram products across fits on the same array.
     """
-    if isinstance(estimator, LogisticRegression):
-        return LogisticSlope(estimator, damping=damping, cache=cache)
-    if isinstance(estimator, RidgeClassifier):
-        return RidgeSlope(estimator, damping=damping, cache=cache)
-    if isinstance(estimator, SVC):
-        return SVCSlope(estimator, damping=damping, cache=cache)
+    adapters = {LogisticRegression: LogisticSlope, RidgeClassifier: RidgeSlope, SVC: SVCSlope}
+    adapter = adapters.get(type(estimator))
+    if adapter is not None:
+        return adapter(estimator, damping=damping, cache=cache)
+    base = next((cls.__name__ for cls in adapters if isinstance(estimator, cls)), None)
+    if base is not None:  # a subclass (LogisticRegressionCV, ...) fits another problem than its base
+        raise ValidationError(
+            f"estimator must be exactly one of {SUPPORTED}; got {type(estimator).__name__}, a subclass of "
+            f"{base} whose fit differs from the problem the slope differentiates. Fit it, then pass a plain "
+            f"{base} with the chosen hyperparameters (e.g. LogisticRegression(C=cv.C_[0]))."
+        )
     raise ValidationError(
         f"estimator must be one of {SUPPORTED}; got {type(estimator).__name__}. "
         "For other models use a network learner (finite-difference or influence slope)."
