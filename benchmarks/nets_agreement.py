@@ -70,7 +70,7 @@ def main() -> None:
                                     split.y_clean, seed=seed)
                 accuracy = float(np.mean(fitted.predict(split.X_test) == split.y_test))
                 start = time.perf_counter()
-                influence = fitted.influence_slope(Xp, yp, Xt, yt)
+                influence = fitted.influence_slope(Xp, yp, Xt, yt, X_test=split.X_test, y_test=split.y_test)
                 influence_seconds = time.perf_counter() - start
                 start = time.perf_counter()
                 fd = fitted.finite_difference_slope(Xp, yp, Xt, yt, betas=betas)
@@ -80,6 +80,12 @@ def main() -> None:
                 rows.append(dict(seed=seed, epochs=epochs, width=width, accuracy=accuracy,
                                  influence=influence.slope, influence_derivative=influence.derivative,
                                  iterations=influence.details["iterations"], damping=influence.damping,
+                                 margins_seconds=influence.details["margins_seconds"],
+                                 solve_seconds=influence.details["solve_seconds"],
+                                 predicted=influence.predicted_backdoor_accuracy,
+                                 normalised_margin=influence.normalised_margin,
+                                 baseline=influence.baseline_backdoor_accuracy,
+                                 baseline_fd=fd.details["backdoor_accuracy_at_zero"],
                                  fd={b: s for b, s in zip(fd.details["betas"], fd.details["slopes"],
                                                           strict=True)},
                                  fd_derivative=fd.derivative, backdoor=backdoor, fit=fitted.fit_seconds,
@@ -156,6 +162,19 @@ def report(rows: list[dict], betas: list[float], args: argparse.Namespace) -> No
     fit = np.array([r["fit"] for r in rows])
     influence_cost = (fit + np.array([r["influence_seconds"] for r in rows])) / fit
     fd_one = (fit + np.array([r["fd_one_beta_seconds"] for r in rows])) / fit
+    predicted = np.array([r["predicted"] for r in rows])
+    margin = np.array([r["normalised_margin"] for r in rows])
+    print("Margins (issue 11) from the same solve:")
+    print(f"  predicted (linearised) backdoor accuracy at β=1 vs true: Spearman {rho(predicted, backdoor):6.3f}, "
+          f"mean |error| {np.mean(np.abs(predicted - backdoor)):.3f}")
+    print(f"  normalised linearised margin vs backdoor accuracy (β=1): Spearman {rho(margin, backdoor):6.3f}")
+    same = all(r["baseline"] == r["baseline_fd"] for r in rows)
+    print(f"  baseline backdoor accuracy (β=0) equals the clean network's: {same}")
+    margins_cost = np.array([r["margins_seconds"] / r["solve_seconds"] for r in rows])
+    whole = np.array([r["margins_seconds"] / r["influence_seconds"] for r in rows])
+    print(f"  margins' cost / the CG solve's: median {np.median(margins_cost):.1%}, max {margins_cost.max():.1%} "
+          f"(/ the whole influence slope: median {np.median(whole):.1%}; the scale reuses the logits of "
+          f"predict(X_test), as in a study)")
     print("Cost per trial relative to one clean training ((fit + slope) / fit):")
     print(f"  influence slope:            median {np.median(influence_cost):.2f}×, mean "
           f"{influence_cost.mean():.2f}×, all trials together "

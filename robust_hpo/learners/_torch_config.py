@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from robust_hpo.errors import ValidationError
 from robust_hpo.learners._torch_models import ARCHITECTURES
 from robust_hpo.learners._torch_training import TrainingConfig
 from robust_hpo.slope.networks import DEFAULT_BETAS, InfluenceConfig, check_betas
@@ -35,15 +36,15 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
+            raise ValidationError(f"architecture must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
         for name in ("width", "depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ValidationError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.pretrained, bool):
-            raise ValueError(f"pretrained must be true or false, got {self.pretrained!r}")
+            raise ValidationError(f"pretrained must be true or false, got {self.pretrained!r}")
         if self.pretrained and not self.architecture.startswith("resnet"):
-            raise ValueError(f"pretrained weights exist only for resnet18/resnet50, not "
+            raise ValidationError(f"pretrained weights exist only for resnet18/resnet50, not "
                              f"{self.architecture!r}")
         self.training()  # validates epochs, lr, momentum, weight_decay, batch_size, device
 
@@ -79,11 +80,11 @@ class NetworkSlopeOptions:
 
     def __post_init__(self) -> None:
         if self.method not in SLOPE_METHODS:
-            raise ValueError(f"slope_method must be one of {list(SLOPE_METHODS)}, got {self.method!r}")
+            raise ValidationError(f"slope_method must be one of {list(SLOPE_METHODS)}, got {self.method!r}")
         object.__setattr__(self, "betas", check_betas(self.betas))
         if self.damping != "auto" and (isinstance(self.damping, bool) or not isinstance(
                 self.damping, int | float) or not (math.isfinite(self.damping) and self.damping >= 0)):
-            raise ValueError(f"damping must be 'auto' or a finite number >= 0, got {self.damping!r}")
+            raise ValidationError(f"damping must be 'auto' or a finite number >= 0, got {self.damping!r}")
         self.influence(damping=0.0)  # validates the solver options
 
     def influence(self, *, damping: float, weight_decay: float = 0.0, seed: int = 0) -> InfluenceConfig:
@@ -107,14 +108,14 @@ PARAM_KEYS: tuple[str, ...] = (*_NETWORK_KEYS, *_SLOPE_KEYS)
 
 def configs_from_params(architecture: str, params: Mapping[str, Any]
                         ) -> tuple[NetworkConfig, NetworkSlopeOptions]:
-    """Split flat ``params`` into the two configs; unknown keys raise ``ValueError``.
+    """Split flat ``params`` into the two configs; unknown keys raise ``ValidationError``.
 
     TOML has no ``None``: ``"all"`` is accepted for ``last_layers`` / ``hessian_samples`` and
     ``"full"`` for ``batch_size``; ``betas`` may be a list.
     """
     unknown = sorted(set(params) - set(PARAM_KEYS))
     if unknown:
-        raise ValueError(f"unknown network parameters {unknown}; expected some of {sorted(PARAM_KEYS)}")
+        raise ValidationError(f"unknown network parameters {unknown}; expected some of {sorted(PARAM_KEYS)}")
     network = {k: v for k, v in params.items() if k in _NETWORK_KEYS}
     if network.get("batch_size") == "full":
         network["batch_size"] = None

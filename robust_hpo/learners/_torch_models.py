@@ -24,7 +24,7 @@ import torchvision
 from torch import nn
 
 from robust_hpo.datasets.pretrained import pretrained_state_dict
-from robust_hpo.errors import WeightsUnavailableError
+from robust_hpo.errors import ValidationError, WeightsUnavailableError
 
 Architecture = Literal["mlp", "cnn", "resnet18", "resnet50"]
 ARCHITECTURES: tuple[str, ...] = ("mlp", "cnn", "resnet18", "resnet50")
@@ -58,7 +58,7 @@ def build_network(architecture: str, *, input_shape: tuple[int, int, int], width
     fails (offline: put the file in ``torch.hub.get_dir()/checkpoints``).
     """
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}, got {architecture!r}")
+        raise ValidationError(f"architecture must be one of {list(ARCHITECTURES)}, got {architecture!r}")
     channels, height, width_px = input_shape
     if architecture == "mlp":
         layers: list[nn.Module] = [nn.Flatten()]
@@ -74,7 +74,7 @@ def build_network(architecture: str, *, input_shape: tuple[int, int, int], width
             nn.Flatten(), nn.Linear(8 * width, n_classes),
         )
     if channels not in (1, 3):
-        raise ValueError(f"input_shape must have 1 or 3 channels for {architecture}, got {channels}")
+        raise ValidationError(f"input_shape must have 1 or 3 channels for {architecture}, got {channels}")
     trunk = _resnet(architecture, pretrained)
     features = trunk.fc.in_features
     trunk.fc = nn.Identity()

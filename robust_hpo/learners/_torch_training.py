@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robust_hpo.errors import ValidationError
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
@@ -41,16 +43,16 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int | np.integer) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+            raise ValidationError(f"epochs must be a positive integer, got {self.epochs!r}")
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(
                 self.batch_size, int | np.integer) or self.batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None (full batch), got "
+            raise ValidationError(f"batch_size must be a positive integer or None (full batch), got "
                              f"{self.batch_size!r}")
         _check_number("lr", self.lr, low=0.0, low_open=True)
         _check_number("weight_decay", self.weight_decay, low=0.0)
         _check_number("momentum", self.momentum, low=0.0)
         if not self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+            raise ValidationError(f"momentum must be in [0, 1), got {self.momentum!r}")
         resolve_device(self.device)
 
     def steps_per_epoch(self, n_clean: int) -> int:
@@ -74,11 +76,11 @@ def resolve_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
+        raise ValidationError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from None
     if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+        raise ValidationError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+        raise ValidationError(f"device {device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
     return resolved
 
 
@@ -96,7 +98,7 @@ def train_network(build: Callable[[], nn.Module], config: TrainingConfig, X: np.
     n = len(X)
     clean_w = None if sample_weight is None else _weights("sample_weight", sample_weight, n)
     if (X_poison is None) != (y_poison is None):
-        raise ValueError("X_poison and y_poison must be given together")
+        raise ValidationError("X_poison and y_poison must be given together")
     m = 0 if X_poison is None else len(X_poison)
     poison_w = None
     if m:
@@ -173,9 +175,9 @@ def _deterministic() -> Iterator[None]:
 def _weights(name: str, weights: np.ndarray, n: int) -> np.ndarray:
     arr = np.asarray(weights, dtype=np.float64)
     if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+        raise ValidationError(f"{name} must have shape ({n},), got {arr.shape}")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name} must hold finite weights >= 0")
+        raise ValidationError(f"{name} must hold finite weights >= 0")
     return np.ascontiguousarray(arr)
 
 
@@ -183,4 +185,4 @@ def _check_number(name: str, value: object, *, low: float, low_open: bool = Fals
     ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and math.isfinite(value)
     if not ok or value < low or (low_open and value == low):  # type: ignore[operator]
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ValidationError(f"{name} must be a finite number {bound}, got {value!r}")

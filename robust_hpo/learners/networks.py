@@ -16,6 +16,7 @@ paper's finite difference (Eq. 7) with ``slope_method = "finite-difference"``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
+from robust_hpo.errors import ValidationError
 from robust_hpo.learners._torch_config import (
     PARAM_KEYS,
     NetworkConfig,
@@ -34,7 +36,7 @@ from robust_hpo.learners._torch_config import (
 from robust_hpo.learners._torch_models import build_network
 from robust_hpo.learners._torch_training import train_network
 from robust_hpo.slope import SlopeResult
-from robust_hpo.slope.networks import finite_difference_slope, influence_slope
+from robust_hpo.slope.networks import clean_test_scale, finite_difference_slope, influence_slope, logits_of
 
 __all__ = [
     "CNN",
@@ -57,7 +59,9 @@ class FittedNetwork:
     """A network trained on the clean set (β = 0); predicts and computes backdoor slopes.
 
     Keeps references to the clean training arrays: the influence slope needs them for the Hessian,
-    the finite difference for retraining with the same initialisation and batch order.
+    the finite difference for retraining with the same initialisation and batch order. Keeps the
+    logits of the latest images it predicted (keyed by their content): the objective predicts the
+    clean test set, then asks for the margins' scale on the same images, which costs no second pass.
     """
 
     def __init__(self, *, model: nn.Module, classes: np.ndarray, config: NetworkConfig,
@@ -71,38 +75,49 @@ class FittedNetwork:
         self.fit_seconds = fit_seconds
         self._X_clean = X_clean
         self._y_index = y_index
+        self._recent_logits: tuple[tuple[Any, ...], torch.Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
-    def predict_proba(self, X: np.ndarray, *, batch_size: int = 1024) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Softmax probabilities (n, k), columns in the order of ``classes``."""
-        X = _images("X", X, self._X_clean.shape[1:])
-        self.model.eval()
-        out = [torch.softmax(self.model(torch.from_numpy(X[i:i + batch_size]).to(self.device)), dim=1)
-               for i in range(0, len(X), batch_size)]
-        return torch.cat(out).double().cpu().numpy()
+        return torch.softmax(self._logits(_images("X", X, self._X_clean.shape[1:])), dim=1).numpy()
+
+    def _logits(self, X: np.ndarray) -> torch.Tensor:
+        """float64 logits of validated images; the latest images' are reused when identical."""
+        key = (X.shape, hashlib.blake2b(X.data, digest_size=16).digest())
+        if self._recent_logits is None or self._recent_logits[0] != key:
+            self._recent_logits = (key, logits_of(self.model, X))
+        return self._recent_logits[1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class labels (original ids) for images (n, C, H, W)."""
         return self.classes[self.predict_proba(X).argmax(axis=1)]
 
     def backdoor_slope(self, X_poison: np.ndarray, y_poison: np.ndarray,
-                       X_trigger: np.ndarray, y_trigger: np.ndarray) -> SlopeResult:
-        """The slope by ``slope_options.method`` (influence: no poisoned training)."""
+                       X_trigger: np.ndarray, y_trigger: np.ndarray, *,
+                       X_test: np.ndarray | None = None, y_test: np.ndarray | None = None) -> SlopeResult:
+        """The slope by ``slope_options.method`` (influence: no poisoned training), with the triggered
+        points' target margins; ``X_test``, ``y_test`` (the clean test set) give their scale."""
         if self.slope_options.method == "finite-difference":
-            return self.finite_difference_slope(X_poison, y_poison, X_trigger, y_trigger)
-        return self.influence_slope(X_poison, y_poison, X_trigger, y_trigger)
+            return self.finite_difference_slope(X_poison, y_poison, X_trigger, y_trigger,
+                                                X_test=X_test, y_test=y_test)
+        return self.influence_slope(X_poison, y_poison, X_trigger, y_trigger, X_test=X_test, y_test=y_test)
 
     def influence_slope(self, X_poison: np.ndarray, y_poison: np.ndarray, X_trigger: np.ndarray,
-                        y_trigger: np.ndarray, **options: Any) -> SlopeResult:
-        """Influence slope at the clean network; ``options`` override ``NetworkSlopeOptions`` fields."""
+                        y_trigger: np.ndarray, *, X_test: np.ndarray | None = None,
+                        y_test: np.ndarray | None = None, **options: Any) -> SlopeResult:
+        """Influence slope at the clean network; ``options`` override ``NetworkSlopeOptions`` fields.
+
+        ``margins``: target margins ``z_t − max_{k≠t} z_k`` of the triggered points and their
+        β-derivative from the same solve; scaled by the clean test set when it is given.
+        """
         known = {f.name for f in dataclasses.fields(NetworkSlopeOptions)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown slope options {unknown}; expected some of {sorted(known)}")
+            raise ValidationError(f"unknown slope options {unknown}; expected some of {sorted(known)}")
         slope_options = dataclasses.replace(self.slope_options, **options)
         Xp, yp = self._poison("X_poison", X_poison, "y_poison", y_poison)
         Xt, yt = self._poison("X_trigger", X_trigger, "y_trigger", y_trigger)
@@ -110,20 +125,28 @@ class FittedNetwork:
         damping = (training.horizon_damping(len(self._X_clean)) if slope_options.damping == "auto"
                    else slope_options.damping)
         config = slope_options.influence(damping=damping, weight_decay=training.weight_decay, seed=self.seed)
+        test = self._test_set(X_test, y_test)
         result = influence_slope(self.model, self._X_clean, self._y_index, Xp, yp, Xt, yt, config=config)
+        result = self._with_scale(result, test)
         details = {**result.details, "damping_rule": slope_options.damping}
         return dataclasses.replace(result, fit_seconds=self.fit_seconds, details=details)
 
     def finite_difference_slope(self, X_poison: np.ndarray, y_poison: np.ndarray, X_trigger: np.ndarray,
-                                y_trigger: np.ndarray, *, betas: Any = None) -> SlopeResult:
-        """Eq. 7: retrain at each β (default ``slope_options.betas``) with this seed, compare with β = 0."""
+                                y_trigger: np.ndarray, *, betas: Any = None, X_test: np.ndarray | None = None,
+                                y_test: np.ndarray | None = None) -> SlopeResult:
+        """Eq. 7: retrain at each β (default ``slope_options.betas``) with this seed, compare with β = 0.
+
+        ``margins``: the clean network's target margins on the triggered points and, as their
+        derivative, the finite difference at the smallest β of the retrained network's margins.
+        """
         betas = self.slope_options.betas if betas is None else betas
         Xp, yp = self._poison("X_poison", X_poison, "y_poison", y_poison)
         Xt, yt = self._poison("X_trigger", X_trigger, "y_trigger", y_trigger)
+        test = self._test_set(X_test, y_test)
         result = finite_difference_slope(
             self.model, lambda beta: self._train(Xp, yp, beta), Xt, yt,
             betas=betas, n_clean=len(self._X_clean), n_poison=len(Xp))
-        return dataclasses.replace(result, fit_seconds=self.fit_seconds)
+        return dataclasses.replace(self._with_scale(result, test), fit_seconds=self.fit_seconds)
 
     def retrain(self, X_poison: np.ndarray, y_poison: np.ndarray, beta: float) -> FittedNetwork:
         """The same configuration and seed trained with the poison points at weight ``beta`` ≥ 0.
@@ -148,6 +171,26 @@ class FittedNetwork:
         X = _images(x_name, X, self._X_clean.shape[1:])
         return X, _class_index(y_name, y, self.classes, len(X), x_name)
 
+    def _test_set(self, X_test: np.ndarray | None, y_test: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The clean test set as (images, class indices), or None when not given."""
+        if (X_test is None) != (y_test is None):
+            raise ValidationError("X_test and y_test must be given together (the clean test set for "
+                                  "the margins' scale) or not at all")
+        return None if X_test is None else self._poison("X_test", X_test, "y_test", y_test)
+
+    def _with_scale(self, result: SlopeResult, test: tuple[np.ndarray, np.ndarray] | None) -> SlopeResult:
+        """``result`` with ``margins.scale`` from the clean test set (its time added to the margins')."""
+        if test is None or result.margins is None:
+            return result
+        start = time.perf_counter()
+        scale = clean_test_scale(self._logits(test[0]), torch.from_numpy(test[1]))
+        details = dict(result.details)
+        if "margins_seconds" in details:
+            details["margins_seconds"] += time.perf_counter() - start
+        return dataclasses.replace(result, margins=dataclasses.replace(result.margins, scale=scale),
+                                   details=details)
+
 
 class NetworkFamily:
     """A torch architecture as a learner family (``fit`` trains on clean data only)."""
@@ -155,10 +198,10 @@ class NetworkFamily:
     def __init__(self, *, name: str, architecture: str, space: Mapping[str, BaseDistribution],
                  defaults: Mapping[str, Any]) -> None:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+            raise ValidationError(f"name must be a non-empty string, got {name!r}")
         for key in (*space, *defaults):
             if key not in PARAM_KEYS:
-                raise ValueError(f"unknown network parameter {key!r}; expected some of {sorted(PARAM_KEYS)}")
+                raise ValidationError(f"unknown network parameter {key!r}; expected some of {sorted(PARAM_KEYS)}")
         self.name = name
         self.architecture = architecture
         self.space = dict(space)
@@ -185,17 +228,17 @@ class NetworkFamily:
         """Train on the clean set (β = 0) under ``seed``."""
         config, slope_options = self.configs(params)
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+            raise ValidationError(f"seed must be an integer, got {seed!r}")
         X = _images("X_clean", X_clean)
         y = np.asarray(y_clean)
         if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"y_clean must be a 1-D array with one label per image ({len(X)}), got "
+            raise ValidationError(f"y_clean must be a 1-D array with one label per image ({len(X)}), got "
                              f"shape {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"y_clean must hold integer class ids, got dtype {y.dtype}")
+            raise ValidationError(f"y_clean must hold integer class ids, got dtype {y.dtype}")
         classes = np.unique(y)
         if len(classes) < 2:
-            raise ValueError(f"y_clean must contain at least two classes, got {classes.tolist()}")
+            raise ValidationError(f"y_clean must contain at least two classes, got {classes.tolist()}")
         y_index = np.searchsorted(classes, y)
         start = time.perf_counter()
         model = train_network(_builder(config, X.shape[1:], len(classes)), config.training(), X, y_index,
@@ -214,27 +257,27 @@ def _builder(config: NetworkConfig, shape: tuple[int, ...], n_classes: int) -> C
 
 
 def _images(name: str, X: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """(n, C, H, W) float32 in [0, 1], C-contiguous; ``ValueError`` naming ``name`` otherwise."""
+    """(n, C, H, W) float32 in [0, 1], C-contiguous; ``ValidationError`` naming ``name`` otherwise."""
     arr = np.asarray(X)
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{name} must be float images in [0, 1], got dtype {arr.dtype}")
+        raise ValidationError(f"{name} must be float images in [0, 1], got dtype {arr.dtype}")
     if arr.ndim != 4 or arr.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty (n, C, H, W) array, got shape {arr.shape}")
+        raise ValidationError(f"{name} must be a non-empty (n, C, H, W) array, got shape {arr.shape}")
     if shape is not None and arr.shape[1:] != tuple(shape):
-        raise ValueError(f"{name} must have images of shape {tuple(shape)} (as trained), got {arr.shape[1:]}")
+        raise ValidationError(f"{name} must have images of shape {tuple(shape)} (as trained), got {arr.shape[1:]}")
     if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
-        raise ValueError(f"{name} must hold finite values in [0, 1]")
+        raise ValidationError(f"{name} must hold finite values in [0, 1]")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def _class_index(name: str, y: Any, classes: np.ndarray, n: int, x_name: str) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"{name} must be a 1-D array with one label per row of {x_name} ({n}), got "
+        raise ValidationError(f"{name} must be a 1-D array with one label per row of {x_name} ({n}), got "
                          f"shape {arr.shape}")
     unknown = np.setdiff1d(arr, classes)
     if len(unknown):
-        raise ValueError(f"{name} holds classes {unknown.tolist()} the network was not trained on; "
+        raise ValidationError(f"{name} holds classes {unknown.tolist()} the network was not trained on; "
                          f"expected some of {classes.tolist()}")
     return np.searchsorted(classes, arr)
 

@@ -8,6 +8,7 @@ learner fitted on the attacks' shared clean set (:func:`robust_hpo.attacks.poiso
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 from collections.abc import Mapping
@@ -34,7 +35,8 @@ def evaluate_threats(fitted: FittedLearner,
     (what :class:`robust_hpo.objective.BackdoorSlopeObjective` holds). For the convex learners (a
     fitted learner exposing its :class:`ConvexSlopeModel` as ``.model``) all attacks are evaluated
     together by :meth:`ConvexSlopeModel.derivatives` (one batched solve; each result carries its
-    margins); other learners are called once per attack.
+    margins); other learners are called once per attack, with the attack's clean test set when their
+    ``backdoor_slope`` takes ``X_test``/``y_test`` (the networks: the margins' scale).
     """
     splits = _named_splits(multi)
     if not callable(getattr(fitted, "backdoor_slope", None)):
@@ -42,8 +44,20 @@ def evaluate_threats(fitted: FittedLearner,
     model = getattr(fitted, "model", None)
     if isinstance(model, ConvexSlopeModel) and hasattr(model, "estimator_"):
         return _grouped_convex(model, splits)
-    return {name: fitted.backdoor_slope(s.X_poison, s.y_poison, s.X_trigger, s.y_trigger)
+    test_set = _takes_test_set(fitted.backdoor_slope)
+    return {name: fitted.backdoor_slope(s.X_poison, s.y_poison, s.X_trigger, s.y_trigger,
+                                        **({"X_test": s.X_test, "y_test": s.y_test} if test_set else {}))
             for name, s in splits.items()}
+
+
+def _takes_test_set(method: object) -> bool:
+    """Whether a learner's ``backdoor_slope`` accepts ``X_test`` and ``y_test`` (plugins need not)."""
+    try:
+        parameters = inspect.signature(method).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return {"X_test", "y_test"} <= set(parameters) or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def _named_splits(multi: object) -> dict[str, PoisonedSplit]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robust_hpo.errors import InfluenceSolveError
+from robust_hpo.errors import InfluenceSolveError, ValidationError
 
 REORTHOGONALISATION_BYTES = 256 * 2**20
 """Memory for the residual directions kept for reorthogonalisation; beyond it, older ones only."""
@@ -50,13 +50,13 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
     textbook recurrence.
     """
     if not (isinstance(tol, float | int) and 0 < tol < 1):
-        raise ValueError(f"tol must be a number in (0, 1), got {tol!r}")
+        raise ValidationError(f"tol must be a number in (0, 1), got {tol!r}")
     if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        raise ValidationError(f"max_iter must be a positive integer, got {max_iter!r}")
     if not isinstance(reorthogonalise, bool):
-        raise ValueError(f"reorthogonalise must be True or False, got {reorthogonalise!r}")
+        raise ValidationError(f"reorthogonalise must be True or False, got {reorthogonalise!r}")
     if b.ndim != 1:
-        raise ValueError(f"b must be a 1-D tensor, got shape {tuple(b.shape)}")
+        raise ValidationError(f"b must be a 1-D tensor, got shape {tuple(b.shape)}")
     b_norm = float(torch.linalg.vector_norm(b))
     if not math.isfinite(b_norm):
         raise InfluenceSolveError("the right-hand side of the influence solve is not finite")

@@ -9,6 +9,10 @@ with L_trig the *mean* cross-entropy on the triggered test points and β the sam
 poison point (clean points weigh 1), exactly as the influence slope. The reported ``derivative``
 is the quotient at the *smallest* β (closest to the derivative at 0); every β's quotient, slope,
 triggered loss and backdoor accuracy are in ``details`` (the paper's Table 1 lists slope(β)).
+
+``margins``: the clean network's target margins ``z_t − max_{k≠t} z_k`` on the triggered points
+(β = 0) and, as their derivative, the same finite difference at the smallest β on the retrained
+network's margins ``z_t − z_c`` (c the competing class at β = 0, held fixed).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robust_hpo.slope._result import SlopeResult, normalised_slope
+from robust_hpo.errors import ValidationError
+from robust_hpo.slope._result import SlopeResult, TriggerMargins, normalised_slope
+from robust_hpo.slope._torch_margins import clean_test_scale, logits_of, margin_change, target_margins
 
 DEFAULT_BETAS: tuple[float, ...] = (0.01,)
 """β values retrained by default (one extra training per β): small enough to stay near the
@@ -31,37 +37,39 @@ derivative at 0 for strongly trained networks, large enough to rise far above fl
 
 
 def check_betas(betas: Any) -> tuple[float, ...]:
-    """``betas`` as a sorted tuple of distinct floats in (0, ∞); ``ValueError`` otherwise."""
+    """``betas`` as a sorted tuple of distinct floats in (0, ∞); ``ValidationError`` otherwise."""
     if isinstance(betas, str | bytes) or not isinstance(betas, Sequence | np.ndarray) or len(betas) == 0:
-        raise ValueError(f"betas must be a non-empty list of positive numbers, got {betas!r}")
+        raise ValidationError(f"betas must be a non-empty list of positive numbers, got {betas!r}")
     values: list[float] = []
     for beta in betas:
         if isinstance(beta, bool) or not isinstance(beta, int | float | np.number) or not (
                 math.isfinite(beta) and beta > 0):
-            raise ValueError(f"betas must hold finite numbers > 0, got {beta!r}")
+            raise ValidationError(f"betas must hold finite numbers > 0, got {beta!r}")
         values.append(float(beta))
     if len(set(values)) != len(values):
-        raise ValueError(f"betas must be distinct, got {list(betas)!r}")
+        raise ValidationError(f"betas must be distinct, got {list(betas)!r}")
     return tuple(sorted(values))
 
 
 def finite_difference_from_losses(loss_at_zero: float, betas: Sequence[float], losses: Sequence[float],
                                   *, n_clean: int, n_poison: int, n_trigger: int,
                                   backdoor_accuracy: Sequence[float] | None = None,
-                                  slope_seconds: float = 0.0) -> SlopeResult:
-    """The Eq. 7 arithmetic on measured triggered-test losses (``losses[i]`` at ``betas[i]``)."""
+                                  slope_seconds: float = 0.0,
+                                  margins: TriggerMargins | None = None) -> SlopeResult:
+    """The Eq. 7 arithmetic on measured triggered-test losses (``losses[i]`` at ``betas[i]``);
+    ``margins`` (already differenced) are passed through."""
     if not math.isfinite(loss_at_zero):
-        raise ValueError(f"loss_at_zero must be finite, got {loss_at_zero!r}")
+        raise ValidationError(f"loss_at_zero must be finite, got {loss_at_zero!r}")
     check_betas(betas)
     order = np.argsort(np.asarray(betas, dtype=np.float64), kind="stable")
     betas_sorted = [float(betas[i]) for i in order]
     if len(losses) != len(betas):
-        raise ValueError(f"losses must have one value per beta ({len(betas)}), got {len(losses)}")
+        raise ValidationError(f"losses must have one value per beta ({len(betas)}), got {len(losses)}")
     losses_sorted = [float(losses[i]) for i in order]
     if not all(math.isfinite(v) for v in losses_sorted):
-        raise ValueError(f"losses must be finite, got {list(losses)!r}")
+        raise ValidationError(f"losses must be finite, got {list(losses)!r}")
     if n_poison < 1:
-        raise ValueError(f"n_poison must be a positive integer, got {n_poison!r}")
+        raise ValidationError(f"n_poison must be a positive integer, got {n_poison!r}")
     derivatives = [(loss - loss_at_zero) / beta for beta, loss in zip(betas_sorted, losses_sorted,
                                                                         strict=True)]
     details: dict[str, Any] = {
@@ -74,55 +82,69 @@ def finite_difference_from_losses(loss_at_zero: float, betas: Sequence[float], l
     }
     if backdoor_accuracy is not None:
         if len(backdoor_accuracy) != len(betas) + 1:
-            raise ValueError("backdoor_accuracy must have one value at β = 0 and one per beta "
+            raise ValidationError("backdoor_accuracy must have one value at β = 0 and one per beta "
                              f"({len(betas) + 1}), got {len(backdoor_accuracy)}")
         details["backdoor_accuracy_at_zero"] = float(backdoor_accuracy[0])
         details["backdoor_accuracy"] = [float(backdoor_accuracy[1 + i]) for i in order]
     return SlopeResult.from_derivative(
         derivatives[0], n_poison=n_poison, n_clean=n_clean, n_trigger=n_trigger,
         method="finite-difference", loss="cross-entropy", slope_seconds=slope_seconds, details=details,
+        margins=margins,
     )
 
 
 def finite_difference_slope(clean_model: nn.Module, retrain: Callable[[float], nn.Module],
                             X_trigger: Any, y_trigger: Any, *, betas: Sequence[float] = DEFAULT_BETAS,
-                            n_clean: int, n_poison: int, batch_size: int = 1024) -> SlopeResult:
+                            n_clean: int, n_poison: int, batch_size: int = 1024,
+                            X_test: Any = None, y_test: Any = None) -> SlopeResult:
     """Eq. 7 with ``retrain(β)`` returning the network trained with poison weight β.
 
     ``clean_model`` is θ*(0) (the same training with β = 0: same initialisation and batch order,
     so the difference measures β and not training noise). ``y_trigger``: target class indices.
+    ``X_test``, ``y_test`` (clean test inputs, true class indices; optional): the margins' scale.
     """
     betas = check_betas(betas)
+    if (X_test is None) != (y_test is None):
+        raise ValidationError("X_test and y_test must be given together (the clean test set for the "
+                              "margins' scale) or not at all")
     start = time.perf_counter()
-    loss0, acc0 = triggered_loss(clean_model, X_trigger, y_trigger, batch_size=batch_size)
-    losses, accuracies = [], [acc0]
+    targets = _labels("y_trigger", y_trigger, len(X_trigger))
+    logits = logits_of(clean_model, X_trigger, batch_size=batch_size)
+    loss0, acc0 = _loss_and_accuracy(logits, targets)
+    margin0, competitors = target_margins(logits, targets)
+    losses, accuracies, margin_changes = [], [acc0], []
     for beta in betas:
-        loss, accuracy = triggered_loss(retrain(beta), X_trigger, y_trigger, batch_size=batch_size)
+        logits_beta = logits_of(retrain(beta), X_trigger, batch_size=batch_size)
+        loss, accuracy = _loss_and_accuracy(logits_beta, targets)
         losses.append(loss)
         accuracies.append(accuracy)
+        margin_changes.append(margin_change(logits_beta, targets, competitors) - margin0)
+    scale = None
+    if X_test is not None:
+        labels = _labels("y_test", y_test, len(X_test), "test input")
+        scale = clean_test_scale(logits_of(clean_model, X_test, batch_size=batch_size), labels)
+    margins = TriggerMargins(margin=margin0.numpy(), derivative=(margin_changes[0] / betas[0]).numpy(),
+                             scale=scale)
     return finite_difference_from_losses(
-        loss0, betas, losses, n_clean=n_clean, n_poison=n_poison, n_trigger=len(y_trigger),
-        backdoor_accuracy=accuracies, slope_seconds=time.perf_counter() - start,
+        loss0, betas, losses, n_clean=n_clean, n_poison=n_poison, n_trigger=len(targets),
+        backdoor_accuracy=accuracies, slope_seconds=time.perf_counter() - start, margins=margins,
     )
 
 
-@torch.no_grad()
 def triggered_loss(model: nn.Module, X: Any, y: Any, *, batch_size: int = 1024) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` (in eval mode) on inputs ``X``, class indices ``y``."""
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    X_t = torch.as_tensor(X) if isinstance(X, torch.Tensor) else torch.from_numpy(np.asarray(X))
+    targets = _labels("y_trigger", y, len(X))
+    return _loss_and_accuracy(logits_of(model, X, batch_size=batch_size), targets)
+
+
+def _loss_and_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, share of rows whose argmax is the target) from float64 logits."""
+    loss = float(F.cross_entropy(logits, targets, reduction="mean"))
+    return loss, float((logits.argmax(dim=1) == targets).double().mean())
+
+
+def _labels(name: str, y: Any, n: int, what: str = "triggered input") -> torch.Tensor:
     y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-    if len(X_t) == 0 or y_t.ndim != 1 or len(y_t) != len(X_t):
-        raise ValueError(f"y_trigger must hold one label per triggered input ({len(X_t)}), "
-                         f"got shape {tuple(y_t.shape)}")
-    was_training = model.training
-    model.eval()
-    total, correct = 0.0, 0
-    for i in range(0, len(X_t), batch_size):
-        logits = model(X_t[i:i + batch_size].to(device=device, dtype=dtype))
-        target = y_t[i:i + batch_size].to(device=device, dtype=torch.long)
-        total += float(F.cross_entropy(logits.double(), target, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == target).sum())
-    model.train(was_training)
-    return total / len(X_t), correct / len(X_t)
+    if n == 0 or y_t.ndim != 1 or len(y_t) != n:
+        raise ValidationError(f"{name} must hold one label per {what} ({n}), got shape {tuple(y_t.shape)}")
+    return y_t.to(device="cpu", dtype=torch.long)

@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robust_hpo.slope._result import SlopeResult
+from robust_hpo.errors import ValidationError
+from robust_hpo.slope._result import SlopeResult, TriggerMargins
 from robust_hpo.slope._torch_cg import InfluenceSolveError, conjugate_gradient
 from robust_hpo.slope._torch_linearised import LinearisedNetwork
+from robust_hpo.slope._torch_margins import clean_test_scale, margin_change, target_margins
 
 HessianKind = Literal["gauss-newton", "exact"]
 SolverKind = Literal["cg", "exact"]
@@ -85,29 +87,29 @@ class InfluenceConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
                     math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise ValidationError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.hessian not in ("gauss-newton", "exact"):
-            raise ValueError(f"hessian must be 'gauss-newton' or 'exact', got {self.hessian!r}")
+            raise ValidationError(f"hessian must be 'gauss-newton' or 'exact', got {self.hessian!r}")
         if self.solver not in ("cg", "exact"):
-            raise ValueError(f"solver must be 'cg' or 'exact', got {self.solver!r}")
+            raise ValidationError(f"solver must be 'cg' or 'exact', got {self.solver!r}")
         if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+            raise ValidationError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         if isinstance(self.tol, bool) or not isinstance(self.tol, int | float) or not 0 < self.tol < 1:
-            raise ValueError(f"tol must be a number in (0, 1), got {self.tol!r}")
+            raise ValidationError(f"tol must be a number in (0, 1), got {self.tol!r}")
         for name in ("max_iter", "chunk_size"):
             _check_positive_int(name, getattr(self, name))
         for name in ("last_layers", "hessian_samples"):
             if getattr(self, name) is not None:
                 _check_positive_int(name, getattr(self, name))
         if not isinstance(self.cache_graphs, bool):
-            raise ValueError(f"cache_graphs must be True or False, got {self.cache_graphs!r}")
+            raise ValidationError(f"cache_graphs must be True or False, got {self.cache_graphs!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+            raise ValidationError(f"seed must be an integer, got {self.seed!r}")
 
 
 def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any, y_poison: Any,
                     X_trigger: Any, y_trigger: Any, *, config: InfluenceConfig | None = None,
-                    n_clean: int | None = None) -> SlopeResult:
+                    n_clean: int | None = None, X_test: Any = None, y_test: Any = None) -> SlopeResult:
     """Backdoor slope of ``model`` at its current (clean) parameters by implicit differentiation.
 
     ``X_*``: inputs the model accepts, (n, ...) float arrays or tensors; ``y_*``: class indices in
@@ -116,12 +118,18 @@ def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any,
     Returns a :class:`SlopeResult` with method "influence-cg" or "influence-exact"; ``derivative``
     is dL/dβ of the mean triggered cross-entropy, ``influence = derivative / m``. Raises
     :class:`InfluenceSolveError` when the solve fails.
+
+    ``margins`` comes from the same solution x = A⁻¹ g_p (dθ/dβ = −x): per triggered point the
+    target margin ``z_t − max_{k≠t} z_k`` at θ and its derivative ``−(J x)[t] + (J x)[c]`` (c the
+    competing class at β = 0), one forward-mode pass over the triggered points. ``X_test``,
+    ``y_test`` (clean test inputs and their true class indices, optional) give ``margins.scale``;
+    ``details`` holds ``solve_seconds`` and ``margins_seconds``.
     """
     config = config if config is not None else InfluenceConfig()
     if not isinstance(config, InfluenceConfig):
-        raise ValueError(f"config must be an InfluenceConfig, got {type(config).__name__}")
+        raise ValidationError(f"config must be an InfluenceConfig, got {type(config).__name__}")
     if not isinstance(model, nn.Module) or not any(True for _ in model.parameters()):
-        raise ValueError("model must be a torch nn.Module with parameters")
+        raise ValidationError("model must be a torch nn.Module with parameters")
     start = time.perf_counter()
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
     device = next(model.parameters()).device
@@ -131,6 +139,10 @@ def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any,
     Xc, yc = _inputs("X_clean", X_clean, "y_clean", y_clean)
     Xp, yp = _inputs("X_poison", X_poison, "y_poison", y_poison)
     Xt, yt = _inputs("X_trigger", X_trigger, "y_trigger", y_trigger)
+    if (X_test is None) != (y_test is None):
+        raise ValidationError("X_test and y_test must be given together (the clean test set for the "
+                              "margins' scale) or not at all")
+    test = None if X_test is None else _inputs("X_test", X_test, "y_test", y_test)
     n = len(Xc) if n_clean is None else n_clean
     _check_positive_int("n_clean", n)
     if config.hessian_samples is not None and config.hessian_samples < len(Xc):
@@ -144,13 +156,15 @@ def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any,
     params = [p.requires_grad_(True) for p in head.parameters()]
     with torch.no_grad():
         n_classes = head(Ft[:1]).shape[-1]
-    for name, y in (("y_clean", yc), ("y_poison", yp), ("y_trigger", yt)):
+    labels = [("y_clean", yc), ("y_poison", yp), ("y_trigger", yt)]
+    for name, y in labels + ([] if test is None else [("y_test", test[1])]):
         if int(y.min()) < 0 or int(y.max()) >= n_classes:
-            raise ValueError(f"{name} must hold class indices in [0, {n_classes}) for a model with "
+            raise ValidationError(f"{name} must hold class indices in [0, {n_classes}) for a model with "
                              f"{n_classes} outputs, got values in [{int(y.min())}, {int(y.max())}]")
 
     chunk = config.chunk_size
-    g_trigger = _loss_gradient(head, params, Ft, yt, chunk) / len(Ft)
+    triggered = _Triggered(head, params, Ft, yt, chunk=chunk, cache=config.cache_graphs)
+    g_trigger = triggered.loss_gradient() / len(Ft)
     g_poison = _loss_gradient(head, params, Fp, yp, chunk) / n
     curvature = _Curvature(head, params, Fc, yc, kind=config.hessian, chunk=chunk,
                            cache=config.cache_graphs)
@@ -164,17 +178,26 @@ def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any,
         "last_layers": config.last_layers, "n_parameters": int(g_poison.numel()),
         "hessian_samples": len(Fc), "dtype": config.dtype,
     }
+    solve_start = time.perf_counter()
     if config.solver == "exact":
         x = _exact_solve(matvec, g_poison, details)
     else:
         solution = conjugate_gradient(matvec, g_poison, tol=config.tol, max_iter=config.max_iter)
         x = solution.x
         details.update(iterations=solution.iterations, residual=solution.residual, tol=config.tol)
+    margins_start = time.perf_counter()
     derivative = -float(g_trigger @ x)
+    margin, margin_derivative = triggered.margins(-x)
+    scale = None
+    if test is not None:
+        scale = clean_test_scale(_logits(work, test[0], device, dtype, chunk), test[1])
+    details.update(solve_seconds=margins_start - solve_start,
+                   margins_seconds=time.perf_counter() - margins_start)
     return SlopeResult.from_derivative(
         derivative, n_poison=len(Xp), n_clean=n, n_trigger=len(Xt),
         method=f"influence-{config.solver}", loss="cross-entropy", damping=float(config.damping),
         slope_seconds=time.perf_counter() - start, details=details,
+        margins=TriggerMargins(margin=margin, derivative=margin_derivative, scale=scale),
     )
 
 
@@ -183,7 +206,7 @@ def _exact_solve(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor
     """Form A column by column, check it is positive definite, solve by Cholesky."""
     p = b.numel()
     if p > MAX_EXACT_PARAMETERS:
-        raise ValueError(f"solver='exact' forms the {p}×{p} matrix; at most {MAX_EXACT_PARAMETERS} "
+        raise ValidationError(f"solver='exact' forms the {p}×{p} matrix; at most {MAX_EXACT_PARAMETERS} "
                          f"parameters are allowed — use solver='cg' or fewer last_layers")
     eye = torch.eye(p, dtype=b.dtype, device=b.device)
     A = torch.stack([matvec(eye[i]) for i in range(p)])
@@ -242,6 +265,49 @@ class _Curvature:
         return total
 
 
+class _Triggered:
+    """The triggered points linearised at θ, chunk by chunk: their loss gradient, then their target
+    margins and the margins' change along a parameter direction (the same recorded forward pass;
+    without ``cache`` it is recomputed for the margins instead of kept through the solve)."""
+
+    def __init__(self, head: nn.Module, params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+                 *, chunk: int, cache: bool) -> None:
+        self.head, self.params, self.cache = head, params, cache
+        self.pieces = [(X[i:i + chunk], y[i:i + chunk]) for i in range(0, len(X), chunk)]
+        self.linearised: list[LinearisedNetwork] | None = None
+
+    def _linearisations(self) -> list[LinearisedNetwork]:
+        if self.linearised is not None:
+            return self.linearised
+        built = [LinearisedNetwork(self.head, self.params, X) for X, _ in self.pieces]
+        if self.cache:
+            self.linearised = built
+        return built
+
+    def loss_gradient(self) -> torch.Tensor:
+        """∇_θ Σ CE over the triggered points (the logits' cotangent is softmax − one-hot)."""
+        total = torch.zeros(sum(p.numel() for p in self.params), dtype=self.pieces[0][0].dtype,
+                            device=self.pieces[0][0].device)
+        for linearised, (_, y) in zip(self._linearisations(), self.pieces, strict=True):
+            z = linearised.logits.detach()
+            cotangent = torch.softmax(z, dim=-1) - F.one_hot(y, z.shape[-1]).to(z.dtype)
+            total += _flat(linearised.vjp(cotangent))
+        return total
+
+    def margins(self, direction: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(target margins at θ, their derivative along ``direction`` = dθ/dβ), float64."""
+        shapes = [p.shape for p in self.params]
+        tangents = [piece.view(shape) for piece, shape in
+                    zip(torch.split(direction, [p.numel() for p in self.params]), shapes, strict=True)]
+        margins, changes = [], []
+        for linearised, (_, y) in zip(self._linearisations(), self.pieces, strict=True):
+            z = linearised.logits.detach().double()
+            margin, competitors = target_margins(z, y)
+            margins.append(margin)
+            changes.append(margin_change(linearised.jvp(tangents).double(), y, competitors))
+        return torch.cat(margins).cpu().numpy(), torch.cat(changes).cpu().numpy()
+
+
 def _loss_gradient(head: nn.Module, params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor,
                    chunk: int) -> torch.Tensor:
     """∇_θ Σ CE over (X, y), flattened."""
@@ -251,6 +317,13 @@ def _loss_gradient(head: nn.Module, params: list[torch.Tensor], X: torch.Tensor,
             loss = F.cross_entropy(head(X[i:i + chunk]), y[i:i + chunk], reduction="sum")
             total += _flat(_grads(loss, params))
     return total
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, X: torch.Tensor, device: torch.device, dtype: torch.dtype,
+            chunk: int) -> torch.Tensor:
+    return torch.cat([model(X[i:i + chunk].to(device=device, dtype=dtype))
+                      for i in range(0, len(X), chunk)])
 
 
 def _grads(outputs: Any, params: list[torch.Tensor], **kwargs: Any) -> list[torch.Tensor]:
@@ -268,11 +341,11 @@ def _split(model: nn.Module, last_layers: int | None) -> tuple[nn.Module, nn.Mod
     if last_layers is None:
         return nn.Sequential(), model
     if not isinstance(model, nn.Sequential):
-        raise ValueError(f"last_layers needs an nn.Sequential model, got {type(model).__name__}")
+        raise ValidationError(f"last_layers needs an nn.Sequential model, got {type(model).__name__}")
     children = list(model.children())
     with_params = [i for i, child in enumerate(children) if any(True for _ in child.parameters())]
     if last_layers > len(with_params):
-        raise ValueError(f"last_layers = {last_layers} exceeds the model's {len(with_params)} "
+        raise ValidationError(f"last_layers = {last_layers} exceeds the model's {len(with_params)} "
                          f"parameterised top-level layers")
     cut = with_params[-last_layers]
     return nn.Sequential(*children[:cut]), nn.Sequential(*children[cut:])
@@ -290,19 +363,19 @@ def _inputs(x_name: str, X: Any, y_name: str, y: Any) -> tuple[torch.Tensor, tor
     """Validated (inputs, labels) tensors, inputs not copied; errors name the argument."""
     X_t = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
     if not (X_t.is_floating_point() and X_t.ndim >= 2 and len(X_t) > 0):
-        raise ValueError(f"{x_name} must be a non-empty float array of shape (n, ...), got dtype "
+        raise ValidationError(f"{x_name} must be a non-empty float array of shape (n, ...), got dtype "
                          f"{X_t.dtype} and shape {tuple(X_t.shape)}")
     if not bool(torch.isfinite(X_t).all()):
-        raise ValueError(f"{x_name} contains NaN or infinite values; expected finite inputs")
+        raise ValidationError(f"{x_name} contains NaN or infinite values; expected finite inputs")
     y_t = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
     if y_t.ndim != 1 or len(y_t) != len(X_t):
-        raise ValueError(f"{y_name} must be a 1-D array with one label per row of {x_name} "
+        raise ValidationError(f"{y_name} must be a 1-D array with one label per row of {x_name} "
                          f"({len(X_t)}), got shape {tuple(y_t.shape)}")
     if y_t.is_floating_point() or y_t.is_complex() or y_t.dtype == torch.bool:
-        raise ValueError(f"{y_name} must hold integer class indices, got dtype {y_t.dtype}")
+        raise ValidationError(f"{y_name} must hold integer class indices, got dtype {y_t.dtype}")
     return X_t, y_t.to(torch.long)
 
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValidationError(f"{name} must be a positive integer, got {value!r}")

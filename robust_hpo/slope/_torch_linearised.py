@@ -26,6 +26,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.func import jvp as forward_jvp
 
+from robust_hpo.errors import ValidationError
+
 _LINEAR_LAYERS = (nn.Flatten, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
 """Parameter-free layers that are linear maps: their tangent map is the layer itself."""
 
@@ -43,7 +45,7 @@ class LinearisedNetwork:
         self.params = list(params)
         position = {id(p): i for i, p in enumerate(self.params)}
         if len(position) != len(self.params) or {id(p) for p in model.parameters()} != set(position):
-            raise ValueError("params must be the model's parameters, each once")
+            raise ValidationError("params must be the model's parameters, each once")
         layers = list(model) if isinstance(model, nn.Sequential) else [model]  # as forward runs them
         owned = [[position[id(p)] for p in layer.parameters()] for layer in layers]
         if sum(len(o) for o in owned) != len(self.params):  # a parameter shared between layers
@@ -52,9 +54,8 @@ class LinearisedNetwork:
         out = X
         with torch.enable_grad():
             for layer, indices in zip(layers, owned, strict=True):
-                inputs = out
-                out = layer(inputs)
-                self._steps.append((_tangent_step(layer, inputs.detach(), out.detach()), indices))
+                out, step = _record(layer, out)
+                self._steps.append((step, indices))
         self.logits = out
 
     def jvp(self, tangents: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -72,10 +73,20 @@ class LinearisedNetwork:
         return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, self.params, strict=True)]
 
 
-def _tangent_step(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TangentStep:
-    """The map (input tangent, this layer's parameter tangents) → output tangent at input ``x``.
+def _record(layer: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, TangentStep]:
+    """``layer(inputs)`` (on the autograd graph) and its tangent map at ``inputs``."""
+    if isinstance(layer, nn.MaxPool2d) and not layer.return_indices:  # output and argmax in one pass
+        out, index = F.max_pool2d(inputs, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                                  ceil_mode=layer.ceil_mode, return_indices=True)
+        flat_index = index.flatten(2)
+        return out, lambda t, v: None if t is None else t.flatten(2).gather(2, flat_index).view(index.shape)
+    out = layer(inputs)
+    return out, _tangent_step(layer, inputs.detach(), out.detach())
 
-    ``None`` stands for a zero tangent (layers before the first parameterised one).
+
+def _tangent_step(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TangentStep:
+    """The map (input tangent, this layer's parameter tangents) → output tangent at input ``x``
+    (output ``y``). ``None`` stands for a zero tangent (layers before the first parameterised one).
     """
     if isinstance(layer, nn.Linear):
         weight = layer.weight.detach()
@@ -95,11 +106,6 @@ def _tangent_step(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Tangent
     if isinstance(layer, nn.ReLU):
         active = (y > 0).to(y.dtype)  # autograd's derivative of relu at 0 is 0 as well
         return lambda t, v: None if t is None else t * active
-    if isinstance(layer, nn.MaxPool2d) and not layer.return_indices:
-        _, index = F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                                ceil_mode=layer.ceil_mode, return_indices=True)
-        flat_index = index.flatten(2)
-        return lambda t, v: None if t is None else t.flatten(2).gather(2, flat_index).view(index.shape)
     if isinstance(layer, _LINEAR_LAYERS):
         return lambda t, v: None if t is None else layer(t)
     return _generic_step(layer, x)

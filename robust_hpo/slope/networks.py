@@ -6,7 +6,9 @@
 * :func:`finite_difference_slope` — the paper's Eq. 7, ``(L(θ*(β)) − L(θ*(0))) / β`` for a list of β.
 
 Both return :class:`~robust_hpo.slope.SlopeResult` (mean cross-entropy on the triggered points,
-``influence = derivative / m``, ``slope = −(2/π)·arctan(influence)``). Conventions: docs/networks.md.
+``influence = derivative / m``, ``slope = −(2/π)·arctan(influence)``) with ``margins``: the triggered
+points' target margins ``z_t − max_{k≠t} z_k`` and their β-derivative (:func:`target_margins`,
+:func:`clean_test_scale` for the scale, :func:`logits_of`). Conventions: docs/networks.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from robust_hpo.slope._torch_finite_difference import (
     triggered_loss,
 )
 from robust_hpo.slope._torch_influence import MAX_EXACT_PARAMETERS, InfluenceConfig, influence_slope
+from robust_hpo.slope._torch_linearised import LinearisedNetwork
+from robust_hpo.slope._torch_margins import clean_test_scale, logits_of, target_margins
 
 __all__ = [
     "DEFAULT_BETAS",
@@ -27,10 +31,14 @@ __all__ = [
     "CGSolution",
     "InfluenceConfig",
     "InfluenceSolveError",
+    "LinearisedNetwork",
     "check_betas",
+    "clean_test_scale",
     "conjugate_gradient",
     "finite_difference_from_losses",
     "finite_difference_slope",
     "influence_slope",
+    "logits_of",
+    "target_margins",
     "triggered_loss",
 ]

@@ -15,6 +15,7 @@ from torch import nn
 
 from robust_hpo.attacks import BadNets, poison
 from robust_hpo.datasets import load_dataset
+from robust_hpo.errors import ValidationError
 from robust_hpo.learners import FittedLearner, LearnerFamily, family_names, get_family
 from robust_hpo.learners._torch_config import NetworkSlopeOptions, configs_from_params
 from robust_hpo.learners._torch_models import build_network
@@ -221,6 +222,58 @@ def test_influence_ranks_epochs_like_the_finite_difference(digits10):
                                          .horizon_damping(len(s.X_clean)))
     assert last.details["residual"] <= 10 * last.details["tol"]
     assert last.details["hessian_samples"] == 512 and last.details["hessian"] == "gauss-newton"
+
+
+def _logit_margins(model: nn.Module, X: np.ndarray, index: np.ndarray, against: np.ndarray | None = None):
+    """(z_y − z_c, c) from the model's own forward pass; c = the runner-up unless given."""
+    with torch.no_grad():
+        z = model.eval()(torch.from_numpy(X)).double().numpy()
+    rows = np.arange(len(index))
+    if against is None:
+        against = np.where(np.arange(z.shape[1])[None, :] == index[:, None], -np.inf, z).argmax(axis=1)
+    return z[rows, index] - z[rows, against], against
+
+
+def test_margins_against_the_clean_and_the_retrained_networks(digits10):
+    """Baseline, margins and scale from the clean network; derivatives against retraining."""
+    s = digits10
+    fitted = MLP.fit({"epochs": 6, "width": 32}, s.X_clean, s.y_clean, seed=0)
+    args = (s.X_poison, s.y_poison, s.X_trigger, s.y_trigger)
+    target = np.searchsorted(fitted.classes, s.y_trigger)
+    margin, runner_up = _logit_margins(fitted.model, s.X_trigger, target)
+    test_margin, _ = _logit_margins(fitted.model, s.X_test, np.searchsorted(fitted.classes, s.y_test))
+    influence = fitted.influence_slope(*args, X_test=s.X_test, y_test=s.y_test)
+    fd = fitted.finite_difference_slope(*args, betas=[0.01], X_test=s.X_test, y_test=s.y_test)
+    for result in (influence, fd):
+        assert result.baseline_backdoor_accuracy == pytest.approx(
+            np.mean(fitted.predict(s.X_trigger) == s.y_trigger))
+        np.testing.assert_allclose(result.margins.margin, margin, rtol=1e-5, atol=1e-5)
+        assert result.margins.scale == pytest.approx(np.mean(np.abs(test_margin)), rel=1e-5)
+    # the FD derivative: the retrained network's margins, the runner-up held at its β = 0 class
+    retrained, _ = _logit_margins(fitted.retrain(s.X_poison, s.y_poison, 0.01).model, s.X_trigger,
+                                  target, against=runner_up)
+    np.testing.assert_allclose(fd.margins.derivative, (retrained - margin) / 0.01, rtol=1e-4, atol=1e-3)
+    # the influence derivative (damped Gauss-Newton, SGD-trained network) tracks it point by point
+    assert np.corrcoef(influence.margins.derivative, fd.margins.derivative)[0, 1] > 0.95
+    assert influence.details["margins_seconds"] > 0 and influence.details["solve_seconds"] > 0
+
+
+def test_margin_scale_reuses_the_predicted_logits_only_for_the_same_images(digits10):
+    s = digits10
+    fitted = MLP.fit({"epochs": 2, "width": 16}, s.X_clean, s.y_clean, seed=0)
+    args = (s.X_poison, s.y_poison, s.X_trigger, s.y_trigger)
+    fresh = fitted.influence_slope(*args, X_test=s.X_test, y_test=s.y_test).margins.scale
+    changed = s.X_test.copy()
+    changed[:, :, :4] = 0.0
+    fitted.predict(changed)  # other images: their logits must not be taken for X_test's
+    assert fitted.influence_slope(*args, X_test=s.X_test, y_test=s.y_test).margins.scale == fresh
+    fitted.predict(s.X_test)
+    assert fitted.influence_slope(*args, X_test=s.X_test, y_test=s.y_test).margins.scale == fresh
+    assert fitted.influence_slope(*args).margins.scale is None
+    with pytest.raises(ValidationError, match="X_test and y_test must be given together"):
+        fitted.backdoor_slope(*args, X_test=s.X_test)
+    with pytest.raises(ValidationError, match=r"y_test holds classes \[42\]"):
+        fitted.backdoor_slope(*args, X_test=s.X_test, y_test=np.full(len(s.y_test), 42))
 
 
 def test_fd_family_slope_and_table_details(digits10):

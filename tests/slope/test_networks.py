@@ -10,9 +10,11 @@ import torch
 from scipy.special import log_softmax
 from torch import nn
 
+from robust_hpo.learners._torch_models import build_network
 from robust_hpo.slope.networks import (
     InfluenceConfig,
     InfluenceSolveError,
+    LinearisedNetwork,
     check_betas,
     conjugate_gradient,
     finite_difference_from_losses,
@@ -20,8 +22,6 @@ from robust_hpo.slope.networks import (
     influence_slope,
     triggered_loss,
 )
-from robust_hpo.learners._torch_models import build_network
-from robust_hpo.slope._torch_linearised import LinearisedNetwork
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -332,18 +332,49 @@ def test_influence_matches_retraining_of_a_converged_regularised_model():
 
     clean = train(0.0)
     assert _min_eigenvalue(clean, X, y) + lam > 0  # a strict local minimum
+    X_test, y_test = _problem(5, n=30, d=4)[:2]
     config = InfluenceConfig(damping=0.0, weight_decay=lam, hessian="exact", dtype="float64", tol=1e-10)
-    result = influence_slope(clean, X, y, Xp, yp, Xt, yt, config=config)
+    result = influence_slope(clean, X, y, Xp, yp, Xt, yt, config=config, X_test=X_test, y_test=y_test)
     h = 1e-3
-    up, _ = triggered_loss(train(h, clean), Xt, yt)
-    down, _ = triggered_loss(train(-h, clean), Xt, yt)
+    up_model, down_model = train(h, clean), train(-h, clean)
+    up, _ = triggered_loss(up_model, Xt, yt)
+    down, _ = triggered_loss(down_model, Xt, yt)
     central = (up - down) / (2 * h)
     assert result.derivative < 0  # the sign convention: poison weight lowers the triggered loss
     assert result.derivative == pytest.approx(central, rel=2e-3)
     # and the one-sided finite difference of Eq. 7 approaches it at small β
-    fd = finite_difference_slope(clean, lambda beta: train(beta, clean), Xt, yt, betas=[1e-3],
-                                 n_clean=len(X), n_poison=len(Xp))
+    fd_model = train(h, clean)
+    fd = finite_difference_slope(clean, lambda beta: fd_model if beta == h else train(beta, clean), Xt, yt,
+                                 betas=[h], n_clean=len(X), n_poison=len(Xp), X_test=X_test, y_test=y_test)
     assert fd.derivative == pytest.approx(central, rel=2e-2)
+
+    # the margins from the same solve: z_t − z_c with c the runner-up at β = 0, held fixed
+    def logits(model: nn.Module, inputs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.as_tensor(inputs)).numpy()
+
+    rows = np.arange(len(yt))
+    z0 = logits(clean, Xt)
+    runner_up = np.where(np.arange(3)[None, :] == yt[:, None], -np.inf, z0).argmax(axis=1)
+
+    def margin(model: nn.Module) -> np.ndarray:
+        z = logits(model, Xt)
+        return z[rows, yt] - z[rows, runner_up]
+
+    central_margins = (margin(up_model) - margin(down_model)) / (2 * h)
+    np.testing.assert_allclose(result.margins.margin, margin(clean), rtol=1e-12)
+    np.testing.assert_allclose(result.margins.derivative, central_margins, rtol=1e-3)
+    assert np.corrcoef(result.margins.derivative, central_margins)[0, 1] > 0.9999
+    assert result.baseline_backdoor_accuracy == pytest.approx(np.mean(z0.argmax(axis=1) == yt))
+    z_test = logits(clean, X_test)
+    true = z_test[np.arange(len(y_test)), y_test]
+    others = np.where(np.arange(3)[None, :] == y_test[:, None], -np.inf, z_test).max(axis=1)
+    assert result.margins.scale == pytest.approx(np.mean(np.abs(true - others)), rel=1e-12)
+    # the finite difference's margins: the same quotient on the retrained network's margins
+    np.testing.assert_allclose(fd.margins.margin, margin(clean), rtol=1e-12)
+    np.testing.assert_allclose(fd.margins.derivative, (margin(fd_model) - margin(clean)) / h, rtol=1e-9)
+    assert np.corrcoef(fd.margins.derivative, central_margins)[0, 1] > 0.999
+    assert fd.margins.scale == result.margins.scale
 
 
 def test_influence_diverging_solve_raises_instead_of_returning_a_number():

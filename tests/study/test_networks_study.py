@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+
+from robust_hpo.attacks import BadNets, poison
 from robust_hpo.cli import main
+from robust_hpo.datasets import load_dataset
+from robust_hpo.learners import get_family
+from robust_hpo.objective import BackdoorSlopeObjective
+from robust_hpo.search_space import SearchSpace
 from robust_hpo.study import load_study_config
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -38,3 +45,16 @@ def test_mlp_study_runs_from_the_cli(tmp_path, capsys, learner, method):
     assert all(method in ",".join(r.values()) for r in rows)  # the slope method is recorded per trial
     assert all(0 <= float(r["values_slope"]) < 1 for r in rows)
     assert all(2 <= int(r[f"params_{learner}.epochs"]) <= 6 for r in rows)
+
+
+def test_a_network_trial_carries_margins_scaled_on_the_clean_test_set():
+    """The objective hands the attack's clean test set to a network learner (the margins' scale)."""
+    split = poison(load_dataset("digits", classes=[3, 8], seed=0), BadNets(size=2), fraction=0.1, seed=0)
+    mlp = get_family("mlp")
+    objective = BackdoorSlopeObjective(split, space=SearchSpace.from_families([mlp]))
+    params = {"epochs": 3, "width": 8, "lr": 0.05}
+    result = next(iter(objective.evaluate_config("mlp", params).slopes.values()))
+    fitted = mlp.fit(params, split.X_clean, split.y_clean, seed=0)
+    assert result.margins is not None and result.margins.scale > 0
+    assert result.baseline_backdoor_accuracy == np.mean(fitted.predict(split.X_trigger) == split.y_trigger)
+    assert result.normalised_margin is not None and result.predicted_backdoor_accuracy is not None
