@@ -8,12 +8,15 @@
 * :func:`tiny_split`: a 4×4-pixel :class:`~robust_hpo.attacks.PoisonedSplit` with a corner trigger.
 * :func:`make_backdoor_problem`: a two-class feature problem with a trigger feature.
 * :func:`synthetic_study`: a small two-objective study with hand-placed trials (reports, figures).
+* :func:`throwaway_postgres`: a PostgreSQL server in a temporary folder on 127.0.0.1, for the
+  distributed-storage tests and ``benchmarks/kill_loop.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,8 @@ __all__ = [
     "make_backdoor_problem",
     "register_fakes",
     "synthetic_study",
+    "PostgresUnavailable",
+    "throwaway_postgres",
     "tiny_split",
 ]
 
@@ -188,3 +193,71 @@ def synthetic_study(points: list[tuple[float, float, float | None]] = SYNTHETIC_
                                  distributions={"learner": CategoricalDistribution(["logistic"])},
                                  user_attrs={"fail_reason": "ValueError: boom"}))
     return study
+
+
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+"""Where Debian's ``postgresql`` package puts ``initdb`` and ``pg_ctl``."""
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL server could be started here (binaries, runuser or psycopg2 missing, or a failure)."""
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[Callable[[str], str]]:
+    """A PostgreSQL server on 127.0.0.1 (trust authentication) in a temporary folder, stopped and
+    deleted on exit. Yields ``database(name) -> URL``: creates the database ``name`` and returns its
+    ``postgresql://postgres@127.0.0.1:PORT/name`` URL. As root the server runs as the ``postgres``
+    user (``initdb`` refuses root). Raises :class:`PostgresUnavailable` when it cannot be started."""
+    import glob
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    try:
+        import psycopg2
+    except ImportError as exc:
+        raise PostgresUnavailable("psycopg2 is not installed (pip install 'robust_hpo[postgres]')") from exc
+    bins = sorted(Path(p) for p in glob.glob(POSTGRES_BIN_GLOB) if (Path(p) / "initdb").exists())
+    if not bins:
+        raise PostgresUnavailable(f"no PostgreSQL server binaries in {POSTGRES_BIN_GLOB}")
+    bin_dir = bins[-1]
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            raise PostgresUnavailable("running as root without runuser")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="robust_hpo_pg_"))
+    if as_user:
+        shutil.chown(folder, user="postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    data = folder / "data"
+    ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data)]
+    try:
+        subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run([*ctl, "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "-l", str(folder / "log"), "-w",
+                        "start"], check=True, capture_output=True, timeout=120)
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise PostgresUnavailable(f"could not start a throwaway PostgreSQL server: {exc}") from exc
+
+    def database(name: str) -> str:
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        try:
+            connection.autocommit = True
+            connection.cursor().execute(f'CREATE DATABASE "{name}"')
+        finally:
+            connection.close()
+        return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+
+    try:
+        yield database
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -156,11 +156,14 @@ def _check_no_flags(args: argparse.Namespace) -> None:
 
 
 def _study_context(args: argparse.Namespace) -> _Context:
-    from robust_hpo.study import build_splits
+    from robust_hpo.study import build_splits, check_data_content, load_data
 
     _check_no_flags(args)
     resolved = resolve_study(args)
-    return _Context(splits=build_splits(resolved.config), output=resolved.location.output, study=resolved.study,
+    dataset = load_data(resolved.config)
+    check_data_content(resolved.study, dataset)
+    splits = build_splits(resolved.config, dataset=dataset)
+    return _Context(splits=splits, output=resolved.location.output, study=resolved.study,
                     tolerance=resolved.tolerance, seed=resolved.config.data.seed)
 
 

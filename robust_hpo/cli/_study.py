@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from robust_hpo.cli._args import (
     PROG,
@@ -18,7 +19,15 @@ from robust_hpo.cli._args import (
 )
 from robust_hpo.cli._resolve import add_study_arguments, resolve_storage, resolve_study
 from robust_hpo.objective import DEFAULT_TOLERANCE
-from robust_hpo.study import load_study_config, print_failure, report_study, run_study
+from robust_hpo.study import (
+    StudySettings,
+    load_study_config,
+    print_failure,
+    print_note,
+    repair_journal,
+    report_study,
+    run_study,
+)
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
@@ -35,15 +44,33 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="cap CPU threads: numpy/scipy BLAS pools, and torch when in use (default: [study] threads)")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    crashes = parser.add_argument_group(
+        "crashed workers", "RDB storages (sqlite://, postgresql://): a running trial whose worker stops its "
+                           "heartbeat for the grace period is failed and its configuration retried; journal "
+                           "files: trials of workers gone on this machine are failed and retried")
+    crashes.add_argument("--heartbeat-interval", type=positive_int, metavar="SECONDS",
+                         help="seconds between a running trial's heartbeats (default: [study] heartbeat_interval, "
+                              f"else {StudySettings.heartbeat_interval})")
+    crashes.add_argument("--grace-period", type=positive_int, metavar="SECONDS",
+                         help="a trial without a heartbeat for this long is failed (default: [study] grace_period, "
+                              f"else {StudySettings.grace_period})")
+    crashes.add_argument("--max-retry", type=non_negative_int, metavar="N",
+                         help="retries of a crashed trial's configuration; 0: none (default: [study] max_retry, "
+                              f"else {StudySettings.max_retry})")
     add_override_arguments(parser)
     parser.set_defaults(handler=_run)
 
 
+_CRASH_KEYS = ("heartbeat_interval", "grace_period", "max_retry")
+
+
 def _run(args: argparse.Namespace) -> int:
-    config = load_study_config(args.study, overrides=overrides(args))
+    crash_settings = {f"study.{key}": getattr(args, key) for key in _CRASH_KEYS if getattr(args, key) is not None}
+    config = load_study_config(args.study, overrides={**overrides(args), **crash_settings})
     outcome = run_study(config, storage=args.storage, study_name=args.study_name, output=args.output,
                         n_trials=args.n_trials, timeout=args.timeout, n_jobs=args.n_jobs, seed=args.seed,
-                        progress=not args.no_progress, on_failure=print_failure, threads=args.threads)
+                        progress=not args.no_progress, on_failure=print_failure, threads=args.threads,
+                        on_recovery=print_note)
     resumed = f" (resumed: {outcome.n_before} trials before)" if outcome.n_before else ""
     print(f"ran {outcome.n_run} trials in {outcome.wall_seconds:.1f} s{resumed}; storage: "
           f"{outcome.location.storage.describe()}")
@@ -100,7 +127,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     from robust_hpo.dashboard import dashboard_server
 
     spec = resolve_storage(args)
-    storage = spec.open()
+    storage = spec.open(create=False)
     tolerances: dict[str, float] = {}
     if args.study is not None or args.tolerance is not None:
         names = optuna.get_all_study_names(storage)
@@ -122,4 +149,21 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_run, _add_report, _add_dashboard)
+def _add_repair(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "repair", help="repair a damaged journal file (stop every worker first)",
+        description="Repair a journal file that a killed or disk-full write damaged: a full backup copy "
+                    "(JOURNAL.<time>.bak) is kept, a record glued after a torn one is recovered, unreadable "
+                    "lines and a torn last record are removed, and the result must load in Optuna. An intact "
+                    "journal is left untouched. A torn last record alone is repaired by `run` itself.")
+    parser.add_argument("journal", metavar="JOURNAL", type=Path, help="the journal file (e.g. OUTPUT/study.log)")
+    parser.set_defaults(handler=_repair)
+
+
+def _repair(args: argparse.Namespace) -> int:
+    print(repair_journal(args.journal).describe())
+    return 0
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_run, _add_report, _add_dashboard,
+                                                                      _add_repair)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from robust_hpo.study._features import featurize_splits
+from robust_hpo.study._journal import JournalDamage, RepairReport, open_journal, repair_journal, scan_journal
+from robust_hpo.study._orphans import OWNER_ATTR, recover_orphans, trial_owner
+from robust_hpo.study._owner import ProcessIdentity
 from robust_hpo.study._problem import (
     IDENTITY,
     PROBLEM_ATTR,
     PROBLEM_FORMAT,
     config_from_problem,
+    data_fingerprint,
     problem_differences,
     stored_problem,
 )
@@ -31,10 +35,13 @@ from robust_hpo.study._runner import (
     build_sampler,
     build_split,
     build_splits,
+    check_data_content,
+    load_data,
     locate,
     locate_storage,
     open_study,
     print_failure,
+    print_note,
     run_study,
     set_threads,
 )
@@ -50,7 +57,8 @@ from robust_hpo.study._settings import (
     StudyConfig,
     StudySettings,
 )
-from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
+from robust_hpo.study._sampling import TrialSeededSampler, trial_seed
+from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec
 from robust_hpo.study._toml import apply_overrides, load_study_config, parse_study_config
 
 __all__ = [
@@ -58,6 +66,7 @@ __all__ = [
     "FEATURE_WEIGHTS_NONE",
     "IDENTITY",
     "JOURNAL_FILE",
+    "OWNER_ATTR",
     "OUTPUT_ROOT",
     "PARETO_HTML",
     "PROBLEM_ATTR",
@@ -67,7 +76,11 @@ __all__ = [
     "AttackSettings",
     "DataSettings",
     "FeatureSettings",
+    "Heartbeat",
+    "JournalDamage",
+    "ProcessIdentity",
     "Recommendation",
+    "RepairReport",
     "ReportSettings",
     "RunOutcome",
     "SearchSettings",
@@ -76,27 +89,38 @@ __all__ = [
     "StudyLocation",
     "StudyReport",
     "StudySettings",
+    "TrialSeededSampler",
     "apply_overrides",
     "build_objective",
     "build_sampler",
     "build_split",
     "build_splits",
+    "check_data_content",
     "config_from_problem",
+    "data_fingerprint",
     "featurize_splits",
     "format_front",
+    "load_data",
     "load_study_config",
     "locate",
     "locate_storage",
+    "open_journal",
     "open_study",
     "pareto_trials",
     "parse_study_config",
     "print_failure",
+    "print_note",
     "problem_differences",
     "recommend",
+    "recover_orphans",
+    "repair_journal",
     "report_study",
     "run_study",
+    "scan_journal",
     "set_threads",
     "stored_problem",
     "summarize",
+    "trial_owner",
+    "trial_seed",
     "write_trials_csv",
 ]

@@ -8,10 +8,11 @@ space, constraint, aggregate and report tolerance as ``c``. :func:`problem_diffe
 sections in which two problems differ (resuming, or analysing with an edited study file, is refused
 then).
 
-Format 2 (this version)::
+Format 3 (this version)::
 
-    {"format": 2,
+    {"format": 3,
      "data": {dataset, classes, n_train, n_test, seed, download, image_size},   # which data
+     "content": {x_train, y_train, x_test, y_test: {shape, dtype, sha256}} | null,  # what the data are
      "location": {"data_root", "features_cache_dir", "features_batch_size"},   # where / how computed
      "attacks": [{trigger, fraction, target, seed, <trigger parameters>, [name]}, ...],
      "aggregate": "max" | "mean",
@@ -21,16 +22,23 @@ Format 2 (this version)::
      "constraint": {min_accuracy | within_best} | null,
      "report": {tolerance}}
 
-The data's identity (``data``) and its location (``location``) are kept apart; for now the data
-root is compared as part of the problem (:data:`IDENTITY`), as version 0.1 did. Problems stored by
-version 0.1 (a single ``attack`` table, ``root`` inside ``data``, no format) are read too.
+The data are identified by what they are, not where they lie: ``content`` holds a SHA-256 of each
+loaded array (:func:`data_fingerprint`, after class selection and subsampling), and ``location`` is
+not part of the problem (:data:`IDENTITY`). A worker on another machine with a byte-identical copy at
+another path runs the same study; the same path holding other data is refused, naming the arrays that
+differ. Content is compared only when both sides have it (a study file alone, without loading the
+data, has none). Formats 2 (no ``content``) and 1 (version 0.1: a single ``attack`` table, ``root``
+inside ``data``, no format) are read too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from optuna.distributions import (
     BaseDistribution,
@@ -48,7 +56,8 @@ from robust_hpo.study._toml import apply_overrides, parse_study_config
 PROBLEM_ATTR = "robust_hpo:problem"
 """Study user attribute holding the stored problem."""
 
-PROBLEM_FORMAT = 2
+PROBLEM_FORMAT = 3
+_READABLE_FORMATS = (2, 3)
 
 IDENTITY: dict[str, str] = {
     "data": "[data]",
@@ -58,14 +67,50 @@ IDENTITY: dict[str, str] = {
     "options": "[options]",
     "features": "[features]",
     "constraint": "[constraint]",
-    "location.data_root": "[data] root",  # issue 12: data identified by content; drop this entry then
 }
-"""The parts of a stored problem that define it (and how study files name them); the rest (where the
-features are cached, the report tolerance) may change between runs."""
+"""The parts of a stored problem that define it (and how study files name them), besides the data's
+``content``; the rest (where the data lie, where the features are cached, the report tolerance) may
+change between runs and machines."""
+
+_ARRAYS = {"x_train": ("X_train", "training images"), "y_train": ("y_train", "training labels"),
+           "x_test": ("X_test", "test images"), "y_test": ("y_test", "test labels")}
 
 
-def stored_problem(config: StudyConfig) -> dict[str, Any]:
-    """The JSON-ready problem of ``config`` (see the module docstring)."""
+def data_fingerprint(dataset: Any) -> dict[str, dict[str, Any]]:
+    """What the loaded data are: shape, dtype and SHA-256 (of the little-endian C-order bytes) of
+    ``X_train``, ``y_train``, ``X_test`` and ``y_test`` of a :class:`~robust_hpo.datasets.Dataset`."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, (attribute, _) in _ARRAYS.items():
+        array = np.asarray(getattr(dataset, attribute))
+        array = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
+        out[key] = {"shape": list(array.shape), "dtype": array.dtype.name,
+                    "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+    return out
+
+
+def content_differences(stored: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> list[str]:
+    """How two :func:`data_fingerprint` results differ, one phrase per array ("test images: shape
+    (100, 1, 8, 8) here, (90, 1, 8, 8) stored"); empty when either is missing or they agree."""
+    if not isinstance(stored, Mapping) or not isinstance(current, Mapping):
+        return []
+    phrases = []
+    for key, (_, label) in _ARRAYS.items():
+        a, b = stored.get(key), current.get(key)
+        if not isinstance(a, Mapping) or not isinstance(b, Mapping) or a == b:
+            continue
+        if a.get("shape") != b.get("shape"):
+            phrases.append(f"{label}: shape {tuple(b.get('shape') or ())} here, {tuple(a.get('shape') or ())} stored")
+        elif a.get("dtype") != b.get("dtype"):
+            phrases.append(f"{label}: dtype {b.get('dtype')} here, {a.get('dtype')} stored")
+        else:
+            phrases.append(f"{label}: other values (sha256 {str(b.get('sha256'))[:12]}… here, "
+                           f"{str(a.get('sha256'))[:12]}… stored)")
+    return phrases
+
+
+def stored_problem(config: StudyConfig, *, content: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON-ready problem of ``config`` (see the module docstring); ``content`` is the
+    :func:`data_fingerprint` of its loaded data, when known."""
     data = {"dataset": config.data.dataset,
             "classes": list(config.data.classes) if config.data.classes is not None else None,
             "n_train": config.data.n_train, "n_test": config.data.n_test, "seed": config.data.seed,
@@ -74,6 +119,7 @@ def stored_problem(config: StudyConfig) -> dict[str, Any]:
     problem: dict[str, Any] = {
         "format": PROBLEM_FORMAT,
         "data": data,
+        "content": dict(content) if content is not None else None,
         "location": {"data_root": config.data.root,
                      "features_cache_dir": features.cache_dir if features is not None else None,
                      "features_batch_size": features.batch_size if features is not None else None},
@@ -93,11 +139,11 @@ def upgrade(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A stored problem in the current format (version 0.1's is converted; nothing is lost)."""
     if not isinstance(stored, Mapping):
         raise StorageError(f"the stored problem must be a JSON object, got {type(stored).__name__}")
-    if stored.get("format") == PROBLEM_FORMAT:
-        return dict(stored)
+    if stored.get("format") in _READABLE_FORMATS:
+        return {**stored, "format": PROBLEM_FORMAT, "content": stored.get("content")}
     if "format" in stored:
         raise StorageError(f"the stored problem has format {stored['format']!r}; this version of robust_hpo "
-                           f"reads formats 1 (version 0.1) and {PROBLEM_FORMAT}")
+                           f"reads formats 1 (version 0.1) to {PROBLEM_FORMAT}")
     data = dict(stored.get("data", {}))
     root = data.pop("root", None)
     if "attacks" in stored:
@@ -108,6 +154,7 @@ def upgrade(stored: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "format": PROBLEM_FORMAT,
         "data": data,
+        "content": None,
         "location": {"data_root": root, "features_cache_dir": None,
                      "features_batch_size": None},
         "attacks": attacks,
@@ -122,7 +169,7 @@ def upgrade(stored: Mapping[str, Any]) -> dict[str, Any]:
 
 def canonical(stored: Mapping[str, Any]) -> dict[str, Any]:
     """``stored`` upgraded and passed through the parser (defaults filled in): comparable with ``==``."""
-    return stored_problem(config_from_problem(stored, name="canonical"))
+    return stored_problem(config_from_problem(stored, name="canonical"), content=upgrade(stored)["content"])
 
 
 def config_from_problem(stored: Mapping[str, Any], *, name: str,
@@ -139,11 +186,17 @@ def config_from_problem(stored: Mapping[str, Any], *, name: str,
 
 
 def problem_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The study-file names of the parts (:data:`IDENTITY`) in which two stored problems differ."""
+    """The study-file names of the parts (:data:`IDENTITY`) in which two stored problems differ, and
+    ``[data] contents (...)`` naming the arrays that differ when both record their content (and the
+    ``[data]`` settings agree: other settings load other data anyway)."""
     a, b = canonical(stored), canonical(current)
     single = len(a["attacks"]) == len(b["attacks"]) == 1
-    return [("[attack]" if single and key == "attacks" else label)
-            for key, label in IDENTITY.items() if _part(a, key) != _part(b, key)]
+    differ = [("[attack]" if single and key == "attacks" else label)
+              for key, label in IDENTITY.items() if _part(a, key) != _part(b, key)]
+    content = content_differences(a["content"], b["content"]) if "[data]" not in differ else []
+    if content:  # the same [data] settings, other data
+        differ.append(f"[data] contents ({'; '.join(content)})")
+    return differ
 
 
 def _part(problem: Mapping[str, Any], dotted: str) -> Any:

@@ -79,15 +79,17 @@ def format_front(trials: Sequence[FrozenTrial]) -> str:
 
 
 def summarize(study: optuna.Study) -> str:
-    """One line: how many trials are complete, failed, feasible."""
+    """One line counting every trial: complete and failed always, running, waiting (queued, e.g.
+    retries) and pruned when there are any, then how many complete trials are feasible."""
     trials = study.get_trials(deepcopy=False)
+    counts = {state: sum(t.state == state for t in trials) for state in TrialState}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    constrained = any(t.constraints for t in complete)
-    text = f"{len(trials)} trials: {len(complete)} complete, {len(failed)} failed"
-    if constrained:
-        text += f", {sum(is_feasible(t) for t in complete)} feasible"
-    return text
+    parts = [f"{counts[TrialState.COMPLETE]} complete", f"{counts[TrialState.FAIL]} failed"]
+    parts += [f"{counts[state]} {state.name.lower()}" for state in (TrialState.RUNNING, TrialState.WAITING,
+                                                                     TrialState.PRUNED) if counts[state]]
+    if any(t.constraints for t in complete):
+        parts.append(f"{sum(is_feasible(t) for t in complete)} feasible")
+    return f"{len(trials)} trials: {', '.join(parts)}"
 
 
 def write_trials_csv(study: optuna.Study, path: str | Path) -> Path:

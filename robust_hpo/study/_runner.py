@@ -1,9 +1,14 @@
 """From a study config to an Optuna study: data, attack, objective, sampler, storage; create or resume; run.
 
 Seeds: ``[data] seed`` drives the data subsample and every learner fit, ``[attack] seed`` the poison
-choice and trigger pattern (both are part of the problem, stored with the study), and the sampler is
-seeded with ``[study] seed`` (or ``--seed``) plus the number of trials already in the study, so a
-resumed run does not replay the same suggestions.
+choice and trigger pattern (both are part of the problem, stored with the study), and the sampler
+draws each trial with ``[study] seed`` (or ``--seed``) mixed with the trial's number
+(:mod:`robust_hpo.study._sampling`): concurrent workers propose distinct configurations, a resumed run
+does not replay earlier suggestions, and one worker from scratch is bit-reproducible.
+
+Crashes: each trial records its owner; RDB storages run Optuna's heartbeat (``[study]
+heartbeat_interval``, ``grace_period``, ``max_retry``), other storages fail and retry the trials of
+workers gone on this machine before and during the run (:mod:`robust_hpo.study._orphans`).
 """
 
 from __future__ import annotations
@@ -19,18 +24,27 @@ from typing import Any
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from robust_hpo import __version__
 from robust_hpo.attacks import PoisonedSplit, poison_many
-from robust_hpo.datasets import load_dataset
+from robust_hpo.datasets import Dataset, load_dataset
 from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError
 from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective
 from robust_hpo.study._features import featurize_splits
-from robust_hpo.study._problem import PROBLEM_ATTR, problem_differences, stored_problem
+from robust_hpo.study._orphans import recover_orphans, with_owner
+from robust_hpo.study._problem import (
+    PROBLEM_ATTR,
+    content_differences,
+    data_fingerprint,
+    problem_differences,
+    stored_problem,
+)
+from robust_hpo.study._sampling import build_sampler
 from robust_hpo.study._settings import StudyConfig
-from robust_hpo.study._storage import JOURNAL_FILE, StorageSpec
+from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec
 
 OUTPUT_ROOT = Path("robust_hpo_output")
 """Default parent of each study's output folder (relative to the working directory)."""
@@ -67,7 +81,7 @@ def locate_storage(storage: str, *, study_name: str | None = None,
         raise MissingFileError(f"no study storage at {spec.journal}")
     name = study_name
     if name is None:
-        names = optuna.get_all_study_names(spec.open())
+        names = optuna.get_all_study_names(spec.open(create=False))
         if len(names) != 1:
             raise ValidationError(f"{spec.describe()} holds {len(names)} studies {names}; choose one with --study-name")
         name = names[0]
@@ -75,9 +89,19 @@ def locate_storage(storage: str, *, study_name: str | None = None,
     return StudyLocation(name=name, output=folder, storage=spec)
 
 
-def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, PoisonedSplit]:
-    """Load ``[data]``, poison it as the attacks say, and with ``[features]`` replace the (triggered)
-    images by their features; errors name the file and section.
+def load_data(config: StudyConfig) -> Dataset:
+    """The clean dataset ``[data]`` describes; errors name the file and section."""
+    where = f"{config.path}: " if config.path is not None else ""
+    try:
+        return load_dataset(config.data.dataset, **config.data.load_kwargs())
+    except (RobustHPOError, ValueError, FileNotFoundError) as exc:
+        raise _with_prefix(exc, f"{where}[data] ") from None
+
+
+def build_splits(config: StudyConfig, *, progress: bool = False, dataset: Dataset | None = None
+                 ) -> dict[str, PoisonedSplit]:
+    """Load ``[data]`` (unless ``dataset`` is given), poison it as the attacks say, and with
+    ``[features]`` replace the (triggered) images by their features; errors name the file and section.
 
     :func:`robust_hpo.attacks.poison_many` on one shared clean set, keyed by attack name (for a single
     attack: in-place poisoning); the poison candidates are drawn with the first attack's ``seed``
@@ -85,10 +109,8 @@ def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, Po
     """
     where = f"{config.path}: " if config.path is not None else ""
     section = "[[attacks]]" if len(config.attacks) > 1 else "[attack]"
-    try:
-        dataset = load_dataset(config.data.dataset, **config.data.load_kwargs())
-    except (RobustHPOError, ValueError, FileNotFoundError) as exc:
-        raise _with_prefix(exc, f"{where}[data] ") from None
+    if dataset is None:
+        dataset = load_data(config)
     try:
         threats = [attack.threat_model() for attack in config.attacks]
         first = config.attacks[0]
@@ -101,6 +123,17 @@ def build_splits(config: StudyConfig, *, progress: bool = False) -> dict[str, Po
         return featurize_splits(splits, config.features, progress=progress)
     except ValueError as exc:
         raise ValidationError(f"{where}[features] {exc}") from None
+
+
+def check_data_content(study: optuna.Study, dataset: Dataset) -> None:
+    """Refuse ``dataset`` when the study recorded other data (:func:`data_fingerprint`); the error
+    names the arrays that differ. Studies without a recorded content are not checked."""
+    stored = study.user_attrs.get(PROBLEM_ATTR)
+    recorded = stored.get("content") if isinstance(stored, dict) else None
+    differ = content_differences(recorded, data_fingerprint(dataset))
+    if differ:
+        raise StorageError(f"study {study.study_name!r} was created with other data ({'; '.join(differ)}); "
+                           "point --data-root at the data it ran on")
 
 
 def _with_prefix(exc: BaseException, prefix: str) -> BaseException:
@@ -155,31 +188,18 @@ def set_threads(threads: int | None, config: StudyConfig) -> bool:
     return True
 
 
-def build_sampler(name: str, seed: int | None) -> BaseSampler:
-    """``"tpe"`` (Optuna's default), ``"nsga2"``, ``"gp"`` or ``"random"``, seeded."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "gp":
-        # Conditional parameters are sampled independently by design; do not warn about it.
-        return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True,
-                                         warn_independent_sampling=False)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValidationError(f"sampler must be one of 'tpe', 'nsga2', 'gp', 'random', got {name!r}")
-
-
 def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | None = None,
-               problem: dict[str, Any] | None = None, sampler: BaseSampler | None = None) -> optuna.Study:
-    """Create or resume the study (``objective`` given), or load an existing one (``objective`` None).
+               problem: dict[str, Any] | None = None, sampler: BaseSampler | None = None,
+               heartbeat: Heartbeat | None = None) -> optuna.Study:
+    """Create or resume the study (``objective`` given), or load an existing one (``objective`` None:
+    nothing is created). ``heartbeat`` applies to RDB storages.
 
-    Resuming checks the stored directions and ``problem``; a mismatch raises ``ValueError``.
+    Resuming checks the stored directions and ``problem``; a mismatch raises :class:`StorageError`.
     """
     if objective is None and not location.storage.exists():
         raise MissingFileError(f"no study storage at {location.storage.journal}; run `robust-hpo run` first "
                                 "or pass --storage")
-    storage = location.storage.open()
+    storage = location.storage.open(create=objective is not None, heartbeat=heartbeat)
     if objective is None:
         names = optuna.get_all_study_names(storage)
         if location.name not in names:
@@ -199,9 +219,12 @@ def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | N
         else:
             differ = problem_differences(stored, problem)
             if differ:
+                root = (problem.get("location") or {}).get("data_root")
+                hint = (f"; the data loaded{f' from {root}' if root else ''} are not the data the study was "
+                        "created with" if any(d.startswith("[data] contents") for d in differ) else "")
                 raise StorageError(f"study {location.name!r} in {location.storage.describe()} was created for a "
-                                   f"different problem ({', '.join(differ)} differ); use another --study-name "
-                                   "or the original study file")
+                                   f"different problem ({', '.join(differ)} differ{hint}); use another "
+                                   "--study-name or the original study file and data")
     if study.metric_names is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
@@ -224,12 +247,14 @@ class RunOutcome:
     n_after: int
     wall_seconds: float
     sampler_seed: int
+    recovered: tuple[tuple[int, int | None], ...] = ()
 
 
 def run_study(config: StudyConfig, *, storage: str | None = None, study_name: str | None = None,
               output: str | Path | None = None, n_trials: int | None = None, timeout: float | None = None,
               n_jobs: int | None = None, seed: int | None = None, progress: bool = True,
-              on_failure: Callable[[FrozenTrial], None] | None = None, threads: int | None = None
+              on_failure: Callable[[FrozenTrial], None] | None = None, threads: int | None = None,
+              heartbeat: Heartbeat | None = None, on_recovery: Callable[[str], None] | None = None
               ) -> RunOutcome:
     """Validate everything, create or resume the study, and optimise it.
 
@@ -237,7 +262,10 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
     stops at whichever comes first (Optuna's rule). Trials failing with one of ``FAIL_EXCEPTIONS``
     are recorded as FAILED (``fail_reason`` attribute) and the study continues; ``on_failure`` is
     called with each. Optuna's own per-trial log lines are silenced during the run. ``threads``
-    (default ``[study] threads``) sets torch's intra-op threads when torch is in use.
+    (default ``[study] threads``) sets torch's intra-op threads when torch is in use. ``heartbeat``
+    (default: ``[study]``'s settings) applies to RDB storages; on the others, trials left RUNNING by
+    workers gone on this machine are failed and retried (``max_retry``) before and during the run,
+    each reported to ``on_recovery``.
     """
     n_trials = config.study.n_trials if n_trials is None else n_trials
     timeout = config.study.timeout if timeout is None else timeout
@@ -251,26 +279,37 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
         raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
+    heartbeat = config.study.heartbeat() if heartbeat is None else heartbeat
     location = locate(config, storage=storage, study_name=study_name, output=output)
     set_threads(config.study.threads if threads is None else threads, config)
-    objective = build_objective(config, progress=progress)  # data, attack and search space are checked before any storage
+    # data, attack and search space are checked before any storage
+    dataset = load_data(config)
+    objective = build_objective(config, build_splits(config, progress=progress, dataset=dataset))
+    problem = stored_problem(config, content=data_fingerprint(dataset))
     finished: list[int] = []
+    recovered: list[tuple[int, int | None]] = []
     callbacks = [_counting_callback(finished, on_failure)]
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        study = open_study(location, objective=objective, problem=stored_problem(config))
+        study = open_study(location, objective=objective, problem=problem, heartbeat=heartbeat)
+        if not is_heartbeat_enabled(study._storage):
+            recovered += recover_orphans(study, max_retry=heartbeat.max_retry, report=on_recovery)
+            callbacks.append(_recovery_callback(recovered, heartbeat.max_retry, on_recovery))
         n_before = len(study.get_trials(deepcopy=False))
-        sampler_seed = seed + n_before
-        study.sampler = build_sampler(config.study.sampler, sampler_seed)
+        study.sampler = build_sampler(config.study.sampler, seed)
         start = time.perf_counter()
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, n_jobs=n_jobs, catch=FAIL_EXCEPTIONS,
-                       callbacks=callbacks, show_progress_bar=progress)
+        try:
+            study.optimize(with_owner(objective), n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
+                           catch=FAIL_EXCEPTIONS, callbacks=callbacks, show_progress_bar=progress)
+        except OSError as exc:
+            raise StorageError(f"storage {location.storage.describe()}: {exc.strerror or exc}") from None
         wall = time.perf_counter() - start
     finally:
         optuna.logging.set_verbosity(verbosity)
     return RunOutcome(study=study, location=location, n_before=n_before, n_run=len(finished),
-                      n_after=len(study.get_trials(deepcopy=False)), wall_seconds=wall, sampler_seed=sampler_seed)
+                      n_after=len(study.get_trials(deepcopy=False)), wall_seconds=wall, sampler_seed=seed,
+                      recovered=tuple(recovered))
 
 
 def _counting_callback(finished: list[int], on_failure: Callable[[FrozenTrial], None] | None
@@ -281,6 +320,21 @@ def _counting_callback(finished: list[int], on_failure: Callable[[FrozenTrial], 
         if trial.state == TrialState.FAIL and on_failure is not None:
             on_failure(trial)
     return callback
+
+
+def _recovery_callback(recovered: list[tuple[int, int | None]], max_retry: int | None,
+                       report: Callable[[str], None] | None) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """After each trial: fail and retry the trials of workers that died meanwhile on this machine."""
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        recovered.extend(recover_orphans(study, max_retry=max_retry, report=report))
+    return callback
+
+
+def print_note(message: str) -> None:
+    """One line on stderr (through tqdm so a progress bar stays intact)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"robust-hpo: {message}", file=sys.stderr)
 
 
 def print_failure(trial: FrozenTrial) -> None:

@@ -23,8 +23,9 @@ from robust_hpo.errors import ValidationError
 from robust_hpo.learners import get_family
 from robust_hpo.objective import AGGREGATES, DEFAULT_TOLERANCE, AccuracyConstraint
 from robust_hpo.search_space import SearchSpace
+from robust_hpo.study._sampling import SAMPLERS
+from robust_hpo.study._storage import Heartbeat
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
 FEATURE_WEIGHTS_NONE = "none"
 """``[features] weights`` value for an untrained (seeded) network, TOML having no ``None``."""
 
@@ -52,6 +53,9 @@ class StudySettings:
         "n_jobs": [_POSITIVE, Options([-1])],
         "aggregate": [Options(AGGREGATES)],
         "threads": [_POSITIVE, None],
+        "heartbeat_interval": [_POSITIVE],
+        "grace_period": [_POSITIVE],
+        "max_retry": [_NON_NEGATIVE],
     }
 
     name: str
@@ -63,11 +67,22 @@ class StudySettings:
     n_jobs: int = 1
     aggregate: str = "max"
     threads: int | None = None
+    heartbeat_interval: int = Heartbeat.interval
+    grace_period: int = Heartbeat.grace_period
+    max_retry: int = 3
 
     def __post_init__(self) -> None:
         _validate(self, "study")
         if self.n_trials is None and self.timeout is None:
             raise ValidationError("study.n_trials or study.timeout must be given (otherwise the study never ends)")
+        try:
+            self.heartbeat()
+        except ValidationError as exc:
+            raise ValidationError(f"study.{exc}") from None
+
+    def heartbeat(self) -> Heartbeat:
+        """The RDB heartbeat and retry settings (``heartbeat_interval``, ``grace_period``, ``max_retry``)."""
+        return Heartbeat(interval=self.heartbeat_interval, grace_period=self.grace_period, max_retry=self.max_retry)
 
 
 _CLASS_IDS = Satisfies(

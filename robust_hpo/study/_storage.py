@@ -4,24 +4,76 @@
 ``postgresql://user:pw@host/db`` — needs the ``postgres`` extra, ``psycopg2`` — ``mysql://...``, any
 SQLAlchemy URL Optuna's ``RDBStorage`` accepts) or a
 path to a journal file (what ``optuna-dashboard PATH`` reads too).
+
+Opening for writing (``create=True``) may create the storage; opening for reading never creates or
+changes anything. RDB storages opened with :class:`Heartbeat` settings run Optuna's heartbeat: a
+running trial whose worker stopped beating for ``grace_period`` seconds is failed by the next worker
+that starts a trial, and its configuration is enqueued again (``RetryHeartbeatStaleTrialCallback``).
+Journal files go through :mod:`robust_hpo.study._journal` (torn records, stale locks).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import BaseStorage, RDBStorage
+
+from robust_hpo.errors import MissingDependencyError, MissingFileError, StorageError, ValidationError
+from robust_hpo.study._journal import open_journal
 
 JOURNAL_FILE = "study.log"
 """Name of the default journal file inside the output folder."""
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Optuna's heartbeat for RDB storages: each running trial records a beat every ``interval``
+    seconds; one silent for ``grace_period`` seconds is failed and retried up to ``max_retry`` times
+    per configuration (``None``: no limit; 0: failed, not retried)."""
+
+    interval: int = 15
+    grace_period: int = 60
+    max_retry: int | None = 3
+
+    def __post_init__(self) -> None:
+        for key, value in (("heartbeat_interval", self.interval), ("grace_period", self.grace_period)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(f"{key} must be a positive whole number of seconds, got {value!r}")
+        if self.grace_period <= self.interval:
+            raise ValidationError(f"grace_period ({self.grace_period} s) must exceed heartbeat_interval "
+                                  f"({self.interval} s): a live worker would be taken for dead")
+        if self.max_retry is not None and (isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int)
+                                           or self.max_retry < 0):
+            raise ValidationError(f"max_retry must be a non-negative integer, got {self.max_retry!r}")
+
+    def retry_callback(self) -> Any:
+        """Optuna's retry callback for stale trials (``None`` when ``max_retry`` is 0)."""
+        if self.max_retry == 0:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
+                or optuna.storages.RetryFailedTrialCallback  # Optuna < 4.9
+            return retry(max_retry=self.max_retry)
+
+    def rdb_arguments(self) -> dict[str, Any]:
+        """``RDBStorage`` keyword arguments for these settings."""
+        import inspect
+
+        callback_key = ("heartbeat_stale_trial_callback"
+                        if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
+                        else "failed_trial_callback")
+        return {"heartbeat_interval": self.interval, "grace_period": self.grace_period,
+                callback_key: self.retry_callback()}
 
 
 @dataclass(frozen=True)
@@ -33,18 +85,18 @@ class StorageSpec:
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.journal is None):
-            raise ValueError("give exactly one of url or journal")
+            raise ValidationError("give exactly one of url or journal")
 
     @classmethod
     def parse(cls, spec: str | None, *, default_journal: Path) -> StorageSpec:
         if spec is None:
             return cls(journal=Path(default_journal))
         if not isinstance(spec, str) or not spec.strip():
-            raise ValueError(f"storage must be a URL or a journal file path, got {spec!r}")
+            raise ValidationError(f"storage must be a URL or a journal file path, got {spec!r}")
         if "://" in spec:
             scheme = spec.split("://", 1)[0]
             if scheme.startswith("redis"):
-                raise ValueError(f"storage {spec!r}: redis journals are not supported; use a journal file, "
+                raise ValidationError(f"storage {spec!r}: redis journals are not supported; use a journal file, "
                                  "sqlite:/// or postgresql:// URL")
             return cls(url=spec)
         return cls(journal=Path(spec))
@@ -63,16 +115,20 @@ class StorageSpec:
         """False only for a journal file that has not been created yet (RDB URLs are assumed to exist)."""
         return self.journal is None or self.journal.is_file()
 
-    def open(self) -> BaseStorage:
-        """Open (creating a journal file and its folder if needed); bad URLs raise ``ValueError``."""
+    def open(self, *, create: bool = True, heartbeat: Heartbeat | None = None) -> BaseStorage:
+        """Open the storage: ``create=True`` may create it (a journal file and its folder, an SQLite
+        file, Optuna's tables); ``create=False`` requires it to exist and creates nothing.
+        ``heartbeat`` applies to RDB storages (journal files have none; see
+        :mod:`robust_hpo.study._orphans`). Errors are :class:`StorageError` (or
+        :class:`MissingFileError`) naming the file or the masked URL."""
         if self.journal is not None:
-            if self.journal.is_dir():
-                raise ValueError(f"storage {self.journal} is a directory; expected a journal file path")
             if self.journal.is_file() and _has_sqlite_header(self.journal):
-                raise ValueError(f"storage {self.journal} is an SQLite database; pass sqlite:///{self.journal}")
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(self.journal)))
-        return _open_rdb(str(self.url))
+                raise StorageError(f"storage {self.journal} is an SQLite database; pass sqlite:///{self.journal}")
+            return open_journal(self.journal, create=create)
+        url = str(self.url)
+        if not create:
+            _check_database_exists(url)
+        return _open_rdb(url, create=create, heartbeat=heartbeat)
 
 
 def postgres_driver_url(url: str) -> str:
@@ -86,24 +142,60 @@ def postgres_driver_url(url: str) -> str:
     return f"postgresql://{rest}"
 
 
-def _open_rdb(url: str) -> RDBStorage:
+def _check_database_exists(url: str) -> None:
+    """An SQLite URL for reading must name an existing file (connecting would create an empty one)."""
+    if not url.startswith("sqlite"):
+        return
+    try:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+    except Exception:  # an unparsable URL is reported by the open itself
+        return
+    if database and database != ":memory:" and not database.startswith("file:") and not Path(database).is_file():
+        raise MissingFileError(f"no SQLite database at {database} (storage {_mask_password(url)}); "
+                               "run `robust-hpo run` first or check the path")
+
+
+def _open_rdb(url: str, *, create: bool = True, heartbeat: Heartbeat | None = None) -> RDBStorage:
     try:
         import sqlalchemy.exc
     except ModuleNotFoundError as exc:  # pragma: no cover - sqlalchemy ships with optuna
-        raise ValueError(f"storage {_mask_password(url)} needs SQLAlchemy: pip install sqlalchemy") from exc
+        raise MissingDependencyError(f"storage {_mask_password(url)} needs SQLAlchemy: pip install sqlalchemy") \
+            from exc
+    kwargs: dict[str, Any] = {} if create else {"skip_table_creation": True}
+    if heartbeat is not None:
+        kwargs.update(heartbeat.rdb_arguments())
     try:
-        return _rdb_with_schema_retry(postgres_driver_url(url), sqlalchemy.exc)
+        if not create and not _has_optuna_tables(postgres_driver_url(url)):
+            raise StorageError(f"storage {_mask_password(url)} holds no Optuna studies (no Optuna tables); "
+                               "run `robust-hpo run` first or check the URL")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return _rdb_with_schema_retry(postgres_driver_url(url), sqlalchemy.exc, kwargs)
     except ImportError as exc:  # Optuna re-raises a missing driver as a plain ImportError
         cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
         name = getattr(cause, "name", None) or str(cause)
         hint = " (pip install 'robust_hpo[postgres]')" if url.startswith("postgres") else ""
-        raise ValueError(f"storage {_mask_password(url)}: missing database driver {name!r}{hint}") from None
+        raise MissingDependencyError(f"storage {_mask_password(url)}: missing database driver {name!r}{hint}") \
+            from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         reason = " ".join(str(exc).split())
-        raise ValueError(f"storage {_mask_password(url)} cannot be opened: {reason[:300]}") from None
+        raise StorageError(f"storage {_mask_password(url)} cannot be opened: {reason[:300]}") from None
 
 
-def _rdb_with_schema_retry(url: str, errors: Any, attempts: int = 5) -> RDBStorage:
+def _has_optuna_tables(url: str) -> bool:
+    """Whether the database holds Optuna's tables (looked up without creating anything)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).has_table("version_info")
+    finally:
+        engine.dispose()
+
+
+def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attempts: int = 5) -> RDBStorage:
     """``RDBStorage(url)``, retried when another process is creating the same schema at that moment.
 
     Workers started together on a fresh database race to create Optuna's tables; the loser sees
@@ -112,7 +204,7 @@ def _rdb_with_schema_retry(url: str, errors: Any, attempts: int = 5) -> RDBStora
     """
     for attempt in range(attempts):
         try:
-            return RDBStorage(url)
+            return RDBStorage(url, **kwargs)
         except (errors.IntegrityError, errors.ProgrammingError) as exc:
             text = str(exc).lower()
             if attempt == attempts - 1 or not ("already exists" in text or "duplicate" in text):

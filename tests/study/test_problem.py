@@ -126,8 +126,9 @@ def test_differences_are_named_by_section(tmp_path: Path) -> None:
     assert problem_differences(stored, stored_problem(dataclasses.replace(config, attacks=attacks))) == ["[[attacks]]"]
     features = dataclasses.replace(config.features, weights="DEFAULT", cache_dir=None)
     assert problem_differences(stored, stored_problem(dataclasses.replace(config, features=features))) == ["[features]"]
+    # where the data lie is not the problem: what they are is (their content, when recorded)
     data = dataclasses.replace(config.data, root="elsewhere")
-    assert problem_differences(stored, stored_problem(dataclasses.replace(config, data=data))) == ["[data] root"]
+    assert problem_differences(stored, stored_problem(dataclasses.replace(config, data=data))) == []
     # how the features are computed and the report tolerance do not define the problem
     features = dataclasses.replace(config.features, batch_size=64, cache_dir=None)
     report = dataclasses.replace(config.report, tolerance=0.2)
@@ -160,9 +161,9 @@ def test_version_01_problems_are_read_and_resume(tmp_path: Path) -> None:
     study.set_user_attr(PROBLEM_ATTR, old)
     objective = build_objective(dataclasses.replace(config, features=None, data=dataclasses.replace(
         config.data, root=None)))
-    with pytest.raises(StorageError, match=r"different problem \(\[data\] root differ\)"):
+    with pytest.raises(StorageError, match=r"different problem \(\[data\] differ"):
         open_study(location, objective=objective, problem=stored_problem(dataclasses.replace(
-            config, features=None, data=dataclasses.replace(config.data, root=None))))
+            config, data=dataclasses.replace(config.data, n_train=81))))
     resumed = open_study(location, objective=objective, problem=stored_problem(config))
     assert resumed.user_attrs[PROBLEM_ATTR] == old  # left as it was
 
@@ -172,3 +173,21 @@ def test_an_unreadable_problem_names_the_study() -> None:
         config_from_problem({"format": 2, "data": {}}, name="x")
     with pytest.raises(StorageError, match="format 9"):
         config_from_problem({"format": 9}, name="x")
+
+
+def test_data_fingerprint_names_the_arrays_that_differ() -> None:
+    from robust_hpo.datasets import load_dataset
+    from robust_hpo.study._problem import content_differences, data_fingerprint
+
+    dataset = load_dataset("digits", classes=(3, 8), n_train=60, n_test=30)
+    stored = data_fingerprint(dataset)
+    assert stored == data_fingerprint(load_dataset("digits", classes=(3, 8), n_train=60, n_test=30))
+    assert stored["x_train"]["shape"] == [60, 1, 8, 8] and stored["x_train"]["dtype"] == "float32"
+    assert content_differences(stored, stored) == []
+    dataset.X_train[5, 0, 2, 2] += 1 / 255  # one pixel, one grey level
+    assert [d.split(":")[0] for d in content_differences(stored, data_fingerprint(dataset))] == ["training images"]
+    fewer = data_fingerprint(load_dataset("digits", classes=(3, 8), n_train=60, n_test=20))
+    differences = content_differences(stored, fewer)
+    assert "test images: shape (20, 1, 8, 8) here, (30, 1, 8, 8) stored" in differences
+    assert "test labels: shape (20,) here, (30,) stored" in differences
+    assert content_differences(None, stored) == [] and content_differences(stored, None) == []

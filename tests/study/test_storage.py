@@ -1,25 +1,21 @@
-"""Storage resolution: journal files, SQLite, PostgreSQL (a throwaway server when installed)."""
+"""Storage resolution: journal files, SQLite, PostgreSQL (the throwaway server of conftest.py when installed)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.storages import JournalStorage, RDBStorage
 
+from robust_hpo.errors import RobustHPOError
 from robust_hpo.study import StorageSpec
 from robust_hpo.study._storage import postgres_driver_url
 
 REPO = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def test_parse_forms(tmp_path: Path) -> None:
@@ -64,11 +60,11 @@ def test_sqlite_url_and_sqlite_file_given_as_journal(tmp_path: Path) -> None:
     ("mysql://user@localhost/db", r"storage mysql://user@localhost/db: missing database driver 'MySQLdb'"),
     ("sqlite:////nonexistent-dir/x/y.db", r"storage sqlite:////nonexistent-dir/x/y.db cannot be opened"),
 ])
-def test_bad_urls_raise_value_error(url: str, message: str) -> None:
+def test_bad_urls_raise_library_errors(url: str, message: str) -> None:
     pytest.importorskip("sqlalchemy")
     if url.startswith("mysql") and any(_importable(m) for m in ("MySQLdb", "pymysql")):
         pytest.skip("a MySQL driver is installed")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RobustHPOError, match=message):
         StorageSpec(url=url).open()
 
 
@@ -90,49 +86,6 @@ def test_postgres_driver_url() -> None:
     assert postgres_driver_url("postgresql://u@h/db") == f"{expected}u@h/db"
     assert postgres_driver_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
     assert postgres_driver_url("sqlite:///x.db") == "sqlite:///x.db"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1 (skips when PostgreSQL or psycopg2 is missing)."""
-    pytest.importorskip("psycopg2")
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    folder = Path(tempfile.mkdtemp(prefix="robust_hpo_pg_"))
-    if as_user:
-        shutil.chown(folder, user="postgres")
-    data, port = folder / "data", _free_port()
-    ctl = [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data)]
-    try:
-        subprocess.run([*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run([*ctl, "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "-l", str(folder / "log"), "-w",
-                        "start"], check=True, capture_output=True, timeout=120)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"could not start a throwaway PostgreSQL server: {exc}")
-    try:
-        import psycopg2
-
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        connection.autocommit = True
-        connection.cursor().execute("CREATE DATABASE robust_hpo")
-        connection.close()
-        yield f"postgresql://postgres@127.0.0.1:{port}/robust_hpo"
-    finally:
-        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_postgres_storage_two_concurrent_workers(postgres_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,431 @@
+"""Journal files that survive killed writers: torn records, stale locks, damaged lines.
+
+Optuna's :class:`~optuna.storages.journal.JournalFileBackend` appends one JSON line per storage write
+under a lock file (``<journal>.lock``). A writer killed mid-write (``kill -9``, a full disk) can leave
+
+* a **torn last record** — bytes without their final newline. Optuna's reader skips it, but the next
+  append would be glued onto it and every later read would fail (``Expecting ':' delimiter``).
+  :class:`CheckedJournalBackend` checks the tail under the lock before *every* append: a torn tail is
+  cut off (the removed bytes are kept in ``<journal>.torn-<time>`` and the cut is reported on
+  stderr, naming the file). The torn bytes are a write no process ever completed — Optuna's reader
+  never applied it — so cutting them changes nothing any process has seen.
+* a **damaged line** inside the file (what appending after a torn record produced before this check,
+  or any other damage) — :func:`open_journal` refuses it with a :class:`StorageError` naming the file,
+  the line and the command that repairs it, ``robust-hpo repair <journal>`` (:func:`repair_journal`:
+  a full backup copy first, then glued records are recovered and unreadable lines dropped).
+* a **stale lock** — the lock file of a killed writer. Optuna's locks wait 30 s, silently once its
+  warnings are filtered. :class:`OwnedLock` (Optuna's ``O_EXCL`` lock-file protocol, so it excludes
+  plain Optuna's symlink locks and theirs exclude it) writes its owner (:class:`ProcessIdentity`)
+  into the lock file: a lock whose owner is gone on this machine is broken at once, any other lock
+  left unchanged for ``grace_period`` seconds (default 10; a write holds it for milliseconds) is
+  broken then; each break and any wait over 2 s is reported on stderr, naming the lock file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import BaseJournalFileLock  # the lock interface JournalFileBackend takes
+
+from robust_hpo.errors import MissingFileError, StorageError
+from robust_hpo.study._orphans import OwnedJournalStorage
+from robust_hpo.study._owner import ProcessIdentity
+
+LOCK_SUFFIX = ".lock"
+"""Optuna's lock-file suffix (``optuna.storages.journal._file.LOCK_FILE_SUFFIX``)."""
+
+DEFAULT_LOCK_GRACE = 10.0
+"""Seconds a lock of unknown or remote owner may stay unchanged before it is broken."""
+
+WAIT_REPORT_AFTER = 2.0
+"""Seconds of waiting for a live lock before saying so on stderr."""
+_TAIL_CHUNK = 1 << 16
+# The start of every record Optuna writes: json.dumps({"op_code": ..., "worker_id": ..., ...}).
+_RECORD_START = re.compile(rb'\{"op_code":\d+,"worker_id":"')
+
+
+def _stderr(message: str) -> None:
+    print(f"robust-hpo: {message}", file=sys.stderr, flush=True)
+
+
+def repair_command(path: str | Path) -> str:
+    """The command that repairs the journal at ``path``."""
+    return f"robust-hpo repair {path}"
+
+
+class OwnedLock(BaseJournalFileLock):
+    """The journal's lock file, created with ``O_EXCL`` and holding its owner as JSON; see the module
+    docstring for when a lock is broken. ``report`` receives each message (default: stderr)."""
+
+    def __init__(self, journal: str | Path, *, grace_period: float = DEFAULT_LOCK_GRACE,
+                 report: Callable[[str], None] = _stderr, report_after: float = WAIT_REPORT_AFTER) -> None:
+        if not grace_period > 0:
+            raise ValueError(f"grace_period must be a positive number of seconds, got {grace_period!r}")
+        self.path = Path(f"{journal}{LOCK_SUFFIX}")
+        self.grace_period = float(grace_period)
+        self._report = report
+        self._report_after = report_after
+        self._owner = json.dumps(ProcessIdentity.current().to_json()).encode()
+
+    def acquire(self) -> bool:
+        delay, started, reported = 0.001, time.monotonic(), False
+        while True:
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None:
+                    stale = self._staleness(*holder)
+                    if stale is not None and self._break(holder[2]):
+                        self._report(f"broke the stale lock file {self.path} ({stale})")
+                        continue
+                    if not reported and time.monotonic() - started > self._report_after:
+                        owner, age, _ = holder
+                        who = owner.describe() if owner is not None else "an unknown process"
+                        self._report(f"waiting for the lock file {self.path}, held by {who} for {age:.0f} s; "
+                                     f"it is broken once unchanged for {self.grace_period:g} s")
+                        reported = True
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
+            try:
+                os.write(handle, self._owner)
+            finally:
+                os.close(handle)
+            return True
+
+    def release(self) -> None:
+        moved = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.released")
+        try:
+            os.rename(self.path, moved)
+            os.unlink(moved)
+        except OSError:
+            raise RuntimeError(f"did not hold the lock file {self.path}") from None
+
+    def _holder(self) -> tuple[ProcessIdentity | None, float, int] | None:
+        """(owner or None, age in seconds, inode) of the current lock; None if it just vanished."""
+        try:
+            stat = os.lstat(self.path)
+            owner = None
+            if not os.path.islink(self.path):  # plain Optuna's lock is a symlink without an owner
+                with open(self.path, "rb") as handle:
+                    owner = ProcessIdentity.from_json(_json_or_none(handle.read(4096)))
+        except OSError:
+            return None
+        return owner, max(0.0, time.time() - stat.st_mtime), stat.st_ino
+
+    def _staleness(self, owner: ProcessIdentity | None, age: float, inode: int) -> str | None:
+        if owner is not None and owner.is_gone():
+            return f"its owner, {owner.describe()}, is gone"
+        if age > self.grace_period:
+            who = owner.describe() if owner is not None else "an unknown process"
+            return f"held by {who}, unchanged for {age:.0f} s"
+        return None
+
+    def _break(self, inode: int) -> bool:
+        """Remove the lock judged stale (inode ``inode``); False when it had changed meanwhile."""
+        moved = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.stale")
+        try:
+            os.rename(self.path, moved)
+        except OSError:
+            return False
+        try:
+            if os.lstat(moved).st_ino != inode:  # a fresh lock taken since: put it back if the name is free
+                try:
+                    os.link(moved, self.path, follow_symlinks=False)
+                except OSError:
+                    pass
+                return False
+            return True
+        finally:
+            try:
+                os.unlink(moved)
+            except OSError:
+                pass
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class CheckedJournalBackend(JournalFileBackend):
+    """Optuna's journal file backend that never appends after a torn or damaged last record.
+
+    Before each append, under the lock: a last line without its newline is cut off (kept in
+    ``<journal>.torn-<time>``, reported on stderr); a complete last line that is not a record raises
+    :class:`StorageError` naming the file and :func:`repair_command`. Write errors (a full disk)
+    are :class:`StorageError` naming the file.
+    """
+
+    def __init__(self, path: str | Path, *, lock_grace: float = DEFAULT_LOCK_GRACE,
+                 report: Callable[[str], None] = _stderr) -> None:
+        self.path = Path(path)
+        self._report = report
+        super().__init__(str(self.path), lock_obj=OwnedLock(self.path, grace_period=lock_grace, report=report))
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
+        self._lock.acquire()
+        try:
+            handle = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            try:
+                self._check_tail(handle)
+                _write_all(handle, data)
+                os.fsync(handle)
+            finally:
+                os.close(handle)
+        except OSError as exc:
+            raise StorageError(f"writing to the journal {self.path} failed: {exc.strerror or exc}") from None
+        finally:
+            self._lock.release()
+
+    def _check_tail(self, handle: int) -> None:
+        size = os.fstat(handle).st_size
+        if size == 0:
+            return
+        last, start = _last_line(handle, size)
+        if not last.endswith(b"\n"):
+            self._cut(handle, start, last)
+        elif not _is_record(last):
+            raise StorageError(
+                f"the journal {self.path} ends with a damaged record (byte {start}: {_preview(last)}); "
+                f"nothing was written. Stop every worker, then run `{repair_command(self.path)}`")
+
+    def _cut(self, handle: int, start: int, torn: bytes) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        backup = self.path.with_name(f"{self.path.name}.torn-{stamp}")
+        try:
+            backup.write_bytes(torn)
+        except OSError as exc:
+            raise StorageError(
+                f"the journal {self.path} ends with a torn record ({len(torn)} bytes from a killed or "
+                f"disk-full write) and its backup {backup} cannot be written ({exc.strerror}); nothing "
+                f"was written. Free space, then run `{repair_command(self.path)}`") from None
+        os.ftruncate(handle, start)
+        os.fsync(handle)
+        self._report(f"{self.path}: removed a torn last record ({len(torn)} bytes, from a write that was "
+                     f"killed or ran out of space; no process had read it); the bytes are kept in {backup}")
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(handle, view)
+        if written <= 0:  # pragma: no cover - os.write raises on error
+            raise OSError(errno.EIO, "short write")
+        view = view[written:]
+
+
+def _last_line(handle: int, size: int) -> tuple[bytes, int]:
+    """The file's last line (with its newline, if any) and its byte offset."""
+    end = size
+    if os.pread(handle, 1, size - 1) == b"\n":
+        end = size - 1  # look for the newline before the final one
+    chunks: list[bytes] = []
+    position = end
+    while position > 0:
+        step = min(_TAIL_CHUNK, position)
+        position -= step
+        chunk = os.pread(handle, step, position)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            chunks.append(chunk[newline + 1:])
+            start = position + newline + 1
+            break
+        chunks.append(chunk)
+    else:
+        start = 0
+    line = b"".join(reversed(chunks)) + (b"\n" if end < size else b"")
+    return line, start
+
+
+def _is_record(line: bytes) -> bool:
+    value = _json_or_none(line)
+    return isinstance(value, dict) and "op_code" in value
+
+
+def _preview(line: bytes, limit: int = 60) -> str:
+    text = line.rstrip(b"\n").decode("utf-8", "replace")
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+@dataclass(frozen=True)
+class JournalDamage:
+    """What a scan of a journal found: damaged complete lines (1-based numbers) and a torn tail."""
+
+    damaged_lines: tuple[int, ...]
+    torn_tail_bytes: int
+
+    @property
+    def intact(self) -> bool:
+        return not self.damaged_lines and not self.torn_tail_bytes
+
+
+def scan_journal(path: str | Path) -> JournalDamage:
+    """Read every line of the journal at ``path``: which are not records, and the torn tail's size."""
+    damaged: list[int] = []
+    torn = 0
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                torn = len(line)
+            elif not _is_record(line):
+                damaged.append(number)
+    return JournalDamage(damaged_lines=tuple(damaged), torn_tail_bytes=torn)
+
+
+def open_journal(path: str | Path, *, create: bool, lock_grace: float = DEFAULT_LOCK_GRACE) -> JournalStorage:
+    """Optuna's :class:`JournalStorage` (:class:`OwnedJournalStorage`: trials record their owner) on
+    the journal file ``path`` with :class:`CheckedJournalBackend`.
+
+    ``create=False`` (reading) requires the file and writes nothing. A damaged journal raises
+    :class:`StorageError` naming the file, the first damaged line and the repair command.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise StorageError(f"storage {path} is a directory; expected a journal file path")
+    if not create and not path.is_file():
+        raise MissingFileError(f"no study storage at {path}; run `robust-hpo run` first or pass --storage")
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder of the journal {path}: {exc.strerror}") from None
+    try:
+        return OwnedJournalStorage(CheckedJournalBackend(path, lock_grace=lock_grace))
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # a line Optuna cannot parse or replay (JSONDecodeError, KeyError, ...)
+        raise _damaged(path, exc) from None
+
+
+def _damaged(path: Path, exc: BaseException) -> StorageError:
+    try:
+        damage = scan_journal(path)
+        where = f"line {damage.damaged_lines[0]} is not a journal record" if damage.damaged_lines else \
+            f"Optuna cannot replay it ({type(exc).__name__}: {exc})"
+    except OSError:
+        where = f"{type(exc).__name__}: {exc}"
+    return StorageError(f"the journal {path} is damaged: {where}. Stop every worker, then run "
+                        f"`{repair_command(path)}` (it keeps a backup copy)")
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What :func:`repair_journal` did: records kept, glued records recovered, lines dropped, torn bytes
+    removed, and the backup copy (None when the journal was intact and left untouched)."""
+
+    path: Path
+    kept: int
+    recovered: tuple[int, ...]
+    dropped: tuple[int, ...]
+    torn_bytes: int
+    backup: Path | None
+
+    def describe(self) -> str:
+        if self.backup is None:
+            return f"{self.path}: intact ({self.kept} records); nothing to repair"
+        parts = [f"kept {self.kept} records"]
+        if self.recovered:
+            parts.append(f"recovered {len(self.recovered)} record(s) glued to a torn one (lines "
+                         f"{_numbers(self.recovered)})")
+        if self.dropped:
+            parts.append(f"dropped {len(self.dropped)} unreadable line(s) ({_numbers(self.dropped)})")
+        if self.torn_bytes:
+            parts.append(f"removed a torn last record ({self.torn_bytes} bytes)")
+        return f"{self.path}: repaired: {'; '.join(parts)}; the original is kept in {self.backup}"
+
+
+def _numbers(values: tuple[int, ...], limit: int = 10) -> str:
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f", … ({len(values)} in all)" if len(values) > limit else "")
+
+
+def repair_journal(path: str | Path, *, lock_grace: float = DEFAULT_LOCK_GRACE) -> RepairReport:
+    """Repair the journal at ``path`` in place (stop every worker first).
+
+    Under the journal lock: a full backup copy ``<journal>.<time>.bak``, then each line that is not a
+    record is replaced by the record glued after a torn prefix when there is one (what appending after
+    a torn record left) or dropped, and a torn tail is removed. The result is written to a temporary
+    file and renamed over the journal, then replayed by Optuna's :class:`JournalStorage`; if that
+    fails the original is restored and :class:`StorageError` raised. An intact journal is not touched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"no journal file at {path}")
+    lock = OwnedLock(path, grace_period=lock_grace)
+    lock.acquire()
+    try:
+        original = path.read_bytes()
+        kept: list[bytes] = []
+        recovered: list[int] = []
+        dropped: list[int] = []
+        torn = 0
+        lines = original.splitlines(keepends=True)
+        for number, line in enumerate(lines, start=1):
+            if not line.endswith(b"\n"):
+                torn = len(line)
+            elif _is_record(line):
+                kept.append(line)
+            else:
+                glued = _glued_record(line)
+                if glued is not None:
+                    kept.append(glued)
+                    recovered.append(number)
+                else:
+                    dropped.append(number)
+        if not (recovered or dropped or torn):
+            return RepairReport(path=path, kept=len(kept), recovered=(), dropped=(), torn_bytes=0, backup=None)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        backup = path.with_name(f"{path.name}.{stamp}.bak")
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.repair")
+        try:
+            backup.write_bytes(original)
+            with open(temporary, "wb") as handle:
+                handle.write(b"".join(kept))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise StorageError(f"cannot repair the journal {path}: {exc.strerror or exc}") from None
+        try:
+            JournalStorage(JournalFileBackend(str(path)))
+        except Exception as exc:
+            os.replace(backup, path)
+            raise StorageError(f"the journal {path} cannot be repaired automatically: after removing the "
+                               f"damaged lines Optuna still cannot replay it ({type(exc).__name__}: {exc}); "
+                               "it was left as it was") from None
+        return RepairReport(path=path, kept=len(kept), recovered=tuple(recovered), dropped=tuple(dropped),
+                            torn_bytes=torn, backup=backup)
+    finally:
+        lock.release()
+
+
+def _glued_record(line: bytes) -> bytes | None:
+    """The complete record that follows a torn prefix on ``line``, if any."""
+    for match in _RECORD_START.finditer(line, 1):
+        candidate = line[match.start():]
+        if _is_record(candidate):
+            return candidate
+    return None

@@ -1,0 +1,122 @@
+"""Running trials left behind by dead workers: who owns each trial, and failing and retrying orphans.
+
+Every trial records its owner — the :class:`ProcessIdentity` of the worker running it — in the
+system attribute :data:`OWNER_ATTR`. On a journal file (:class:`OwnedJournalStorage`) the owner is
+part of the record that creates the trial, so no trial is ever RUNNING without one (a trial popped
+from the queue, a retry, gets it in the next write); on other storages :func:`with_owner` writes it
+first thing in the objective.
+
+RDB storages have Optuna's heartbeat (:class:`robust_hpo.study._storage.Heartbeat`); journal files do
+not, so :func:`recover_orphans` fails each RUNNING trial whose owner is gone *on this machine* and
+enqueues its configuration again — a WAITING trial with the same parameters, linked to the original
+the way Optuna's ``RetryHeartbeatStaleTrialCallback`` links them (system attributes
+``failed_trial``: the first failed number, ``retry_history``: every failed number), at most
+``max_retry`` times. Owners on other machines cannot be checked and are left alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import JournalStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from robust_hpo.study._owner import ProcessIdentity
+
+OWNER_ATTR = "robust_hpo:owner"
+"""Trial system attribute: the worker running the trial (``ProcessIdentity.to_json()``)."""
+
+FAILED_TRIAL_ATTR = "failed_trial"
+RETRY_HISTORY_ATTR = "retry_history"
+"""Optuna's retry links (``RetryHeartbeatStaleTrialCallback.retried_trial_number``/``retry_history``)."""
+
+
+class OwnedJournalStorage(JournalStorage):
+    """Optuna's :class:`JournalStorage` whose new trials carry their owner from the first record."""
+
+    def __init__(self, backend: Any, *, owner: ProcessIdentity | None = None) -> None:
+        self.owner = owner or ProcessIdentity.current()
+        super().__init__(backend)
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        if template_trial is None:
+            template_trial = FrozenTrial(
+                number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
+                datetime_complete=None, params={}, distributions={}, user_attrs={},
+                system_attrs={OWNER_ATTR: self.owner.to_json()}, intermediate_values={}, trial_id=-1)
+        return super().create_new_trial(study_id, template_trial)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        popped = super().set_trial_state_values(trial_id, state, values)
+        if popped and state == TrialState.RUNNING:  # this worker took a WAITING trial: it owns it now
+            self.set_trial_system_attr(trial_id, OWNER_ATTR, self.owner.to_json())
+        return popped
+
+
+def with_owner(objective: Callable[[optuna.Trial], Any], owner: ProcessIdentity | None = None
+               ) -> Callable[[optuna.Trial], Any]:
+    """``objective`` preceded by one write of the owner (none when the storage already recorded it)."""
+    record = (owner or ProcessIdentity.current()).to_json()
+
+    def owned(trial: optuna.Trial) -> Any:
+        if not isinstance(trial.storage, OwnedJournalStorage):
+            trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, record)
+        return objective(trial)
+
+    return owned
+
+
+def trial_owner(trial: FrozenTrial) -> ProcessIdentity | None:
+    """The recorded owner of ``trial`` (None when it has none)."""
+    return ProcessIdentity.from_json(trial.system_attrs.get(OWNER_ATTR))
+
+
+def recover_orphans(study: optuna.Study, *, max_retry: int | None,
+                    report: Callable[[str], None] | None = None) -> list[tuple[int, int | None]]:
+    """Fail every RUNNING trial whose owner is gone on this machine and enqueue it again.
+
+    Returns ``(failed trial number, retry trial number or None)`` pairs; ``report`` receives one line
+    per orphan. A trial another worker failed first is skipped (the storage refuses the second FAIL),
+    so each orphan is retried once.
+    """
+    recovered: list[tuple[int, int | None]] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial_owner(trial)
+        if owner is None or not owner.is_gone():
+            continue
+        reason = f"WorkerLost: its worker ({owner.describe()}) stopped without finishing it"
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker got there first
+        retry = enqueue_retry(study, storage.get_trial(trial._trial_id), max_retry=max_retry)
+        recovered.append((trial.number, retry))
+        if report is not None:
+            again = f"retried as trial {retry}" if retry is not None else f"not retried (max_retry={max_retry})"
+            report(f"trial {trial.number} was left RUNNING by {owner.describe()}, which is gone: marked FAIL, "
+                   f"{again}")
+    return recovered
+
+
+def enqueue_retry(study: optuna.Study, failed: FrozenTrial, *, max_retry: int | None) -> int | None:
+    """A WAITING copy of ``failed``'s parameters linked to it (Optuna's retry attributes); its number,
+    or None when the configuration was already retried ``max_retry`` times."""
+    history = list(failed.system_attrs.get(RETRY_HISTORY_ATTR, [])) + [failed.number]
+    if max_retry is not None and len(history) > max_retry:
+        return None
+    system_attrs = {FAILED_TRIAL_ATTR: failed.system_attrs.get(FAILED_TRIAL_ATTR, failed.number),
+                    RETRY_HISTORY_ATTR: history}
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=copy.deepcopy(failed.params),
+        distributions=copy.deepcopy(failed.distributions), system_attrs=system_attrs))
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    mine = [t.number for t in waiting if t.system_attrs.get(RETRY_HISTORY_ATTR) == history]
+    return mine[-1] if mine else None

@@ -1,0 +1,231 @@
+"""Journal files after killed writers: a torn last record is cut before the next append (backup kept,
+stderr names the file); a damaged line is refused naming the file and `robust-hpo repair`, which
+recovers it; stale lock files are broken (owner gone, or unchanged past the grace period) and reported;
+opening a storage for reading creates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+from robust_hpo.cli import main
+from robust_hpo.errors import MissingFileError, StorageError
+from robust_hpo.study import ProcessIdentity, StorageSpec, open_journal, repair_journal, scan_journal
+from robust_hpo.study._journal import OwnedLock
+
+
+def _journal_with_trials(path: Path, n: int = 3) -> None:
+    """A study written by plain Optuna (no robust_hpo code): n complete trials."""
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))),
+                                directions=["maximize", "minimize"])
+    for i in range(n):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        study.tell(trial, [i, -i])
+
+
+def _optuna_trials(path: Path) -> list[optuna.trial.FrozenTrial]:
+    """The trials as Optuna's own JournalStorage reads them."""
+    return optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path)))).trials
+
+
+def _tear_last_record(path: Path) -> bytes:
+    """Simulate a write killed midway: the last record loses its second half and its newline."""
+    data = path.read_bytes()
+    start = data.rstrip(b"\n").rfind(b"\n") + 1
+    torn = data[start:start + (len(data) - start) // 2]
+    path.write_bytes(data[:start] + torn)
+    return torn
+
+
+def test_a_torn_last_record_is_cut_before_the_next_append(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "study.log"
+    _journal_with_trials(path)
+    torn = _tear_last_record(path)
+    intact = path.read_bytes()[:-len(torn)]
+    assert scan_journal(path).torn_tail_bytes == len(torn)
+    # Optuna's reader skips the torn record: trial 2 is still RUNNING for it
+    assert [t.state.name for t in _optuna_trials(path)] == ["COMPLETE", "COMPLETE", "RUNNING"]
+
+    storage = StorageSpec(journal=path).open()
+    assert path.read_bytes() == intact + torn  # opening alone writes nothing
+    study = optuna.load_study(study_name="s", storage=storage)
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), [9, -9])
+
+    err = capfd.readouterr().err
+    assert f"{path}: removed a torn last record ({len(torn)} bytes" in err
+    backups = list(tmp_path.glob("study.log.torn-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == torn and str(backups[0]) in err
+    assert path.read_bytes().startswith(intact)
+    assert scan_journal(path).intact
+    states = [t.state.name for t in _optuna_trials(path)]  # Optuna's own JournalStorage loads it
+    assert states == ["COMPLETE", "COMPLETE", "RUNNING", "COMPLETE"]
+
+
+def _glue_after_torn_record(path: Path) -> None:
+    """What robust_hpo did before it checked the tail: plain Optuna appends after a torn record."""
+    _tear_last_record(path)
+    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    study.set_user_attr("after", 1)  # glued onto the torn bytes: Optuna's reader skips the last line
+    with pytest.raises(ValueError, match="Expecting ':' delimiter"):  # the issue's error, naming no file
+        study.set_user_attr("later", 2)  # written, but from now on every plain Optuna read fails
+
+
+def test_a_damaged_journal_is_refused_naming_the_file_and_the_repair(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "study.log"
+    _journal_with_trials(path)
+    _glue_after_torn_record(path)
+    with pytest.raises(ValueError, match="Expecting"):
+        _optuna_trials(path)
+    n_lines = len(path.read_bytes().splitlines())
+    damaged = scan_journal(path).damaged_lines
+    assert damaged == (n_lines - 1,)
+
+    message = rf"the journal {path} is damaged: line {damaged[0]} is not a journal record.*robust-hpo repair {path}"
+    with pytest.raises(StorageError, match=message):
+        StorageSpec(journal=path).open()
+    assert main(["report", "--storage", str(path)]) == 2
+    assert f"robust-hpo repair {path}" in capsys.readouterr().err
+
+    before = path.read_bytes()
+    assert main(["repair", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "recovered 1 record(s) glued to a torn one" in out and ".bak" in out
+    backup = next(tmp_path.glob("study.log.*.bak"))
+    assert backup.read_bytes() == before
+    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    assert study.user_attrs == {"after": 1, "later": 2}  # the glued record is kept
+    assert len(study.trials) == 3
+    assert main(["repair", str(path)]) == 0
+    assert "intact" in capsys.readouterr().out
+
+
+def test_an_append_after_a_damaged_last_line_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "study.log"
+    _journal_with_trials(path)
+    storage = StorageSpec(journal=path).open()
+    with path.open("ab") as handle:
+        handle.write(b'{"op_code":5,"wor{"op_code":4}\n')  # complete line, not a record
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match=rf"the journal {path} ends with a damaged record.*robust-hpo repair"):
+        storage.set_study_user_attr(0, "k", 1)
+    assert path.read_bytes() == before  # nothing written after it
+
+
+def test_repair_drops_unreadable_lines_and_keeps_a_backup(tmp_path: Path) -> None:
+    path = tmp_path / "study.log"
+    _journal_with_trials(path)
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    path.write_bytes(b"".join(lines) + b"garbage\n" + b'{"op_code":2,"worker_id":"w","study_id":0,"user_attr":{"k":1}}\n'
+                     + b'{"op_c')
+    report = repair_journal(path)
+    assert report.dropped == (len(lines) + 1,) and report.torn_bytes == 6 and report.recovered == ()
+    assert report.backup is not None and report.backup.read_bytes().endswith(b'{"op_c')
+    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    assert study.user_attrs == {"k": 1}
+
+
+def _dead_identity() -> ProcessIdentity:
+    """The identity of a process that has exited (and been reaped)."""
+    code = "import json; from robust_hpo.study import ProcessIdentity; print(json.dumps(ProcessIdentity.current().to_json()))"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    identity = ProcessIdentity.from_json(json.loads(out))
+    assert identity is not None and identity.is_gone()
+    return identity
+
+
+def test_a_lock_left_by_a_dead_process_is_broken_at_once(tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    lock_path = Path(f"{journal}.lock")
+    owner = _dead_identity()
+    lock_path.write_text(json.dumps(owner.to_json()))
+    messages: list[str] = []
+    lock = OwnedLock(journal, grace_period=3600, report=messages.append)  # the grace period plays no part
+    assert lock.acquire()
+    assert messages == [f"broke the stale lock file {lock_path} (its owner, {owner.describe()}, is gone)"]
+    assert ProcessIdentity.from_json(json.loads(lock_path.read_text())) == ProcessIdentity.current()
+    lock.release()
+    assert not lock_path.exists()
+
+
+def test_an_ownerless_lock_is_broken_after_the_grace_period(tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    journal.touch()
+    lock_path = Path(f"{journal}.lock")
+    os.symlink(journal, lock_path)  # plain Optuna's lock: a symlink with no owner
+    os.utime(lock_path, (0, 1_000_000_000), follow_symlinks=False)  # unchanged for years
+    messages: list[str] = []
+    lock = OwnedLock(journal, grace_period=10, report=messages.append)
+    assert lock.acquire()
+    assert len(messages) == 1 and messages[0].startswith(f"broke the stale lock file {lock_path} (held by an "
+                                                         "unknown process, unchanged for")
+    lock.release()
+
+
+def test_a_live_owner_is_waited_for_and_reported(tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    lock_path = Path(f"{journal}.lock")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stat = open(f"/proc/{sleeper.pid}/stat").read() if Path("/proc").is_dir() else None
+        started = int(stat[stat.rfind(")") + 2:].split()[19]) if stat else None
+        live = ProcessIdentity(host=ProcessIdentity.current().host, machine=ProcessIdentity.current().machine,
+                               pid=sleeper.pid, started=started)
+        assert not live.is_gone()
+        lock_path.write_text(json.dumps(live.to_json()))
+        messages: list[str] = []
+        lock = OwnedLock(journal, grace_period=1.0, report=messages.append, report_after=0.2)
+        assert lock.acquire()  # the live holder never releases: broken once unchanged for the grace period
+        assert messages[0].startswith(f"waiting for the lock file {lock_path}, held by pid {sleeper.pid}")
+        assert messages[1].startswith(f"broke the stale lock file {lock_path} (held by pid {sleeper.pid}")
+        lock.release()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_the_lock_excludes_plain_optuna_writers(tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    lock = OwnedLock(journal)
+    assert str(lock.path) == JournalFileSymlinkLock(str(journal))._lock_file  # the same lock file name
+    lock.acquire()
+    with pytest.raises(FileExistsError):  # what Optuna's symlink lock does to acquire it
+        os.symlink(journal, lock.path)
+    lock.release()
+
+
+def test_opening_for_reading_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing_db = tmp_path / "missing.db"
+    assert main(["report", "--storage", f"sqlite:///{missing_db}"]) == 2
+    assert f"no SQLite database at {missing_db}" in capsys.readouterr().err
+    assert not missing_db.exists()
+    with pytest.raises(MissingFileError, match="no study storage at"):
+        StorageSpec(journal=tmp_path / "missing.log").open(create=False)
+    assert not (tmp_path / "missing.log").exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(StorageError, match=r"holds no Optuna studies"):
+        StorageSpec(url=f"sqlite:///{empty}").open(create=False)
+    assert empty.stat().st_size == 0
+
+
+def test_journal_errors_name_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "dir.log"
+    folder.mkdir()
+    with pytest.raises(StorageError, match=f"storage {folder} is a directory"):
+        open_journal(folder, create=True)
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(StorageError, match=f"journal {blocked / 'study.log'}"):
+        open_journal(blocked / "study.log", create=True)
