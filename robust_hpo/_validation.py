@@ -78,23 +78,22 @@ class Interval(Constraint):
         return True
 
     def __str__(self) -> str:
-        noun = "integer" if self.kind is Integral else "number"
+        integer = self.kind is Integral
+        article, noun = ("an", "integer") if integer else ("a", "finite number")
         left_closed = self.closed in ("both", "left")
-        if self.right is None and self.left == 0:
-            return f"a non-negative {noun}" if left_closed else f"a positive {noun}"
-        if self.right is None and self.left == 1 and self.kind is Integral and left_closed:
-            return "a positive integer"
+        right_closed = self.closed in ("both", "right")
+        if integer and self.right is None and left_closed and self.left in (0, 1):
+            return "a non-negative integer" if self.left == 0 else "a positive integer"
         if self.right is None and self.left is not None:
-            return f"{'an' if noun == 'integer' else 'a'} {noun} {'≥' if left_closed else '>'} {self.left:g}"
+            return f"{article} {noun} {'>=' if left_closed else '>'} {self.left:g}"
         if self.left is None and self.right is not None:
-            right_closed = self.closed in ("both", "right")
-            return f"{'an' if noun == 'integer' else 'a'} {noun} {'≤' if right_closed else '<'} {self.right:g}"
+            return f"{article} {noun} {'<=' if right_closed else '<'} {self.right:g}"
         if self.left is None:
-            return f"{'an' if noun == 'integer' else 'a'} {noun}"
+            return f"{article} {noun}"
         brackets = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}[self.closed]
         where = "the open interval " if self.closed == "neither" else ""
-        return (f"{'an' if noun == 'integer' else 'a'} {noun} in {where}"
-                f"{brackets[0]}{self.left:g}, {self.right:g}{brackets[1]}")
+        noun = "integer" if integer else "number"
+        return f"{article} {noun} in {where}{brackets[0]}{self.left:g}, {self.right:g}{brackets[1]}"
 
 
 class Options(Constraint):

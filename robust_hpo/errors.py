@@ -16,6 +16,7 @@ Which class when:
 * :class:`SingularHessianError`, :class:`DegenerateSolveError`, :class:`NotConvergedError`,
   :class:`InfluenceSolveError` — the slope is not defined or not computable at this configuration;
   a study records the reason on the trial and fails only that trial.
+* :class:`NotFittedError` — a model was asked for a result before it was fitted.
 * :class:`WeightsUnavailableError` — pretrained weights cannot be downloaded or read.
 * :class:`MissingDependencyError` — an optional extra (e.g. ``robust_hpo[torch]``) is not installed.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "InfluenceSolveError",
     "MissingDependencyError",
     "MissingFileError",
+    "NotFittedError",
     "NotConvergedError",
     "RobustHPOError",
     "SingularHessianError",
@@ -71,6 +73,10 @@ class NotConvergedError(RobustHPOError, ValueError):
 
 class InfluenceSolveError(RobustHPOError, ValueError):
     """The linear solve behind an influence slope failed (indefinite, diverging or not converged)."""
+
+
+class NotFittedError(RobustHPOError, RuntimeError):
+    """A model was asked for a result before ``fit`` was called."""
 
 
 class WeightsUnavailableError(RobustHPOError, RuntimeError):

@@ -19,12 +19,13 @@ For SVMs the hinge curve is piecewise linear in β and the derivative is its rig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 import numpy as np
 from sklearn.base import clone
 
-from robust_hpo._validation import check_betas, flatten_images
+from robust_hpo._validation import Interval, check, check_betas, flatten_images
 from robust_hpo.analysis._common import DEFAULT_BETAS, check_split
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import ValidationError
@@ -65,8 +66,7 @@ def with_tolerance(estimator: Any, tol: float | None) -> Any:
     """
     if tol is None:
         return estimator
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
-        raise ValidationError(f"tol must be a number in (0, 1) or None, got {tol!r}")
+    check("tol", tol, [Interval(Real, 0, 1, closed="neither")])
     est = clone(estimator)
     if "tol" not in est.get_params():
         raise ValidationError(f"{type(estimator).__name__} has no 'tol' parameter; pass tol=None")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from robust_hpo._validation import flatten_images
-from robust_hpo.analysis._common import FamilyLookup, check_split, convex_estimator, lookup
+from robust_hpo.analysis._common import FamilyLookup, check_positive_int, check_split, convex_estimator, lookup
 from robust_hpo.analysis._verify import VerifiedTrial, retrain_poisoned, slope_backdoor_spearman
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import DegenerateSolveError, SingularHessianError, ValidationError
@@ -108,8 +108,7 @@ def paper_grid(split: PoisonedSplit, *, learner: str = "rbf_svm", C: Sequence[fl
 
 def bin_trials(trials: Sequence[VerifiedTrial], *, learner: str, n_bins: int = 6) -> GridResult:
     """Average verified trials of ``learner`` in a log-spaced grid of bins over C (and γ if it has one)."""
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValidationError(f"n_bins must be a positive integer, got {n_bins!r}")
+    check_positive_int("n_bins", n_bins)
     mine = [t for t in trials if t.learner == learner]
     if not mine:
         raise ValidationError(f"no verified trial of learner {learner!r}; verified learners: "

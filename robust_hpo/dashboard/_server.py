@@ -12,11 +12,13 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Mapping
+from numbers import Integral
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from optuna.storages import BaseStorage
 
+from robust_hpo._validation import Interval, check
 from robust_hpo.dashboard._feasible import FeasibleFront
 from robust_hpo.errors import MissingDependencyError, ValidationError
 
@@ -48,8 +50,7 @@ def dashboard_server(storage: BaseStorage, *, host: str = "127.0.0.1", port: int
 
     A busy or forbidden port, or an unknown host, raises :class:`ValidationError` naming it.
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-        raise ValidationError(f"port must be an integer in 0..65535 (0: any free port), got {port!r}")
+    check("port", port, [Interval(Integral, 0, 65535)], note="0: any free port")
     app = dashboard_app(storage, tolerances=tolerances)
     try:
         return make_server(host, port, app, handler_class=_QuietHandler)

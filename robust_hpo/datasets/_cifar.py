@@ -21,7 +21,7 @@ import numpy as np
 
 from robust_hpo.datasets._restricted_pickle import RefusedGlobal, restricted_load
 from robust_hpo.datasets._source import Pool, Source, array_pool
-from robust_hpo.errors import DataFileError
+from robust_hpo.errors import DataFileError, MissingFileError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -43,7 +43,7 @@ def cifar10_source(root: Path, *, download: bool) -> Source:
         _download(root)
         folder = _find(root)
     if folder is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"CIFAR-10 files not found: searched {[str(d) for d in cifar10_dirs(root)]} for {META}, "
             f"{', '.join(TRAIN_BATCHES)} and {TEST_BATCH} (the python version, cifar-10-python.tar.gz, "
             f"extracted). Get them with load_dataset('cifar10', download=True) (needs internet), or "
@@ -57,11 +57,11 @@ def cifar10_source(root: Path, *, download: bool) -> Source:
     present = [b for b in TRAIN_BATCHES if (folder / b).is_file()]
     if present and len(present) != len(TRAIN_BATCHES):
         missing = sorted(set(TRAIN_BATCHES) - set(present))
-        raise FileNotFoundError(f"CIFAR-10 training batches {missing} are missing from {folder}")
+        raise MissingFileError(f"CIFAR-10 training batches {missing} are missing from {folder}")
     train = _read_batches([folder / b for b in present]) if present else None
     test = _read_batches([folder / TEST_BATCH]) if (folder / TEST_BATCH).is_file() else None
     if train is None and test is None:
-        raise FileNotFoundError(f"{folder} has {META} but neither {TRAIN_BATCHES[0]}.. nor {TEST_BATCH}")
+        raise MissingFileError(f"{folder} has {META} but neither {TRAIN_BATCHES[0]}.. nor {TEST_BATCH}")
     ids = tuple(range(10))
     if train is not None and test is not None:
         return Source("cifar10", ids, names_str, train, test, "official")
@@ -140,7 +140,7 @@ def _download(root: Path) -> None:
     try:
         CIFAR10(str(root), train=True, download=True)
     except (RuntimeError, OSError) as exc:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"could not download CIFAR-10 into {root / FOLDER}: {exc}. Without internet, extract "
             f"cifar-10-python.tar.gz into {root}."
         ) from exc

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robust_hpo.errors import ValidationError
+
 #: How the train and test parts of a :class:`Dataset` were formed.
 SPLITS: dict[str, str] = {
     "official": "the dataset's own train and test files",
@@ -40,33 +42,33 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+            raise ValidationError(f"name must be a non-empty string, got {self.name!r}")
         if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {self.split!r}")
+            raise ValidationError(f"split must be one of {sorted(SPLITS)}, got {self.split!r}")
         classes = tuple(self.classes)
         if len(classes) < 2 or len(set(classes)) != len(classes):
-            raise ValueError(f"classes must hold at least two distinct class ids, got {classes!r}")
+            raise ValidationError(f"classes must hold at least two distinct class ids, got {classes!r}")
         if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes):
-            raise ValueError(f"classes must be integer class ids, got {classes!r}")
+            raise ValidationError(f"classes must be integer class ids, got {classes!r}")
         if len(self.class_names) != len(classes):
-            raise ValueError(
+            raise ValidationError(
                 f"class_names must name each of the {len(classes)} classes, got {self.class_names!r}"
             )
         for part in ("train", "test"):
             X, y = getattr(self, f"X_{part}"), getattr(self, f"y_{part}")
             _check_images(f"X_{part}", X)
             if not isinstance(y, np.ndarray) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-                raise ValueError(f"y_{part} must be a 1-D integer array, got {_describe(y)}")
+                raise ValidationError(f"y_{part} must be a 1-D integer array, got {_describe(y)}")
             if y.shape[0] != X.shape[0]:
-                raise ValueError(
+                raise ValidationError(
                     f"y_{part} has {y.shape[0]} labels but X_{part} has {X.shape[0]} images; "
                     "expected equal lengths"
                 )
             unknown = np.setdiff1d(y, np.asarray(classes))
             if unknown.size:
-                raise ValueError(f"y_{part} holds labels {unknown.tolist()} not in classes {classes}")
+                raise ValidationError(f"y_{part} holds labels {unknown.tolist()} not in classes {classes}")
         if self.X_train.shape[1:] != self.X_test.shape[1:]:
-            raise ValueError(
+            raise ValidationError(
                 f"X_train images {self.X_train.shape[1:]} and X_test images {self.X_test.shape[1:]} "
                 "must have the same (C, H, W)"
             )
@@ -84,11 +86,11 @@ def _describe(a: object) -> str:
 
 def _check_images(name: str, X: object) -> None:
     if not isinstance(X, np.ndarray) or X.ndim != 4 or not np.issubdtype(X.dtype, np.floating):
-        raise ValueError(f"{name} must be a float array of shape (n, C, H, W), got {_describe(X)}")
+        raise ValidationError(f"{name} must be a float array of shape (n, C, H, W), got {_describe(X)}")
     if X.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one image, got shape {X.shape}")
+        raise ValidationError(f"{name} must hold at least one image, got shape {X.shape}")
     if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values; expected pixels in [0, 1]")
+        raise ValidationError(f"{name} contains NaN or infinite values; expected pixels in [0, 1]")
     lo, hi = float(X.min()), float(X.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name} values must lie in [0, 1], got range [{lo}, {hi}]")
+        raise ValidationError(f"{name} values must lie in [0, 1], got range [{lo}, {hi}]")

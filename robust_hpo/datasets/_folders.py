@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from robust_hpo.datasets._source import Pool, Source
+from robust_hpo.errors import DataFileError, MissingFileError, ValidationError
 
 DEFAULT_IMAGE_SIZE = 224
 
@@ -37,7 +38,7 @@ _LAYOUT = "root/train/<class>/<image> and root/val/<class>/<image> (or root/test
 def imagefolder_source(root: Path, *, image_size: int | None, name: str = "imagefolder") -> Source:
     """Classes from the folder names under ``root/train``; one pool if there is no val/test folder."""
     if not (root / "train").is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{name}: no folder {root / 'train'}; expected the layout {_LAYOUT}. Point root= at the "
             "folder holding train/."
         )
@@ -52,14 +53,14 @@ def imagefolder_source(root: Path, *, image_size: int | None, name: str = "image
             continue
         found, _ = _classes(part, name)
         if sorted(found) != sorted(classes):
-            raise ValueError(
+            raise ValidationError(
                 f"{name}: class folders differ between {root / 'train'} and {part}: "
                 f"only in train {sorted(set(classes) - set(found))}, only in {part.name} {sorted(set(found) - set(classes))}"
             )
         try:
             samples = make_dataset(str(part), class_to_idx, extensions=IMG_EXTENSIONS)
         except FileNotFoundError as exc:
-            raise FileNotFoundError(f"{name}: {exc} (layout expected: {_LAYOUT})") from exc
+            raise MissingFileError(f"{name}: {exc} (layout expected: {_LAYOUT})") from exc
         pools.append(_file_pool(samples, size, where=str(part)))
     names = tuple(classes)
     ids = tuple(range(len(classes)))
@@ -76,7 +77,7 @@ def imagenette_source(root: Path, *, download: bool, image_size: int | None) -> 
         folder = _find_imagenette(root)
     if folder is None:
         searched = [str(root / f) for f in IMAGENETTE_FOLDERS] + [str(root)]
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Imagenette not found: searched {searched} for train/<wnid>/*.JPEG and val/<wnid>/*.JPEG. "
             "Get it with load_dataset('imagenette', download=True) (needs internet, ~330 MB), or "
             f"extract imagenette2-320.tgz into {root}; point elsewhere with root= or ROBUST_HPO_DATA."
@@ -84,7 +85,7 @@ def imagenette_source(root: Path, *, download: bool, image_size: int | None) -> 
     source = imagefolder_source(folder, image_size=image_size, name="imagenette")
     unknown = [w for w in source.names if w not in IMAGENETTE_CLASSES]
     if unknown:
-        raise ValueError(
+        raise ValidationError(
             f"imagenette: class folders {unknown} in {folder / 'train'} are not Imagenette WordNet ids "
             f"{sorted(IMAGENETTE_CLASSES)}"
         )
@@ -98,7 +99,7 @@ def _classes(folder: Path, name: str) -> tuple[list[str], dict[str, int]]:
     try:
         return find_classes(str(folder))
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{name}: {exc} (layout expected: {_LAYOUT})") from exc
+        raise MissingFileError(f"{name}: {exc} (layout expected: {_LAYOUT})") from exc
 
 
 def _find_imagenette(root: Path) -> Path | None:
@@ -112,7 +113,7 @@ def _download_imagenette(root: Path) -> None:
     import torchvision.datasets
 
     if not hasattr(torchvision.datasets, "Imagenette"):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"this torchvision has no datasets.Imagenette (added in 0.17); extract imagenette2-320.tgz "
             f"from https://github.com/fastai/imagenette into {root} instead"
         )
@@ -120,7 +121,7 @@ def _download_imagenette(root: Path) -> None:
         for split in ("train", "val"):
             torchvision.datasets.Imagenette(str(root), split=split, size="320px", download=True)
     except (RuntimeError, OSError) as exc:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"could not download Imagenette into {root / 'imagenette2-320'}: {exc}. Without internet, "
             f"extract imagenette2-320.tgz into {root}."
         ) from exc
@@ -149,6 +150,6 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
         with Image.open(path) as img:
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{path} is not a readable image (truncated or corrupt): {exc}") from exc
+        raise DataFileError(f"{path} is not a readable image (truncated or corrupt): {exc}") from exc
     rgb = F.center_crop(F.resize(rgb, size, interpolation=InterpolationMode.BILINEAR, antialias=True), [size, size])
     return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)

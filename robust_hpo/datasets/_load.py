@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from robust_hpo.datasets._folders import imagefolder_source, imagenette_source
 from robust_hpo.datasets._mnist import mnist_source
 from robust_hpo.datasets._select import check_count, resolve_classes, split_pool, stratified_choice
 from robust_hpo.datasets._source import Source
+from robust_hpo._validation import Interval, check
+from robust_hpo.errors import ValidationError
 
 #: Environment variable naming the default data directory.
 DATA_ENV = "ROBUST_HPO_DATA"
@@ -32,7 +35,7 @@ _RESIZABLE: frozenset[str] = frozenset({"imagenette", "imagefolder"})
 
 def _imagefolder(root: Path, download: bool, image_size: int | None) -> Source:
     if download:
-        raise ValueError("download=True is not available for 'imagefolder': it reads your own folder")
+        raise ValidationError("download=True is not available for 'imagefolder': it reads your own folder")
     return imagefolder_source(root, image_size=image_size)
 
 
@@ -76,18 +79,16 @@ def load_dataset(
         ``imagefolder``; default 224): shorter side resized to it, then center-cropped.
     """
     if name not in _LOADERS:
-        raise ValueError(f"unknown dataset name {name!r}; expected one of {available_datasets()}")
+        raise ValidationError(f"unknown dataset name {name!r}; expected one of {available_datasets()}")
     check_count("n_train", n_train)
     check_count("n_test", n_test)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check("seed", seed, [Interval(Integral, 0, None)])
     if image_size is not None:
         if name not in _RESIZABLE:
-            raise ValueError(f"image_size applies to {sorted(_RESIZABLE)} only, not to {name!r}")
-        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size <= 0:
-            raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+            raise ValidationError(f"image_size applies to {sorted(_RESIZABLE)} only, not to {name!r}")
+        check("image_size", image_size, [Interval(Integral, 1, None)])
     if root is None and name == "imagefolder":
-        raise ValueError("root is required for 'imagefolder': the folder holding train/ and val/ (or test/)")
+        raise ValidationError("root is required for 'imagefolder': the folder holding train/ and val/ (or test/)")
     root_path = Path(root).expanduser() if root is not None else default_root()
     source = _LOADERS[name](root_path, bool(download), image_size)
     return _assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
@@ -131,5 +132,5 @@ def _assemble(
 def _kept_indices(labels: np.ndarray, kept: np.ndarray, where: str) -> np.ndarray:
     missing = [int(c) for c in kept if not np.any(labels == c)]
     if missing:
-        raise ValueError(f"classes: {missing} have no images in {where}")
+        raise ValidationError(f"classes: {missing} have no images in {where}")
     return np.flatnonzero(np.isin(labels, kept))

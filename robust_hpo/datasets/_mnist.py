@@ -8,7 +8,7 @@ import numpy as np
 
 from robust_hpo.datasets._idx import read_idx
 from robust_hpo.datasets._source import Pool, Source, array_pool
-from robust_hpo.errors import DataFileError
+from robust_hpo.errors import DataFileError, MissingFileError
 
 #: split -> (images file, labels file), each optionally gzip-compressed (``.gz``).
 MNIST_FILES: dict[str, tuple[str, str]] = {
@@ -34,7 +34,7 @@ def mnist_source(root: Path, *, download: bool) -> Source:
         pools = _find_pools(root)
     if pools["train"] is None and pools["test"] is None:
         expected = ", ".join(f"{f}[.gz]" for pair in MNIST_FILES.values() for f in pair)
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MNIST files not found: searched {[str(d) for d in mnist_dirs(root)]} for {expected} "
             "(both t10k files at least). Get them with load_dataset('mnist', download=True) "
             "(needs internet; torchvision places them in root/MNIST/raw), or copy the IDX files into "
@@ -66,7 +66,7 @@ def _find_pools(root: Path) -> dict[str, Pool | None]:
             continue
         if img is None or lab is None:
             found, missing = (img, lab_stem) if lab is None else (lab, img_stem)
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"MNIST {split} split is incomplete: found {found} but not {missing}[.gz] in "
                 f"{[str(d) for d in mnist_dirs(root)]}"
             )
@@ -96,7 +96,7 @@ def _download(root: Path) -> None:
     try:
         MNIST(str(root), train=True, download=True)
     except (RuntimeError, OSError) as exc:  # torchvision: RuntimeError / URLError when offline
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"could not download MNIST into {root / 'MNIST' / 'raw'}: {exc}. Without internet, copy "
             f"the IDX files {[f for pair in MNIST_FILES.values() for f in pair]} (optionally .gz) there."
         ) from exc

@@ -8,8 +8,12 @@ indices are returned in ascending order (the file's order), so a sample never re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral
 
 import numpy as np
+
+from robust_hpo._validation import Interval, check
+from robust_hpo.errors import ValidationError
 
 #: Fraction of a single pool used as the test part when ``n_test`` is not given.
 DEFAULT_TEST_FRACTION = 0.25
@@ -29,7 +33,7 @@ def resolve_classes(
     if classes is None:
         return tuple(int(i) for i in ids), tuple(names)
     if isinstance(classes, (str, bytes, Mapping)) or not isinstance(classes, Iterable):
-        raise ValueError(
+        raise ValidationError(
             f"classes must be a sequence of class ids or names such as (7, 1), got {classes!r}"
         )
     classes = list(classes)
@@ -39,36 +43,33 @@ def resolve_classes(
     for c in classes:
         if isinstance(c, str):
             if c not in by_name:
-                raise ValueError(f"classes: {c!r} is not a class name of {dataset!r}; known: {known}")
+                raise ValidationError(f"classes: {c!r} is not a class name of {dataset!r}; known: {known}")
             chosen.append(by_name[c])
         elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
             if int(c) not in name_of:
-                raise ValueError(f"classes: {c!r} is not a class id of {dataset!r}; known: {known}")
+                raise ValidationError(f"classes: {c!r} is not a class id of {dataset!r}; known: {known}")
             chosen.append(int(c))
         else:
-            raise ValueError(f"classes: {c!r} is neither a class id (int) nor a class name (str)")
+            raise ValidationError(f"classes: {c!r} is neither a class id (int) nor a class name (str)")
     if len(chosen) < 2:
-        raise ValueError(f"classes must name at least two classes, got {tuple(classes)!r}")
+        raise ValidationError(f"classes must name at least two classes, got {tuple(classes)!r}")
     if len(set(chosen)) != len(chosen):
-        raise ValueError(f"classes must not repeat a class, got {tuple(classes)!r}")
+        raise ValidationError(f"classes must not repeat a class, got {tuple(classes)!r}")
     return tuple(chosen), tuple(name_of[c] for c in chosen)
 
 
 def check_count(name: str, value: int | None) -> None:
     """``n_train``/``n_test`` must be ``None`` or a positive int."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    check(name, value, [Interval(Integral, 1, None), None])
 
 
 def stratified_choice(y: np.ndarray, n: int, rng: np.random.Generator, *, name: str, pool: str) -> np.ndarray:
     """Ascending indices of ``n`` points of ``y`` drawn without replacement, stratified by class."""
     labels, counts = np.unique(y, return_counts=True)
     if n > y.shape[0]:
-        raise ValueError(f"{name}={n} is more than the {y.shape[0]} images available in {pool}")
+        raise ValidationError(f"{name}={n} is more than the {y.shape[0]} images available in {pool}")
     if n < labels.size:
-        raise ValueError(
+        raise ValidationError(
             f"{name}={n} is smaller than the number of classes ({labels.size}); "
             "a stratified sample needs at least one image per class"
         )
@@ -103,7 +104,7 @@ def split_pool(
     if n_test is None:
         n_test = max(int(round(DEFAULT_TEST_FRACTION * total)), np.unique(y).size)
     if n_train is not None and n_train + n_test > total:
-        raise ValueError(
+        raise ValidationError(
             f"n_train={n_train} plus n_test={n_test} is more than the {total} images available in {pool} "
             "(train and test are drawn disjointly from it)"
         )

@@ -22,13 +22,15 @@ import re
 import tempfile
 import warnings
 from collections.abc import Callable
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from robust_hpo._validation import Interval, Options, check
 from robust_hpo.datasets._load import default_root
-from robust_hpo.errors import DataFileError, WeightsUnavailableError
+from robust_hpo.errors import DataFileError, ValidationError, WeightsUnavailableError
 
 #: Supported model names -> feature dimension.
 FEATURE_MODELS: dict[str, int] = {
@@ -62,11 +64,9 @@ def extract_features(
         SHA-256 of (image bytes, shape, dtype, model, weights, preprocessing): a repeat call loads
         the file instead of running the network; any change to the inputs makes a new key.
     """
-    if model not in FEATURE_MODELS:
-        raise ValueError(f"model must be one of {sorted(FEATURE_MODELS)}, got {model!r}")
+    check("model", model, [Options(FEATURE_MODELS)])
     X = _check_images(images)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check("batch_size", batch_size, [Interval(Integral, 1, None)])
     weights_enum = _resolve_weights(model, weights)
     preprocess = _default_weights(model).transforms() if weights_enum is None else weights_enum.transforms()
     weights_name = "none(seed=0)" if weights_enum is None else str(weights_enum)
@@ -85,17 +85,17 @@ def extract_features(
 
 def _check_images(images: object) -> np.ndarray:
     if not isinstance(images, np.ndarray) or images.ndim != 4 or not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(
+        raise ValidationError(
             f"images must be a float array of shape (n, C, H, W), got "
             f"{getattr(images, 'shape', type(images).__name__)} {getattr(images, 'dtype', '')}"
         )
     if images.shape[0] == 0:
-        raise ValueError(f"images must hold at least one image, got shape {images.shape}")
+        raise ValidationError(f"images must hold at least one image, got shape {images.shape}")
     if images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have 1 (grayscale) or 3 (RGB) channels, got shape {images.shape}")
+        raise ValidationError(f"images must have 1 (grayscale) or 3 (RGB) channels, got shape {images.shape}")
     X = np.ascontiguousarray(images, dtype=np.float32)
     if not np.all(np.isfinite(X)) or X.min() < 0.0 or X.max() > 1.0:
-        raise ValueError("images must hold finite pixel values in [0, 1]")
+        raise ValidationError("images must hold finite pixel values in [0, 1]")
     return X
 
 
@@ -121,7 +121,7 @@ def _resolve_weights(model: str, weights: object) -> Any:
             return enum.DEFAULT
         if short in names:
             return enum[short]
-    raise ValueError(f"weights must be 'DEFAULT', None or one of {names} for {model!r}, got {weights!r}")
+    raise ValidationError(f"weights must be 'DEFAULT', None or one of {names} for {model!r}, got {weights!r}")
 
 
 def _resolve_device(device: str | None) -> Any:
@@ -132,7 +132,7 @@ def _resolve_device(device: str | None) -> Any:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
+        raise ValidationError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
 
 
 def _build_extractor(model: str, weights: Any, device: Any, progress: bool) -> Any:

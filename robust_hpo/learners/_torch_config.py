@@ -4,17 +4,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from numbers import Integral, Real
 from typing import Any, Literal
 
-import numpy as np
-
+from robust_hpo._validation import BOOLEAN, Interval, Options, check, check_betas, check_params
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners._torch_models import ARCHITECTURES
 from robust_hpo.learners._torch_training import TrainingConfig
-from robust_hpo.slope.networks import DEFAULT_BETAS, InfluenceConfig, check_betas
+from robust_hpo.slope.networks import FD_BETAS, InfluenceConfig
 
 SLOPE_METHODS: tuple[str, ...] = ("influence", "finite-difference")
 
@@ -35,14 +34,10 @@ class NetworkConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValidationError(f"architecture must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
-        for name in ("width", "depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValidationError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.pretrained, bool):
-            raise ValidationError(f"pretrained must be true or false, got {self.pretrained!r}")
+        check_params({"architecture": self.architecture, "width": self.width, "depth": self.depth,
+                      "pretrained": self.pretrained},
+                     {"architecture": [Options(ARCHITECTURES)], "width": [Interval(Integral, 1, None)],
+                      "depth": [Interval(Integral, 1, None)], "pretrained": [BOOLEAN]})
         if self.pretrained and not self.architecture.startswith("resnet"):
             raise ValidationError(f"pretrained weights exist only for resnet18/resnet50, not "
                              f"{self.architecture!r}")
@@ -69,7 +64,7 @@ class NetworkSlopeOptions:
     """
 
     method: Literal["influence", "finite-difference"] = "influence"
-    betas: tuple[float, ...] = DEFAULT_BETAS
+    betas: tuple[float, ...] = FD_BETAS
     damping: float | Literal["auto"] = "auto"
     hessian: Literal["gauss-newton", "exact"] = "gauss-newton"
     last_layers: int | None = None
@@ -79,12 +74,9 @@ class NetworkSlopeOptions:
     solve_dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self) -> None:
-        if self.method not in SLOPE_METHODS:
-            raise ValidationError(f"slope_method must be one of {list(SLOPE_METHODS)}, got {self.method!r}")
-        object.__setattr__(self, "betas", check_betas(self.betas))
-        if self.damping != "auto" and (isinstance(self.damping, bool) or not isinstance(
-                self.damping, int | float) or not (math.isfinite(self.damping) and self.damping >= 0)):
-            raise ValidationError(f"damping must be 'auto' or a finite number >= 0, got {self.damping!r}")
+        check("slope_method", self.method, [Options(SLOPE_METHODS)])
+        object.__setattr__(self, "betas", check_betas(self.betas, include_zero=False))
+        check("damping", self.damping, [Options(["auto"]), Interval(Real, 0, None)])
         self.influence(damping=0.0)  # validates the solver options
 
     def influence(self, *, damping: float, weight_decay: float = 0.0, seed: int = 0) -> InfluenceConfig:

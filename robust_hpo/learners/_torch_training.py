@@ -18,12 +18,15 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robust_hpo._validation import ConstraintSpec, Interval, check_params
 from robust_hpo.errors import ValidationError
 
 
@@ -41,18 +44,16 @@ class TrainingConfig:
     batch_size: int | None = 64
     device: str = "auto"
 
+    constraints: ClassVar[dict[str, ConstraintSpec]] = {
+        "epochs": [Interval(Integral, 1, None)],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None)],
+        "batch_size": [Interval(Integral, 1, None), None],
+    }
+
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int | np.integer) or self.epochs < 1:
-            raise ValidationError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(
-                self.batch_size, int | np.integer) or self.batch_size < 1):
-            raise ValidationError(f"batch_size must be a positive integer or None (full batch), got "
-                             f"{self.batch_size!r}")
-        _check_number("lr", self.lr, low=0.0, low_open=True)
-        _check_number("weight_decay", self.weight_decay, low=0.0)
-        _check_number("momentum", self.momentum, low=0.0)
-        if not self.momentum < 1:
-            raise ValidationError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        check_params({name: getattr(self, name) for name in self.constraints}, self.constraints)
         resolve_device(self.device)
 
     def steps_per_epoch(self, n_clean: int) -> int:
@@ -180,9 +181,3 @@ def _weights(name: str, weights: np.ndarray, n: int) -> np.ndarray:
         raise ValidationError(f"{name} must hold finite weights >= 0")
     return np.ascontiguousarray(arr)
 
-
-def _check_number(name: str, value: object, *, low: float, low_open: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and math.isfinite(value)
-    if not ok or value < low or (low_open and value == low):  # type: ignore[operator]
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        raise ValidationError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Mapping
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
+from robust_hpo._validation import Interval, check
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners._torch_config import (
     PARAM_KEYS,
@@ -227,8 +229,7 @@ class NetworkFamily:
             *, seed: int = 0) -> FittedNetwork:
         """Train on the clean set (β = 0) under ``seed``."""
         config, slope_options = self.configs(params)
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise ValidationError(f"seed must be an integer, got {seed!r}")
+        check("seed", seed, [Interval(Integral, None, None)])
         X = _images("X_clean", X_clean)
         y = np.asarray(y_clean)
         if y.ndim != 1 or len(y) != len(X):

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from robust_hpo._validation import Interval, check
 from robust_hpo.errors import ValidationError
 
 CONSTRAINT_NAME = "clean_accuracy"
@@ -41,10 +43,7 @@ class AccuracyConstraint:
         if len(given) != 1:
             raise ValidationError("give exactly one of min_accuracy or within_best, got "
                              + (" and ".join(given) if given else "neither"))
-        name = given[0]
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ValidationError(f"{name} must be a number in [0, 1], got {value!r}")
+        check(given[0], getattr(self, given[0]), [Interval(Real, 0, 1)])
 
     def threshold(self, accuracy: float, best_so_far: float | None) -> float:
         """The clean accuracy a trial with ``accuracy`` must reach."""

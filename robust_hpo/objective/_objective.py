@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 
+from robust_hpo._validation import Interval, Options, check
 from robust_hpo.attacks import PoisonedSplit, shared_splits
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners import LearnerFamily, get_family
@@ -96,15 +98,13 @@ class BackdoorSlopeObjective:
                  constraint: AccuracyConstraint | None = None, seed: int = 0,
                  aggregate: str = "max") -> None:
         self.splits = _as_named_splits(splits)
-        if aggregate not in AGGREGATES:
-            raise ValidationError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
+        check("aggregate", aggregate, [Options(AGGREGATES)])
         self.aggregate = aggregate
         if not isinstance(space, SearchSpace):
             raise ValidationError(f"space must be a SearchSpace, got {type(space).__name__}")
         if constraint is not None and not isinstance(constraint, AccuracyConstraint):
             raise ValidationError(f"constraint must be an AccuracyConstraint or None, got {type(constraint).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValidationError(f"seed must be an integer, got {seed!r}")
+        check("seed", seed, [Interval(Integral, None, None)])
         self.space = space
         self.constraint = constraint
         self.seed = int(seed)

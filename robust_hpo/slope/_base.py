@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import clone
 
 from robust_hpo._validation import as_finite_2d, as_labels
-from robust_hpo.errors import ValidationError
+from robust_hpo.errors import NotFittedError, ValidationError
 from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._result import SlopeResult, TriggerMargins
 
@@ -183,7 +183,7 @@ class ConvexSlopeModel(ABC):
         (target margins, their derivatives and the clean-test scale).
         """
         if not hasattr(self, "estimator_"):
-            raise RuntimeError("call fit(X_clean, y_clean) before derivative(...)")
+            raise NotFittedError("call fit(X_clean, y_clean) before derivative(...)")
         if isinstance(attacks, (str, bytes)) or not isinstance(attacks, Sequence) or len(attacks) == 0:
             raise ValidationError("attacks must be a non-empty sequence of (X_poison, y_poison, X_trigger, "
                              "y_trigger) tuples")

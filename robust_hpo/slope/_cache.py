@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from robust_hpo._validation import flatten_images
+from robust_hpo.errors import ValidationError
 
 
 class GramCache:
@@ -27,7 +28,7 @@ class GramCache:
 
     def __init__(self, *, max_entries: int = 2, max_primal_features: int = 4096) -> None:
         if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+            raise ValidationError(f"max_entries must be >= 1, got {max_entries}")
         self.max_entries = max_entries
         self.max_primal_features = max_primal_features
         self._entries: OrderedDict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = OrderedDict()

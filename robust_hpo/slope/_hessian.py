@@ -37,7 +37,7 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse.linalg import LinearOperator, cg
 
-from robust_hpo.errors import SingularHessianError
+from robust_hpo.errors import SingularHessianError, ValidationError
 from robust_hpo.slope._cache import GramCache
 
 Space = Literal["auto", "primal", "dual", "cg"]
@@ -81,7 +81,7 @@ class LinearModelHessian:
         self._active: np.ndarray | None = active if active.size < d else None
         self.d = int(active.size)
         if space not in ("auto", "primal", "dual", "cg"):
-            raise ValueError(f"space must be 'auto', 'primal', 'dual' or 'cg', got {space!r}")
+            raise ValidationError(f"space must be 'auto', 'primal', 'dual' or 'cg', got {space!r}")
         q = np.asarray(q, dtype=np.float64)
         self.space: Literal["primal", "dual", "cg"] = choose_space(n, self.d) if space == "auto" else space
         if space == "auto" and self.space == "primal" and np.ptp(q) > 0:

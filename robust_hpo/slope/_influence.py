@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from robust_hpo._validation import as_finite_2d, as_labels
+from robust_hpo.errors import ValidationError
 from robust_hpo.slope._base import ConvexSlopeModel
 from robust_hpo.slope._linear import _LinearModelSlope
 from robust_hpo.slope._svc import SVCSlope
@@ -46,12 +47,12 @@ class TrainingInfluence:
 
     def __init__(self, model: ConvexSlopeModel, *, quantity: Quantity = "loss") -> None:
         if not isinstance(model, ConvexSlopeModel):
-            raise ValueError("model must be a ConvexSlopeModel (robust_hpo.slope.slope_model), "
+            raise ValidationError("model must be a ConvexSlopeModel (robust_hpo.slope.slope_model), "
                              f"got {type(model).__name__}")
         if not hasattr(model, "estimator_"):
-            raise ValueError("model must be fitted: call model.fit(X_clean, y_clean) first")
+            raise ValidationError("model must be fitted: call model.fit(X_clean, y_clean) first")
         if quantity not in QUANTITIES:
-            raise ValueError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
+            raise ValidationError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
         self.model = model
         self.quantity = quantity
 
@@ -61,7 +62,7 @@ class TrainingInfluence:
         Xt = as_finite_2d("X_test", X_test)
         for name, arr in ((names[0], Xa), ("X_test", Xt)):
             if arr.shape[1] != self.model.n_features_:
-                raise ValueError(f"{name} has {arr.shape[1]} features but the model was fitted on "
+                raise ValidationError(f"{name} has {arr.shape[1]} features but the model was fitted on "
                                  f"{self.model.n_features_}")
         ya = self.model.encode(names[1], as_labels(names[1], y, Xa.shape[0], names[0]))
         yt = self.model.encode("y_test", as_labels("y_test", y_test, Xt.shape[0], "X_test"))
@@ -70,7 +71,7 @@ class TrainingInfluence:
     def in_fit(self, X_train: Any, y_train: Any, X_test: Any, y_test: Any) -> np.ndarray:
         Xa, ya, Xt, yt = self._inputs(X_train, y_train, X_test, y_test, ("X_train", "y_train"))
         if Xa.shape[0] != self.model.n_clean_:
-            raise ValueError(f"X_train has {Xa.shape[0]} rows but the model was fitted on {self.model.n_clean_}; "
+            raise ValidationError(f"X_train has {Xa.shape[0]} rows but the model was fitted on {self.model.n_clean_}; "
                              "pass the training set the model was fitted on, in its order")
         if isinstance(self.model, SVCSlope):
             entering = np.zeros(Xa.shape[0], dtype=bool)

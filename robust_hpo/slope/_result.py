@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from robust_hpo.errors import ValidationError
+
 
 def normalised_slope(influence: float) -> float:
     """The paper's Eq. 5: ``-(2/π)·arctan(influence)``, in (-1, 1); near 1 = learns the backdoor fast."""
@@ -39,7 +41,7 @@ class TriggerMargins:
         margin = np.asarray(self.margin, dtype=np.float64).ravel()
         derivative = np.asarray(self.derivative, dtype=np.float64).ravel()
         if margin.shape != derivative.shape or margin.size == 0:
-            raise ValueError(f"margin and derivative must be non-empty and of equal length, got "
+            raise ValidationError(f"margin and derivative must be non-empty and of equal length, got "
                              f"{margin.shape} and {derivative.shape}")
         object.__setattr__(self, "margin", margin)
         object.__setattr__(self, "derivative", derivative)

@@ -27,28 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robust_hpo._validation import check_betas
 from robust_hpo.errors import ValidationError
 from robust_hpo.slope._result import SlopeResult, TriggerMargins, normalised_slope
 from robust_hpo.slope._torch_margins import clean_test_scale, logits_of, margin_change, target_margins
 
-DEFAULT_BETAS: tuple[float, ...] = (0.01,)
+FD_BETAS: tuple[float, ...] = (0.01,)
 """β values retrained by default (one extra training per β): small enough to stay near the
 derivative at 0 for strongly trained networks, large enough to rise far above float32 round-off."""
-
-
-def check_betas(betas: Any) -> tuple[float, ...]:
-    """``betas`` as a sorted tuple of distinct floats in (0, ∞); ``ValidationError`` otherwise."""
-    if isinstance(betas, str | bytes) or not isinstance(betas, Sequence | np.ndarray) or len(betas) == 0:
-        raise ValidationError(f"betas must be a non-empty list of positive numbers, got {betas!r}")
-    values: list[float] = []
-    for beta in betas:
-        if isinstance(beta, bool) or not isinstance(beta, int | float | np.number) or not (
-                math.isfinite(beta) and beta > 0):
-            raise ValidationError(f"betas must hold finite numbers > 0, got {beta!r}")
-        values.append(float(beta))
-    if len(set(values)) != len(values):
-        raise ValidationError(f"betas must be distinct, got {list(betas)!r}")
-    return tuple(sorted(values))
 
 
 def finite_difference_from_losses(loss_at_zero: float, betas: Sequence[float], losses: Sequence[float],
@@ -60,7 +46,7 @@ def finite_difference_from_losses(loss_at_zero: float, betas: Sequence[float], l
     ``margins`` (already differenced) are passed through."""
     if not math.isfinite(loss_at_zero):
         raise ValidationError(f"loss_at_zero must be finite, got {loss_at_zero!r}")
-    check_betas(betas)
+    check_betas(betas, include_zero=False)
     order = np.argsort(np.asarray(betas, dtype=np.float64), kind="stable")
     betas_sorted = [float(betas[i]) for i in order]
     if len(losses) != len(betas):
@@ -94,7 +80,7 @@ def finite_difference_from_losses(loss_at_zero: float, betas: Sequence[float], l
 
 
 def finite_difference_slope(clean_model: nn.Module, retrain: Callable[[float], nn.Module],
-                            X_trigger: Any, y_trigger: Any, *, betas: Sequence[float] = DEFAULT_BETAS,
+                            X_trigger: Any, y_trigger: Any, *, betas: Sequence[float] = FD_BETAS,
                             n_clean: int, n_poison: int, batch_size: int = 1024,
                             X_test: Any = None, y_test: Any = None) -> SlopeResult:
     """Eq. 7 with ``retrain(β)`` returning the network trained with poison weight β.
@@ -103,7 +89,7 @@ def finite_difference_slope(clean_model: nn.Module, retrain: Callable[[float], n
     so the difference measures β and not training noise). ``y_trigger``: target class indices.
     ``X_test``, ``y_test`` (clean test inputs, true class indices; optional): the margins' scale.
     """
-    betas = check_betas(betas)
+    betas = check_betas(betas, include_zero=False)
     if (X_test is None) != (y_test is None):
         raise ValidationError("X_test and y_test must be given together (the clean test set for the "
                               "margins' scale) or not at all")

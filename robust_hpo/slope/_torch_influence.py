@@ -19,17 +19,18 @@ evaluated in ``eval()`` mode (frozen batch-norm statistics), as it is trained.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from numbers import Integral, Real
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robust_hpo._validation import BOOLEAN, ConstraintSpec, Interval, Options, check, check_params
 from robust_hpo.errors import ValidationError
 from robust_hpo.slope._result import SlopeResult, TriggerMargins
 from robust_hpo.slope._torch_cg import InfluenceSolveError, conjugate_gradient
@@ -82,29 +83,23 @@ class InfluenceConfig:
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
 
+    constraints: ClassVar[dict[str, ConstraintSpec]] = {
+        "damping": [Interval(Real, 0, None)],
+        "weight_decay": [Interval(Real, 0, None)],
+        "hessian": [Options(("gauss-newton", "exact"))],
+        "last_layers": [Interval(Integral, 1, None), None],
+        "solver": [Options(("cg", "exact"))],
+        "tol": [Interval(Real, 0, 1, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None)],
+        "hessian_samples": [Interval(Integral, 1, None), None],
+        "chunk_size": [Interval(Integral, 1, None)],
+        "cache_graphs": [BOOLEAN],
+        "dtype": [Options(("float64", "float32"))],
+        "seed": [Interval(Integral, None, None)],
+    }
+
     def __post_init__(self) -> None:
-        for name in ("damping", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and value >= 0):
-                raise ValidationError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.hessian not in ("gauss-newton", "exact"):
-            raise ValidationError(f"hessian must be 'gauss-newton' or 'exact', got {self.hessian!r}")
-        if self.solver not in ("cg", "exact"):
-            raise ValidationError(f"solver must be 'cg' or 'exact', got {self.solver!r}")
-        if self.dtype not in ("float64", "float32"):
-            raise ValidationError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
-        if isinstance(self.tol, bool) or not isinstance(self.tol, int | float) or not 0 < self.tol < 1:
-            raise ValidationError(f"tol must be a number in (0, 1), got {self.tol!r}")
-        for name in ("max_iter", "chunk_size"):
-            _check_positive_int(name, getattr(self, name))
-        for name in ("last_layers", "hessian_samples"):
-            if getattr(self, name) is not None:
-                _check_positive_int(name, getattr(self, name))
-        if not isinstance(self.cache_graphs, bool):
-            raise ValidationError(f"cache_graphs must be True or False, got {self.cache_graphs!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValidationError(f"seed must be an integer, got {self.seed!r}")
+        check_params({name: getattr(self, name) for name in self.constraints}, self.constraints)
 
 
 def influence_slope(model: nn.Module, X_clean: Any, y_clean: Any, X_poison: Any, y_poison: Any,
@@ -377,5 +372,4 @@ def _inputs(x_name: str, X: Any, y_name: str, y: Any) -> tuple[torch.Tensor, tor
 
 
 def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+    check(name, value, [Interval(Integral, 1, None)])

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from robust_hpo.slope._torch_cg import CGSolution, InfluenceSolveError, conjugate_gradient
 from robust_hpo.slope._torch_finite_difference import (
-    DEFAULT_BETAS,
-    check_betas,
+    FD_BETAS,
     finite_difference_from_losses,
     finite_difference_slope,
     triggered_loss,
@@ -26,13 +25,12 @@ from robust_hpo.slope._torch_linearised import LinearisedNetwork
 from robust_hpo.slope._torch_margins import clean_test_scale, logits_of, target_margins
 
 __all__ = [
-    "DEFAULT_BETAS",
+    "FD_BETAS",
     "MAX_EXACT_PARAMETERS",
     "CGSolution",
     "InfluenceConfig",
     "InfluenceSolveError",
     "LinearisedNetwork",
-    "check_betas",
     "clean_test_scale",
     "conjugate_gradient",
     "finite_difference_from_losses",

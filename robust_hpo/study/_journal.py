@@ -40,7 +40,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock  # the lock interface JournalFileBackend takes
 
-from robust_hpo.errors import MissingFileError, StorageError
+from robust_hpo.errors import MissingFileError, StorageError, ValidationError
 from robust_hpo.study._orphans import OwnedJournalStorage
 from robust_hpo.study._owner import ProcessIdentity
 
@@ -73,7 +73,7 @@ class OwnedLock(BaseJournalFileLock):
     def __init__(self, journal: str | Path, *, grace_period: float = DEFAULT_LOCK_GRACE,
                  report: Callable[[str], None] = _stderr, report_after: float = WAIT_REPORT_AFTER) -> None:
         if not grace_period > 0:
-            raise ValueError(f"grace_period must be a positive number of seconds, got {grace_period!r}")
+            raise ValidationError(f"grace_period must be a positive number of seconds, got {grace_period!r}")
         self.path = Path(f"{journal}{LOCK_SUFFIX}")
         self.grace_period = float(grace_period)
         self._report = report

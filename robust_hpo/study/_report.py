@@ -11,12 +11,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from robust_hpo._validation import Interval, check
 from robust_hpo.objective import is_feasible
 from robust_hpo.plots import pareto_figure, write_html
 from robust_hpo.search_space import format_params
@@ -54,8 +56,7 @@ def recommend(trials: Sequence[FrozenTrial], tolerance: float) -> Recommendation
 
     Ties go to the higher clean accuracy, then the lower trial number. ``None`` if no trial is feasible.
     """
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0.0 <= tolerance <= 1.0:
-        raise ValueError(f"tolerance must be a number in [0, 1], got {tolerance!r}")
+    check("tolerance", tolerance, [Interval(Real, 0, 1)])
     feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values and is_feasible(t)]
     if not feasible:
         return None

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from robust_hpo import __version__
+from robust_hpo._validation import check, check_params
 from robust_hpo.attacks import PoisonedSplit, poison_many
 from robust_hpo.datasets import Dataset, load_dataset
 from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError
@@ -43,7 +44,7 @@ from robust_hpo.study._problem import (
     stored_problem,
 )
 from robust_hpo.study._sampling import build_sampler
-from robust_hpo.study._settings import StudyConfig
+from robust_hpo.study._settings import StudyConfig, StudySettings
 from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec
 
 OUTPUT_ROOT = Path("robust_hpo_output")
@@ -177,8 +178,7 @@ def set_threads(threads: int | None, config: StudyConfig) -> bool:
     """
     if threads is None:
         return False
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValidationError(f"threads must be a positive integer, got {threads!r}")
+    check("threads", threads, StudySettings.constraints["threads"])
     threadpool_limits(limits=threads)
     if "torch" not in sys.modules and config.features is None:
         return False
@@ -271,14 +271,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
     timeout = config.study.timeout if timeout is None else timeout
     n_jobs = config.study.n_jobs if n_jobs is None else n_jobs
     seed = config.study.seed if seed is None else seed
-    for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or (value < 1 and not (key == "n_jobs" and value == -1))):
-            raise ValidationError(f"{key} must be a positive integer, got {value!r}")
-    if timeout is not None and not timeout > 0:
-        raise ValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
+    check_params({"n_trials": n_trials, "timeout": timeout, "n_jobs": n_jobs, "seed": seed},
+                 StudySettings.constraints)
     heartbeat = config.study.heartbeat() if heartbeat is None else heartbeat
     location = locate(config, storage=storage, study_name=study_name, output=output)
     set_threads(config.study.threads if threads is None else threads, config)

@@ -18,6 +18,7 @@ import importlib.util
 import time
 import warnings
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage
 
+from robust_hpo._validation import Interval, check
 from robust_hpo.errors import MissingDependencyError, MissingFileError, StorageError, ValidationError
 from robust_hpo.study._journal import open_journal
 
@@ -46,14 +48,11 @@ class Heartbeat:
 
     def __post_init__(self) -> None:
         for key, value in (("heartbeat_interval", self.interval), ("grace_period", self.grace_period)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValidationError(f"{key} must be a positive whole number of seconds, got {value!r}")
+            check(key, value, [Interval(Integral, 1, None)], note="seconds")
         if self.grace_period <= self.interval:
             raise ValidationError(f"grace_period ({self.grace_period} s) must exceed heartbeat_interval "
                                   f"({self.interval} s): a live worker would be taken for dead")
-        if self.max_retry is not None and (isinstance(self.max_retry, bool) or not isinstance(self.max_retry, int)
-                                           or self.max_retry < 0):
-            raise ValidationError(f"max_retry must be a non-negative integer, got {self.max_retry!r}")
+        check("max_retry", self.max_retry, [Interval(Integral, 0, None), None])
 
     def retry_callback(self) -> Any:
         """Optuna's retry callback for stale trials (``None`` when ``max_retry`` is 0)."""

@@ -15,7 +15,6 @@ from robust_hpo.slope.networks import (
     InfluenceConfig,
     InfluenceSolveError,
     LinearisedNetwork,
-    check_betas,
     conjugate_gradient,
     finite_difference_from_losses,
     finite_difference_slope,
@@ -407,15 +406,15 @@ def test_influence_does_not_modify_the_model():
 @pytest.mark.parametrize("kwargs, message", [
     ({"damping": -1.0}, "damping must be a finite number >= 0"),
     ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0"),
-    ({"hessian": "fisher"}, "hessian must be 'gauss-newton' or 'exact'"),
-    ({"solver": "lissa"}, "solver must be 'cg' or 'exact'"),
-    ({"dtype": "float16"}, "dtype must be 'float64' or 'float32'"),
+    ({"hessian": "fisher"}, r"hessian must be one of \['gauss-newton', 'exact'\], got 'fisher'"),
+    ({"solver": "lissa"}, r"solver must be one of \['cg', 'exact'\]"),
+    ({"dtype": "float16"}, r"dtype must be one of \['float64', 'float32'\]"),
     ({"tol": 0}, "tol must be a number in"),
     ({"max_iter": 0}, "max_iter must be a positive integer"),
     ({"last_layers": 0}, "last_layers must be a positive integer"),
     ({"hessian_samples": -5}, "hessian_samples must be a positive integer"),
     ({"chunk_size": 1.5}, "chunk_size must be a positive integer"),
-    ({"cache_graphs": "yes"}, "cache_graphs must be True or False"),
+    ({"cache_graphs": "yes"}, "cache_graphs must be true or false"),
 ])
 def test_influence_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -501,20 +500,6 @@ def test_triggered_loss_and_fd_slope_against_numpy():
     expected = (by_hand(np.array(W1))[0] - by_hand(np.array(W0))[0]) / 0.2
     assert result.derivative == pytest.approx(expected, rel=1e-6)
     assert result.details["backdoor_accuracy"] == [pytest.approx(by_hand(np.array(W1))[1])]
-
-
-@pytest.mark.parametrize("betas, message", [
-    ([], "betas must be a non-empty list"),
-    ("0.1", "betas must be a non-empty list"),
-    ([0.0], "betas must hold finite numbers > 0"),
-    ([-0.1], "betas must hold finite numbers > 0"),
-    ([float("inf")], "betas must hold finite numbers > 0"),
-    ([True], "betas must hold finite numbers > 0"),
-    ([0.1, 0.1], "betas must be distinct"),
-])
-def test_betas_errors(betas, message):
-    with pytest.raises(ValueError, match=message):
-        check_betas(betas)
 
 
 def test_finite_difference_input_errors():

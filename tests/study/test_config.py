@@ -105,7 +105,7 @@ def test_invalid_toml_is_named(tmp_path: Path) -> None:
      "search.fake_net.width.low must be an integer for type 'int'"),
     (('name = "t"', 'name = "t"\nn_trials = 0'), "study.n_trials must be a positive integer, got 0"),
     (('name = "t"', 'name = "t"\nn_trials = 5.5'), "study.n_trials must be a positive integer, got 5.5"),
-    (('name = "t"', 'name = "t"\ntimeout = -1'), "study.timeout must be a positive number, got -1"),
+    (('name = "t"', 'name = "t"\ntimeout = -1'), "study.timeout must be a finite number > 0, got -1"),
     (('name = "t"', 'name = "t"\nsampler = "cmaes"'), "study.sampler must be one of"),
     (('name = "t"', 'name = "t"\nseed = -1'), "study.seed must be a non-negative integer, got -1"),
     (('name = "t"', 'name = "t"\nn_jobs = 0'), "study.n_jobs must be a positive integer or -1, got 0"),
