@@ -34,8 +34,10 @@ from robust_hpo.objective import (
     FAIL_EXCEPTIONS,
     AccuracyConstraint,
     BackdoorSlopeObjective,
+    TrialRecord,
     aggregate_slopes,
     evaluate_threats,
+    trial_record,
 )
 from robust_hpo.search_space import SearchSpace
 from robust_hpo.slope import (
@@ -68,6 +70,7 @@ __all__ = [
     "SingularHessianError",
     "SlopeResult",
     "ThreatModel",
+    "TrialRecord",
     "Trigger",
     "ValidationError",
     "aggregate_slopes",
@@ -87,6 +90,7 @@ __all__ = [
     "register_family",
     "slope_model",
     "target_labels",
+    "trial_record",
     "verify_study",
     "__version__",
 ]

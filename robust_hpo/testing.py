@@ -2,8 +2,11 @@
 
 * ``FakeFamily``: a learner family with hand-computable scores: predicts ``classes[1]`` when an
   image's mean pixel is ≥ ``threshold`` (else ``classes[0]``); its backdoor derivative is ``-C``
-  (so influence = -C/m and slope = (2/π)·atan(C/m)); ``fit`` raises ``ValueError`` when
-  ``C > fail_above``. :data:`FAKE`, :data:`FLAKY` and :data:`NET` are instances;
+  (so influence = -C/m and slope = (2/π)·atan(C/m)); with ``margins`` (default) each triggered
+  point's target margin is ``τ_t·(mean pixel − threshold)`` (τ_t = +1 when the target is
+  ``classes[1]``), its β-derivative ``C/10`` and the scale 1 (:func:`expected_margins`); ``fit``
+  raises ``ValueError`` when ``C > fail_above``. :data:`FAKE`, :data:`FLAKY` and :data:`NET` (no
+  margins, like a plugin family returning a bare ``SlopeResult``) are instances;
   :func:`register_fakes` makes them known by name (study files name them).
 * :func:`tiny_split`: a 4×4-pixel :class:`~robust_hpo.attacks.PoisonedSplit` with a corner trigger.
 * :func:`make_backdoor_problem`: a two-class feature problem with a trigger feature.
@@ -26,7 +29,7 @@ from optuna.trial import TrialState, create_trial
 
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.learners import register_family
-from robust_hpo.slope import SlopeResult
+from robust_hpo.slope import SlopeResult, TriggerMargins
 
 __all__ = [
     "FAKE",
@@ -36,6 +39,7 @@ __all__ = [
     "FakeFamily",
     "FakeFitted",
     "expected_accuracy",
+    "expected_margins",
     "expected_slope",
     "make_backdoor_problem",
     "register_fakes",
@@ -45,12 +49,11 @@ __all__ = [
     "tiny_split",
 ]
 
-
 class FakeFitted:
     fit_seconds = 0.0
 
-    def __init__(self, C: float, threshold: float, classes: tuple[int, int]) -> None:
-        self.C, self.threshold, self.classes = C, threshold, classes
+    def __init__(self, C: float, threshold: float, classes: tuple[int, int], margins: bool = True) -> None:
+        self.C, self.threshold, self.classes, self.margins = C, threshold, classes, margins
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         means = np.asarray(X).reshape(len(X), -1).mean(axis=1)
@@ -58,15 +61,29 @@ class FakeFitted:
 
     def backdoor_slope(self, X_poison: np.ndarray, y_poison: np.ndarray,
                        X_trigger: np.ndarray, y_trigger: np.ndarray) -> SlopeResult:
+        margins = None
+        if self.margins:
+            margin, derivative = expected_margins(X_trigger, y_trigger, C=self.C, threshold=self.threshold,
+                                                  classes=self.classes)
+            margins = TriggerMargins(margin, derivative, scale=1.0)
         return SlopeResult.from_derivative(-self.C, n_poison=len(y_poison), n_clean=0,
-                                           n_trigger=len(y_trigger), method="fake", loss="none")
+                                           n_trigger=len(y_trigger), method="fake", loss="none", margins=margins)
+
+
+def expected_margins(X_trigger: np.ndarray, y_trigger: np.ndarray, *, C: float, threshold: float,
+                     classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The fake's trigger margins and their β-derivatives, by hand (see the module docstring)."""
+    means = np.asarray(X_trigger, dtype=np.float64).reshape(len(X_trigger), -1).mean(axis=1)
+    tau = np.where(np.asarray(y_trigger) == classes[1], 1.0, -1.0)
+    return tau * (means - threshold), np.full(len(means), C / 10.0)
 
 
 class FakeFamily:
     def __init__(self, name: str, *, fail_above: float | None = None,
-                 space: Mapping[str, BaseDistribution] | None = None) -> None:
+                 space: Mapping[str, BaseDistribution] | None = None, margins: bool = True) -> None:
         self.name = name
         self.fail_above = fail_above
+        self.margins = margins
         self._space = dict(space) if space is not None else {
             "C": FloatDistribution(1e-2, 1e2, log=True), "threshold": FloatDistribution(0.0, 1.0)}
         self.fit_calls: list[dict[str, Any]] = []
@@ -81,7 +98,7 @@ class FakeFamily:
         if self.fail_above is not None and C > self.fail_above:
             raise ValueError(f"C={C:.3g} is too large for {self.name}")
         classes = tuple(int(c) for c in np.unique(y_clean))
-        return FakeFitted(C, float(params.get("threshold", 0.5)), classes)  # type: ignore[arg-type]
+        return FakeFitted(C, float(params.get("threshold", 0.5)), classes, self.margins)  # type: ignore[arg-type]
 
 
 def expected_slope(C: float, m: int) -> float:
@@ -134,7 +151,7 @@ FAKE = FakeFamily("fake")
 FLAKY = FakeFamily("flaky", fail_above=1.0)
 NET = FakeFamily("fake_net", space={
     "epochs": IntDistribution(1, 50), "width": IntDistribution(8, 512, log=True),
-    "C": FloatDistribution(1e-2, 1e2, log=True)})
+    "C": FloatDistribution(1e-2, 1e2, log=True)}, margins=False)
 
 
 def register_fakes() -> None:

@@ -20,8 +20,7 @@ Grids over (C, γ) (the paper's Fig. 8) are in :mod:`robust_hpo.analysis` too (`
 ``bin_trials``).
 
 Trials are read as ``params = {"learner": name, "<name>.<hp>": value}`` (the plugin's layout) or
-``{"learner": name, "<hp>": value}``; the slope is the objective named ``"slope"`` (else the second
-objective, else the user attribute ``"slope"``).
+``{"learner": name, "<hp>": value}``; their numbers through :func:`robust_hpo.objective.trial_record`.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from robust_hpo._validation import flatten_images
 from robust_hpo.analysis._common import FamilyLookup, check_fraction, check_split, lookup
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import ValidationError
-from robust_hpo.objective import DEFAULT_ATTACK, DEFAULT_TOLERANCE, SLOPE_ATTR_PREFIX
+from robust_hpo.objective import DEFAULT_ATTACK, DEFAULT_TOLERANCE, trial_record
 from robust_hpo.search_space import format_config, format_values, learner_config
 
 WORST = "worst"
@@ -105,11 +104,12 @@ class VerifiedTrial:
 
 
 def trial_slope(trial: FrozenTrial, metric_names: Sequence[str] | None = None) -> float:
-    """The trial's normalised slope: objective ``"slope"``, else the 2nd objective, else user attr ``"slope"``."""
-    value = _trial_metric(trial, metric_names, "slope", position=1)
+    """The trial's normalised slope (aggregated over its attacks), from its record
+    (:func:`robust_hpo.objective.trial_record`; the objective named ``"slope"`` in older studies)."""
+    value = trial_record(trial, metric_names).slope
     if value is None:
-        raise ValidationError(f"trial {trial.number} has no slope: expected an objective named 'slope', two "
-                         "objectives (clean accuracy, slope) or a user attribute 'slope'")
+        raise ValidationError(f"trial {trial.number} has no slope: expected a robust_hpo record, an objective "
+                              "named 'slope' or two objectives (clean accuracy, slope)")
     return value
 
 
@@ -117,8 +117,7 @@ def trial_attack(trial: FrozenTrial, names: Sequence[str], choice: str = WORST) 
     """The attack (one of ``names``, the study's attacks) a trial is analysed on.
 
     ``choice`` is an attack name, or ``"worst"``: the attack that decided the trial's objective (the
-    one with the largest slope, recorded as the user attribute ``worst_attack``; the only attack of a
-    single-attack study).
+    record's ``worst_attack``; the only attack of a single-attack study).
     """
     names = list(names)
     if not names:
@@ -129,7 +128,7 @@ def trial_attack(trial: FrozenTrial, names: Sequence[str], choice: str = WORST) 
         return choice
     if len(names) == 1:
         return names[0]
-    worst = trial.user_attrs.get("worst_attack")
+    worst = trial_record(trial).worst_attack
     if worst not in names:
         raise ValidationError(f"trial {trial.number} records no worst attack among {names}; name one")
     return str(worst)
@@ -137,32 +136,15 @@ def trial_attack(trial: FrozenTrial, names: Sequence[str], choice: str = WORST) 
 
 def attack_slope(trial: FrozenTrial, attack: str, n_attacks: int,
                  metric_names: Sequence[str] | None = None) -> float:
-    """The trial's normalised slope for ``attack``: the user attribute ``slope:<attack>`` in a study of
-    several attacks, the trial's slope (:func:`trial_slope`) otherwise."""
+    """The trial's normalised slope for ``attack`` (its record's per-attack slope) in a study of several
+    attacks, the trial's slope (:func:`trial_slope`) otherwise."""
     if n_attacks > 1:
-        value = trial.user_attrs.get(f"{SLOPE_ATTR_PREFIX}{attack}")
-        if value is None:
-            raise ValidationError(f"trial {trial.number} has no slope for attack {attack!r} "
-                                  f"(user attribute {SLOPE_ATTR_PREFIX}{attack})")
-        return float(value)
+        return trial_record(trial, metric_names).attack_slope(attack)
     return trial_slope(trial, metric_names)
 
 
 def _clean_accuracy(trial: FrozenTrial, metric_names: Sequence[str] | None) -> float | None:
-    return _trial_metric(trial, metric_names, "clean_accuracy", position=0)
-
-
-def _trial_metric(trial: FrozenTrial, metric_names: Sequence[str] | None, name: str,
-                  position: int) -> float | None:
-    """Objective ``name`` (by metric name), else objective ``position`` of two, else user attr ``name``."""
-    values = trial.values or []
-    names = list(metric_names) if metric_names else []
-    if name in names and len(values) == len(names):
-        return float(values[names.index(name)])
-    if len(values) == 2:
-        return float(values[position])
-    value = trial.user_attrs.get(name)
-    return float(value) if value is not None else None
+    return trial_record(trial, metric_names).clean_accuracy
 
 
 def slope_backdoor_spearman(slopes: Sequence[float],

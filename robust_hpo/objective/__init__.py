@@ -1,9 +1,17 @@
-"""The drop-in Optuna objective (clean accuracy ↑, backdoor slope ↓), its accuracy constraint, and the
-aggregation of several attacks' slopes into one objective value."""
+"""The drop-in Optuna objective (clean accuracy ↑, backdoor slope ↓ or another robustness measure), its
+accuracy constraint, the aggregation of several attacks into one objective value, what a trial
+records (:func:`trial_record` reads it) and the recommendation (:func:`recommend`)."""
 
 from __future__ import annotations
 
-from robust_hpo.objective._aggregate import AGGREGATES, Aggregate, aggregate_slopes, evaluate_threats
+from robust_hpo.objective._aggregate import (
+    AGGREGATES,
+    QUANTITIES,
+    Aggregate,
+    aggregate_quantity,
+    aggregate_slopes,
+    evaluate_threats,
+)
 from robust_hpo.objective._constraint import (
     CONSTRAINT_NAME,
     DEFAULT_TOLERANCE,
@@ -16,9 +24,18 @@ from robust_hpo.objective._constraint import (
 from robust_hpo.objective._objective import (
     DEFAULT_ATTACK,
     FAIL_EXCEPTIONS,
-    SLOPE_ATTR_PREFIX,
     BackdoorSlopeObjective,
     Evaluation,
+)
+from robust_hpo.objective._record import (
+    MARGIN_QUANTITIES,
+    OBJECTIVES,
+    RECORD_ATTR,
+    RECORD_FORMAT,
+    AttackRecord,
+    TrialRecord,
+    trial_record,
+    trial_records,
 )
 
 __all__ = [
@@ -28,14 +45,23 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "FAIL_EXCEPTIONS",
     "LEGACY_CONSTRAINTS_KEY",
-    "SLOPE_ATTR_PREFIX",
+    "MARGIN_QUANTITIES",
+    "OBJECTIVES",
+    "QUANTITIES",
+    "RECORD_ATTR",
+    "RECORD_FORMAT",
     "AccuracyConstraint",
     "Aggregate",
+    "AttackRecord",
     "BackdoorSlopeObjective",
     "Evaluation",
+    "TrialRecord",
+    "aggregate_quantity",
     "aggregate_slopes",
     "best_clean_accuracy",
     "evaluate_threats",
     "is_feasible",
     "record_constraint",
+    "trial_record",
+    "trial_records",
 ]

@@ -21,10 +21,14 @@ from robust_hpo.errors import ValidationError
 from robust_hpo.learners import FittedLearner
 from robust_hpo.slope import ConvexSlopeModel, SlopeResult
 
-__all__ = ["AGGREGATES", "Aggregate", "aggregate_slopes", "evaluate_threats"]
+__all__ = ["AGGREGATES", "QUANTITIES", "Aggregate", "aggregate_quantity", "aggregate_slopes", "evaluate_threats"]
 
 AGGREGATES: tuple[str, ...] = ("max", "mean")
 """How the per-attack normalised slopes combine into one objective: worst case (default) or mean."""
+
+QUANTITIES: tuple[str, ...] = ("slope", "baseline_backdoor_accuracy", "predicted_backdoor_accuracy",
+                               "normalised_margin")
+"""The per-attack quantities :func:`aggregate_quantity` combines (each: larger = less robust)."""
 
 
 def evaluate_threats(fitted: FittedLearner,
@@ -107,15 +111,32 @@ class Aggregate:
 
 def aggregate_slopes(results: Mapping[str, SlopeResult], how: str = "max") -> Aggregate:
     """Combine per-attack normalised slopes: ``"max"`` (worst case) or ``"mean"``."""
+    return aggregate_quantity(results, "slope", how)
+
+
+def aggregate_quantity(results: Mapping[str, SlopeResult], quantity: str, how: str = "max") -> Aggregate:
+    """Combine one quantity of every attack's result (``"slope"``, ``"predicted_backdoor_accuracy"``,
+    ``"baseline_backdoor_accuracy"`` or ``"normalised_margin"``; larger = less robust for each):
+    ``"max"`` (worst case; ``worst`` names the attack attaining it, the first on ties) or ``"mean"``.
+
+    Raises ``ValidationError`` when an attack's value is missing (a result without margins) or not finite.
+    """
     if how not in AGGREGATES:
         raise ValidationError(f"how must be one of {list(AGGREGATES)}, got {how!r}")
+    if quantity not in QUANTITIES:
+        raise ValidationError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
     if not isinstance(results, Mapping) or not results:
         raise ValidationError("results must be a non-empty {attack name: SlopeResult} mapping")
-    slopes = {name: float(r.slope) for name, r in results.items()}
-    for name, value in slopes.items():
-        if not math.isfinite(value):
-            raise ValidationError(f"results[{name!r}].slope is not finite ({value!r})")
+    values: dict[str, float] = {}
+    for name, r in results.items():
+        value = getattr(r, quantity)
+        if value is None:
+            raise ValidationError(f"attack {name!r}: the {r.method!r} slope gives no {quantity.replace('_', ' ')} "
+                                  "(no trigger margins); choose the objective 'slope' for this learner")
+        if not math.isfinite(float(value)):
+            raise ValidationError(f"results[{name!r}].{quantity} is not finite ({value!r})")
+        values[name] = float(value)
     if how == "max":
-        worst = max(slopes, key=slopes.__getitem__)
-        return Aggregate(value=slopes[worst], how=how, worst=worst, per_attack=slopes)
-    return Aggregate(value=statistics.fmean(slopes.values()), how=how, per_attack=slopes)
+        worst = max(values, key=values.__getitem__)
+        return Aggregate(value=values[worst], how=how, worst=worst, per_attack=values)
+    return Aggregate(value=statistics.fmean(values.values()), how=how, per_attack=values)

@@ -81,6 +81,7 @@ def record_constraint(trial: optuna.Trial, value: float) -> None:
 
     Optuna 5 reads both forms (``trial.constraints`` then shows ``{"0": v, "clean_accuracy": v}``,
     the same value twice, so feasibility is unchanged); optuna-dashboard 0.21 reads only the list.
+    Two storage writes; the list form goes once the dashboard adapter computes feasibility itself.
     """
     value = float(value)
     if not math.isfinite(value):

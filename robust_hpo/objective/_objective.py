@@ -4,6 +4,10 @@ One trial = one learner configuration fitted once on the clean training set (β 
 accuracy, and the normalised backdoor learning slope ``−(2/π)·arctan(dL/dβ / m)`` for each attack
 (no poisoned retraining). With several attacks the reported slope aggregates the per-attack slopes:
 the worst (largest) one by default (``aggregate="max"``), or their mean (``"mean"``).
+
+The second objective is the paper's slope by default; ``objective="predicted_backdoor_accuracy"``
+or ``"normalised_margin"`` (from the same solve, :attr:`robust_hpo.slope.SlopeResult.margins`)
+replace it, still minimised. What a trial records: :mod:`robust_hpo.objective._record`.
 """
 
 from __future__ import annotations
@@ -24,26 +28,34 @@ from robust_hpo._validation import Interval, Options, check
 from robust_hpo.attacks import PoisonedSplit, shared_splits
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners import LearnerFamily, get_family
-from robust_hpo.objective._aggregate import AGGREGATES, aggregate_slopes, evaluate_threats
+from robust_hpo.objective._aggregate import AGGREGATES, Aggregate, aggregate_quantity, evaluate_threats
 from robust_hpo.objective._constraint import AccuracyConstraint, record_constraint
+from robust_hpo.objective._record import (
+    MARGIN_QUANTITIES,
+    OBJECTIVES,
+    RECORD_ATTR,
+    RECORD_FORMAT,
+    failure_record,
+    jsonable,
+)
 from robust_hpo.search_space import SearchSpace
 from robust_hpo.slope import SlopeResult
 
 FAIL_EXCEPTIONS: tuple[type[Exception], ...] = (ValueError, ArithmeticError, np.linalg.LinAlgError)
-"""Errors that fail one trial (reason kept in user attr ``fail_reason``) but not the study:
+"""Errors that fail one trial (reason kept in the trial's record, ``fail_reason``) but not the study:
 pass them as ``study.optimize(..., catch=FAIL_EXCEPTIONS)``. ``ArithmeticError`` covers
 ``FloatingPointError``; ``LinAlgError`` is a ``ValueError`` subclass in NumPy ≥ 2 but listed for clarity."""
 
 DEFAULT_ATTACK = "attack"
 """The name a single :class:`PoisonedSplit` is given."""
 
-SLOPE_ATTR_PREFIX = "slope:"
-"""With several attacks, each attack's normalised slope is the user attr ``slope:<attack name>``."""
-
-
 @dataclass(frozen=True)
 class Evaluation:
-    """What one configuration scored: accuracy, the aggregated slope, and every attack's result."""
+    """What one configuration scored: accuracy, every attack's result, and their aggregates.
+
+    ``objective`` names the second objective (one of :data:`OBJECTIVES`); :attr:`value` is it
+    aggregated over the attacks as ``aggregate`` says, :attr:`values` the pair a trial returns.
+    """
 
     learner: str
     params: dict[str, Any]
@@ -53,20 +65,30 @@ class Evaluation:
     predict_seconds: float
     slope_seconds: dict[str, float] = field(default_factory=dict)
     aggregate: str = "max"
+    objective: str = "slope"
+
+    def combined(self, quantity: str) -> Aggregate:
+        """``quantity`` of every attack, aggregated (raises ``ValidationError`` when one is missing)."""
+        return aggregate_quantity(self.slopes, quantity, self.aggregate)
 
     @property
     def worst_attack(self) -> str:
-        """The attack with the largest normalised slope (the first on ties)."""
-        return max(self.slopes, key=lambda name: self.slopes[name].slope)
+        """The attack with the largest value of the objective's quantity (the first on ties)."""
+        return max(self.slopes, key=lambda name: getattr(self.slopes[name], self.objective))
 
     @property
     def slope(self) -> float:
         """The per-attack normalised slopes aggregated as ``aggregate`` says (max: the worst attack's)."""
-        return aggregate_slopes(self.slopes, self.aggregate).value
+        return self.combined("slope").value
+
+    @property
+    def value(self) -> float:
+        """The second objective: the objective's quantity aggregated over the attacks."""
+        return self.combined(self.objective).value
 
     @property
     def values(self) -> tuple[float, float]:
-        return (self.clean_accuracy, self.slope)
+        return (self.clean_accuracy, self.value)
 
 
 class BackdoorSlopeObjective:
@@ -80,26 +102,29 @@ class BackdoorSlopeObjective:
     training and test sets (one fit, one slope per attack through
     :func:`robust_hpo.objective.evaluate_threats`; the objective is ``aggregate`` of the slopes:
     ``"max"``, the worst case, by default, or ``"mean"``).
+    ``objective`` chooses the second objective (:data:`OBJECTIVES`): ``"slope"`` (default, the
+    paper's), ``"predicted_backdoor_accuracy"`` or ``"normalised_margin"``; all are minimised, and
+    :attr:`metric_names` is ``("clean_accuracy", objective)``.
     Learner families are looked up by name in the registry unless given in ``families``.
 
-    Each completed trial records user attrs: ``derivative`` (dL/dβ of the mean triggered-test loss),
-    ``influence`` (derivative / m), ``n_poison``, ``fit_seconds``, ``slope_seconds``, ``attack`` (the
-    attack's description), ``details`` (slope method, loss, damping, n_clean, n_trigger,
-    predict_seconds), and with several attacks ``slope:<name>`` (each attack's normalised slope),
-    ``worst_attack`` and ``attacks`` (per-attack summaries); the learner is the ``learner``
-    parameter. A failed trial records ``fail_reason``.
+    Each trial makes at most three storage writes of its own: one JSON user attribute
+    :data:`RECORD_ATTR` (everything: slope, derivative, influence, margins-based quantities, exactness,
+    timings, per-attack numbers, the attack's description; ``fail_reason`` on failure) and, with a
+    constraint, :func:`~robust_hpo.objective.record_constraint` (two forms). Read it back with :func:`robust_hpo.objective.trial_record`.
     """
 
     directions: tuple[StudyDirection, StudyDirection] = (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE)
-    metric_names: tuple[str, str] = ("clean_accuracy", "slope")
 
     def __init__(self, splits: PoisonedSplit | Mapping[str, PoisonedSplit], *, space: SearchSpace,
                  families: Mapping[str, LearnerFamily] | None = None,
                  constraint: AccuracyConstraint | None = None, seed: int = 0,
-                 aggregate: str = "max") -> None:
+                 aggregate: str = "max", objective: str = "slope") -> None:
         self.splits = _as_named_splits(splits)
         check("aggregate", aggregate, [Options(AGGREGATES)])
         self.aggregate = aggregate
+        if objective not in OBJECTIVES:
+            raise ValidationError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        self.objective = objective
         if not isinstance(space, SearchSpace):
             raise ValidationError(f"space must be a SearchSpace, got {type(space).__name__}")
         if constraint is not None and not isinstance(constraint, AccuracyConstraint):
@@ -113,12 +138,17 @@ class BackdoorSlopeObjective:
             name: given[name] if name in given else get_family(name) for name in space.learner_names}
 
     @property
+    def metric_names(self) -> tuple[str, str]:
+        """``("clean_accuracy", <objective>)``: name the study's values with ``study.set_metric_names``."""
+        return ("clean_accuracy", self.objective)
+
+    @property
     def search_space(self) -> dict[str, BaseDistribution]:
         """Every trial parameter's distribution (conditional ones included), as OptunaHub expects."""
         return self.space.distributions()
 
     def evaluate(self, params: Mapping[str, Any]) -> tuple[float, float]:
-        """(clean accuracy, slope) of flat trial params such as ``FrozenTrial.params``; records nothing."""
+        """(clean accuracy, objective) of flat trial params such as ``FrozenTrial.params``; records nothing."""
         learner, own = self.space.split_params(params)
         return self.evaluate_config(learner, own).values
 
@@ -149,50 +179,57 @@ class BackdoorSlopeObjective:
             if not (math.isfinite(result.slope) and math.isfinite(result.derivative)):
                 raise FloatingPointError(f"attack {name!r}: the slope is not finite "
                                          f"(derivative={result.derivative!r})")
-        return Evaluation(learner=learner, params=dict(params), clean_accuracy=accuracy, slopes=slopes,
-                          fit_seconds=fit_seconds, predict_seconds=predict_seconds,
-                          slope_seconds=slope_seconds, aggregate=self.aggregate)
+        evaluation = Evaluation(learner=learner, params=dict(params), clean_accuracy=accuracy, slopes=slopes,
+                                fit_seconds=fit_seconds, predict_seconds=predict_seconds,
+                                slope_seconds=slope_seconds, aggregate=self.aggregate, objective=self.objective)
+        evaluation.value  # noqa: B018 - a missing quantity (no margins) fails here, before anything is recorded
+        return evaluation
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         learner, params = self.space.suggest(trial)
         try:
             evaluation = self.evaluate_config(learner, params)
         except FAIL_EXCEPTIONS as exc:
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr(RECORD_ATTR, failure_record(exc))
             raise
-        for key, value in self.user_attrs(evaluation).items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr(RECORD_ATTR, self.record(evaluation))
         if self.constraint is not None:
             record_constraint(trial, self.constraint.value(evaluation.clean_accuracy, trial.study))
         return evaluation.values
 
-    def user_attrs(self, evaluation: Evaluation) -> dict[str, Any]:
-        """The JSON-ready attributes a trial records for ``evaluation`` (worst attack's numbers).
+    def record(self, evaluation: Evaluation) -> dict[str, Any]:
+        """The JSON-ready record a trial stores for ``evaluation`` (format: :mod:`robust_hpo.objective._record`).
 
-        Few keys on purpose: every attribute is one storage write (a journal file fsyncs each).
+        One attribute on purpose: every attribute is one storage write (a journal file fsyncs each,
+        a database makes a round trip).
         """
         worst = evaluation.worst_attack
-        result = evaluation.slopes[worst]
-        attrs: dict[str, Any] = {
-            "derivative": result.derivative,
-            "influence": result.influence,
-            "n_poison": result.n_poison,
+        combined: dict[str, float | None] = {}
+        for quantity in ("slope", *MARGIN_QUANTITIES):
+            try:
+                combined[quantity] = evaluation.combined(quantity).value
+            except ValidationError:  # an attack without margins (networks, finite differences)
+                combined[quantity] = None
+        record: dict[str, Any] = {
+            "format": RECORD_FORMAT,
+            "objective": evaluation.objective,
+            "aggregate": evaluation.aggregate,
+            "worst_attack": worst,
+            **combined,
+            "exact": all(r.exact for r in evaluation.slopes.values()),
             "fit_seconds": evaluation.fit_seconds,
-            "slope_seconds": evaluation.slope_seconds[worst],
-            "attack": _jsonable(self.splits[worst].attack),
-            "details": {"slope_method": result.method, "loss": result.loss, "damping": result.damping,
-                        "n_clean": result.n_clean, "n_trigger": result.n_trigger,
-                        "predict_seconds": evaluation.predict_seconds},
+            "predict_seconds": evaluation.predict_seconds,
+            "slope_seconds": sum(evaluation.slope_seconds.values()),
+            "attack": self.splits[worst].attack,
+            "attacks": {name: {"slope": r.slope, "derivative": r.derivative, "influence": r.influence,
+                               "n_poison": r.n_poison, "n_clean": r.n_clean, "n_trigger": r.n_trigger,
+                               "method": r.method, "loss": r.loss, "damping": r.damping, "exact": r.exact,
+                               "slope_seconds": evaluation.slope_seconds[name],
+                               **{q: getattr(r, q) for q in MARGIN_QUANTITIES},
+                               "details": r.details}
+                        for name, r in evaluation.slopes.items()},
         }
-        if len(self.splits) > 1:
-            attrs["aggregate"] = evaluation.aggregate
-            attrs.update({f"{SLOPE_ATTR_PREFIX}{name}": r.slope for name, r in evaluation.slopes.items()})
-            attrs["worst_attack"] = worst
-            attrs["attacks"] = {
-                name: {"slope": r.slope, "derivative": r.derivative, "influence": r.influence,
-                       "n_poison": r.n_poison, "slope_seconds": evaluation.slope_seconds[name]}
-                for name, r in evaluation.slopes.items()}
-        return attrs
+        return jsonable(record)
 
 
 def _as_named_splits(splits: PoisonedSplit | Mapping[str, PoisonedSplit]) -> dict[str, PoisonedSplit]:
@@ -206,18 +243,3 @@ def _as_named_splits(splits: PoisonedSplit | Mapping[str, PoisonedSplit]) -> dic
         if len(split.y_test) == 0:
             raise ValidationError(f"splits[{name!r}] has no clean test points; expected at least one")
     return named
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with NumPy scalars/arrays and tuples turned into JSON types (storage-safe)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)

@@ -4,7 +4,7 @@
 attribute :data:`PROBLEM_ATTR`; :func:`config_from_problem` reads it back through the study-file
 parser itself (the stored form is the study file's tables), so
 ``config_from_problem(stored_problem(c))`` has the same data, attacks, features, options, search
-space, constraint, aggregate and report tolerance as ``c``. :func:`problem_differences` names the
+space, constraint, aggregate, objective and report tolerance as ``c``. :func:`problem_differences` names the
 sections in which two problems differ (resuming, or analysing with an edited study file, is refused
 then).
 
@@ -16,6 +16,7 @@ Format 3 (this version)::
      "location": {"data_root", "features_cache_dir", "features_batch_size"},   # where / how computed
      "attacks": [{trigger, fraction, target, seed, <trigger parameters>, [name]}, ...],
      "aggregate": "max" | "mean",
+     "objective": "slope" | "predicted_backdoor_accuracy" | "normalised_margin",   # absent: "slope"
      "search": {learner: {param: optuna distribution JSON}},
      "options": {learner: {option: value}},
      "features": {model, weights} | null,
@@ -63,6 +64,7 @@ IDENTITY: dict[str, str] = {
     "data": "[data]",
     "attacks": "[[attacks]]",
     "aggregate": "[study] aggregate",
+    "objective": "[study] objective",
     "search": "[search]",
     "options": "[options]",
     "features": "[features]",
@@ -125,6 +127,7 @@ def stored_problem(config: StudyConfig, *, content: Mapping[str, Any] | None = N
                      "features_batch_size": features.batch_size if features is not None else None},
         "attacks": [attack.table() for attack in config.attacks],
         "aggregate": config.study.aggregate,
+        "objective": config.study.objective,
         "search": {learner: {p: distribution_to_json(d) for p, d in params.items()}
                    for learner, params in config.search.space().learners.items()},
         "options": {k: dict(v) for k, v in config.options.items() if v},
@@ -159,6 +162,7 @@ def upgrade(stored: Mapping[str, Any]) -> dict[str, Any]:
                      "features_batch_size": None},
         "attacks": attacks,
         "aggregate": stored.get("aggregate", "max"),
+        "objective": "slope",
         "search": stored.get("search", {}),
         "options": stored.get("options", {}),
         "features": features,
@@ -210,7 +214,8 @@ def _study_file(problem: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The study-file tables of a (current-format) stored problem."""
     location = problem.get("location", {})
     raw: dict[str, Any] = {
-        "study": {"name": name, "aggregate": problem.get("aggregate", "max")},
+        "study": {"name": name, "aggregate": problem.get("aggregate", "max"),
+                  "objective": problem.get("objective", "slope")},
         "data": _without_none({**problem["data"], "root": location.get("data_root")}),
         "attacks": [dict(a) for a in problem["attacks"]],
         "search": {"learners": list(problem["search"])},

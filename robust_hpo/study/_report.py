@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from robust_hpo._validation import Interval, check
-from robust_hpo.objective import is_feasible
+from robust_hpo.objective import RECORD_ATTR, is_feasible, trial_records
 from robust_hpo.plots import pareto_figure, write_html
 from robust_hpo.search_space import format_params
 
@@ -93,33 +93,46 @@ def summarize(study: optuna.Study) -> str:
     return f"{len(trials)} trials: {', '.join(parts)}"
 
 
-def write_trials_csv(study: optuna.Study, path: str | Path) -> Path:
-    """Every trial as a row: number, state, values, feasibility, params_*, user_attrs_*, system times.
+RECORD_COLUMNS: tuple[str, ...] = (
+    "slope", "predicted_backdoor_accuracy", "baseline_backdoor_accuracy", "normalised_margin", "exact",
+    "local_only", "worst_attack", "derivative", "influence", "n_poison", "method", "fit_seconds",
+    "predict_seconds", "slope_seconds", "fail_reason")
+"""The columns ``trials.csv`` takes from each trial's record (:func:`robust_hpo.objective.trial_record`)."""
 
-    Columns follow ``study.trials_dataframe()``'s naming; dict/list attributes are JSON text.
+
+def write_trials_csv(study: optuna.Study, path: str | Path) -> Path:
+    """Every trial as a row: number, state, values, feasibility, system times, ``params_*``, the
+    record's quantities (:data:`RECORD_COLUMNS`; ``slope:<attack>`` per attack when there are several),
+    the attack's description and any other user attribute as ``user_attrs_*`` (dicts as JSON text).
+
+    Value columns follow ``study.trials_dataframe()``'s naming (``values_clean_accuracy``, ...).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     names = _metric_names(study)
+    records = trial_records(trials, study.metric_names)
     params = sorted({k for t in trials for k in t.params})
-    attrs = sorted({k for t in trials for k in t.user_attrs})
+    attacks = sorted({a for r in records for a in r.attacks}) if any(len(r.attacks) > 1 for r in records) else []
+    attrs = sorted({k for t in trials for k in t.user_attrs if k != RECORD_ATTR})
     header = (["number", "state", *[f"values_{n}" for n in names], "feasible", "constraint",
                "datetime_start", "datetime_complete", "duration_seconds"]
-              + [f"params_{p}" for p in params] + [f"user_attrs_{a}" for a in attrs])
+              + [f"params_{p}" for p in params] + list(RECORD_COLUMNS) + [f"slope:{a}" for a in attacks]
+              + ["attack"] + [f"user_attrs_{a}" for a in attrs])
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for t in trials:
+        for t, record in zip(trials, records, strict=True):
             values = list(t.values) if t.values is not None else [None] * len(names)
-            constraints = t.constraints
             duration = t.duration.total_seconds() if t.duration is not None else None
-            row = [t.number, t.state.name, *values,
-                   is_feasible(t) if t.state == TrialState.COMPLETE else None,
-                   max(constraints.values()) if constraints else None,
+            row = [t.number, t.state.name, *values, record.feasible, record.constraint,
                    t.datetime_start.isoformat() if t.datetime_start else None,
                    t.datetime_complete.isoformat() if t.datetime_complete else None, duration]
             row += [t.params.get(p) for p in params]
+            row += [_cell(getattr(record, column)) if record.complete or column == "fail_reason" else None
+                    for column in RECORD_COLUMNS]
+            row += [_cell(record.attacks[a].slope) if a in record.attacks else None for a in attacks]
+            row += [_cell(record.attack)]
             row += [_cell(t.user_attrs.get(a)) for a in attrs]
             writer.writerow(["" if v is None else v for v in row])
     return path

@@ -33,7 +33,7 @@ from robust_hpo._validation import check, check_params
 from robust_hpo.attacks import PoisonedSplit, poison_many
 from robust_hpo.datasets import Dataset, load_dataset
 from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError
-from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective
+from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, trial_record
 from robust_hpo.study._features import featurize_splits
 from robust_hpo.study._orphans import recover_orphans, with_owner
 from robust_hpo.study._problem import (
@@ -159,11 +159,12 @@ def build_split(config: StudyConfig, attack: str | None = None) -> PoisonedSplit
 def build_objective(config: StudyConfig, split: PoisonedSplit | dict[str, PoisonedSplit] | None = None, *,
                     progress: bool = False) -> BackdoorSlopeObjective:
     """The objective for ``config`` (building the splits if not given); learner fits use ``[data] seed``,
-    families carry their ``[options.<learner>]``, slopes combine as ``[study] aggregate``."""
+    families carry their ``[options.<learner>]``, attacks combine as ``[study] aggregate``, and the
+    second objective is ``[study] objective``."""
     splits = split if split is not None else build_splits(config, progress=progress)
     return BackdoorSlopeObjective(splits, space=config.search.space(), families=config.families(),
                                   constraint=config.constraint, seed=config.data.seed,
-                                  aggregate=config.study.aggregate)
+                                  aggregate=config.study.aggregate, objective=config.study.objective)
 
 
 def set_threads(threads: int | None, config: StudyConfig) -> bool:
@@ -260,7 +261,7 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
 
     ``None`` arguments fall back to the study file; with both a trial count and a timeout the run
     stops at whichever comes first (Optuna's rule). Trials failing with one of ``FAIL_EXCEPTIONS``
-    are recorded as FAILED (``fail_reason`` attribute) and the study continues; ``on_failure`` is
+    are recorded as FAILED (``fail_reason`` in the trial's record) and the study continues; ``on_failure`` is
     called with each. Optuna's own per-trial log lines are silenced during the run. ``threads``
     (default ``[study] threads``) sets torch's intra-op threads when torch is in use. ``heartbeat``
     (default: ``[study]``'s settings) applies to RDB storages; on the others, trials left RUNNING by
@@ -335,5 +336,5 @@ def print_failure(trial: FrozenTrial) -> None:
     """One line on stderr per failed trial (through tqdm so a progress bar stays intact)."""
     from tqdm import tqdm
 
-    reason = trial.user_attrs.get("fail_reason", "no reason recorded")
+    reason = trial_record(trial).fail_reason or "no reason recorded"
     tqdm.write(f"trial {trial.number} failed: {reason}", file=sys.stderr)

@@ -21,7 +21,7 @@ from robust_hpo._validation import BOOLEAN, NON_EMPTY_STRING, ConstraintSpec, In
 from robust_hpo.attacks import POLICIES, TRIGGERS, ThreatModel, trigger_class
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners import get_family
-from robust_hpo.objective import AGGREGATES, DEFAULT_TOLERANCE, AccuracyConstraint
+from robust_hpo.objective import AGGREGATES, DEFAULT_TOLERANCE, OBJECTIVES, AccuracyConstraint
 from robust_hpo.search_space import SearchSpace
 from robust_hpo.study._sampling import SAMPLERS
 from robust_hpo.study._storage import Heartbeat
@@ -41,7 +41,9 @@ def _validate(settings: Any, section: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class StudySettings:
-    """``[study]``: which study, where it is stored, and how long and how to sample."""
+    """``[study]``: which study, where it is stored, how long and how to sample, and the second objective
+    (``objective``: the paper's ``"slope"`` by default, or ``"predicted_backdoor_accuracy"`` /
+    ``"normalised_margin"`` from the same solve; always minimised)."""
 
     constraints: ClassVar[dict[str, ConstraintSpec]] = {
         "name": [NON_EMPTY_STRING],
@@ -52,6 +54,7 @@ class StudySettings:
         "sampler": [Options(SAMPLERS)],
         "n_jobs": [_POSITIVE, Options([-1])],
         "aggregate": [Options(AGGREGATES)],
+        "objective": [Options(OBJECTIVES)],
         "threads": [_POSITIVE, None],
         "heartbeat_interval": [_POSITIVE],
         "grace_period": [_POSITIVE],
@@ -66,6 +69,7 @@ class StudySettings:
     sampler: str = "tpe"
     n_jobs: int = 1
     aggregate: str = "max"
+    objective: str = "slope"
     threads: int | None = None
     heartbeat_interval: int = Heartbeat.interval
     grace_period: int = Heartbeat.grace_period

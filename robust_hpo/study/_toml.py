@@ -1,6 +1,6 @@
 """Study files (TOML): strict parsing into the settings of :mod:`robust_hpo.study._settings`.
 
-Sections: ``[study]`` (name, storage, n_trials, timeout, seed, sampler, n_jobs, aggregate, threads),
+Sections: ``[study]`` (name, storage, n_trials, timeout, seed, sampler, n_jobs, aggregate, objective, threads),
 ``[data]`` (dataset, classes, n_train, n_test, seed, root, download, image_size), ``[attack]``
 (trigger, fraction, target, seed and the trigger's own keys, see ``robust_hpo.attacks.TRIGGERS``)
 *or* ``[[attacks]]`` (several such tables, each with an optional ``name``), ``[search]`` (learners,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+
 from sklearn.linear_model import RidgeClassifier
 
 from robust_hpo.analysis import VERIFY_ATTR_PREFIX
@@ -17,6 +18,7 @@ from robust_hpo.attacks import InvisibleGrid, ThreatModel, poison_many
 from robust_hpo.cli import main
 from robust_hpo.datasets import load_dataset
 from robust_hpo.study import StorageSpec, load_study_config, pareto_trials, recommend, run_study
+from robust_hpo.objective import trial_record
 
 STUDY = """
 [study]
@@ -79,8 +81,8 @@ def test_curves_from_the_storage_print_each_trials_stored_slope(stored, tmp_path
     front = pareto_trials(study)
     assert front
     for trial in front:
-        worst = trial.user_attrs["worst_attack"]
-        assert trial.values[1] == trial.user_attrs[f"slope:{worst}"]
+        worst = trial_record(trial).worst_attack
+        assert trial.values[1] == trial_record(trial).attack_slope(worst)
         line = next(l for l in out.splitlines() if l.startswith(f"trial {trial.number}:") and "slope " in l)
         assert f"on attack '{worst}'" in line
         printed = float(re.search(r": slope (-?\d+\.\d+)", line).group(1))
@@ -91,7 +93,7 @@ def test_curves_from_the_storage_print_each_trials_stored_slope(stored, tmp_path
                  "--trial", str(trial.number), "--attack", "grid-5"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if "slope " in l and "on attack 'grid-5'" in l)
     printed = float(re.search(r": slope (-?\d+\.\d+)", line).group(1))
-    assert printed == pytest.approx(trial.user_attrs["slope:grid-5"], abs=5e-5)
+    assert printed == pytest.approx(trial_record(trial).attack_slope("grid-5"), abs=5e-5)
 
 
 def test_explain_from_the_storage_uses_the_stored_attack_and_tolerance(stored, tmp_path, capsys):
@@ -100,7 +102,7 @@ def test_explain_from_the_storage_uses_the_stored_attack_and_tolerance(stored, t
     out = capsys.readouterr().out
     chosen = recommend(pareto_trials(study), 0.05).trial  # the study's [report] tolerance
     assert f"trial {chosen.number}:" in out
-    assert f"explained on attack '{chosen.user_attrs['worst_attack']}'" in out
+    assert f"explained on attack '{trial_record(chosen).worst_attack}'" in out
     assert "inside the trigger patch" not in out  # a grid has no patch window
     assert (tmp_path / "explain_maps.html").is_file()
     assert main(["report", "--storage", str(journal), "--output", str(tmp_path)]) == 0
@@ -119,7 +121,7 @@ def test_verify_from_the_storage_retrains_on_each_trials_attack(stored, tmp_path
     assert sorted(records) == [t.number for t in study.trials if t.state.name == "COMPLETE"]
     for trial in study.trials:
         record = records[trial.number]
-        worst = trial.user_attrs["worst_attack"]
+        worst = trial_record(trial).worst_attack
         assert record["attack"] == worst and record["slope"] == trial.values[1]
         split = splits[worst]
         est = RidgeClassifier(alpha=1.0 / (2.0 * trial.params["ridge.C"]))

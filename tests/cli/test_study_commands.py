@@ -16,11 +16,13 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
 import pytest
+
 from optuna.trial import TrialState
 
 from robust_hpo.dashboard import dashboard_app
 from robust_hpo.cli import main
 from robust_hpo.study import StorageSpec
+from robust_hpo.objective import RECORD_ATTR, trial_record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,11 +75,12 @@ def test_run_writes_study_html_csv_then_resumes(tmp_path: Path, capsys: pytest.C
     assert study.metric_names == ["clean_accuracy", "slope"]
     first = study.trials[0]
     assert first.state == TrialState.COMPLETE
-    assert {"derivative", "influence", "fit_seconds", "slope_seconds", "n_poison", "attack"} <= set(first.user_attrs)
-    assert first.user_attrs["attack"]["trigger"] == {"kind": "badnets", "size": 2, "position": "bottom-right",
-                                                     "seed": 0}
-    assert first.user_attrs["attack"]["fraction"] == 0.1
-    assert first.user_attrs["n_poison"] == 6  # 10 % of 60
+    record = trial_record(first)
+    assert set(first.user_attrs) == {RECORD_ATTR} and not record.legacy
+    assert record.derivative is not None and record.fit_seconds >= 0 and record.slope_seconds > 0
+    assert record.attack["trigger"] == {"kind": "badnets", "size": 2, "position": "bottom-right", "seed": 0}
+    assert record.attack["fraction"] == 0.1
+    assert record.n_poison == 6  # 10 % of 60
     assert set(first.constraints) == {"0", "clean_accuracy"}
     assert len(_csv_rows(out / "trials.csv")) == 6
 
@@ -146,7 +149,7 @@ def test_study_is_readable_through_optuna_dashboards_api(served_study: str) -> N
     for trial in detail["trials"]:
         assert len(trial["constraints"]) == 1  # the list form optuna-dashboard 0.21 reads
         assert (trial["constraints"][0] <= 0) == (trial["values"][0] >= 0.8)
-        assert "derivative" in {attr["key"] for attr in trial["user_attrs"]}
+        assert RECORD_ATTR in {attr["key"] for attr in trial["user_attrs"]}
 
 
 FLAKY = SMALL.replace('learners = ["logistic", "ridge"]', 'learners = ["flaky"]').replace(
@@ -163,7 +166,7 @@ def test_failed_fit_is_recorded_and_the_study_continues(tmp_path: Path, capsys: 
     assert len(study.trials) == 8 and failed and complete
     for trial in failed:
         assert trial.params["flaky.C"] > 1.0
-        reason = trial.user_attrs["fail_reason"]
+        reason = trial_record(trial).fail_reason
         assert reason.startswith("ValueError: C=") and reason.endswith("is too large for flaky")
         assert f"trial {trial.number} failed: ValueError: C=" in stderr
     assert all(t.params["flaky.C"] <= 1.0 for t in complete)

@@ -1,5 +1,5 @@
-"""The drop-in objective: values against independent computations, samplers, attributes, failures,
-the accuracy constraint in both recorded forms, several attacks, and bad inputs."""
+"""The drop-in objective: values against independent computations, samplers, the trial record, failures,
+the accuracy constraint, several attacks, and bad inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import optuna
 import pytest
-from robust_hpo.testing import FAKE, FLAKY, expected_accuracy, expected_slope, tiny_split
+from robust_hpo.testing import FAKE, FLAKY, expected_accuracy, expected_margins, expected_slope, tiny_split
 from optuna.distributions import FloatDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
@@ -19,9 +19,11 @@ from robust_hpo.objective import (
     CONSTRAINT_NAME,
     FAIL_EXCEPTIONS,
     LEGACY_CONSTRAINTS_KEY,
+    RECORD_ATTR,
     AccuracyConstraint,
     BackdoorSlopeObjective,
     is_feasible,
+    trial_record,
 )
 from robust_hpo.search_space import LEARNER_PARAM, SearchSpace
 from robust_hpo.slope import backdoor_slope
@@ -90,24 +92,79 @@ def test_create_study_and_optimize_just_work(sampler: str) -> None:
         assert trial.values == pytest.approx(list(objective.evaluate(trial.params)))
         C = trial.params["fake.C"]
         m = len(split.y_poison)
-        assert trial.user_attrs["derivative"] == pytest.approx(-C)
-        assert trial.user_attrs["influence"] == pytest.approx(-C / m)
-        assert trial.values[1] == pytest.approx(-2 / math.pi * math.atan(trial.user_attrs["influence"]))
+        record = trial_record(trial)
+        assert record.derivative == pytest.approx(-C)
+        assert record.influence == pytest.approx(-C / m)
+        assert trial.values[1] == pytest.approx(-2 / math.pi * math.atan(record.influence))
     assert study.best_trials
 
 
-def test_user_attrs_recorded() -> None:
+def test_one_record_attribute() -> None:
     split = tiny_split()
     study = optuna.create_study(directions=_objective().directions)
-    study.optimize(_objective(splits=split), n_trials=2)
-    attrs = study.trials[0].user_attrs
-    assert set(attrs) == {"derivative", "influence", "n_poison", "fit_seconds", "slope_seconds", "attack",
-                          "details"}
-    assert attrs["n_poison"] == len(split.y_poison)
-    assert attrs["attack"] == {"trigger": {"name": "corner", "value": 1.0}, "fraction": 0.1, "pixels": [3, 3]}
-    assert attrs["details"]["n_trigger"] == len(split.y_trigger)
-    assert attrs["details"]["slope_method"] == "fake"
-    assert attrs["fit_seconds"] >= 0.0 and attrs["slope_seconds"] >= 0.0
+    study.enqueue_trial({"fake.C": 2.0, "fake.threshold": 0.45})
+    study.optimize(_objective(splits=split), n_trials=1)
+    trial = study.trials[0]
+    assert set(trial.user_attrs) == {RECORD_ATTR}
+    record = trial_record(trial)
+    assert record.n_poison == len(split.y_poison) and record.method == "fake"
+    assert record.attack == {"trigger": {"name": "corner", "value": 1.0}, "fraction": 0.1, "pixels": [3, 3]}
+    assert record.attacks["attack"].n_trigger == len(split.y_trigger)
+    assert record.fit_seconds >= 0.0 and record.slope_seconds >= 0.0 and record.predict_seconds >= 0.0
+    assert record.exact and record.objective == "slope" and record.slope == trial.values[1]
+    assert record.clean_accuracy == trial.values[0] and record.feasible is True
+    # the margins-based quantities, against the fake's hand-computed margins
+    margin, derivative = expected_margins(split.X_trigger, split.y_trigger, C=2.0, threshold=0.45,
+                                          classes=split.classes)
+    assert record.baseline_backdoor_accuracy == pytest.approx(np.mean(margin > 0))
+    assert record.predicted_backdoor_accuracy == pytest.approx(np.mean(margin + derivative > 0))
+    assert record.normalised_margin == pytest.approx(np.mean(margin + derivative))
+    assert 0 < record.baseline_backdoor_accuracy < record.predicted_backdoor_accuracy < 1
+
+
+def test_real_learner_record_matches_the_slope_api() -> None:
+    """Logistic regression: the record's margins-based quantities are the slope API's on the same fit."""
+    split = tiny_split(1, n=80, n_test=40)
+    objective = BackdoorSlopeObjective(split, space=SearchSpace.from_families([get_family("logistic")]))
+    study = optuna.create_study(directions=objective.directions)
+    study.enqueue_trial({"logistic.C": 5.0})
+    study.optimize(objective, n_trials=1)
+    record = trial_record(study.trials[0])
+    reference = backdoor_slope(LogisticRegression(C=5.0, max_iter=2000), split)
+    assert record.slope == pytest.approx(reference.slope, rel=1e-6)
+    for quantity in ("baseline_backdoor_accuracy", "predicted_backdoor_accuracy", "normalised_margin"):
+        assert getattr(record, quantity) == pytest.approx(getattr(reference, quantity), rel=1e-6), quantity
+    assert record.exact is True and record.method == reference.method
+
+
+class _CountingStorage(optuna.storages.InMemoryStorage):
+    """In-memory storage counting every write per trial (Optuna's own included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: dict[str, int] = {}
+
+    def _count(self, kind: str) -> None:
+        self.writes[kind] = self.writes.get(kind, 0) + 1
+
+    def set_trial_user_attr(self, trial_id, key, value):  # noqa: ANN001, ANN201
+        self._count("user_attr")
+        return super().set_trial_user_attr(trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id, key, value):  # noqa: ANN001, ANN201
+        self._count("system_attr")
+        return super().set_trial_system_attr(trial_id, key, value)
+
+
+@pytest.mark.parametrize("constraint", [None, AccuracyConstraint(min_accuracy=0.8)])
+def test_at_most_three_attribute_writes_per_trial(constraint: AccuracyConstraint | None) -> None:
+    storage = _CountingStorage()
+    objective = _objective(constraint=constraint)
+    study = optuna.create_study(directions=objective.directions, storage=storage,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=5)
+    assert storage.writes.get("user_attr", 0) == 5
+    assert storage.writes.get("system_attr", 0) == (10 if constraint is not None else 0)  # named + list form
 
 
 def test_optunahub_style_generic_call() -> None:
@@ -132,8 +189,9 @@ def test_failed_fit_fails_the_trial_with_its_reason_and_the_study_continues() ->
     study.optimize(objective, n_trials=6, catch=FAIL_EXCEPTIONS)
     first, second = study.trials[:2]
     assert first.state == TrialState.FAIL
-    assert first.user_attrs["fail_reason"] == "ValueError: C=50 is too large for flaky"
-    assert second.state == TrialState.COMPLETE and "fail_reason" not in second.user_attrs
+    assert trial_record(first).fail_reason == "ValueError: C=50 is too large for flaky"
+    assert set(first.user_attrs) == {RECORD_ATTR}
+    assert second.state == TrialState.COMPLETE and trial_record(second).fail_reason is None
     assert len(study.trials) == 6
 
 
@@ -156,7 +214,7 @@ def test_non_finite_slope_fails_the_trial() -> None:
                                        families={"fake": NanFamily()})
     study.optimize(objective, n_trials=1, catch=FAIL_EXCEPTIONS)
     assert study.trials[0].state == TrialState.FAIL
-    assert study.trials[0].user_attrs["fail_reason"].startswith("FloatingPointError: attack 'attack'")
+    assert trial_record(study.trials[0]).fail_reason.startswith("FloatingPointError: attack 'attack'")
 
 
 def test_unexpected_errors_stop_the_study() -> None:
@@ -252,9 +310,11 @@ def test_several_attacks_worst_case() -> None:
     trial = study.trials[0]
     m = len(strong.y_poison)
     assert trial.values[1] == pytest.approx(expected_slope(4.0, m))
-    assert trial.user_attrs["worst_attack"] == "strong"
-    assert trial.user_attrs["attacks"]["weak"]["slope"] == pytest.approx(expected_slope(1.0, m))
-    assert trial.user_attrs["derivative"] == pytest.approx(-4.0)
+    record = trial_record(trial)
+    assert record.worst_attack == "strong"
+    assert record.attack_slope("weak") == pytest.approx(expected_slope(1.0, m))
+    assert record.derivative == pytest.approx(-4.0)
+    assert record.slope == trial.values[1]
 
 
 @pytest.mark.parametrize(("make", "message"), [
@@ -277,3 +337,42 @@ def test_several_attacks_worst_case() -> None:
 def test_bad_inputs(make, message: str) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("objective", ["predicted_backdoor_accuracy", "normalised_margin"])
+def test_the_second_objective_can_be_a_margin_quantity(objective: str) -> None:
+    split = tiny_split()
+    study_objective = _objective(splits=split, objective=objective)
+    assert study_objective.metric_names == ("clean_accuracy", objective)
+    assert study_objective.directions == (StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE)
+    study = optuna.create_study(directions=study_objective.directions)
+    study.enqueue_trial({"fake.C": 3.0, "fake.threshold": 0.5})
+    study.optimize(study_objective, n_trials=1)
+    trial = study.trials[0]
+    margin, derivative = expected_margins(split.X_trigger, split.y_trigger, C=3.0, threshold=0.5,
+                                          classes=split.classes)
+    expected = {"predicted_backdoor_accuracy": np.mean(margin + derivative > 0),
+                "normalised_margin": np.mean(margin + derivative)}[objective]
+    assert trial.values[1] == pytest.approx(expected)
+    record = trial_record(trial, study_objective.metric_names)
+    assert record.objective == objective and record.objective_value == trial.values[1]
+    assert record.slope == pytest.approx(expected_slope(3.0, len(split.y_poison)))  # still recorded
+
+
+def test_a_margin_objective_without_margins_fails_the_trial_with_the_reason() -> None:
+    from robust_hpo.testing import NET
+
+    objective = BackdoorSlopeObjective(tiny_split(), space=SearchSpace.from_families([NET]),
+                                       objective="predicted_backdoor_accuracy")
+    study = optuna.create_study(directions=objective.directions)
+    study.optimize(objective, n_trials=1, catch=FAIL_EXCEPTIONS)
+    reason = trial_record(study.trials[0]).fail_reason
+    assert study.trials[0].state == TrialState.FAIL
+    assert reason.startswith("ValidationError: attack 'attack': the 'fake' slope gives no predicted backdoor "
+                             "accuracy") and "choose the objective 'slope'" in reason
+
+
+def test_unknown_objective_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"objective must be one of \['slope', 'predicted_backdoor_accuracy', "
+                                         r"'normalised_margin'\], got 'margin'"):
+        _objective(objective="margin")

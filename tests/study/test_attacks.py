@@ -14,7 +14,7 @@ from robust_hpo.datasets import load_dataset
 from robust_hpo.learners import get_family
 from robust_hpo.study import StorageSpec, build_objective, build_splits, load_study_config
 from robust_hpo.attacks import ThreatModel, poison_many
-from robust_hpo.objective import evaluate_threats
+from robust_hpo.objective import evaluate_threats, trial_record
 
 MULTI = """
 [study]
@@ -67,15 +67,16 @@ def test_three_attacks_end_to_end_through_the_cli(tmp_path: Path, capsys: pytest
     space = load_study_config(path).search.space()
     assert len(study.trials) == 4
     for trial in study.trials:
-        per_attack = {n: trial.user_attrs[f"slope:{n}"] for n in names}
+        record = trial_record(trial)
+        per_attack = {n: record.attack_slope(n) for n in names}
         assert trial.values[1] == max(per_attack.values())
-        assert trial.user_attrs["worst_attack"] == max(per_attack, key=per_attack.__getitem__)
+        assert record.worst_attack == max(per_attack, key=per_attack.__getitem__)
         learner, params = space.split_params(trial.params)
         fitted = get_family(learner).fit(params, multi.first.X_clean, multi.first.y_clean, seed=0)
         expected = evaluate_threats(fitted, multi)
         for n in names:
             np.testing.assert_allclose(per_attack[n], expected[n].slope, rtol=1e-9, atol=1e-12)
-        assert trial.user_attrs["attack"]["name"] == trial.user_attrs["worst_attack"]
+        assert record.attack["name"] == record.worst_attack
     stored = study.user_attrs["robust_hpo:problem"]
     assert [a["name"] for a in stored["attacks"]] == names and stored["aggregate"] == "max"
 

@@ -12,6 +12,7 @@ import pytest
 
 from robust_hpo.cli import main
 from robust_hpo.study import StorageSpec, build_objective, load_study_config
+from robust_hpo.objective import trial_record
 
 MLP = """
 [study]
@@ -57,7 +58,7 @@ def test_finite_difference_chosen_through_options_end_to_end(tmp_path: Path,
     study = optuna.load_study(study_name="mlp_opts",
                               storage=StorageSpec(journal=tmp_path / "out" / "study.log").open())
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
-    assert {t.user_attrs["details"]["slope_method"] for t in study.trials} == {"finite-difference"}
+    assert {trial_record(t).method for t in study.trials} == {"finite-difference"}
     assert study.user_attrs["robust_hpo:problem"]["options"] == {
         "mlp": {"slope_method": "finite-difference", "betas": [0.01], "batch_size": 40}}
     # an independent computation: the family with the same options fixed in code gives the same slope

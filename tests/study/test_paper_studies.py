@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+
 from PIL import Image
 
 from robust_hpo.cli import main
 from robust_hpo.datasets._folders import IMAGENETTE_CLASSES
 from robust_hpo.study import StorageSpec, load_study_config, stored_problem
+from robust_hpo.objective import trial_record
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = sorted((REPO / "studies").rglob("*.toml"))
@@ -74,9 +76,10 @@ def test_mnist_paper_study_runs_on_the_shared_data(tmp_path: Path, capsys: pytes
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     for t in trials:
-        slopes = [t.user_attrs["slope:badnets-3x3"], t.user_attrs["slope:badnets-6x6"]]
+        record = trial_record(t)
+        slopes = [record.attack_slope("badnets-3x3"), record.attack_slope("badnets-6x6")]
         assert t.values[1] == max(slopes)
-        assert t.user_attrs["n_poison"] == 150 and t.user_attrs["details"]["n_clean"] == 1350
+        assert record.n_poison == 150 and record.worst.n_clean == 1350
     assert study.user_attrs["robust_hpo:problem"]["location"]["data_root"] == str(MNIST_DIR.resolve())
 
 
@@ -121,11 +124,12 @@ def _check_feature_trials(out: Path, name: str, attacks: list[str], n_clean: int
     # trial fails with the reason (docs/slope.md), the study goes on
     assert len(study.trials) == 2 and study.trials[0].state.name == "COMPLETE"
     for t in study.trials:
-        assert t.state.name == "COMPLETE" or t.user_attrs["fail_reason"].startswith("DegenerateSolveError")
+        assert t.state.name == "COMPLETE" or trial_record(t).fail_reason.startswith("DegenerateSolveError")
     for t in (t for t in study.trials if t.state.name == "COMPLETE"):
-        assert t.values[1] == max(t.user_attrs[f"slope:{a}"] for a in attacks)
-        assert t.user_attrs["attack"]["features"] == {"model": "alexnet", "weights": "none"}
-        assert t.user_attrs["details"]["n_clean"] == n_clean
+        record = trial_record(t)
+        assert t.values[1] == max(record.attack_slope(a) for a in attacks)
+        assert record.attack["features"] == {"model": "alexnet", "weights": "none"}
+        assert record.worst.n_clean == n_clean
     assert study.user_attrs["robust_hpo:problem"]["features"] == {"model": "alexnet", "weights": "none"}
 
 

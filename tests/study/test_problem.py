@@ -37,6 +37,7 @@ def _same_problem(a, b) -> None:
     assert {k: dict(v) for k, v in a.options.items()} == {k: dict(v) for k, v in b.options.items()}
     assert a.constraint == b.constraint
     assert a.study.aggregate == b.study.aggregate
+    assert a.study.objective == b.study.objective
     assert a.report == b.report
     space_a, space_b = a.search.space().learners, b.search.space().learners
     assert list(space_a) == list(space_b)
@@ -60,6 +61,7 @@ MULTI = """
 [study]
 name = "m"
 aggregate = "mean"
+objective = "predicted_backdoor_accuracy"
 
 [data]
 dataset = "digits"
@@ -129,6 +131,12 @@ def test_differences_are_named_by_section(tmp_path: Path) -> None:
     # where the data lie is not the problem: what they are is (their content, when recorded)
     data = dataclasses.replace(config.data, root="elsewhere")
     assert problem_differences(stored, stored_problem(dataclasses.replace(config, data=data))) == []
+    study = dataclasses.replace(config.study, objective="slope")
+    assert problem_differences(stored, stored_problem(dataclasses.replace(config, study=study))) == \
+        ["[study] objective"]
+    # stored before the key existed: the slope
+    older = {k: v for k, v in stored.items() if k != "objective"}
+    assert config_from_problem(older, name="m").study.objective == "slope"
     # how the features are computed and the report tolerance do not define the problem
     features = dataclasses.replace(config.features, batch_size=64, cache_dir=None)
     report = dataclasses.replace(config.report, tolerance=0.2)
@@ -149,7 +157,7 @@ def _version_01(config) -> dict:
 
 def test_version_01_problems_are_read_and_resume(tmp_path: Path) -> None:
     text = MULTI[:MULTI.index("[[attacks]]")] + "[attack]\nsize = 2\n[search]\nlearners = ['ridge']\n"
-    text = text.replace('aggregate = "mean"\n', "")
+    text = text.replace('aggregate = "mean"\n', "").replace('objective = "predicted_backdoor_accuracy"\n', "")
     config = _config(tmp_path, text)
     old = _version_01(config)
     assert problem_differences(old, stored_problem(config)) == []

@@ -70,8 +70,8 @@ def test_trials_csv(tmp_path: Path) -> None:
     assert rows[0]["values_clean_accuracy"] == "0.99" and rows[0]["values_slope"] == "0.3"
     assert rows[3]["feasible"] == "False" and float(rows[3]["constraint"]) == pytest.approx(0.05)
     assert rows[2]["params_logistic.C"] == str(0.1 * 3)
-    assert json.loads(rows[0]["user_attrs_attack"]) == {"trigger": "badnets"}
-    assert rows[5]["state"] == "FAIL" and rows[5]["user_attrs_fail_reason"] == "ValueError: boom"
+    assert json.loads(rows[0]["attack"]) == {"trigger": "badnets"}
+    assert rows[5]["state"] == "FAIL" and rows[5]["fail_reason"] == "ValueError: boom"
     assert rows[5]["values_clean_accuracy"] == "" and rows[5]["feasible"] == ""
 
 
