@@ -29,6 +29,7 @@ from optuna.trial import TrialState, create_trial
 
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.learners import register_family
+from robust_hpo.objective import RECORD_ATTR
 from robust_hpo.slope import SlopeResult, TriggerMargins
 
 __all__ = [
@@ -183,32 +184,43 @@ def make_backdoor_problem(seed: int, n: int = 200, d: int = 6, m: int = 20, n_tr
     return X, y, Xp, yp, Xt, yt
 
 
-SYNTHETIC_POINTS: list[tuple[float, float, float | None]] = [
-    (0.99, 0.30, -0.01),  # 0: best accuracy
-    (0.98, 0.10, -0.01),  # 1: within 0.02 of the best, lower slope
-    (0.97, 0.05, -0.01),  # 2: within 0.02 of the best, lowest slope there -> recommended at tol 0.02
-    (0.90, 0.01, 0.05),   # 3: lowest slope overall but infeasible
-    (0.95, 0.40, -0.01),  # 4: dominated
+SYNTHETIC_POINTS: list[tuple[Any, ...]] = [
+    # (clean accuracy, slope, constraint value or None, predicted backdoor accuracy or None[, exact])
+    (0.99, 0.30, -0.01, 0.60),  # 0: best accuracy
+    (0.98, 0.10, -0.01, 0.20),  # 1: within 0.01 of the best; the lowest predicted backdoor accuracy there
+    (0.97, 0.05, -0.01, 0.40),  # 2: the lowest slope within 0.02 (the slope rule's pick), but predicted 0.40
+    (0.90, 0.01, 0.05, 0.00),   # 3: lowest slope and predicted backdoor accuracy overall, but infeasible
+    (0.95, 0.40, -0.01, 0.05),  # 4: dominated, yet the lowest predicted backdoor accuracy within 0.05
 ]
 
 
-def synthetic_study(points: list[tuple[float, float, float | None]] = SYNTHETIC_POINTS) -> optuna.Study:
-    """An in-memory two-objective study with one completed trial per ``(accuracy, slope, constraint value
-    or None)`` (trial numbers follow the order) and a failed trial at the end."""
+def synthetic_study(points: list[tuple[Any, ...]] = SYNTHETIC_POINTS) -> optuna.Study:
+    """An in-memory two-objective study with one completed trial per point of :data:`SYNTHETIC_POINTS`'s
+    form (trial numbers follow the order; the record a robust_hpo trial writes, with the predicted
+    backdoor accuracy and, half of it, the clean-model one) and a failed trial at the end."""
     study = optuna.create_study(directions=["maximize", "minimize"], study_name="synthetic")
     study.set_metric_names(["clean_accuracy", "slope"])
-    for i, (accuracy, slope, constraint) in enumerate(points):
+    for i, point in enumerate(points):
+        accuracy, slope, constraint = point[:3]
+        predicted = point[3] if len(point) > 3 else None
+        exact = bool(point[4]) if len(point) > 4 else True
+        baseline = None if predicted is None else predicted / 2
         system_attrs = {} if constraint is None else {"constraints:clean_accuracy": constraint,
                                                       "constraints": [constraint]}
+        record = {"format": 1, "objective": "slope", "aggregate": "max", "worst_attack": "attack", "slope": slope,
+                  "predicted_backdoor_accuracy": predicted, "baseline_backdoor_accuracy": baseline,
+                  "normalised_margin": None, "exact": exact, "attack": {"trigger": "badnets"},
+                  "attacks": {"attack": {"slope": slope, "derivative": -float(i), "exact": exact,
+                                         "predicted_backdoor_accuracy": predicted,
+                                         "baseline_backdoor_accuracy": baseline}}}
         study.add_trial(create_trial(
             values=[accuracy, slope], params={"learner": "logistic", "logistic.C": 0.1 * (i + 1)},
             distributions={"learner": CategoricalDistribution(["logistic"]),
                            "logistic.C": FloatDistribution(1e-3, 1.0, log=True)},
-            user_attrs={"derivative": -float(i), "attack": {"trigger": "badnets"}},
-            system_attrs=system_attrs))
+            user_attrs={RECORD_ATTR: record}, system_attrs=system_attrs))
     study.add_trial(create_trial(state=TrialState.FAIL, params={"learner": "logistic"},
                                  distributions={"learner": CategoricalDistribution(["logistic"])},
-                                 user_attrs={"fail_reason": "ValueError: boom"}))
+                                 user_attrs={RECORD_ATTR: {"format": 1, "fail_reason": "ValueError: boom"}}))
     return study
 
 

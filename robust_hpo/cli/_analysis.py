@@ -109,7 +109,7 @@ def _add_flag_arguments(parser: argparse.ArgumentParser, *, grid: bool = True) -
 def _add_trial_argument(parser: argparse.ArgumentParser, *, many: bool) -> None:
     parser.add_argument("--trial", metavar="N", type=non_negative_int, nargs="+" if many else None,
                         help=("trial numbers (default: the Pareto front)" if many else
-                              "trial number (default: the recommended Pareto trial)"))
+                              "trial number (default: the recommended trial)"))
 
 
 def _add_attack_argument(parser: argparse.ArgumentParser) -> None:
@@ -262,7 +262,7 @@ def _trial_configs(args: argparse.Namespace, ctx: _Context, *, single: bool) -> 
             raise ValidationError(f"study {study.study_name!r} has no completed trial on its Pareto front; "
                                   "pass --trial")
         if single:
-            chosen = recommend(front, ctx.tolerance)
+            chosen = recommend(study, ctx.tolerance)
             trials = [chosen.trial if chosen is not None else front[0]]
         else:
             trials = front

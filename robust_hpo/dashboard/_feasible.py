@@ -102,12 +102,13 @@ def recommendation_note(study: optuna.Study, front: list[FrozenTrial], tolerance
     """The generated Markdown block: the recommendation and what "Best Trials" means here."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     infeasible = [t for t in complete if not is_feasible(t)]
-    chosen = recommend(front, tolerance)
+    chosen = recommend(study, tolerance)
     lines = [NOTE_START, "### robust_hpo recommendation", ""]
     if chosen is None:
-        lines.append("**None**: no completed feasible trial yet.")
+        lines.append("**None**: no completed feasible trial with an exact slope yet.")
     else:
         lines.append(f"**Recommended: {chosen.describe()}** (as `robust-hpo report` prints it).")
+        lines += ["", chosen.rule_sentence(), *[f"* warning: {w}" for w in chosen.warnings()]]
     constraint = _constraint_text(study)
     numbers = ", ".join(str(t.number) for t in front) or "none"
     lines += ["", f"**Best Trials** are the feasible Pareto front ({len(front)} trials: {numbers}), the one "
@@ -179,7 +180,7 @@ class FeasibleFront:
         recommended = None
         if _is_robust_hpo(study) and len(study.directions) == 2:
             tolerance = _tolerance(study, self.tolerances)
-            chosen = recommend(front, tolerance)
+            chosen = recommend(study, tolerance)
             recommended = chosen.trial.number if chosen is not None else None
             note = detail.get("note") or {"version": 0, "body": ""}
             body = recommendation_note(study, front, tolerance) + strip_generated(note.get("body", ""))

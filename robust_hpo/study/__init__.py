@@ -15,16 +15,19 @@ from robust_hpo.study._problem import (
     problem_differences,
     stored_problem,
 )
+from robust_hpo.objective import Recommendation, recommend
 from robust_hpo.study._report import (
     PARETO_HTML,
+    SUMMARY_JSON,
     TRIALS_CSV,
-    Recommendation,
     StudyReport,
     format_front,
+    format_trials,
     pareto_trials,
-    recommend,
     report_study,
+    study_summary,
     summarize,
+    trial_counts,
     write_trials_csv,
 )
 from robust_hpo.study._runner import (
@@ -72,6 +75,7 @@ __all__ = [
     "PROBLEM_ATTR",
     "PROBLEM_FORMAT",
     "SAMPLERS",
+    "SUMMARY_JSON",
     "TRIALS_CSV",
     "AttackSettings",
     "DataSettings",
@@ -100,6 +104,7 @@ __all__ = [
     "data_fingerprint",
     "featurize_splits",
     "format_front",
+    "format_trials",
     "load_data",
     "load_study_config",
     "locate",
@@ -119,7 +124,9 @@ __all__ = [
     "scan_journal",
     "set_threads",
     "stored_problem",
+    "study_summary",
     "summarize",
+    "trial_counts",
     "trial_owner",
     "trial_seed",
     "write_trials_csv",

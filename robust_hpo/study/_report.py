@@ -1,7 +1,10 @@
-"""Reading a finished study: the Pareto front, the recommendation, a text table and a CSV of all trials.
+"""Reading a study: the Pareto front, the recommendation, a text table, ``trials.csv`` and ``summary.json``.
 
-Values are ``(clean_accuracy, slope)`` as the objective returns them. The Pareto front is Optuna's
-``study.best_trials`` (feasible trials only when the study has constraints).
+Values are ``(clean_accuracy, objective)`` as the objective returns them (the slope unless the study
+chose another). The Pareto front is Optuna's ``study.best_trials`` (feasible trials only when the
+study has constraints). The recommendation is :func:`robust_hpo.objective.recommend` (every feasible
+trial within the tolerance is a candidate, not only the front); every number comes from
+:func:`robust_hpo.objective.trial_record`.
 """
 
 from __future__ import annotations
@@ -11,39 +14,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from robust_hpo._validation import Interval, check
-from robust_hpo.objective import RECORD_ATTR, is_feasible, trial_records
+from robust_hpo.objective import RECORD_ATTR, Recommendation, TrialRecord, is_feasible, recommend, trial_records
 from robust_hpo.plots import pareto_figure, write_html
 from robust_hpo.search_space import format_params
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """The most robust Pareto trial whose clean accuracy is within ``tolerance`` of the best."""
-
-    trial: FrozenTrial
-    best_accuracy: float
-    tolerance: float
-
-    @property
-    def clean_accuracy(self) -> float:
-        return float(self.trial.values[0])
-
-    @property
-    def slope(self) -> float:
-        return float(self.trial.values[1])
-
-    def describe(self) -> str:
-        return (f"trial {self.trial.number} ({format_params(self.trial.params)}): clean accuracy "
-                f"{self.clean_accuracy:.4f} (best {self.best_accuracy:.4f}, tolerance {self.tolerance:g}), "
-                f"slope {self.slope:.4f}")
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -51,32 +30,41 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: (-t.values[0], t.values[1], t.number))
 
 
-def recommend(trials: Sequence[FrozenTrial], tolerance: float) -> Recommendation | None:
-    """Among feasible ``trials``: the lowest slope with clean accuracy ≥ best − ``tolerance``.
-
-    Ties go to the higher clean accuracy, then the lower trial number. ``None`` if no trial is feasible.
-    """
-    check("tolerance", tolerance, [Interval(Real, 0, 1)])
-    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.values and is_feasible(t)]
-    if not feasible:
-        return None
-    best = max(t.values[0] for t in feasible)
-    close = [t for t in feasible if t.values[0] >= best - tolerance - 1e-12]
-    chosen = min(close, key=lambda t: (t.values[1], -t.values[0], t.number))
-    return Recommendation(trial=chosen, best_accuracy=float(best), tolerance=float(tolerance))
-
-
-def format_front(trials: Sequence[FrozenTrial]) -> str:
-    """A fixed-width table of ``trials``: trial, params, clean accuracy, slope, feasible."""
-    header = ("trial", "params", "clean accuracy", "slope", "feasible")
-    rows = [(str(t.number), format_params(t.params), f"{t.values[0]:.4f}", f"{t.values[1]:.4f}",
-             "yes" if is_feasible(t) else "no") for t in trials]
+def format_trials(records: Sequence[TrialRecord], *, objective: str = "slope",
+                  recommended: int | None = None) -> str:
+    """A fixed-width table: trial, params, clean accuracy, slope, predicted and clean-model backdoor
+    accuracy (``-`` without margins), the objective's value when it is neither, feasible, and notes
+    (``recommended``, ``local only`` for a non-positive slope, ``not exact``)."""
+    extra = objective not in ("slope", "predicted_backdoor_accuracy")
+    header = ("trial", "params", "clean acc.", "slope", "backdoor β=1 (pred.)", "backdoor β=0",
+              *((objective.replace("_", " "),) if extra else ()), "feasible", "note")
+    rows = []
+    for r in records:
+        notes = [n for n, on in (("recommended", r.number == recommended), ("local only", r.local_only),
+                                 ("not exact", not r.exact)) if on]
+        rows.append((str(r.number), format_params(r.params), _fmt(r.clean_accuracy, 4), _fmt(r.slope, 4),
+                     _fmt(r.predicted_backdoor_accuracy, 3), _fmt(r.baseline_backdoor_accuracy, 3),
+                     *((_fmt(r.objective_value, 4),) if extra else ()),
+                     "yes" if r.feasible else "no", ", ".join(notes)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) if column == 1 else cell.rjust(width)
-                       for column, (cell, width) in enumerate(zip(row, widths, strict=True)))
+    left = (1, len(header) - 1)
+    lines = ["  ".join(cell.ljust(width) if column in left else cell.rjust(width)
+                       for column, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_front(trials: Sequence[FrozenTrial], metric_names: Sequence[str] | None = None,
+                 recommended: int | None = None) -> str:
+    """:func:`format_trials` of ``trials`` (read with :func:`robust_hpo.objective.trial_record`)."""
+    records = trial_records(trials, metric_names)
+    objective = records[0].objective if records else "slope"
+    return format_trials(records, objective=objective, recommended=recommended)
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def summarize(study: optuna.Study) -> str:
@@ -153,6 +141,53 @@ def _cell(value: Any) -> Any:
 
 PARETO_HTML = "pareto.html"
 TRIALS_CSV = "trials.csv"
+SUMMARY_JSON = "summary.json"
+SUMMARY_FORMAT = 1
+SHOWN_CANDIDATES = 10
+"""How many candidates (best first by the rule) the printed report lists."""
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials are in each state (every Optuna state, RUNNING and WAITING included), and how
+    many COMPLETE trials are feasible (``"FEASIBLE"``)."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name: 0 for state in TrialState}
+    for t in trials:
+        counts[t.state.name] += 1
+    records = trial_records([t for t in trials if t.state == TrialState.COMPLETE], study.metric_names)
+    counts["FEASIBLE"] = sum(bool(r.feasible) for r in records)
+    counts["TOTAL"] = len(trials)
+    return counts
+
+
+def study_summary(study: optuna.Study, front: Sequence[FrozenTrial], recommendation: Recommendation | None,
+                  tolerance: float) -> dict[str, Any]:
+    """The JSON ``summary.json`` holds (format :data:`SUMMARY_FORMAT`)::
+
+        {"format": 1, "study": NAME, "objective": "slope" | ..., "tolerance": t,
+         "trials": {"COMPLETE": n, "FAIL": n, "RUNNING": n, "WAITING": n, "PRUNED": n, "FEASIBLE": n, "TOTAL": n},
+         "recommended": {number, learner, params, clean_accuracy, slope, predicted_backdoor_accuracy,
+                         baseline_backdoor_accuracy, normalised_margin, exact, local_only, rule,
+                         rule_sentence, best_accuracy, tolerance, candidates, ranking, warnings, ...} | null,
+         "pareto_front": [TrialRecord.to_dict() without per-attack details, ...]}
+    """
+    objective = list(study.metric_names or ["clean_accuracy", "slope"])[-1]
+    front_records = trial_records(front, study.metric_names)
+    return {
+        "format": SUMMARY_FORMAT,
+        "study": study.study_name,
+        "objective": objective,
+        "tolerance": float(tolerance),
+        "trials": trial_counts(study),
+        "recommended": recommendation.to_dict() if recommendation is not None else None,
+        "pareto_front": [_brief(r) for r in front_records],
+    }
+
+
+def _brief(record: TrialRecord) -> dict[str, Any]:
+    out = record.to_dict()
+    out["attacks"] = {name: {k: v for k, v in a.items() if k != "details"} for name, a in out["attacks"].items()}
+    return out
 
 
 @dataclass(frozen=True)
@@ -164,29 +199,48 @@ class StudyReport:
     recommendation: Recommendation | None
     html: Path
     csv: Path
+    summary: Path | None = None
 
     def render(self) -> str:
-        """The text the CLI prints: summary, Pareto table, recommendation, file paths."""
+        """The text the CLI prints: summary, Pareto table, recommendation with its rule, file paths."""
+        names = self.study.metric_names
+        objective = list(names or ["clean_accuracy", "slope"])[-1]
+        chosen = self.recommendation.trial.number if self.recommendation is not None else None
         lines = [f"study {self.study.study_name!r}: {summarize(self.study)}"]
         if self.front:
-            lines += ["", f"Pareto front ({len(self.front)} trials; clean accuracy ↑, slope ↓):",
-                      format_front(self.front), ""]
+            lines += ["", f"Pareto front ({len(self.front)} trials; clean accuracy ↑, "
+                          f"{objective.replace('_', ' ')} ↓):",
+                      format_front(self.front, names, recommended=chosen), ""]
         else:
             lines += ["", "Pareto front: empty (no completed feasible trial)", ""]
-        if self.recommendation is not None:
-            lines.append(f"Recommended: {self.recommendation.describe()}")
+        rec = self.recommendation
+        if rec is not None:
+            shown = rec.ranked[:SHOWN_CANDIDATES]
+            more = f", the first {len(shown)} by the rule" if len(rec.ranked) > len(shown) else ""
+            lines += [f"Candidates ({len(rec.candidates.records)} feasible trials within {rec.tolerance:g} of the "
+                      f"best clean accuracy {rec.best_accuracy:.4f}{more}):",
+                      format_trials(shown, objective=objective, recommended=chosen), "",
+                      f"Recommended: {rec.describe()}", rec.rule_sentence()]
+            lines += [f"  warning: {w}" for w in rec.warnings()]
         else:
-            lines.append("Recommended: none (no completed feasible trial)")
+            lines.append("Recommended: none (no completed feasible trial with an exact slope)")
         lines += [f"Pareto plot: {self.html}", f"All trials:  {self.csv}"]
+        if self.summary is not None:
+            lines.append(f"Summary:     {self.summary}")
         return "\n".join(lines)
 
 
 def report_study(study: optuna.Study, output: str | Path, *, tolerance: float) -> StudyReport:
-    """Compute the front and recommendation; write ``pareto.html`` and ``trials.csv`` into ``output``."""
+    """Compute the front and recommendation; write ``pareto.html``, ``trials.csv`` and ``summary.json``
+    into ``output``."""
     front = pareto_trials(study)
-    recommendation = recommend(front, tolerance)
+    recommendation = recommend(study, tolerance)
     output = Path(output)
     figure = pareto_figure(study, recommended=recommendation.trial if recommendation else None)
     html = write_html(figure, output / PARETO_HTML)
     csv_path = write_trials_csv(study, output / TRIALS_CSV)
-    return StudyReport(study=study, front=front, recommendation=recommendation, html=html, csv=csv_path)
+    summary = output / SUMMARY_JSON
+    summary.write_text(json.dumps(study_summary(study, front, recommendation, tolerance), indent=2) + "\n",
+                       encoding="utf-8")
+    return StudyReport(study=study, front=front, recommendation=recommendation, html=html, csv=csv_path,
+                       summary=summary)

@@ -100,7 +100,7 @@ def test_explain_from_the_storage_uses_the_stored_attack_and_tolerance(stored, t
     journal, study = stored
     assert main(["explain", "--storage", str(journal), "--output", str(tmp_path), "-k", "3"]) == 0
     out = capsys.readouterr().out
-    chosen = recommend(pareto_trials(study), 0.05).trial  # the study's [report] tolerance
+    chosen = recommend(study, 0.05).trial  # the study's [report] tolerance
     assert f"trial {chosen.number}:" in out
     assert f"explained on attack '{trial_record(chosen).worst_attack}'" in out
     assert "inside the trigger patch" not in out  # a grid has no patch window

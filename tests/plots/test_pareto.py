@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from robust_hpo.plots import ACCURACY_TITLE, SLOPE_TITLE, pareto_figure, write_html
-from robust_hpo.study import pareto_trials, recommend
+from robust_hpo.study import recommend
 from robust_hpo.testing import synthetic_study as _study
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -16,14 +16,14 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 def test_pareto_figure_legend_axes_and_recommendation(tmp_path: Path) -> None:
     study = _study()
-    recommendation = recommend(pareto_trials(study), 0.02)
+    recommendation = recommend(study, 0.02)
     figure = pareto_figure(study, recommended=recommendation.trial)
     names = {trace.name: trace for trace in figure.data}
     assert set(names) == {"Pareto front", "feasible, dominated", "infeasible (clean-accuracy constraint)",
                           "recommended"}
     assert sorted(names["Pareto front"].x) == [0.97, 0.98, 0.99]
     assert list(names["infeasible (clean-accuracy constraint)"].x) == [0.90]
-    assert list(names["recommended"].x) == [0.97] and list(names["recommended"].y) == [0.05]
+    assert list(names["recommended"].x) == [0.98] and list(names["recommended"].y) == [0.10]
     assert figure.layout.xaxis.title.text == ACCURACY_TITLE
     assert figure.layout.yaxis.title.text == SLOPE_TITLE
     path = write_html(figure, tmp_path / "p.html")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from scipy.stats import spearmanr
 
 from robust_hpo.cli import main
 from robust_hpo.objective import is_feasible
-from robust_hpo.study import StorageSpec, load_study_config, pareto_trials, recommend
+from robust_hpo.study import StorageSpec, load_study_config, recommend
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml"
 
@@ -30,14 +31,17 @@ def test_quickstart_shows_the_trade_off(tmp_path: Path, capsys: pytest.CaptureFi
     assert len(study.trials) == config.study.n_trials >= 50
     assert len(complete) >= 50
 
-    # The recommendation: feasible, accurate and robust.
-    recommendation = recommend(pareto_trials(study), config.report.tolerance)
+    # The recommendation: feasible, accurate, and the lowest predicted backdoor accuracy among them.
+    recommendation = recommend(study, config.report.tolerance)
     assert recommendation is not None and is_feasible(recommendation.trial)
-    assert recommendation.clean_accuracy >= 0.97
-    assert recommendation.slope <= 0.1
+    assert recommendation.clean_accuracy >= 0.97 and recommendation.rule == "predicted_backdoor_accuracy"
+    accurate = recommendation.candidates.records
+    assert recommendation.predicted_backdoor_accuracy == min(r.predicted_backdoor_accuracy for r in accurate)
     # Choosing by clean accuracy alone could have picked a far more vulnerable configuration.
-    accurate = [t for t in complete if t.values[0] >= recommendation.best_accuracy - config.report.tolerance]
-    assert max(t.values[1] for t in accurate) >= 0.5
+    assert max(r.slope for r in accurate) >= 0.5 and max(r.predicted_backdoor_accuracy for r in accurate) >= 0.5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recommended"]["number"] == recommendation.trial.number
+    assert f"Recommended: trial {recommendation.trial.number} " in stdout
 
     # The paper's finding: less regularisation (larger C) learns the backdoor faster.
     for learner in ("logistic", "ridge", "linear_svm"):

@@ -26,24 +26,61 @@ def test_pareto_front_excludes_infeasible_and_dominated() -> None:
     assert [t.number for t in front] == [0, 1, 2]
 
 
-@pytest.mark.parametrize(("tolerance", "expected"), [(0.0, 0), (0.01, 1), (0.02, 2), (0.5, 2)])
+@pytest.mark.parametrize(("tolerance", "expected"), [(0.0, 0), (0.01, 1), (0.02, 1), (0.05, 4), (0.5, 4)])
 def test_recommendation_by_hand(tolerance: float, expected: int) -> None:
-    recommendation = recommend(pareto_trials(_study()), tolerance)
+    """The lowest predicted backdoor accuracy among feasible trials within the tolerance — every such
+    trial, not only the Pareto front (trial 4 is dominated)."""
+    recommendation = recommend(_study(), tolerance)
     assert recommendation is not None
     assert recommendation.trial.number == expected
     assert recommendation.best_accuracy == pytest.approx(0.99)
+    assert recommendation.rule == "predicted_backdoor_accuracy"
+    expected_candidates = [n for n, a in enumerate([0.99, 0.98, 0.97, 0.90, 0.95]) if n != 3 and a >= 0.99 - tolerance - 1e-12]
+    assert recommendation.candidates.numbers == expected_candidates
 
 
-def test_recommendation_ignores_infeasible_trials_even_if_given() -> None:
-    study = _study()
-    recommendation = recommend(study.trials, 0.2)
-    assert recommendation is not None and recommendation.trial.number == 2  # trial 3 (slope 0.01) is infeasible
+def test_recommendation_ignores_infeasible_trials() -> None:
+    recommendation = recommend(_study(), 0.2)
+    assert recommendation is not None and recommendation.trial.number == 4  # trial 3 (predicted 0.0) is infeasible
+
+
+def test_ties_go_to_the_lower_slope_then_the_higher_accuracy() -> None:
+    study = _study([(0.99, 0.30, None, 0.10), (0.985, 0.20, None, 0.10), (0.98, 0.20, None, 0.10),
+                    (0.99, 0.10, None, 0.12)])
+    assert recommend(study, 0.02).trial.number == 1
+
+
+def test_inexact_trials_are_skipped_and_named() -> None:
+    study = _study([(0.99, 0.30, None, 0.50), (0.98, 0.05, None, 0.00, False), (0.975, 0.2, None, 0.30)])
+    recommendation = recommend(study, 0.02)
+    assert recommendation.trial.number == 2 and recommendation.skipped_inexact == (1,)
+    assert any(w.startswith("skipped trial 1: slope not exact") for w in recommendation.warnings())
+    assert recommend(_study([(0.99, 0.30, None, 0.5, False)]), 0.02) is None
+
+
+def test_non_positive_slopes_rank_last_and_are_flagged() -> None:
+    study = _study([(0.99, 0.30, None, 0.50), (0.985, -0.10, None, 0.00), (0.98, 0.0, None, 0.00)])
+    recommendation = recommend(study, 0.02)
+    assert recommendation.trial.number == 0 and recommendation.local_only == (1, 2)
+    assert "trials 1, 2 have a non-positive slope (local only) and rank last" in recommendation.warnings()
+    only = recommend(_study([(0.99, -0.2, None, 0.1)]), 0.02)
+    assert only.trial.number == 0 and only.record.local_only
+    assert any(w.startswith("local only: trial 0's slope is -0.2000 ≤ 0") for w in only.warnings())
+
+
+def test_without_margins_the_slope_decides_and_says_so() -> None:
+    study = _study([(0.99, 0.30, None, 0.05), (0.985, 0.10, None, None), (0.98, 0.20, None, 0.00)])
+    recommendation = recommend(study, 0.02)
+    assert recommendation.rule == "slope" and recommendation.trial.number == 1
+    assert any("1 of 3 candidates have no predicted backdoor accuracy (trial 1" in w
+               for w in recommendation.warnings())
+    assert "the lowest slope" in recommendation.rule_sentence()
 
 
 def test_no_feasible_trial_means_no_recommendation() -> None:
-    study = _study([(0.9, 0.1, 0.2), (0.8, 0.05, 0.3)])
+    study = _study([(0.9, 0.1, 0.2, 0.1), (0.8, 0.05, 0.3, 0.1)])
     assert pareto_trials(study) == []
-    assert recommend(study.trials, 0.1) is None
+    assert recommend(study, 0.1) is None
 
 
 @pytest.mark.parametrize("tolerance", [-0.1, 1.5, True, "0.1"])
@@ -54,10 +91,12 @@ def test_recommend_rejects_bad_tolerance(tolerance: object) -> None:
 
 def test_format_front_and_summary() -> None:
     study = _study()
-    table = format_front(pareto_trials(study))
+    table = format_front(pareto_trials(study), study.metric_names, recommended=1)
     lines = table.splitlines()
-    assert lines[0].split() == ["trial", "params", "clean", "accuracy", "slope", "feasible"]
-    assert lines[2].split() == ["0", "learner=logistic,", "C=0.1", "0.9900", "0.3000", "yes"]
+    assert lines[0].split() == ["trial", "params", "clean", "acc.", "slope", "backdoor", "β=1", "(pred.)", "backdoor",
+                                "β=0", "feasible", "note"]
+    assert lines[2].split() == ["0", "learner=logistic,", "C=0.1", "0.9900", "0.3000", "0.600", "0.300", "yes"]
+    assert lines[3].split()[-1] == "recommended"
     assert len(lines) == 2 + 3
     assert summarize(study) == "6 trials: 5 complete, 1 failed, 4 feasible"
 
@@ -70,16 +109,31 @@ def test_trials_csv(tmp_path: Path) -> None:
     assert rows[0]["values_clean_accuracy"] == "0.99" and rows[0]["values_slope"] == "0.3"
     assert rows[3]["feasible"] == "False" and float(rows[3]["constraint"]) == pytest.approx(0.05)
     assert rows[2]["params_logistic.C"] == str(0.1 * 3)
+    assert rows[2]["predicted_backdoor_accuracy"] == "0.4" and rows[2]["baseline_backdoor_accuracy"] == "0.2"
+    assert rows[2]["slope"] == "0.05" and rows[2]["exact"] == "True" and rows[2]["local_only"] == "False"
     assert json.loads(rows[0]["attack"]) == {"trigger": "badnets"}
     assert rows[5]["state"] == "FAIL" and rows[5]["fail_reason"] == "ValueError: boom"
-    assert rows[5]["values_clean_accuracy"] == "" and rows[5]["feasible"] == ""
+    assert rows[5]["values_clean_accuracy"] == "" and rows[5]["feasible"] == "" and rows[5]["slope"] == ""
 
 
-def test_report_study_writes_files(tmp_path: Path) -> None:
-    report = report_study(_study(), tmp_path / "out", tolerance=0.02)
+def test_report_study_writes_files_and_summary(tmp_path: Path) -> None:
+    study = _study()
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING))
+    report = report_study(study, tmp_path / "out", tolerance=0.02)
     assert report.html.is_file() and report.csv.is_file()
-    assert report.recommendation is not None and report.recommendation.trial.number == 2
+    assert report.recommendation is not None and report.recommendation.trial.number == 1
     text = report.render()
     assert "Pareto front (3 trials" in text
-    assert "Recommended: trial 2 (learner=logistic, C=0.3): clean accuracy 0.9700 (best 0.9900, tolerance 0.02), " \
-           "slope 0.0500" in text
+    assert "Recommended: trial 1 (learner=logistic, C=0.2): clean accuracy 0.9800 (best 0.9900, tolerance 0.02), " \
+           "predicted backdoor accuracy 0.200 (clean model 0.100), slope 0.1000" in text
+    assert "Rule: among the 3 feasible trials with clean accuracy ≥ 0.9900 − 0.02" in text
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["trials"] == {"COMPLETE": 5, "FAIL": 1, "RUNNING": 1, "WAITING": 0, "PRUNED": 0,
+                                 "FEASIBLE": 4, "TOTAL": 7}
+    rec = summary["recommended"]
+    assert (rec["number"], rec["clean_accuracy"], rec["slope"]) == (1, 0.98, 0.1)
+    assert (rec["predicted_backdoor_accuracy"], rec["baseline_backdoor_accuracy"]) == (0.2, 0.1)
+    assert rec["params"] == {"learner": "logistic", "logistic.C": 0.2} and rec["candidates"] == [0, 1, 2]
+    assert rec["rule"] == "predicted_backdoor_accuracy" and rec["rule_sentence"].startswith("Rule: among the 3")
+    assert [t["number"] for t in summary["pareto_front"]] == [0, 1, 2]
+    assert summary["pareto_front"][2]["predicted_backdoor_accuracy"] == 0.4
