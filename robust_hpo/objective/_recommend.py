@@ -8,8 +8,8 @@ backdoor accuracy* (the clean model's triggered-point margins linearised to β =
 own solve), ties broken by the lower slope, then the higher clean accuracy, then the lower trial
 number. A candidate with a non-positive slope (``local_only``: poison does not help the backdoor at
 β = 0, which says nothing about β = 1) ranks after every positive-slope candidate and is flagged.
-When a candidate has no predicted backdoor accuracy (a network slope without margins, a study
-written by robust_hpo 0.1), all are ranked by slope instead, and the recommendation says so.
+When a candidate has no predicted backdoor accuracy (a plugin family's slope without margins, a
+study written by robust_hpo 0.1), all are ranked by slope instead, and the recommendation says so.
 
 Measured (``benchmarks/decision_quality.py``, docs/benchmarks.md): the smallest slope within
 tolerance picks the over-regularised edge, whose slope is small but whose triggered points already
@@ -125,8 +125,8 @@ class Recommendation:
                        "at a degenerate SVC, docs/slope.md)")
         if self.rule == "slope" and self.without_margins:
             out.append(f"{len(self.without_margins)} of {len(self.ranked)} candidates have no predicted backdoor "
-                       f"accuracy ({_trials(self.without_margins)}: network slopes without margins, or a study "
-                       "written before robust_hpo recorded them): ranked by slope instead")
+                       f"accuracy ({_trials(self.without_margins)}: slopes without margins, or a study written "
+                       "before robust_hpo recorded them): ranked by slope instead")
         if self.record.local_only:
             out.append(f"local only: trial {self.record.number}'s slope is {_num(self.record.slope)} ≤ 0 — poison "
                        "does not help the backdoor at β = 0, which says nothing about β = 1; check it with "

@@ -255,3 +255,23 @@ def test_two_processes_add_trials_to_one_journal(tmp_path: Path) -> None:
     study = _load(out / "study.log")
     assert len(study.trials) == 8
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_run_with_the_predicted_backdoor_accuracy_as_objective(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(_write(tmp_path)), "--output", str(out), "--no-progress",
+                 "--set", "study.objective=predicted_backdoor_accuracy"]) == 0
+    stdout = capsys.readouterr().out
+    assert "clean accuracy ↑, predicted backdoor accuracy ↓" in stdout
+    study = _load(out / "study.log")
+    assert study.metric_names == ["clean_accuracy", "predicted_backdoor_accuracy"]
+    for trial in study.trials:
+        record = trial_record(trial, study.metric_names)
+        assert trial.values[1] == record.predicted_backdoor_accuracy == record.objective_value
+        assert record.slope is not None and record.slope != trial.values[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["objective"] == "predicted_backdoor_accuracy"
+    # resuming under another objective is refused: it is part of the problem
+    assert main(["run", str(_write(tmp_path)), "--output", str(out), "--no-progress", "--n-trials", "1"]) == 2
+    assert "[study] objective" in capsys.readouterr().err

@@ -37,7 +37,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                     "--no-progress"], check=True, capture_output=True, text=True, env=env, cwd=out)
     report = subprocess.run([sys.executable, "-m", "robust_hpo.cli", "report", str(QUICKSTART), "--output", str(out)],
                             check=True, capture_output=True, text=True, env=env, cwd=out).stdout
-    table = report.split("Pareto front", 1)[1].split("Recommended:", 1)[0]
+    table = report.split("Pareto front", 1)[1].split("Candidates (", 1)[0].split("Recommended:", 1)[0]
     front = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\s+learner=", table, re.MULTILINE)]
     recommended = int(re.search(r"^Recommended: trial (\d+)", report, re.MULTILINE).group(1))
     return {"out": out, "journal": out / "study.log", "front": front, "recommended": recommended, "env": env}
