@@ -40,7 +40,9 @@ from robust_hpo.analysis._explain import (
 )
 from robust_hpo.analysis._grid import METRICS, GridResult, bin_trials, paper_grid
 from robust_hpo.analysis._verify import (
+    VERIFY_ATTR,
     VERIFY_ATTR_PREFIX,
+    RecommendationCheck,
     WORST,
     VerificationReport,
     VerifiedTrial,
@@ -57,7 +59,9 @@ from robust_hpo.analysis._verify import (
 __all__ = [
     "DEFAULT_BETAS",
     "METRICS",
+    "VERIFY_ATTR",
     "VERIFY_ATTR_PREFIX",
+    "RecommendationCheck",
     "WORST",
     "BetaPath",
     "CurveResult",

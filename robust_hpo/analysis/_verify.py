@@ -1,20 +1,27 @@
-"""Verification by retraining: does the slope rank configurations like real poisoning does?
+"""Verification by retraining: is the recommendation robust, and does the slope rank configurations
+like real poisoning does?
 
-For each chosen trial of a study (the Pareto front by default, or all completed trials), the
-configuration is retrained on the in-place *poisoned* training set (clean ∪ poison, every point
-weight 1, β = 1) and measured on
+The chosen trials (by default the recommendation's **candidates** — the feasible trials within the
+tolerance of the best feasible clean accuracy, exactly those ``robust-hpo report`` chooses from; or the
+Pareto front, or every completed trial, each with the candidates added) are retrained on the in-place
+*poisoned* training set (clean ∪ poison, every point weight 1, β = 1) and measured on
 
 * ``poisoned_clean_accuracy``: accuracy on the clean test set;
 * ``backdoor_accuracy``: the fraction of triggered test points classified as the attacker's target
   (the attack success rate).
 
-Results are stored on the study. Optuna refuses to modify finished trials
-(``UpdateFinishedTrialError``), so each trial's record is a *study* user attribute
-``"robust_hpo:verify:<trial number>"`` = ``{"poisoned_clean_accuracy", "backdoor_accuracy", ...}``
-(:func:`stored_verification` reads them back). The report gives Spearman's rank correlation between
-slope and backdoor accuracy (``scipy.stats.spearmanr``) and the *robust region*: trials whose
-poisoned-model clean accuracy is within ``tolerance`` of the best and whose backdoor accuracy is at
-most ``max_backdoor``.
+The report checks the recommendation (:func:`robust_hpo.objective.recommend`, the same rule and
+tolerance as ``report``): the recommended trial's predicted and true backdoor accuracy, the best
+candidate's, and the **regret** (recommended − best). It also gives Spearman's rank correlation between
+slope and backdoor accuracy (``scipy.stats.spearmanr``) and the *robust region*: the candidates whose
+backdoor accuracy after retraining is at most ``max_backdoor``.
+
+Results are stored on the study as ONE compact study user attribute :data:`VERIFY_ATTR`
+(``{"format": 1, "trials": {"<number>": [poisoned clean accuracy, backdoor accuracy, attack or null]},
+"tolerance", "recommended", "best", "regret"}``; Optuna refuses to modify finished trials, and one
+attribute per trial made ``optuna studies`` print a 15,000-character row). Later runs merge into it.
+:func:`stored_verification` reads it back (and the per-trial attributes ``robust_hpo:verify:<n>`` of
+earlier versions).
 
 Grids over (C, γ) (the paper's Fig. 8) are in :mod:`robust_hpo.analysis` too (``paper_grid``,
 ``bin_trials``).
@@ -39,14 +46,24 @@ from robust_hpo._validation import flatten_images
 from robust_hpo.analysis._common import FamilyLookup, check_fraction, check_split, lookup
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import ValidationError
-from robust_hpo.objective import DEFAULT_ATTACK, DEFAULT_TOLERANCE, trial_record
+from robust_hpo.objective import (
+    DEFAULT_ATTACK,
+    DEFAULT_TOLERANCE,
+    Recommendation,
+    TrialRecord,
+    candidates,
+    recommend,
+    trial_record,
+)
 from robust_hpo.search_space import format_config, format_values, learner_config
 
 WORST = "worst"
 """``attack`` value naming, per trial, the attack that decided its objective."""
 
 __all__ = [
+    "VERIFY_ATTR",
     "VERIFY_ATTR_PREFIX",
+    "RecommendationCheck",
     "WORST",
     "VerificationReport",
     "VerifiedTrial",
@@ -60,8 +77,17 @@ __all__ = [
     "verify_study",
 ]
 
+VERIFY_ATTR = "robust_hpo:verify"
+"""The study user attribute holding every verified trial (see the module docstring)."""
+
+VERIFY_FORMAT = 1
+
 VERIFY_ATTR_PREFIX = "robust_hpo:verify:"
-"""Study user attribute ``<prefix><trial number>`` holds that trial's verification record."""
+"""Per-trial study attributes ``<prefix><trial number>`` written by earlier versions (read, not written)."""
+
+WHICH = ("candidates", "pareto", "all")
+"""``verify_study(trials=...)``: the recommendation's candidates (default), the Pareto front or every
+completed trial; the candidates are always included."""
 
 def retrain_poisoned(learner: str, params: Mapping[str, Any], split: PoisonedSplit, *,
                      family_lookup: FamilyLookup | None = None, seed: int = 0) -> tuple[float, float]:
@@ -88,7 +114,8 @@ def retrain_poisoned(learner: str, params: Mapping[str, Any], split: PoisonedSpl
 
 @dataclass(frozen=True)
 class VerifiedTrial:
-    """One trial's configuration, its slope (clean model) and accuracies after poisoned retraining."""
+    """One trial's configuration, its slope and predicted backdoor accuracy (clean model, no retraining)
+    and its accuracies after poisoned retraining. ``candidate``: one of the recommendation's candidates."""
 
     number: int
     learner: str
@@ -98,6 +125,8 @@ class VerifiedTrial:
     poisoned_clean_accuracy: float
     backdoor_accuracy: float
     attack: str | None = None
+    predicted_backdoor_accuracy: float | None = None
+    candidate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,24 +194,55 @@ def slope_backdoor_spearman(slopes: Sequence[float],
     return float(res.statistic), float(res.pvalue), f"over {x.size} configurations"
 
 
-def robust_region(trials: Sequence[VerifiedTrial], *, tolerance: float = DEFAULT_TOLERANCE,
-                  max_backdoor: float = 0.2) -> list[VerifiedTrial]:
-    """Trials with poisoned clean accuracy ≥ best − ``tolerance`` and backdoor accuracy ≤ ``max_backdoor``."""
-    tolerance = check_fraction("tolerance", tolerance)
+def robust_region(trials: Sequence[VerifiedTrial], *, max_backdoor: float = 0.2) -> list[VerifiedTrial]:
+    """The candidates (``candidate``: feasible, clean accuracy within the report's tolerance of the best)
+    whose backdoor accuracy after poisoned retraining is ≤ ``max_backdoor``."""
     max_backdoor = check_fraction("max_backdoor", max_backdoor)
-    if not trials:
-        return []
-    best = max(t.poisoned_clean_accuracy for t in trials)
-    return [t for t in trials if t.poisoned_clean_accuracy >= best - tolerance - 1e-12
-            and t.backdoor_accuracy <= max_backdoor + 1e-12]
+    return [t for t in trials if t.candidate and t.backdoor_accuracy <= max_backdoor + 1e-12]
+
+
+@dataclass(frozen=True)
+class RecommendationCheck:
+    """The recommendation against retraining: its predicted and true backdoor accuracy, the best
+    candidate's true backdoor accuracy, and the regret (recommended − best; 0 = the best choice)."""
+
+    recommendation: Recommendation
+    recommended: VerifiedTrial
+    best: VerifiedTrial
+
+    @property
+    def regret(self) -> float:
+        return self.recommended.backdoor_accuracy - self.best.backdoor_accuracy
+
+    def render(self) -> str:
+        r, b = self.recommended, self.best
+        predicted = "-" if r.predicted_backdoor_accuracy is None else f"{r.predicted_backdoor_accuracy:.3f}"
+        lines = [f"Recommendation check (the candidates and tolerance of `robust-hpo report`: "
+                 f"{len(self.recommendation.candidates.records)} trials within {self.recommendation.tolerance:g} "
+                 f"of the best clean accuracy {self.recommendation.best_accuracy:.4f}):",
+                 f"  recommended trial {r.number} ({format_config(r.learner, r.params)}): predicted backdoor "
+                 f"accuracy {predicted}, after retraining on the poisoned set {r.backdoor_accuracy:.3f}",
+                 f"  best candidate trial {b.number} ({format_config(b.learner, b.params)}): backdoor accuracy "
+                 f"after retraining {b.backdoor_accuracy:.3f}",
+                 f"  regret {self.regret:.3f} (recommended − best)",
+                 f"  {self.recommendation.rule_sentence()}"]
+        return "\n".join(lines + [f"  warning: {w}" for w in self.recommendation.warnings()])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recommended": self.recommended.number, "best": self.best.number, "regret": self.regret,
+                "predicted_backdoor_accuracy": self.recommended.predicted_backdoor_accuracy,
+                "backdoor_accuracy": self.recommended.backdoor_accuracy,
+                "best_backdoor_accuracy": self.best.backdoor_accuracy, "rule": self.recommendation.rule}
 
 
 @dataclass(frozen=True)
 class VerificationReport:
-    """The verified trials, Spearman(slope, backdoor accuracy) and the robust region.
+    """The verified trials, the recommendation check, Spearman(slope, backdoor accuracy) and the robust
+    region.
 
     ``spearman`` is over every verified trial; ``per_learner`` gives it per learner family (slopes of
     different learners use different losses, so the per-learner values are the cleaner comparison).
+    ``check`` is None when the study has no recommendation (no feasible trial with an exact slope).
     """
 
     trials: tuple[VerifiedTrial, ...]
@@ -194,27 +254,36 @@ class VerificationReport:
     max_backdoor: float
     which: str
     per_learner: dict[str, tuple[float | None, float | None, str]] = field(default_factory=dict)
+    check: RecommendationCheck | None = None
 
     def render(self) -> str:
         lines = [f"verified {len(self.trials)} trials ({self.which}) by retraining on the poisoned training set"]
         attacks = any(t.attack is not None for t in self.trials)
+        recommended = self.check.recommended.number if self.check is not None else None
         header = ("trial", "learner", "params", *(("attack",) if attacks else ()), "slope", "clean acc.",
-                  "clean acc. poisoned", "backdoor acc.")
-        rows = [(str(t.number), t.learner, format_values(t.params), *((str(t.attack),) if attacks else ()),
-                 f"{t.slope:.4f}", "-" if t.clean_accuracy is None else f"{t.clean_accuracy:.4f}",
-                 f"{t.poisoned_clean_accuracy:.4f}", f"{t.backdoor_accuracy:.4f}") for t in self.trials]
+                  "clean acc. poisoned", "backdoor pred.", "backdoor acc.", "note")
+        rows = []
+        for t in self.trials:
+            note = "recommended" if t.number == recommended else ("candidate" if t.candidate else "")
+            rows.append((str(t.number), t.learner, format_values(t.params), *((str(t.attack),) if attacks else ()),
+                         f"{t.slope:.4f}", "-" if t.clean_accuracy is None else f"{t.clean_accuracy:.4f}",
+                         f"{t.poisoned_clean_accuracy:.4f}",
+                         "-" if t.predicted_backdoor_accuracy is None else f"{t.predicted_backdoor_accuracy:.3f}",
+                         f"{t.backdoor_accuracy:.4f}", note))
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        left = (1, 2, 3) if attacks else (1, 2)
+        left = (1, 2, 3, len(header) - 1) if attacks else (1, 2, len(header) - 1)
         for row in [header, *rows]:
             lines.append("  ".join(c.ljust(w) if i in left else c.rjust(w)
-                                   for i, (c, w) in enumerate(zip(row, widths))))
+                                   for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        lines.append(self.check.render() if self.check is not None else
+                     "Recommendation check: no recommendation (no feasible trial with an exact slope)")
         lines.append("Spearman(slope, backdoor accuracy after retraining):")
         for name, (rho, p, note) in [("all learners", (self.spearman, self.pvalue, self.spearman_note)),
                                      *sorted(self.per_learner.items())]:
             value = note if rho is None else f"{rho:.3f} (p = {p:.2g}, {note})"
             lines.append(f"  {name}: {value}")
-        lines.append(f"robust region (clean accuracy after poisoning within {self.tolerance:g} of the best, "
-                     f"backdoor accuracy <= {self.max_backdoor:g}): "
+        lines.append(f"robust region (the recommendation's candidates: clean accuracy within {self.tolerance:g} of "
+                     f"the best feasible, and backdoor accuracy after retraining <= {self.max_backdoor:g}): "
                      + (", ".join(f"trial {t.number}" for t in self.robust) if self.robust else "empty"))
         for t in self.robust:
             lines.append(f"  trial {t.number}: {format_config(t.learner, t.params)}  clean {t.poisoned_clean_accuracy:.4f}  "
@@ -227,29 +296,38 @@ class VerificationReport:
                 "per_learner": {k: {"spearman": r, "pvalue": p, "note": n}
                                 for k, (r, p, n) in self.per_learner.items()},
                 "robust": [t.number for t in self.robust],
-                "tolerance": self.tolerance, "max_backdoor": self.max_backdoor, "which": self.which}
+                "tolerance": self.tolerance, "max_backdoor": self.max_backdoor, "which": self.which,
+                "check": self.check.to_dict() if self.check is not None else None}
 
 
-def _chosen_trials(study: optuna.Study, which: str) -> list[FrozenTrial]:
-    if which == "pareto":
-        if len(study.directions) == 1:
-            return [study.best_trial]
-        return sorted(study.best_trials, key=lambda t: t.number)
-    if which == "all":
-        return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    raise ValidationError(f"trials must be 'pareto' (the Pareto front) or 'all' (every completed trial), got {which!r}")
+def _chosen_trials(study: optuna.Study, which: str, candidate_numbers: set[int]) -> list[FrozenTrial]:
+    """The trials ``which`` names, the candidates always among them, by trial number."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if which == "candidates":
+        chosen = set(candidate_numbers)
+    elif which == "pareto":
+        front = [study.best_trial] if len(study.directions) == 1 else study.best_trials
+        chosen = {t.number for t in front} | candidate_numbers
+    elif which == "all":
+        chosen = {t.number for t in complete}
+    else:
+        raise ValidationError(f"trials must be one of {list(WHICH)} ('candidates': the recommendation's, 'pareto': "
+                              f"the Pareto front, 'all': every completed trial), got {which!r}")
+    return [t for t in complete if t.number in chosen]
 
 
 def verify_study(study: optuna.Study, split: PoisonedSplit | Mapping[str, PoisonedSplit], *,
-                 trials: str = "pareto", attack: str = WORST, family_lookup: FamilyLookup | None = None,
+                 trials: str = "candidates", attack: str = WORST, family_lookup: FamilyLookup | None = None,
                  seed: int = 0, tolerance: float = DEFAULT_TOLERANCE, max_backdoor: float = 0.2,
                  store: bool = True, progress: Callable[[int, int], None] | None = None) -> VerificationReport:
-    """Retrain the chosen trials on the poisoned training set of their attack; store and report.
+    """Retrain the chosen trials on the poisoned training set of their attack; check the recommendation;
+    store and report.
 
     ``split`` is the study's own poisoned split, or its ``{attack name: split}`` (rebuild them from the
     study: ``robust_hpo.study.build_splits``); each trial is retrained on the split of ``attack``
     (:func:`trial_attack`: by default the attack that decided its objective) and compared with its
-    slope for that attack. ``progress`` is called as ``progress(done, total)`` after each trial.
+    slope and predicted backdoor accuracy for that attack. ``tolerance`` is the report's (the
+    recommendation's candidates). ``progress`` is called as ``progress(done, total)`` after each trial.
     """
     if not isinstance(study, optuna.Study):
         raise ValidationError(f"study must be an optuna.Study, got {type(study).__name__}")
@@ -259,40 +337,102 @@ def verify_study(study: optuna.Study, split: PoisonedSplit | Mapping[str, Poison
         raise ValidationError("split must be a PoisonedSplit or a non-empty {attack name: PoisonedSplit} mapping")
     tolerance = check_fraction("tolerance", tolerance)
     max_backdoor = check_fraction("max_backdoor", max_backdoor)
-    chosen = _chosen_trials(study, trials)
-    if not chosen:
-        raise ValidationError(f"study {study.study_name!r} has no completed trials to verify")
     names = study.metric_names
+    pool = candidates(study, tolerance) if len(study.directions) == 2 else None
+    pool_numbers = set(pool.numbers) if pool is not None else set()
+    chosen = _chosen_trials(study, trials, pool_numbers)
+    if not chosen:
+        raise ValidationError(f"study {study.study_name!r} has no completed trials to verify"
+                              + (" (no feasible candidate; try --trials all)" if trials == "candidates" else ""))
     verified: list[VerifiedTrial] = []
     for i, trial in enumerate(chosen):
         learner, params = learner_config(trial.params)
         used = trial_attack(trial, list(splits), attack)
+        record = trial_record(trial, names)
         clean, backdoor = retrain_poisoned(learner, params, splits[used], family_lookup=family_lookup, seed=seed)
-        record = VerifiedTrial(number=trial.number, learner=learner, params=params,
-                               slope=attack_slope(trial, used, len(splits), names),
-                               clean_accuracy=_clean_accuracy(trial, names),
-                               poisoned_clean_accuracy=clean, backdoor_accuracy=backdoor,
-                               attack=used if len(splits) > 1 else None)
-        if store:
-            study.set_user_attr(f"{VERIFY_ATTR_PREFIX}{trial.number}", record.to_dict())
-        verified.append(record)
+        verified.append(VerifiedTrial(number=trial.number, learner=learner, params=params,
+                                      slope=attack_slope(trial, used, len(splits), names),
+                                      clean_accuracy=record.clean_accuracy,
+                                      poisoned_clean_accuracy=clean, backdoor_accuracy=backdoor,
+                                      attack=used if len(splits) > 1 else None,
+                                      predicted_backdoor_accuracy=_predicted(record, used, len(splits)),
+                                      candidate=trial.number in pool_numbers))
         if progress is not None:
             progress(i + 1, len(chosen))
+    check = _check(study, tolerance, verified)
+    if store:
+        _store(study, verified, tolerance, check)
     rho, p, note = slope_backdoor_spearman([t.slope for t in verified], [t.backdoor_accuracy for t in verified])
     per_learner = {}
     for learner in sorted({t.learner for t in verified}):
         mine = [t for t in verified if t.learner == learner]
         per_learner[learner] = slope_backdoor_spearman([t.slope for t in mine], [t.backdoor_accuracy for t in mine])
     return VerificationReport(trials=tuple(verified), spearman=rho, pvalue=p, spearman_note=note,
-                              per_learner=per_learner,
-                              robust=tuple(robust_region(verified, tolerance=tolerance, max_backdoor=max_backdoor)),
-                              tolerance=tolerance, max_backdoor=max_backdoor, which=trials)
+                              per_learner=per_learner, robust=tuple(robust_region(verified, max_backdoor=max_backdoor)),
+                              tolerance=tolerance, max_backdoor=max_backdoor, which=trials, check=check)
+
+
+def _predicted(record: TrialRecord, attack: str, n_attacks: int) -> float | None:
+    if n_attacks > 1 and attack in record.attacks:
+        return record.attacks[attack].predicted_backdoor_accuracy
+    return record.predicted_backdoor_accuracy
+
+
+def _check(study: optuna.Study, tolerance: float, verified: Sequence[VerifiedTrial]) -> RecommendationCheck | None:
+    if len(study.directions) != 2:
+        return None
+    recommendation = recommend(study, tolerance)
+    if recommendation is None:
+        return None
+    by_number = {t.number: t for t in verified}
+    pool = [by_number[n] for n in recommendation.candidates.numbers]
+    best = min(pool, key=lambda t: (t.backdoor_accuracy, t.number))
+    return RecommendationCheck(recommendation=recommendation, recommended=by_number[recommendation.trial.number],
+                               best=best)
+
+
+def _store(study: optuna.Study, verified: Sequence[VerifiedTrial], tolerance: float,
+           check: RecommendationCheck | None) -> None:
+    """Merge ``verified`` into the one compact study attribute (one storage write)."""
+    stored = study.user_attrs.get(VERIFY_ATTR)
+    entries = dict(stored.get("trials", {})) if isinstance(stored, Mapping) else {}
+    for t in verified:
+        entries[str(t.number)] = [round(t.poisoned_clean_accuracy, 6), round(t.backdoor_accuracy, 6), t.attack]
+    value: dict[str, Any] = {"format": VERIFY_FORMAT, "tolerance": tolerance,
+                             "trials": dict(sorted(entries.items(), key=lambda kv: int(kv[0])))}
+    if check is not None:
+        value.update(recommended=check.recommended.number, best=check.best.number, regret=round(check.regret, 6))
+    study.set_user_attr(VERIFY_ATTR, value)
 
 
 def stored_verification(study: optuna.Study) -> list[VerifiedTrial]:
-    """The verification records stored on ``study`` by :func:`verify_study`, by trial number."""
-    records = []
+    """The verification stored on ``study`` by :func:`verify_study` (and by earlier versions' per-trial
+    attributes), by trial number; configuration, slope and predictions come from the trials' records."""
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    entries: dict[int, tuple[float, float, str | None]] = {}
     for key, value in study.user_attrs.items():
-        if key.startswith(VERIFY_ATTR_PREFIX):
-            records.append(VerifiedTrial(**value))
-    return sorted(records, key=lambda t: t.number)
+        if key.startswith(VERIFY_ATTR_PREFIX) and isinstance(value, Mapping):
+            entries[int(key[len(VERIFY_ATTR_PREFIX):])] = (value["poisoned_clean_accuracy"],
+                                                          value["backdoor_accuracy"], value.get("attack"))
+    stored = study.user_attrs.get(VERIFY_ATTR)
+    if isinstance(stored, Mapping):
+        for number, (clean, backdoor, attack) in stored.get("trials", {}).items():
+            entries[int(number)] = (clean, backdoor, attack)
+    tolerance = stored.get("tolerance") if isinstance(stored, Mapping) else None
+    pool = candidates(study, tolerance) if tolerance is not None and len(study.directions) == 2 else None
+    pool_numbers = set(pool.numbers) if pool is not None else set()
+    names = study.metric_names
+    out = []
+    for number, (clean, backdoor, attack) in sorted(entries.items()):
+        trial = by_number.get(number)
+        if trial is None:
+            continue
+        learner, params = learner_config(trial.params)
+        record = trial_record(trial, names)
+        slope = record.attack_slope(attack) if attack is not None and attack in record.attacks else record.slope
+        out.append(VerifiedTrial(number=number, learner=learner, params=params, slope=float(slope),
+                                 clean_accuracy=record.clean_accuracy, poisoned_clean_accuracy=float(clean),
+                                 backdoor_accuracy=float(backdoor), attack=attack,
+                                 predicted_backdoor_accuracy=_predicted(record, attack or "", 2 if attack else 1),
+                                 candidate=number in pool_numbers))
+    return out

@@ -438,20 +438,23 @@ def _explain(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "verify", help="retrain a study's trials on the poisoned training set and compare with the slope",
-        description="Retrain the Pareto front (or all trials) on the poisoned training set of their attack, "
-                    "store clean and backdoor accuracy on the study, print Spearman(slope, backdoor accuracy) "
-                    "and the robust region; writes verification.html, verification.csv and "
-                    "heatmap_<learner>.html.")
+        "verify", help="check the recommendation by retraining on the poisoned training set",
+        description="Retrain the recommendation's candidates (the feasible trials within the tolerance of the "
+                    "best clean accuracy, as `report` chooses from; or the Pareto front, or all trials, with the "
+                    "candidates) on the poisoned training set of their attack; print the recommended trial's "
+                    "predicted and true backdoor accuracy, the best candidate's and the regret, Spearman(slope, "
+                    "backdoor accuracy) and the robust region; store the results as one study attribute; write "
+                    "verification.html, verification.csv and heatmap_<learner>.html.")
     _add_study(parser)
     _add_attack_argument(parser)
-    parser.add_argument("--trials", choices=("pareto", "all"), default="pareto",
-                        help="which completed trials to retrain (default: pareto)")
+    parser.add_argument("--trials", choices=("candidates", "pareto", "all"), default="candidates",
+                        help="which completed trials to retrain, the recommendation's candidates always among them "
+                             "(default: candidates)")
     parser.add_argument("--tolerance", type=fraction, default=None,
-                        help=f"robust region: clean accuracy within this of the best (default: the study's "
-                             f"[report] tolerance, else {DEFAULT_TOLERANCE})")
+                        help=f"the recommendation's tolerance: candidates are the feasible trials within this of the "
+                             f"best clean accuracy (default: the study's [report] tolerance, else {DEFAULT_TOLERANCE})")
     parser.add_argument("--max-backdoor", type=fraction, default=0.2,
-                        help="robust region: backdoor accuracy at most this (default: 0.2)")
+                        help="robust region: candidates with backdoor accuracy at most this (default: 0.2)")
     parser.add_argument("--bins", type=positive_int, default=6, help="log bins per axis of the heatmaps (default: 6)")
     parser.set_defaults(handler=_verify)
 
@@ -479,12 +482,16 @@ def _verify(args: argparse.Namespace) -> int:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["trial", "learner", "params", "attack", "slope", "clean_accuracy",
-                         "poisoned_clean_accuracy", "backdoor_accuracy", "robust"])
+                         "predicted_backdoor_accuracy", "poisoned_clean_accuracy", "backdoor_accuracy", "candidate",
+                         "recommended", "robust"])
         robust = {t.number for t in report.robust}
+        recommended = report.check.recommended.number if report.check is not None else None
         for t in report.trials:
             writer.writerow([t.number, t.learner, ";".join(f"{k}={v}" for k, v in t.params.items()), t.attack or "",
                              t.slope, "" if t.clean_accuracy is None else t.clean_accuracy,
-                             t.poisoned_clean_accuracy, t.backdoor_accuracy, t.number in robust])
+                             "" if t.predicted_backdoor_accuracy is None else t.predicted_backdoor_accuracy,
+                             t.poisoned_clean_accuracy, t.backdoor_accuracy, t.candidate, t.number == recommended,
+                             t.number in robust])
     print(f"wrote {path}")
     _study_heatmaps(list(report.trials), ctx.output, args.bins)
     return 0

@@ -298,8 +298,9 @@ def verification_figure(report: VerificationReport, *, title: str | None = None)
     fig.update_layout(title={"text": (title or "Verification by retraining on the poisoned training set")
                              + f"<br><sup>Spearman(slope, backdoor accuracy) over all learners = {rho} "
                                f"({report.spearman_note}); per learner in the legend (each learner's slope uses "
-                               f"its own loss).<br>★ robust region: clean accuracy after poisoning within "
-                               f"{report.tolerance:g} of the best and backdoor accuracy ≤ {report.max_backdoor:g}."
+                               f"its own loss).<br>★ robust region: the recommendation's candidates (clean accuracy "
+                               f"within {report.tolerance:g} of the best feasible) with backdoor accuracy ≤ "
+                               f"{report.max_backdoor:g}."
                                "</sup>"},
                       height=560, margin={"t": 130}, legend={"title": {"text": "learner"}})
     return fig

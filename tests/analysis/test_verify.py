@@ -16,7 +16,7 @@ from robust_hpo.datasets import load_dataset
 from robust_hpo.plots import grid_figure, verification_figure
 from robust_hpo.slope import backdoor_slope
 from robust_hpo.analysis import (
-    VERIFY_ATTR_PREFIX,
+    VERIFY_ATTR,
     VerifiedTrial,
     bin_trials,
     paper_grid,
@@ -66,29 +66,40 @@ def plain_study(split):
 def test_verify_all_trials_against_independent_refits(plain_study, split):
     report = verify_study(plain_study, split, trials="all", tolerance=0.05, max_backdoor=0.3)
     assert [t.number for t in report.trials] == list(range(len(C_GRID)))
+    backdoor = {}
     for t, C in zip(report.trials, C_GRID):
-        clean, backdoor = _independent(LogisticRegression(C=C, max_iter=2000), split)
+        clean, backdoor[t.number] = _independent(LogisticRegression(C=C, max_iter=2000), split)
         assert t.learner == "logistic" and t.params == {"C": C}
-        assert t.poisoned_clean_accuracy == pytest.approx(clean) and t.backdoor_accuracy == pytest.approx(backdoor)
+        assert t.poisoned_clean_accuracy == pytest.approx(clean)
+        assert t.backdoor_accuracy == pytest.approx(backdoor[t.number])
         assert t.slope == plain_study.trials[t.number].values[1]
-        # stored on the study (finished trials cannot be modified in Optuna)
-        stored = plain_study.user_attrs[f"{VERIFY_ATTR_PREFIX}{t.number}"]
-        assert stored["backdoor_accuracy"] == t.backdoor_accuracy
+    # ONE compact study attribute (finished trials cannot be modified in Optuna)
+    assert [k for k in plain_study.user_attrs if k.startswith("robust_hpo:verify")] == [VERIFY_ATTR]
+    stored = plain_study.user_attrs[VERIFY_ATTR]
+    assert stored["trials"]["2"][1] == pytest.approx(report.trials[2].backdoor_accuracy)
     assert stored_verification(plain_study) == list(report.trials)
     ref = spearmanr([t.slope for t in report.trials], [t.backdoor_accuracy for t in report.trials]).statistic
     assert report.spearman == pytest.approx(ref)
     assert report.per_learner["logistic"][0] == pytest.approx(ref)
-    best = max(t.poisoned_clean_accuracy for t in report.trials)
-    expected = [t.number for t in report.trials
-                if t.poisoned_clean_accuracy >= best - 0.05 and t.backdoor_accuracy <= 0.3]
-    assert [t.number for t in report.robust] == expected
+    # the recommendation's candidates (no constraint: every trial is feasible), as `report` computes them
+    accuracies = [t.values[0] for t in plain_study.trials]
+    candidates = [n for n, a in enumerate(accuracies) if a >= max(accuracies) - 0.05 - 1e-12]
+    assert [t.number for t in report.trials if t.candidate] == candidates
+    assert [t.number for t in report.robust] == [n for n in candidates if backdoor[n] <= 0.3]
+    # the check: these trials carry no margins (plain layout), so the slope decides; regret from the refits
+    check = report.check
+    assert check.recommendation.rule == "slope"
+    assert check.recommended.number == min(candidates, key=lambda n: plain_study.trials[n].values[1])
+    assert check.regret == pytest.approx(backdoor[check.recommended.number] - min(backdoor[n] for n in candidates))
+    assert stored["recommended"] == check.recommended.number and stored["regret"] == pytest.approx(check.regret)
     text = report.render()
     assert "Spearman(slope, backdoor accuracy" in text and "robust region" in text
+    assert f"recommended trial {check.recommended.number} (" in text and "regret" in text and "Rule:" in text
     fig = verification_figure(report)
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text and "Spearman" in fig.layout.title.text
 
 
-def test_pareto_default_and_plugin_layout(split):
+def test_pareto_choice_adds_the_candidates_and_plugin_layout(split):
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_metric_names(["clean_accuracy", "slope"])
     dists = {"learner": CategoricalDistribution(["rbf_svm"]), "rbf_svm.C": FloatDistribution(0.1, 100, log=True),
@@ -96,12 +107,16 @@ def test_pareto_default_and_plugin_layout(split):
     for (C, g), values in zip([(10.0, 0.01), (10.0, 0.1), (1.0, 0.001)], [[0.99, 0.2], [0.98, 0.5], [0.9, 0.01]]):
         study.add_trial(create_trial(params={"learner": "rbf_svm", "rbf_svm.C": C, "rbf_svm.gamma": g},
                                      distributions=dists, values=values))
-    report = verify_study(study, split)  # Pareto front: trials 0 and 2 (trial 1 is dominated)
-    assert [t.number for t in report.trials] == [0, 2]
+    report = verify_study(study, split, tolerance=0.01)  # the candidates: trials 0 and 1
+    assert [t.number for t in report.trials] == [0, 1] and all(t.candidate for t in report.trials)
+    # Pareto front: trials 0 and 2 (trial 1 is dominated, but a candidate)
+    report = verify_study(study, split, trials="pareto", tolerance=0.01)
+    assert [t.number for t in report.trials] == [0, 1, 2]
+    assert [t.candidate for t in report.trials] == [True, True, False]
     assert report.trials[0].params == {"C": 10.0, "gamma": 0.01}
     clean, backdoor = _independent(SVC(kernel="rbf", C=10.0, gamma=0.01), split)
     assert report.trials[0].backdoor_accuracy == pytest.approx(backdoor)
-    assert report.spearman is None and "at least 3" in report.spearman_note
+    assert report.check.recommended.number == 0  # the lower slope of the two candidates
 
 
 def test_retrain_poisoned_generic_family(split):
@@ -178,9 +193,12 @@ def test_bin_trials_hand_computed():
 
 
 def test_robust_region_and_spearman_hand_computed():
-    trials = [_vt(0, "a", 1, clean=0.95, backdoor=0.05), _vt(1, "a", 1, clean=0.97, backdoor=0.5),
-              _vt(2, "a", 1, clean=0.90, backdoor=0.0)]
-    assert [t.number for t in robust_region(trials, tolerance=0.03, max_backdoor=0.1)] == [0]
+    from dataclasses import replace
+
+    trials = [replace(_vt(0, "a", 1, backdoor=0.05), candidate=True), replace(_vt(1, "a", 1, backdoor=0.5),
+                                                                               candidate=True),
+              _vt(2, "a", 1, backdoor=0.0)]
+    assert [t.number for t in robust_region(trials, max_backdoor=0.1)] == [0]
     rho, p, note = slope_backdoor_spearman([0.1, 0.2, 0.3, 0.4], [0.0, 0.1, 0.1, 0.9])
     assert rho == pytest.approx(spearmanr([0.1, 0.2, 0.3, 0.4], [0.0, 0.1, 0.1, 0.9]).statistic)
     assert slope_backdoor_spearman([0.1, 0.2, 0.3], [0.5, 0.5, 0.5])[0] is None
@@ -189,7 +207,7 @@ def test_robust_region_and_spearman_hand_computed():
 def test_bad_inputs(plain_study, split):
     with pytest.raises(ValueError, match="study must be an optuna.Study"):
         verify_study("study", split)
-    with pytest.raises(ValueError, match="trials must be 'pareto'"):
+    with pytest.raises(ValueError, match=r"trials must be one of \['candidates', 'pareto', 'all'\]"):
         verify_study(plain_study, split, trials="best")
     with pytest.raises(ValueError, match=r"tolerance must be a number in \[0, 1\]"):
         verify_study(plain_study, split, tolerance=2.0)
@@ -210,4 +228,6 @@ def test_bad_inputs(plain_study, split):
     with pytest.raises(ValueError, match="has no slope"):
         trial_slope(single.trials[0])
     with pytest.raises(ValueError, match="trial params must contain 'learner'"):
+        verify_study(single, split, trials="all")
+    with pytest.raises(ValueError, match=r"no completed trials to verify \(no feasible candidate; try --trials all\)"):
         verify_study(single, split)

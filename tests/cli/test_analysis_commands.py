@@ -10,7 +10,7 @@ import pytest
 
 from robust_hpo.cli import main
 from robust_hpo.study import load_study_config, run_study
-from robust_hpo.analysis import VERIFY_ATTR_PREFIX
+from robust_hpo.analysis import VERIFY_ATTR
 
 STUDY = """
 [study]
@@ -67,10 +67,10 @@ def test_study_commands(study_file, capsys):
     assert (output / "heatmap_rbf_svm.html").is_file() or (output / "heatmap_logistic.html").is_file()
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(output / "study.log")))
     study = optuna.load_study(study_name="tiny", storage=storage)
-    assert sum(k.startswith(VERIFY_ATTR_PREFIX) for k in study.user_attrs) == 10
-    record = study.user_attrs[f"{VERIFY_ATTR_PREFIX}0"]
-    assert 0.0 <= record["backdoor_accuracy"] <= 1.0 and "poisoned_clean_accuracy" in record
-    json.dumps(record)
+    stored = study.user_attrs[VERIFY_ATTR]
+    assert [k for k in study.user_attrs if k.startswith("robust_hpo:verify")] == [VERIFY_ATTR]
+    assert len(stored["trials"]) == 10 and all(0.0 <= b <= 1.0 for _, b, _ in stored["trials"].values())
+    assert len(json.dumps(stored)) < 1500  # compact: `optuna studies` prints one short row
 
     (output / "heatmap_logistic.html").unlink(missing_ok=True)
     assert main(["heatmap", str(path), "--output", str(output), "--bins", "3"]) == 0
@@ -134,3 +134,29 @@ def test_bad_flag_values_are_refused_by_argparse(capsys):
     with pytest.raises(SystemExit):
         main(["curves", "--learner", "ridge", "--C", "-1"])
     assert "expected a positive number" in capsys.readouterr().err
+
+
+def test_verify_and_report_name_the_same_recommendation(study_file, tmp_path, capsys):
+    """`report` and `verify` (default: the candidates) agree on the recommended trial; verify retrains
+    every candidate and its regret is the recommended trial's backdoor accuracy minus the best's."""
+    import csv
+    import re
+
+    path, output = study_file
+    assert main(["report", str(path), "--output", str(output)]) == 0
+    report = capsys.readouterr().out
+    recommended = int(re.search(r"^Recommended: trial (\d+) ", report, re.MULTILINE).group(1))
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["recommended"]["number"] == recommended
+    candidates = summary["recommended"]["candidates"]
+    assert main(["verify", str(path), "--output", str(output)]) == 0
+    verify = capsys.readouterr().out
+    assert f"recommended trial {recommended} (" in verify
+    rows = list(csv.DictReader((output / "verification.csv").open()))
+    assert sorted(int(r["trial"]) for r in rows) == sorted(candidates)
+    assert [int(r["trial"]) for r in rows if r["recommended"] == "True"] == [recommended]
+    backdoor = {int(r["trial"]): float(r["backdoor_accuracy"]) for r in rows}
+    regret = float(re.search(r"regret (-?\d+\.\d+)", verify).group(1))
+    assert regret == pytest.approx(backdoor[recommended] - min(backdoor.values()), abs=6e-4)
+    robust = re.search(r"robust region \(the recommendation's candidates.*\): (.*)$", verify, re.MULTILINE).group(1)
+    assert robust == "empty" or all(int(n) in candidates for n in re.findall(r"trial (\d+)", robust))

@@ -13,7 +13,7 @@ import pytest
 
 from sklearn.linear_model import RidgeClassifier
 
-from robust_hpo.analysis import VERIFY_ATTR_PREFIX
+from robust_hpo.analysis import stored_verification
 from robust_hpo.attacks import InvisibleGrid, ThreatModel, poison_many
 from robust_hpo.cli import main
 from robust_hpo.datasets import load_dataset
@@ -115,19 +115,18 @@ def test_verify_from_the_storage_retrains_on_each_trials_attack(stored, tmp_path
     out = capsys.readouterr().out
     assert "within 0.05 of the best" in out
     splits = _independent_splits()
-    records = {int(k[len(VERIFY_ATTR_PREFIX):]): v for k, v in
-               optuna.load_study(study_name="grids", storage=StorageSpec(journal=journal).open()).user_attrs.items()
-               if k.startswith(VERIFY_ATTR_PREFIX)}
+    stored = optuna.load_study(study_name="grids", storage=StorageSpec(journal=journal).open())
+    records = {t.number: t for t in stored_verification(stored)}
     assert sorted(records) == [t.number for t in study.trials if t.state.name == "COMPLETE"]
     for trial in study.trials:
         record = records[trial.number]
         worst = trial_record(trial).worst_attack
-        assert record["attack"] == worst and record["slope"] == trial.values[1]
+        assert record.attack == worst and record.slope == trial.values[1]
         split = splits[worst]
         est = RidgeClassifier(alpha=1.0 / (2.0 * trial.params["ridge.C"]))
         est.fit(split.X_train_poisoned.reshape(len(split.y_train_poisoned), -1), split.y_train_poisoned)
         backdoor = float(np.mean(est.predict(split.X_trigger.reshape(len(split.y_trigger), -1)) == split.y_trigger))
-        assert record["backdoor_accuracy"] == pytest.approx(backdoor)
+        assert record.backdoor_accuracy == pytest.approx(backdoor)
 
 
 def test_an_unknown_attack_is_refused(stored, tmp_path, capsys):
