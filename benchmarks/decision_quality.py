@@ -83,7 +83,7 @@ def study_config(case: Case, *, n_trials: int, seed_offset: int, tolerance: floa
     if case.dataset == "digits":
         data.update(n_train=250, n_test=100)
     else:
-        data.update(n_train=1500, n_test=500, root=str(mnist_root))
+        data.update(n_train=1300, n_test=500, root=str(mnist_root))  # every pair has >= 1,800 images
     return parse_study_config({
         "study": {"name": case.label.replace(" ", "_"), "n_trials": n_trials, "seed": seed, "sampler": "tpe",
                   "threads": 1},
