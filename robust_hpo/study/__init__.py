@@ -61,7 +61,7 @@ from robust_hpo.study._settings import (
     StudySettings,
 )
 from robust_hpo.study._sampling import TrialSeededSampler, trial_seed
-from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec
+from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec, mask_secrets
 from robust_hpo.study._toml import apply_overrides, load_study_config, parse_study_config
 
 __all__ = [
@@ -109,6 +109,7 @@ __all__ = [
     "load_study_config",
     "locate",
     "locate_storage",
+    "mask_secrets",
     "open_journal",
     "open_study",
     "pareto_trials",

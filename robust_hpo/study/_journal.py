@@ -292,16 +292,90 @@ def scan_journal(path: str | Path) -> JournalDamage:
     return JournalDamage(damaged_lines=tuple(damaged), torn_tail_bytes=torn)
 
 
+def check_journal_file(path: str | Path) -> None:
+    """Refuse an existing ``path`` that is not an Optuna journal file, before anything touches it.
+
+    A journal's first line is an Optuna record (``{"op_code":…,"worker_id":…}``), complete or torn
+    by a killed first write. Anything else — a directory, a device or pipe, an SQLite database, text,
+    binary data, an empty file — raises :class:`StorageError` naming the file and saying nothing was
+    written (no record, no lock file). An empty file modified in the last
+    :data:`FRESH_EMPTY_SECONDS` may be a journal another worker has just created: it is re-read
+    for up to :data:`FRESH_EMPTY_WAIT` seconds before being refused. A missing path passes.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    untouched = "nothing was written to it"
+    if path.is_dir():
+        raise StorageError(f"storage {path} is a directory, not an Optuna journal file; {untouched}. "
+                           "Give a file path (a new file starts a new journal)")
+    if not path.is_file():
+        raise StorageError(f"storage {path} is not a regular file (a device, pipe or broken link), not an "
+                           f"Optuna journal file; {untouched}")
+    head = _read_head(path)
+    deadline = time.monotonic() + FRESH_EMPTY_WAIT
+    while not head and time.time() - _mtime(path) < FRESH_EMPTY_SECONDS and time.monotonic() < deadline:
+        time.sleep(0.05)
+        head = _read_head(path)
+    if head.startswith(_SQLITE_HEADER):
+        raise StorageError(f"storage {path} is an SQLite database, not an Optuna journal file; {untouched}. "
+                           f"Pass sqlite:///{path.resolve()} to use the database")
+    if not head:
+        raise StorageError(f"storage {path} is an empty file, not an Optuna journal file; {untouched}. "
+                           "Give a new path (robust-hpo creates the journal), or delete the file first")
+    if not _starts_like_journal(head):
+        first_line = head.split(b"\n", 1)[0] + b"\n"
+        raise StorageError(f"storage {path} exists and is not an Optuna journal file (its first line "
+                           f"{_preview(first_line, 40)} is not a journal record); {untouched}. Give a new "
+                           "path, or the journal of a robust-hpo study")
+
+
+FRESH_EMPTY_SECONDS = 10.0
+"""An empty file younger than this may be a journal another worker is creating (see check_journal_file)."""
+
+FRESH_EMPTY_WAIT = 3.0
+"""Seconds :func:`check_journal_file` waits for such a file to receive its first record."""
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_HEAD_BYTES = 1 << 20
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise StorageError(f"storage {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _starts_like_journal(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) begins with an Optuna record, complete or torn."""
+    first, newline, _ = head.partition(b"\n")
+    if newline:
+        record = _json_or_none(first)
+        return isinstance(record, dict) and type(record.get("op_code")) is int \
+            and isinstance(record.get("worker_id"), str)
+    start = b'{"op_code":'
+    return first.startswith(start) or start.startswith(first)  # a first record cut by a killed write
+
+
 def open_journal(path: str | Path, *, create: bool, lock_grace: float = DEFAULT_LOCK_GRACE) -> JournalStorage:
     """Optuna's :class:`JournalStorage` (:class:`OwnedJournalStorage`: trials record their owner) on
     the journal file ``path`` with :class:`CheckedJournalBackend`.
 
-    ``create=False`` (reading) requires the file and writes nothing. A damaged journal raises
-    :class:`StorageError` naming the file, the first damaged line and the repair command.
+    ``create=False`` (reading) requires the file and writes nothing. A file that is not a journal is
+    refused untouched (:func:`check_journal_file`). A damaged journal raises :class:`StorageError`
+    naming the file, the first damaged line and the repair command.
     """
     path = Path(path)
-    if path.is_dir():
-        raise StorageError(f"storage {path} is a directory; expected a journal file path")
+    check_journal_file(path)
     if not create and not path.is_file():
         raise MissingFileError(f"no study storage at {path}; run `robust-hpo run` first or pass --storage")
     if create:
@@ -373,6 +447,7 @@ def repair_journal(path: str | Path, *, lock_grace: float = DEFAULT_LOCK_GRACE) 
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"no journal file at {path}")
+    check_journal_file(path)  # never "repair" a file that is not a journal
     lock = OwnedLock(path, grace_period=lock_grace)
     lock.acquire()
     try:

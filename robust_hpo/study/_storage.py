@@ -15,6 +15,7 @@ Journal files go through :mod:`robust_hpo.study._journal` (torn records, stale l
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,9 +33,6 @@ from robust_hpo.study._journal import open_journal
 
 JOURNAL_FILE = "study.log"
 """Name of the default journal file inside the output folder."""
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
 
 @dataclass(frozen=True)
 class Heartbeat:
@@ -92,6 +90,10 @@ class StorageSpec:
             return cls(journal=Path(default_journal))
         if not isinstance(spec, str) or not spec.strip():
             raise ValidationError(f"storage must be a URL or a journal file path, got {spec!r}")
+        if _DSN.match(spec):
+            raise ValidationError(
+                f"storage {mask_secrets(spec)!r} is a PostgreSQL key=value DSN, which is not a storage: give a "
+                "URL such as postgresql://user:password@host:5432/dbname")
         if "://" in spec:
             scheme = spec.split("://", 1)[0]
             if scheme.startswith("redis"):
@@ -104,7 +106,7 @@ class StorageSpec:
         """Human-readable location, with any password in a URL masked."""
         if self.journal is not None:
             return f"journal file {self.journal}"
-        return _mask_password(str(self.url))
+        return mask_secrets(str(self.url))
 
     def dashboard_argument(self) -> str:
         """What to pass to ``optuna-dashboard`` for this storage."""
@@ -121,9 +123,7 @@ class StorageSpec:
         :mod:`robust_hpo.study._orphans`). Errors are :class:`StorageError` (or
         :class:`MissingFileError`) naming the file or the masked URL."""
         if self.journal is not None:
-            if self.journal.is_file() and _has_sqlite_header(self.journal):
-                raise StorageError(f"storage {self.journal} is an SQLite database; pass sqlite:///{self.journal}")
-            return open_journal(self.journal, create=create)
+            return open_journal(self.journal, create=create)  # refuses a file that is not a journal, untouched
         url = str(self.url)
         if not create:
             _check_database_exists(url)
@@ -152,7 +152,7 @@ def _check_database_exists(url: str) -> None:
     except Exception:  # an unparsable URL is reported by the open itself
         return
     if database and database != ":memory:" and not database.startswith("file:") and not Path(database).is_file():
-        raise MissingFileError(f"no SQLite database at {database} (storage {_mask_password(url)}); "
+        raise MissingFileError(f"no SQLite database at {database} (storage {mask_secrets(url)}); "
                                "run `robust-hpo run` first or check the path")
 
 
@@ -160,14 +160,14 @@ def _open_rdb(url: str, *, create: bool = True, heartbeat: Heartbeat | None = No
     try:
         import sqlalchemy.exc
     except ModuleNotFoundError as exc:  # pragma: no cover - sqlalchemy ships with optuna
-        raise MissingDependencyError(f"storage {_mask_password(url)} needs SQLAlchemy: pip install sqlalchemy") \
+        raise MissingDependencyError(f"storage {mask_secrets(url)} needs SQLAlchemy: pip install sqlalchemy") \
             from exc
     kwargs: dict[str, Any] = {} if create else {"skip_table_creation": True}
     if heartbeat is not None:
         kwargs.update(heartbeat.rdb_arguments())
     try:
         if not create and not _has_optuna_tables(postgres_driver_url(url)):
-            raise StorageError(f"storage {_mask_password(url)} holds no Optuna studies (no Optuna tables); "
+            raise StorageError(f"storage {mask_secrets(url)} holds no Optuna studies (no Optuna tables); "
                                "run `robust-hpo run` first or check the URL")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
@@ -176,11 +176,11 @@ def _open_rdb(url: str, *, create: bool = True, heartbeat: Heartbeat | None = No
         cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
         name = getattr(cause, "name", None) or str(cause)
         hint = " (pip install 'robust_hpo[postgres]')" if url.startswith("postgres") else ""
-        raise MissingDependencyError(f"storage {_mask_password(url)}: missing database driver {name!r}{hint}") \
+        raise MissingDependencyError(f"storage {mask_secrets(url)}: missing database driver {name!r}{hint}") \
             from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         reason = " ".join(str(exc).split())
-        raise StorageError(f"storage {_mask_password(url)} cannot be opened: {reason[:300]}") from None
+        raise StorageError(mask_secrets(f"storage {url} cannot be opened: {reason[:300]}")) from None
 
 
 def _has_optuna_tables(url: str) -> bool:
@@ -212,15 +212,17 @@ def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attemp
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _has_sqlite_header(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+# user:password@ in a URL (greedy to the token's last "@", so a password holding "@" is masked whole)
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^\s]*@")
+# password=… in a URL query or a libpq key=value DSN, quoted or not
+_KEY_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^&;\s'\"]*)")
+# a libpq DSN ("host=db user=bob password=…"): given as --storage it would otherwise be a journal path
+_DSN = re.compile(r"(?i)^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*=")
 
 
-def _mask_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, at, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+def mask_secrets(text: str) -> str:
+    """``text`` with every password replaced by ``***``: ``scheme://user:***@host``, ``password=***``
+    in URL queries and libpq key=value DSNs (quoted or not). Applied to every storage location and
+    error message robust-hpo prints."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _KEY_PASSWORD.sub(r"\1\2***", text)

@@ -49,7 +49,8 @@ def test_sqlite_url_and_sqlite_file_given_as_journal(tmp_path: Path) -> None:
     storage = StorageSpec(url=f"sqlite:///{db}").open()
     assert isinstance(storage, RDBStorage)
     optuna.create_study(storage=storage, study_name="s")
-    with pytest.raises(ValueError, match=f"storage {db} is an SQLite database; pass sqlite:///{db}"):
+    with pytest.raises(ValueError, match=f"storage {db} is an SQLite database, not an Optuna journal file; nothing "
+                                         f"was written to it. Pass sqlite:///{db}"):
         StorageSpec(journal=db).open()
     with pytest.raises(ValueError, match=f"storage {tmp_path} is a directory"):
         StorageSpec(journal=tmp_path).open()
