@@ -1,10 +1,14 @@
 """``robust-hpo``: one command-line program for studies and their analysis.
 
 One command table (:data:`COMMANDS`: ``run``, ``report``, ``dashboard``, ``curves``,
-``deviation``, ``explain``, ``verify``, ``heatmap``), one :func:`main`. Every library error
+``deviation``, ``explain``, ``verify``, ``heatmap``, …), one :func:`main`. Every library error
 (:class:`~robust_hpo.errors.RobustHPOError`, and ``ValueError``/``FileNotFoundError`` from the
-libraries below) prints ``robust-hpo: error: <one line>`` and exits with status 2; Ctrl-C exits
-with 130; other exceptions keep their traceback.
+libraries below) prints ``robust-hpo: error: <one line>`` (passwords masked) and exits with status
+2; Ctrl-C at any moment — while the libraries load, in a trial, inside Optuna's bookkeeping —
+prints one line and exits with 130; other exceptions keep their traceback.
+
+The commands (and the libraries they need) are imported inside :func:`main`, so that an
+interrupt while they load is handled like any other.
 """
 
 from __future__ import annotations
@@ -12,18 +16,29 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from robust_hpo import __version__
-from robust_hpo.cli import _analysis, _study
 from robust_hpo.cli._args import PROG
 from robust_hpo.errors import RobustHPOError
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
+Command = Callable[[argparse._SubParsersAction], None]
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (*_study.COMMANDS, *_analysis.COMMANDS)
-"""Each entry adds one subcommand (its parser and handler) to the ``robust-hpo`` parser."""
+
+def commands() -> tuple[Command, ...]:
+    """Each entry adds one subcommand (its parser and handler) to the ``robust-hpo`` parser."""
+    from robust_hpo.cli import _analysis, _study
+
+    return (*_study.COMMANDS, *_analysis.COMMANDS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COMMANDS":  # the command table, loaded on first use
+        return commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,22 +47,45 @@ def build_parser() -> argparse.ArgumentParser:
                                "accuracy, minimise the backdoor learning slope; analyse the trials.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in COMMANDS:
+    for add in commands():
         add(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
     try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
         return handler(args)
-    except (RobustHPOError, ValueError, FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished trials are saved, rerun to resume", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except (RobustHPOError, ValueError, FileNotFoundError) as exc:
+        if _raised_by_interrupt(exc):
+            return _interrupted()
+        from robust_hpo.study import mask_secrets
+
+        print(f"{PROG}: error: {mask_secrets(' '.join(str(exc).split()))}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if _raised_by_interrupt(exc):
+            return _interrupted()
+        raise
+
+
+def _interrupted() -> int:
+    print(f"{PROG}: interrupted; finished trials are saved, rerun to resume", file=sys.stderr)
+    return 130
+
+
+def _raised_by_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a Ctrl-C was being handled (e.g. Optuna's ``_run_trial``
+    fails with ``UnboundLocalError`` in its ``finally`` when the interrupt lands inside ``tell``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__context__ or current.__cause__
+    return False

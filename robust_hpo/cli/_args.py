@@ -34,6 +34,7 @@ def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], expected:
 
 positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _checked(int, lambda v: v >= 0, "a non-negative integer")
+seed = _checked(int, lambda v: 0 <= v <= 2**32 - 1, "an integer in [0, 4294967295] (NumPy's seed range)")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 non_negative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")

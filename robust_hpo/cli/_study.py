@@ -16,12 +16,14 @@ from robust_hpo.cli._args import (
     overrides,
     positive_float,
     positive_int,
+    seed,
 )
 from robust_hpo.cli._resolve import add_study_arguments, resolve_storage, resolve_study
 from robust_hpo.objective import DEFAULT_TOLERANCE
 from robust_hpo.study import (
     StudySettings,
     load_study_config,
+    mask_secrets,
     print_failure,
     print_note,
     repair_journal,
@@ -40,7 +42,7 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                         help="stop after this long (or after the trial count, whichever comes first)")
     parser.add_argument("--n-jobs", type=n_jobs, metavar="J", help="parallel trials in this process (threads)")
-    parser.add_argument("--seed", type=non_negative_int, metavar="S", help="sampler seed (default: [study] seed)")
+    parser.add_argument("--seed", type=seed, metavar="S", help="sampler seed, 0 to 2**32 - 1 (default: [study] seed)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="cap CPU threads: numpy/scipy BLAS pools, and torch when in use (default: [study] threads)")
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
@@ -77,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     report = report_study(outcome.study, outcome.location.output, tolerance=config.report.tolerance)
     print(report.render())
     print(f"Dashboard:   {PROG} dashboard {args.study}"
-          + (f" --storage {args.storage}" if args.storage else "")
+          + (f" --storage {mask_secrets(args.storage)}" if args.storage else "")
           + (f" --output {args.output}" if args.output and not args.storage else "")
           + (f"   (or: optuna-dashboard {outcome.location.storage.dashboard_argument()})"
              if outcome.location.storage.journal is not None else ""))
