@@ -231,6 +231,7 @@ def distribution_from_spec(key: str, spec: Any, default: BaseDistribution | None
             raise ValidationError(f"{key}.choices must be a non-empty list, got {choices!r}")
         if len(set(map(repr, choices))) != len(choices):
             raise ValidationError(f"{key}.choices has duplicates: {choices!r}")
+        _check_values(key, choices, default)
         return CategoricalDistribution(choices)
     if isinstance(default, CategoricalDistribution):
         raise ValidationError(f"{key}: this parameter is categorical; give 'choices' (a list), got {dict(spec)}")
@@ -280,8 +281,41 @@ def _kind(dist: BaseDistribution | None) -> str | None:
     return None
 
 
+def _value_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "text" if isinstance(value, str) else type(value).__name__
+
+
+def _check_values(key: str, values: list[Any], default: BaseDistribution | None) -> None:
+    """Choices (or a fixed value) of the kind the family's parameter takes: numbers (integers for an
+    integer parameter, > 0 on a log scale) for a numeric one, the kinds of its default choices for a
+    categorical one. Anything else would fail every trial."""
+    if isinstance(default, (FloatDistribution, IntDistribution)):
+        integer = isinstance(default, IntDistribution)
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (integer and not float(value).is_integer()):
+                expected = "integers" if integer else "finite numbers"
+                raise ValidationError(f"{key} must hold {expected} (the parameter is numeric), got {value!r}")
+            if default.log and value <= 0:
+                raise ValidationError(f"{key} must hold numbers > 0 (a log-scale parameter), got {value!r}")
+    elif isinstance(default, CategoricalDistribution):
+        kinds = {_value_kind(choice) for choice in default.choices}
+        for value in values:
+            if _value_kind(value) not in kinds:
+                raise ValidationError(f"{key}: {value!r} is {_value_kind(value)}, but the parameter takes "
+                                      f"{' or '.join(sorted(kinds))} (such as {list(default.choices)})")
+
+
 def _fixed(key: str, value: Any, default: BaseDistribution | None) -> BaseDistribution:
     """A one-point distribution: the parameter is fixed to ``value``."""
+    if isinstance(default, (FloatDistribution, IntDistribution)) and isinstance(value, (str, bool)):
+        raise ValidationError(f"{key} must be a number (the parameter is numeric), got {value!r}")
+    if isinstance(default, CategoricalDistribution):
+        _check_values(key, [value], default)
     if isinstance(default, CategoricalDistribution) or isinstance(value, (str, bool)):
         return CategoricalDistribution([value])
     if not isinstance(value, (int, float)) or not math.isfinite(value):

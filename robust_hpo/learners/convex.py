@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -63,8 +63,11 @@ class ConvexFamily:
     (default: same names), so an estimator is recognised and labelled by its family.
 
     Trials of a study fit on the same clean array: the family's :class:`GramCache` reuses the
-    flattened array and its data-only Gram products across them.
+    flattened array and its data-only Gram products across them. The exact slope is defined for
+    two classes only (``binary_only``): a study refuses other class counts before it starts.
     """
+
+    binary_only: ClassVar[bool] = True
 
     name: str
     estimator_class: type

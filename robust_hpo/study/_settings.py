@@ -31,6 +31,10 @@ FEATURE_WEIGHTS_NONE = "none"
 
 _POSITIVE = Interval(Integral, 1, None)
 _NON_NEGATIVE = Interval(Integral, 0, None)
+SEED_MAX = 2**32 - 1
+"""Largest seed: NumPy's legacy ``RandomState`` (scikit-learn's ``random_state``) takes 0..2**32 - 1."""
+_SEED = Satisfies(lambda v: isinstance(v, Integral) and not isinstance(v, bool) and 0 <= v <= SEED_MAX,
+                  f"an integer in [0, {SEED_MAX}] (NumPy's seed range)")
 
 
 def _validate(settings: Any, section: str) -> None:
@@ -50,7 +54,7 @@ class StudySettings:
         "storage": [NON_EMPTY_STRING, None],
         "n_trials": [_POSITIVE, None],
         "timeout": [Interval(Real, 0, None, closed="neither"), None],
-        "seed": [_NON_NEGATIVE],
+        "seed": [_SEED],
         "sampler": [Options(SAMPLERS)],
         "n_jobs": [_POSITIVE, Options([-1])],
         "aggregate": [Options(AGGREGATES)],
@@ -107,7 +111,7 @@ class DataSettings:
         "classes": [_CLASS_IDS, None],
         "n_train": [_POSITIVE, None],
         "n_test": [_POSITIVE, None],
-        "seed": [_NON_NEGATIVE],
+        "seed": [_SEED],
         "root": [NON_EMPTY_STRING, None],
         "download": [BOOLEAN],
         "image_size": [_POSITIVE, None],
@@ -151,7 +155,7 @@ class AttackSettings:
         "trigger": [Options(TRIGGERS)],
         "fraction": [Interval(Real, 0, 1, closed="neither")],
         "target": [Options(POLICIES)],
-        "seed": [_NON_NEGATIVE],
+        "seed": [_SEED],
         "name": [NON_EMPTY_STRING, None],
     }
 
@@ -316,6 +320,16 @@ class StudyConfig:
             if learner not in self.search.learners:
                 raise ValidationError(f"unknown key 'options.{learner}'; expected a table named after one of "
                                       f"search.learners {list(self.search.learners)}")
+        binary = self.binary_learners()
+        if binary and self.data.classes is not None and len(self.data.classes) != 2:
+            raise ValidationError(
+                f"data.classes must name exactly two classes for the learners {binary} (their exact slope is "
+                f"binary only), got {list(self.data.classes)}; pick a pair such as [3, 8], or search network "
+                "learners only")
+
+    def binary_learners(self) -> list[str]:
+        """The searched learners whose families take two classes only (the convex ones)."""
+        return [name for name in self.search.learners if getattr(get_family(name), "binary_only", False)]
 
     def threat_names(self) -> list[str]:
         """The attacks' names (given or generated), in file order: the keys of the study's splits."""

@@ -64,6 +64,12 @@ def load_study_config(path: str | Path, *, overrides: Mapping[str, Any] | None =
             raw = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ValidationError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML files are UTF-8
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ValidationError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+                              "save the study file as UTF-8") from None
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     try:
         raw = apply_overrides(raw, overrides or {})
         return parse_study_config(raw, base=path.parent, path=path)

@@ -109,7 +109,7 @@ def test_invalid_toml_is_named(tmp_path: Path) -> None:
     (('name = "t"', 'name = "t"\nsampler = "cmaes"'), "study.sampler must be one of"),
     (('name = "t"', 'name = "t"\nobjective = "margin"'),
      r"study.objective must be one of \['slope', 'predicted_backdoor_accuracy', 'normalised_margin'\], got 'margin'"),
-    (('name = "t"', 'name = "t"\nseed = -1'), "study.seed must be a non-negative integer, got -1"),
+    (('name = "t"', 'name = "t"\nseed = -1'), r"study.seed must be an integer in \[0, 4294967295\] \(NumPy's seed range\), got -1"),
     (('name = "t"', 'name = "t"\nn_jobs = 0'), "study.n_jobs must be a positive integer or -1, got 0"),
     (('name = "t"', 'name = "t"\nstorage = 3'), "study.storage must be a non-empty string"),
     (("[search]", "[data]\nclasses = [3]\n[search]"), "data.classes must be a list of at least two"),
