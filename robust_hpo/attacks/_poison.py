@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from robust_hpo._validation import Options, check
 from robust_hpo.attacks._split import PoisonedSplit
-from robust_hpo.attacks._target import target_labels
+from robust_hpo.attacks._target import POLICIES, target_labels
 from robust_hpo.attacks._threats import MultiSplit, ThreatModel
 from robust_hpo.attacks._trigger import Trigger, check_seed
 from robust_hpo.datasets import Dataset
@@ -51,6 +52,7 @@ def poison(
 def poison_many(dataset: Dataset, threats: Sequence[ThreatModel], *, target: str = "next", seed: int = 0) -> MultiSplit:
     """Poison ``dataset`` once per threat model on a shared clean set (see the module docstring)."""
     _check_dataset(dataset)
+    check("target", target, [Options(POLICIES)], note="the target label policy")
     if isinstance(threats, ThreatModel) or not isinstance(threats, Sequence) or len(threats) == 0:
         raise ValidationError("threats must be a non-empty sequence of ThreatModel")
     for i, threat in enumerate(threats):

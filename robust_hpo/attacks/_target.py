@@ -19,7 +19,7 @@ def target_labels(y: np.ndarray, classes: Sequence[int], policy: str = "next") -
     """
     if policy not in POLICIES:
         raise ValidationError(f"policy must be one of {list(POLICIES)}, got {policy!r}")
-    if isinstance(classes, (str, bytes)) or not all(
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, (Sequence, np.ndarray)) or not all(
         isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes
     ):
         raise ValidationError(f"classes must be a sequence of integer class ids, got {classes!r}")

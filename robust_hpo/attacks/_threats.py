@@ -46,6 +46,9 @@ class ThreatModel:
     name: str = ""
 
     def __post_init__(self) -> None:
+        if isinstance(self.trigger, type):  # the class passes the Protocol check; its methods are unbound
+            raise ValidationError(f"trigger must be a trigger instance, got the class {self.trigger.__name__}; "
+                                  f"create one, e.g. {self.trigger.__name__}()")
         if not isinstance(self.trigger, Trigger):
             raise ValidationError(f"trigger must provide apply(images, base_labels) and describe() "
                                   f"(e.g. BadNets(size=3)), got {type(self.trigger).__name__}")

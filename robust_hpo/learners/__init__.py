@@ -59,6 +59,8 @@ def register_family(family: LearnerFamily) -> LearnerFamily:
 
 def get_family(name: str) -> LearnerFamily:
     """The family called ``name``: a registered one, a convex one, else a network one (imports torch)."""
+    if not isinstance(name, str):
+        raise ValidationError(f"name must be a learner name (a string), one of {family_names()}; got {name!r}")
     if name in _USER:
         return _USER[name]
     for family in CONVEX_FAMILIES:

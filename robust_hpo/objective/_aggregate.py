@@ -129,6 +129,8 @@ def aggregate_quantity(results: Mapping[str, SlopeResult], quantity: str, how: s
         raise ValidationError("results must be a non-empty {attack name: SlopeResult} mapping")
     values: dict[str, float] = {}
     for name, r in results.items():
+        if not isinstance(r, SlopeResult):
+            raise ValidationError(f"results[{name!r}] must be a SlopeResult, got {type(r).__name__}")
         value = getattr(r, quantity)
         if value is None:
             raise ValidationError(f"attack {name!r}: the {r.method!r} slope gives no {quantity.replace('_', ' ')} "

@@ -112,7 +112,7 @@ class _BadTrigger:
         ({"fraction": "0.1"}, r"fraction must be a number"),
         ({"fraction": 0.003}, r"fraction=0.003 of the 150 training points rounds to 0 poison points"),
         ({"fraction": 0.998}, r"fraction=0.998 of the 150 training points poisons all of them"),
-        ({"target": "previous"}, r"policy must be one of \['next'\]"),
+        ({"target": "previous"}, r"target must be 'next' \(the target label policy\), got 'previous'"),
         ({"seed": -2}, r"seed must be a non-negative integer"),
         ({"trigger": "badnets"}, r"trigger must provide apply\(images, base_labels\) and describe\(\)"),
         ({"trigger": _BadTrigger("shape")}, r"trigger \{'kind': 'bad'\} returned \(1, 1, 8, 8\) for poison images of shape"),
