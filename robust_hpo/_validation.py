@@ -200,13 +200,21 @@ def check_betas(betas: Any, *, include_zero: bool) -> tuple[float, ...]:
 
 def as_finite_2d(name: str, X: object) -> np.ndarray:
     """Return ``X`` as a C-contiguous 2-D float64 array, or raise ``ValidationError`` naming ``name``."""
-    arr = np.asarray(X)
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ValidationError(f"{name} must be a numeric array, got {type(X).__name__} ({exc})") from None
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise ValidationError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValidationError(f"{name} must hold real numbers, got dtype {arr.dtype} (its imaginary part would be "
+                              "dropped)")
     if arr.ndim != 2:
         raise ValidationError(f"{name} must be a 2-D array (n_samples, n_features), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValidationError(f"{name} must not be empty, got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValidationError(f"{name} must have at least one feature, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValidationError(f"{name} contains NaN or infinite values; expected finite numbers")
@@ -215,11 +223,25 @@ def as_finite_2d(name: str, X: object) -> np.ndarray:
 
 def as_labels(name: str, y: object, n: int, n_name: str) -> np.ndarray:
     """Return ``y`` as a 1-D label array of length ``n`` or raise ``ValidationError`` naming ``name``."""
-    arr = np.asarray(y)
+    try:  # a list keeps its Python objects (np.asarray would turn [3, "8"] into strings)
+        arr = np.asarray(y) if isinstance(y, np.ndarray) else np.asarray(y, dtype=object)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"{name} must be a 1-D array of class labels, got {type(y).__name__} ({exc})") from None
     if arr.ndim != 1:
         raise ValidationError(f"{name} must be a 1-D array of labels, got shape {arr.shape}")
     if arr.shape[0] != n:
         raise ValidationError(f"{name} has {arr.shape[0]} labels but {n_name} has {n} rows; expected equal lengths")
+    if arr.dtype == object:  # a list of Python objects: all integers or all strings become that dtype
+        kinds = {int if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else
+                 float if isinstance(v, (float, np.floating)) else
+                 str if isinstance(v, str) else type(v) for v in arr}
+        if kinds not in ({int}, {str}, {float}, {int, float}):
+            raise ValidationError(f"{name} must hold integer or string class labels, got "
+                                  f"{sorted(k.__name__ for k in kinds)}")
+        arr = arr.astype(str if kinds == {str} else np.int64 if kinds == {int} else np.float64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+            or arr.dtype.kind in "USb"):
+        raise ValidationError(f"{name} must hold integer or string class labels, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise ValidationError(f"{name} contains NaN or infinite values; expected class labels")
     return arr

@@ -58,3 +58,36 @@ def test_lazy_top_level_names_match_all() -> None:
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         module.nope  # noqa: B018
+
+
+def test_complex_features_are_refused_not_truncated(split: rh.PoisonedSplit) -> None:
+    Xc, yc, Xp, yp, Xt, yt = split.flat()
+    for position, name in ((0, "X_clean"), (2, "X_poison"), (4, "X_trigger")):
+        args = [Xc, yc, Xp, yp, Xt, yt]
+        args[position] = args[position] + 1e-3j
+        with pytest.raises(RobustHPOError, match=rf"{name} must hold real numbers, got dtype complex128"):
+            rh.backdoor_slope(LogisticRegression(), *args)
+
+
+def test_zero_features_and_label_types(split: rh.PoisonedSplit) -> None:
+    Xc, yc, Xp, yp, Xt, yt = split.flat()
+    with pytest.raises(RobustHPOError, match=r"X_clean must have at least one feature, got shape \(\d+, 0\)"):
+        rh.backdoor_slope(LogisticRegression(), Xc[:, :0], yc, Xp[:, :0], yp, Xt[:, :0], yt)
+    with pytest.raises(RobustHPOError, match=r"y_clean must hold integer or string class labels, got \['int', 'str'\]"):
+        rh.backdoor_slope(LogisticRegression(), Xc, [int(v) if i % 2 else str(v) for i, v in enumerate(yc)],
+                          Xp, yp, Xt, yt)
+    with pytest.raises(RobustHPOError, match=r"y_poison has labels \[3, 8\] outside the training classes "
+                                             r"\['3', '8'\] \(those of y_clean\)"):
+        rh.backdoor_slope(LogisticRegression(), Xc, yc.astype(str), Xp, yp, Xt, yt)
+    # object arrays of integers, and consistent string labels, are class labels
+    as_objects = rh.backdoor_slope(LogisticRegression(), Xc, yc.astype(object), Xp, yp.astype(object), Xt, yt)
+    as_strings = rh.backdoor_slope(LogisticRegression(), Xc, yc.astype(str), Xp, yp.astype(str), Xt, yt.astype(str))
+    reference = rh.backdoor_slope(LogisticRegression(), Xc, yc, Xp, yp, Xt, yt)
+    assert as_objects.derivative == pytest.approx(reference.derivative, rel=1e-9)
+    assert as_strings.derivative == pytest.approx(reference.derivative, rel=1e-9)
+
+
+@pytest.mark.parametrize("root", [5, 1.5, ["data"], b"data"])
+def test_load_dataset_root_must_be_a_path(root: Any) -> None:
+    with pytest.raises(RobustHPOError, match=r"root must be a folder path \(str or os.PathLike\)"):
+        rh.load_dataset("mnist", root=root)

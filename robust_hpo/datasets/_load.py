@@ -16,7 +16,7 @@ from robust_hpo.datasets._folders import imagefolder_source, imagenette_source
 from robust_hpo.datasets._mnist import mnist_source
 from robust_hpo.datasets._select import check_count, resolve_classes, split_pool, stratified_choice
 from robust_hpo.datasets._source import Source
-from robust_hpo._validation import Interval, check
+from robust_hpo._validation import InstanceOf, Interval, check
 from robust_hpo.errors import ValidationError
 
 #: Environment variable naming the default data directory.
@@ -78,7 +78,7 @@ def load_dataset(
     image_size: side of the square images for the folder datasets (``imagenette``,
         ``imagefolder``; default 224): shorter side resized to it, then center-cropped.
     """
-    if name not in _LOADERS:
+    if not isinstance(name, str) or name not in _LOADERS:
         raise ValidationError(f"unknown dataset name {name!r}; expected one of {available_datasets()}")
     check_count("n_train", n_train)
     check_count("n_test", n_test)
@@ -89,6 +89,7 @@ def load_dataset(
         check("image_size", image_size, [Interval(Integral, 1, None)])
     if root is None and name == "imagefolder":
         raise ValidationError("root is required for 'imagefolder': the folder holding train/ and val/ (or test/)")
+    check("root", root, [InstanceOf((str, os.PathLike), "a folder path (str or os.PathLike)"), None])
     root_path = Path(root).expanduser() if root is not None else default_root()
     source = _LOADERS[name](root_path, bool(download), image_size)
     return _assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))

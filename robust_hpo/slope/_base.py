@@ -127,7 +127,7 @@ class ConvexSlopeModel(ABC):
         if unknown.size:
             raise ValidationError(
                 f"{name} has labels {unknown.tolist()} outside the training classes "
-                f"{self.classes_.tolist()}"
+                f"{self.classes_.tolist()} (those of y_clean)"
             )
         return np.where(y == self.classes_[1], 1.0, -1.0)
 

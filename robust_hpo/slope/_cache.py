@@ -10,13 +10,13 @@ to it (so the identity cannot be reused); the arrays must not be modified in pla
 from __future__ import annotations
 
 import threading
+from numbers import Integral
 from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
 
-from robust_hpo._validation import flatten_images
-from robust_hpo.errors import ValidationError
+from robust_hpo._validation import Interval, check, flatten_images
 
 
 class GramCache:
@@ -27,8 +27,8 @@ class GramCache:
     """
 
     def __init__(self, *, max_entries: int = 2, max_primal_features: int = 4096) -> None:
-        if max_entries < 1:
-            raise ValidationError(f"max_entries must be >= 1, got {max_entries}")
+        check("max_entries", max_entries, [Interval(Integral, 1, None)])
+        check("max_primal_features", max_primal_features, [Interval(Integral, 0, None)])
         self.max_entries = max_entries
         self.max_primal_features = max_primal_features
         self._entries: OrderedDict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = OrderedDict()
