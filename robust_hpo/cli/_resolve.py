@@ -33,6 +33,7 @@ from robust_hpo.study import (
     locate_storage,
     open_study,
     problem_differences,
+    refuse_foreign_study,
     stored_problem,
 )
 
@@ -77,6 +78,7 @@ def resolve_study(args: argparse.Namespace) -> ResolvedStudy:
         config = load_study_config(args.study, overrides=overrides(args))
         location = locate(config, storage=args.storage, study_name=args.study_name, output=args.output)
         study = open_study(location)
+        refuse_foreign_study(study, location)
         stored = study.user_attrs.get(PROBLEM_ATTR)
         if stored is not None:
             differ = problem_differences(stored, stored_problem(config))
@@ -90,10 +92,11 @@ def resolve_study(args: argparse.Namespace) -> ResolvedStudy:
         raise ValidationError("give a study file (STUDY.toml) or --storage")
     location = locate_storage(args.storage, study_name=args.study_name, output=args.output)
     study = open_study(location)
+    refuse_foreign_study(study, location)
     stored = study.user_attrs.get(PROBLEM_ATTR)
     if not isinstance(stored, dict):
-        raise StorageError(f"study {location.name!r} does not record its problem ({PROBLEM_ATTR!r}); "
-                           "pass its STUDY.toml")
+        raise StorageError(f"study {location.name!r} does not record its problem ({PROBLEM_ATTR!r}) and has no "
+                           "trials: nothing to analyse")
     config = config_from_problem(stored, name=location.name, overrides=overrides(args))
     return ResolvedStudy(config=config, location=location, study=study, from_file=False)
 

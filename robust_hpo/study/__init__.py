@@ -45,6 +45,7 @@ from robust_hpo.study._runner import (
     open_study,
     print_failure,
     print_note,
+    refuse_foreign_study,
     run_study,
     set_threads,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "problem_differences",
     "recommend",
     "recover_orphans",
+    "refuse_foreign_study",
     "repair_journal",
     "report_study",
     "run_study",

@@ -13,6 +13,7 @@ workers gone on this machine before and during the run (:mod:`robust_hpo.study._
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -94,9 +95,31 @@ def load_data(config: StudyConfig) -> Dataset:
     """The clean dataset ``[data]`` describes; errors name the file and section."""
     where = f"{config.path}: " if config.path is not None else ""
     try:
-        return load_dataset(config.data.dataset, **config.data.load_kwargs())
+        dataset = load_dataset(config.data.dataset, **config.data.load_kwargs())
     except (RobustHPOError, ValueError, FileNotFoundError) as exc:
         raise _with_prefix(exc, f"{where}[data] ") from None
+    binary = config.binary_learners()
+    if binary and len(dataset.classes) != 2:  # classes not given: the dataset's own count
+        raise ValidationError(
+            f"{where}data.classes must name two classes for the learners {binary} (their exact slope is "
+            f"binary only): {config.data.dataset!r} has {len(dataset.classes)} classes; name a pair, e.g. "
+            f"classes = {list(dataset.classes[:2])}")
+    return dataset
+
+
+def check_output_folder(folder: str | Path) -> None:
+    """:class:`ValidationError` when the output folder cannot be created or written (a file in the
+    way, no write permission, a read-only file system); creates nothing."""
+    folder = Path(folder)
+    existing = folder
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValidationError(f"output folder {folder} cannot be created: {existing} is not a folder; "
+                              "choose another with --output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValidationError(f"output folder {folder} is not writable ({existing} does not allow writing); "
+                              "choose another with --output")
 
 
 def build_splits(config: StudyConfig, *, progress: bool = False, dataset: Dataset | None = None
@@ -207,12 +230,16 @@ def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | N
             raise ValidationError(f"no study named {location.name!r} in {location.storage.describe()}; "
                              f"it holds {names or 'no studies'}")
         return optuna.load_study(study_name=location.name, storage=storage, sampler=sampler)
-    study = optuna.create_study(storage=storage, study_name=location.name, directions=list(objective.directions),
-                                sampler=sampler, load_if_exists=True)
+    if location.name in optuna.get_all_study_names(storage):  # resuming: loading writes nothing
+        study = optuna.load_study(study_name=location.name, storage=storage, sampler=sampler)
+    else:  # load_if_exists: another worker may create it meanwhile
+        study = optuna.create_study(storage=storage, study_name=location.name,
+                                    directions=list(objective.directions), sampler=sampler, load_if_exists=True)
     if list(study.directions) != list(objective.directions):
         raise ValidationError(f"study {location.name!r} in {location.storage.describe()} has directions "
                          f"{[d.name for d in study.directions]}, not (MAXIMIZE, MINIMIZE); choose another name")
     if problem is not None:
+        refuse_foreign_study(study, location)  # before anything is written to it
         stored = study.user_attrs.get(PROBLEM_ATTR)
         if stored is None:
             study.set_user_attr(PROBLEM_ATTR, problem)
@@ -231,6 +258,24 @@ def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | N
             warnings.simplefilter("ignore", ExperimentalWarning)
             study.set_metric_names(list(objective.metric_names))
     return study
+
+
+def refuse_foreign_study(study: optuna.Study, location: StudyLocation) -> None:
+    """:class:`StorageError` when ``study`` was not created by robust_hpo: it has trials or attributes
+    but no robust_hpo problem (``PROBLEM_ATTR``), or one that is not a problem. Its trials are not
+    robust_hpo's, so none is added to it and none is recommended. An empty study without attributes
+    passes (robust_hpo creates the study, then records its problem, before its first trial).
+    """
+    n_trials = len(study.get_trials(deepcopy=False))  # before the attributes: a worker records its problem first
+    attrs = study.user_attrs  # one read (each access asks the storage, and another worker may write meanwhile)
+    stored = attrs.get(PROBLEM_ATTR)
+    if isinstance(stored, dict) or (stored is None and not n_trials and not attrs):
+        return
+    why = (f"its {PROBLEM_ATTR!r} attribute is not a robust_hpo problem" if stored is not None else
+           f"it has no {PROBLEM_ATTR!r} attribute" + (f", only {sorted(attrs)}" if attrs else ""))
+    raise StorageError(f"study {location.name!r} in {location.storage.describe()} was not created by robust_hpo "
+                       f"({why}; it holds {n_trials} trials): robust-hpo neither adds trials to it nor recommends "
+                       "one of them. Choose another name (--study-name) or storage")
 
 
 @dataclass(frozen=True)
@@ -276,6 +321,8 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
                  StudySettings.constraints)
     heartbeat = config.study.heartbeat() if heartbeat is None else heartbeat
     location = locate(config, storage=storage, study_name=study_name, output=output)
+    location.storage.check()  # a journal path holding something else is refused before anything is loaded
+    check_output_folder(location.output)
     set_threads(config.study.threads if threads is None else threads, config)
     # data, attack and search space are checked before any storage
     dataset = load_data(config)

@@ -29,7 +29,7 @@ from optuna.storages import BaseStorage, RDBStorage
 
 from robust_hpo._validation import Interval, check
 from robust_hpo.errors import MissingDependencyError, MissingFileError, StorageError, ValidationError
-from robust_hpo.study._journal import open_journal
+from robust_hpo.study._journal import check_journal_file, open_journal
 
 JOURNAL_FILE = "study.log"
 """Name of the default journal file inside the output folder."""
@@ -115,6 +115,12 @@ class StorageSpec:
     def exists(self) -> bool:
         """False only for a journal file that has not been created yet (RDB URLs are assumed to exist)."""
         return self.journal is None or self.journal.is_file()
+
+    def check(self) -> None:
+        """Refuse, touching nothing, a journal path holding something other than an Optuna journal
+        (:func:`robust_hpo.study._journal.check_journal_file`); URLs are checked when opened."""
+        if self.journal is not None:
+            check_journal_file(self.journal)
 
     def open(self, *, create: bool = True, heartbeat: Heartbeat | None = None) -> BaseStorage:
         """Open the storage: ``create=True`` may create it (a journal file and its folder, an SQLite
