@@ -93,7 +93,7 @@ class StorageSpec:
         if _DSN.match(spec):
             raise ValidationError(
                 f"storage {mask_secrets(spec)!r} is a PostgreSQL key=value DSN, which is not a storage: give a "
-                "URL such as postgresql://user:password@host:5432/dbname")
+                "URL such as postgresql://USER@HOST:5432/DBNAME (the password after USER: or in ~/.pgpass)")
         if "://" in spec:
             scheme = spec.split("://", 1)[0]
             if scheme.startswith("redis"):
