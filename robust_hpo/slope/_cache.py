@@ -57,6 +57,12 @@ class GramCache:
         slot[name] = value
         return value
 
+    def has(self, X: np.ndarray, name: str) -> bool:
+        """Whether the product ``name`` (``"outer"`` or ``"inner"``) of ``X`` is already cached."""
+        with self._lock:
+            entry = self._entries.get(id(X))
+            return entry is not None and entry[0] is X and name in entry[1]
+
     def flat(self, images: np.ndarray) -> np.ndarray:
         """``images`` (n, ...) as 2-D float64 rows, computed once per array object."""
         return self._get(images, "flat", lambda: flatten_images(images))

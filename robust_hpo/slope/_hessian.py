@@ -1,69 +1,122 @@
-"""Factorised Hessians of L2-regularised linear models, solved in the cheaper space.
+"""Solves with the Hessian of an L2-regularised linear model: matrix-free, or factorised where cheaper.
 
 The training objective's Hessian at the clean solution is
 
     H = diag(r) + Zᵀ diag(q) Z,      Z = [X, 1]  (the column of ones only with an intercept),
 
 with ``r = (r_w, …, r_w, r_b)`` the regulariser's curvature (r_b = 0 for an unpenalised intercept)
-and ``q ≥ 0`` the per-sample curvature of the weighted data term. Two exact factorisations:
+and ``q ≥ 0`` the per-sample curvature of the weighted data term. Three ways to apply ``H⁻¹``:
 
-* primal: Cholesky of the (d+1)×(d+1) matrix H — cost O(n d² + d³);
-* dual (Woodbury): Cholesky of the n×n matrix ``r_w I + S K S`` with ``K = X Xᵀ``, ``S = diag(√q)``,
-  plus a Schur complement for an unpenalised intercept — cost O(n² d + n³).
+* **pcg** — conjugate gradients on products ``V ↦ r ⊙ V + Zᵀ(q ⊙ (Z V))`` (O(n d) per column; all
+  right-hand sides of a call share the products, see :func:`~._krylov.block_pcg`), preconditioned by
+  the *curvature subset*: the k points with the largest ``q_i ‖z_i‖²`` kept exactly,
+  ``P = diag(r') + Z_Sᵀ diag(q_S) Z_S`` applied by Woodbury (one k×k Cholesky, k ≈ 6√n; r' = r
+  except that an unpenalised intercept gets the other points' curvature ``Σ_{i∉S} q_i``). P ≤ H, so
+  the preconditioned spectrum lies in [1, 1 + λ_max(rest)/r_w]: the points that make H
+  ill-conditioned — those with large curvature — are exactly the ones kept.
+* **primal-cholesky** — Cholesky of the (d+1)×(d+1) matrix H: O(n d² + d³).
+* **dual-cholesky** — Woodbury: Cholesky of the n×n matrix ``r_w I + S X Xᵀ S`` (S = diag(√q)) plus a
+  Schur complement for an unpenalised intercept: O(n² d + n³).
 
-and one matrix-free method:
-
-* cg: conjugate gradients on ``v ↦ r ⊙ v + Zᵀ(q ⊙ (Z v))`` — O(n d) a product, to a relative
-  residual of 1e-10, within a budget of products costing about as many flops as the primal
-  factorisation. The budget is shared by all solves; when it runs out the primal Cholesky is built
-  and used from then on (so the total stays within about twice the cheaper of the two).
-
-``"auto"`` picks the cheaper factorisation by those flop counts, and cg instead of the primal one
-when the curvature ``q`` depends on the solution (logistic regression: ``Xᵀ diag(q) X`` must be
-rebuilt for every fit, while ridge's constant-curvature ``Xᵀ X`` and the dual's ``X Xᵀ`` are
-cached across a study's trials). No n×n diagonal matrix is ever built.
+``space="auto"`` chooses by a **measured cost model**: it starts conjugate gradients, and after every
+iteration compares the time the remaining iterations will take (measured time per iteration, the
+observed rate of residual decrease) with the time the cheaper factorisation will take (its flop
+count — without the Gram products a :class:`~._cache.GramCache` already holds — at the flop rate
+measured on this machine, in this process, when the preconditioner or an earlier factorisation was
+built). When the factorisation is cheaper it is built and used; a factorisation built at an earlier
+curvature (the previous Newton step of the polish, see :mod:`._linear`) preconditions the next
+solves. ``"primal"``/``"dual"`` force a factorisation at every curvature, ``"cg"`` never factorises.
 
 A feature that is zero on every training point (a pixel that is black in every clean image — where
 a corner trigger sits) has no data term: its row and column of H are ``r_w`` on the diagonal and 0
-elsewhere. Such features are solved by ``v_j / r_w`` and the factorisation covers the others only
-(exact; d counts the active features in the costs above).
+elsewhere. Such features are solved by ``v_j / r_w``; everything above works on the others only
+(d counts the active features in the costs above).
 """
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 from scipy import linalg
-from scipy.sparse.linalg import LinearOperator, cg
 
 from robust_hpo.errors import SingularHessianError, ValidationError
 from robust_hpo.slope._cache import GramCache
+from robust_hpo.slope._krylov import block_pcg
 
 Space = Literal["auto", "primal", "dual", "cg"]
 
-CG_RTOL = 1e-10
-"""Relative residual ‖H x − v‖ / ‖v‖ at which conjugate gradients stop."""
+SOLVE_RTOL = 1e-9
+"""Relative residual ‖H x − v‖ / ‖v‖ to which the slope's solves are taken."""
 
+CG_RTOL = SOLVE_RTOL  # the name earlier releases used
 
 _FLAT_INTERCEPT = ("the intercept's Schur complement is not positive: the Hessian is singular "
                    "(all training points have vanishing curvature); pass damping > 0")
 
 
-def choose_space(n: int, d: int) -> Literal["primal", "dual"]:
-    """The cheaper space for an n×d design, by flop count (forming plus factorising)."""
-    primal = n * d * d + d ** 3 / 3.0
-    dual = n * n * d + n ** 3 / 3.0
-    return "primal" if primal <= dual else "dual"
+def choose_space(n: int, d: int, *, inner_cached: bool = False,
+                 outer_cached: bool = False) -> Literal["primal", "dual"]:
+    """The cheaper factorisation for an n×d design, by flop count (forming plus factorising)."""
+    return "primal" if _factor_flops("primal", n, d, inner_cached) <= _factor_flops("dual", n, d, outer_cached) \
+        else "dual"
+
+
+def _factor_flops(space: str, n: int, d: int, gram_cached: bool) -> float:
+    if space == "primal":
+        return (0.0 if gram_cached else n * d * d) + d ** 3 / 3.0
+    return (0.0 if gram_cached else n * n * d) + n ** 3 / 3.0
+
+
+@dataclass
+class _Rates:
+    """Measured speeds of this machine in this process: seconds per flop of a dense factorisation
+    (GEMM/SYRK/Cholesky) — updated whenever one is timed."""
+
+    seconds_per_flop: float | None = None
+
+    def record(self, flops: float, seconds: float) -> None:
+        if flops < 1e6 or seconds <= 0:
+            return
+        rate = seconds / flops
+        self.seconds_per_flop = rate if self.seconds_per_flop is None else \
+            math.exp(0.5 * math.log(self.seconds_per_flop) + 0.5 * math.log(rate))
+
+
+RATES = _Rates()
+
+
+@dataclass
+class _Design:
+    """What all Hessians of one training array share (across Newton steps and attacks)."""
+
+    X_full: np.ndarray
+    X: np.ndarray                    # active features only
+    active: np.ndarray | None        # None: all features active
+    fit_intercept: bool
+    r_w: float
+    r_b: float
+    cache: GramCache | None
+    row_norms: np.ndarray            # ‖z_i‖² (with the intercept's 1)
+    subset_size: int
+    factor: "_Factor | None" = None  # the latest exact factorisation (at some curvature)
+    subset: "_Subset | None" = None
+    iterations: int = 0
+    factorisations: int = 0
+    methods: list[str] = field(default_factory=list)
 
 
 class LinearModelHessian:
     """``H⁻¹ v`` for ``H = diag(r) + Zᵀ diag(q) Z`` (see the module docstring).
 
-    Vectors are laid out as ``[w (d entries), b]`` when ``fit_intercept`` else ``[w]``.
-    ``damping`` is added to every diagonal entry (0 for the exact convex problem). With a
-    ``cache``, the data-only Gram products (``X Xᵀ`` in the dual; ``Xᵀ X`` in the primal when the
-    curvature ``q`` is constant, as for ridge) are computed once per training array.
+    Vectors are laid out as ``[w (d entries), b]`` when ``fit_intercept`` else ``[w]``; ``solve``
+    also takes a (d[+1]) × k array of right-hand sides. ``damping`` is added to every diagonal entry
+    (0 for the exact convex problem). With a ``cache``, the data-only Gram products (``X Xᵀ``; ``Xᵀ X``
+    when the curvature ``q`` is constant, as for ridge) are computed once per training array.
+    :meth:`with_curvature` gives the Hessian at another ``q`` sharing everything else.
     """
 
     def __init__(self, X: np.ndarray, q: np.ndarray, *, r_w: float, r_b: float,
@@ -71,144 +124,290 @@ class LinearModelHessian:
                  cache: GramCache | None = None) -> None:
         if r_w + damping <= 0:
             raise SingularHessianError("the weight regulariser's curvature must be positive")
-        n, d = X.shape
-        self.n = n
-        self.fit_intercept = fit_intercept
-        self.r_w = float(r_w) + damping
-        self.r_b = float(r_b) + damping
-        active = np.flatnonzero(np.any(X != 0, axis=0))
-        # None: every feature is active; else the indices of the active ones (others: H_jj = r_w)
-        self._active: np.ndarray | None = active if active.size < d else None
-        self.d = int(active.size)
         if space not in ("auto", "primal", "dual", "cg"):
             raise ValidationError(f"space must be 'auto', 'primal', 'dual' or 'cg', got {space!r}")
-        q = np.asarray(q, dtype=np.float64)
-        self.space: Literal["primal", "dual", "cg"] = choose_space(n, self.d) if space == "auto" else space
-        if space == "auto" and self.space == "primal" and np.ptp(q) > 0:
-            self.space = "cg"
-        self._cache = cache
-        X_active = X if self._active is None else X[:, self._active]
-        self.cg_iterations = 0
-        if self.space == "primal":
-            self._factor_primal(X, X_active, q)
-        elif self.space == "dual":
-            self._factor_dual(X, X_active, q)
-        else:  # factorised only if the budget of products runs out
-            if fit_intercept and not self.r_b + q.sum() > 1e-12 * max(1.0, q.sum()):
-                raise SingularHessianError(_FLAT_INTERCEPT)
-            self._X_full, self._X, self._q, self._cho = X, X_active, q, None
-            self._cg_budget = max(10, int((n * self.d ** 2 + self.d ** 3 / 3.0) / (4.0 * n * max(self.d, 1))))
+        n, d = X.shape
+        active = np.flatnonzero(np.any(X != 0, axis=0))
+        X_active = X if active.size == d else np.ascontiguousarray(X[:, active])
+        norms = np.einsum("ij,ij->i", X_active, X_active) + (1.0 if fit_intercept else 0.0)
+        design = _Design(X_full=X, X=X_active, active=None if active.size == d else active,
+                         fit_intercept=fit_intercept, r_w=float(r_w) + damping, r_b=float(r_b) + damping,
+                         cache=cache, row_norms=norms, subset_size=min(n, max(32, int(6 * math.sqrt(n)))))
+        self._init(design, np.asarray(q, dtype=np.float64), space)
 
+    def _init(self, design: _Design, q: np.ndarray, space: Space) -> None:
+        self._design = design
+        self.q = q
+        self.space = space
+        self.n, self.d = design.X.shape
+        self.fit_intercept = design.fit_intercept
+        self.r_w, self.r_b = design.r_w, design.r_b
+        if design.fit_intercept and not self.r_b + q.sum() > 1e-12 * max(1.0, q.sum()):
+            raise SingularHessianError(_FLAT_INTERCEPT)
+        self._constant = bool(q.size and np.ptp(q) == 0)
+        if space in ("primal", "dual"):
+            self._factorise(space)
+
+    def with_curvature(self, q: np.ndarray) -> "LinearModelHessian":
+        """The Hessian of the same design at curvature ``q`` (its preconditioner: the latest one)."""
+        other = LinearModelHessian.__new__(LinearModelHessian)
+        other._init(self._design, np.asarray(q, dtype=np.float64), self.space)
+        return other
+
+    # -- reporting ---------------------------------------------------------------------------------
     @property
     def method(self) -> str:
-        """How solves are done: ``"primal-cholesky"``, ``"dual-cholesky"`` or ``"primal-cg"``
-        (``"primal-cg+cholesky"`` once conjugate gradients ran out of budget)."""
-        if self.space != "cg":
-            return f"{self.space}-cholesky"
-        return "primal-cg" if self._cho is None else "primal-cg+cholesky"
+        """How the solves were done: ``"pcg"``, ``"primal-cholesky"``, ``"dual-cholesky"``, or
+        ``"pcg+primal-cholesky"`` (``+dual``) when the cost model switched to a factorisation."""
+        methods = self._design.methods or ["pcg" if self.space in ("auto", "cg") else f"{self.space}-cholesky"]
+        return "+".join(dict.fromkeys(methods))
 
-    # -- primal ------------------------------------------------------------------------------
-    def _factor_primal(self, X_full: np.ndarray, X: np.ndarray, q: np.ndarray) -> None:
-        gram = self._cache.inner(X_full) if self._cache is not None and np.ptp(q) == 0 else None
-        if gram is not None:  # constant curvature: Xᵀ diag(q) X = q₀ Xᵀ X
-            if self._active is not None:
-                gram = gram[np.ix_(self._active, self._active)]
-            G = gram * q[0]
-        else:
-            W = X * np.sqrt(q)[:, None]
-            G = W.T @ W  # numpy's syrk: half the flops of a general product
-        G[np.diag_indices_from(G)] += self.r_w
-        if self.fit_intercept:
-            a = X.T @ q
-            H = np.empty((self.d + 1, self.d + 1))
-            H[:-1, :-1] = G
-            H[:-1, -1] = H[-1, :-1] = a
-            H[-1, -1] = q.sum() + self.r_b
-        else:
-            H = G
-        self._cho = _cholesky(H, "the primal Hessian")
+    @property
+    def cg_iterations(self) -> int:
+        """Products with H taken by conjugate gradients over all solves of this design."""
+        return self._design.iterations
 
-    # -- dual ----------------------------------------------------------------------------------
-    def _factor_dual(self, X_full: np.ndarray, X: np.ndarray, q: np.ndarray) -> None:
-        self._X = X
-        self._s = np.sqrt(q)
-        if self._cache is not None:  # X Xᵀ is the same with or without the all-zero columns
-            M = self._cache.outer(X_full) * np.outer(self._s, self._s)
-        else:
-            W = X * self._s[:, None]
-            M = W @ W.T  # syrk
-        M[np.diag_indices_from(M)] += self.r_w
-        self._cho = _cholesky(M, "the dual (Woodbury) system r_w·I + S·X·Xᵀ·S")
-        if self.fit_intercept:
-            a = X.T @ q  # Xᵀ D 1
-            self._a = a
-            self._a_solved = self._solve_A(a)
-            schur = self.r_b + q.sum() - a @ self._a_solved
-            if not schur > 1e-12 * max(1.0, q.sum()):
-                raise SingularHessianError(_FLAT_INTERCEPT)
-            self._schur = schur
-
-    def _solve_A(self, v: np.ndarray) -> np.ndarray:
-        """(r_w I + Xᵀ D X)⁻¹ v by Woodbury."""
-        u = self._s * (self._X @ v)
-        u = _cho_solve(self._cho, u)
-        return (v - self._X.T @ (self._s * u)) / self.r_w
-
-    # -- public ----------------------------------------------------------------------------------
-    def solve(self, v: np.ndarray) -> np.ndarray:
-        """Return ``H⁻¹ v`` for a vector laid out as ``[w, b]`` (or ``[w]``)."""
-        v = np.asarray(v, dtype=np.float64)
-        if self._active is None:
-            return self._solve_active(v)
-        index = np.append(self._active, v.shape[0] - 1) if self.fit_intercept else self._active
-        out = v / self.r_w  # the features no training point touches
-        out[index] = self._solve_active(v[index])
+    # -- products --------------------------------------------------------------------------------
+    def _matmat(self, V: np.ndarray) -> np.ndarray:
+        """H V on the active coordinates ([w_active, b])."""
+        D = self._design
+        if not D.fit_intercept:
+            return D.r_w * V + D.X.T @ (self.q[:, None] * (D.X @ V))
+        U = self.q[:, None] * (D.X @ V[:-1] + V[-1])
+        out = np.empty_like(V)
+        out[:-1] = D.r_w * V[:-1] + D.X.T @ U
+        out[-1] = D.r_b * V[-1] + U.sum(axis=0)
         return out
 
-    def _solve_active(self, v: np.ndarray) -> np.ndarray:
-        if self.space == "cg" and self._cho is None:
-            x = self._solve_cg(v)
-            if x is not None:
-                return x
-            self._factor_primal(self._X_full, self._X, self._q)
-        if self.space != "dual":
-            return _cho_solve(self._cho, v)
-        if not self.fit_intercept:
-            return self._solve_A(v)
-        v_w, v_b = v[:-1], v[-1]
-        Ainv_vw = self._solve_A(v_w)
-        x_b = (v_b - self._a @ Ainv_vw) / self._schur
-        x_w = Ainv_vw - self._a_solved * x_b
-        return np.concatenate([x_w, [x_b]])
+    # -- public ----------------------------------------------------------------------------------
+    def solve(self, v: np.ndarray, *, rtol: float = SOLVE_RTOL, x0: np.ndarray | None = None) -> np.ndarray:
+        """``H⁻¹ v`` for a vector (or columns) laid out as ``[w, b]`` (or ``[w]``), to relative
+        residual ``rtol`` (exact up to rounding with a factorisation at this curvature)."""
+        v = np.asarray(v, dtype=np.float64)
+        D = self._design
+        vector = v.ndim == 1
+        V = v[:, None] if vector else v
+        if D.active is None:
+            out = self._solve_active(V, rtol, None if x0 is None else np.reshape(x0, V.shape))
+        else:
+            index = np.append(D.active, V.shape[0] - 1) if D.fit_intercept else D.active
+            out = V / D.r_w  # the features no training point touches
+            out[index] = self._solve_active(V[index], rtol, None if x0 is None else np.reshape(x0, V.shape)[index])
+        return out[:, 0] if vector else out
 
+    def _solve_active(self, V: np.ndarray, rtol: float, x0: np.ndarray | None) -> np.ndarray:
+        D = self._design
+        factor = D.factor
+        if factor is not None and factor.q is self.q:
+            D.methods.append(factor.name)
+            return factor.solve(V)
+        if self.space in ("primal", "dual"):
+            return self._factorise(self.space).solve(V)
+        precondition = factor.solve if factor is not None else self._subset().solve
+        factor_seconds = self._factor_seconds()
+        forced = self.space == "cg"
 
-    # -- matrix-free ------------------------------------------------------------------------------
-    def _matvec(self, v: np.ndarray) -> np.ndarray:
-        X, q = self._X, self._q
-        if not self.fit_intercept:
-            return self.r_w * v + X.T @ (q * (X @ v))
-        u = q * (X @ v[:-1] + v[-1])
-        return np.concatenate([self.r_w * v[:-1] + X.T @ u, [self.r_b * v[-1] + u.sum()]])
+        def monitor(iteration: int, residual: float, initial: float, seconds: float) -> bool:
+            if forced or iteration < 3 or factor_seconds is None:
+                return False
+            rate = (residual / initial) ** (1.0 / iteration)
+            remaining = math.inf if rate >= 1 else math.log(rtol / residual) / math.log(rate)
+            return remaining * seconds / iteration > factor_seconds
 
-    def _solve_cg(self, v: np.ndarray) -> np.ndarray | None:
-        """H⁻¹ v by conjugate gradients within the remaining budget; None when it runs out."""
-        remaining = self._cg_budget - self.cg_iterations
-        if remaining <= 0 or not np.any(v):
-            return None if remaining <= 0 else np.zeros_like(v)
-        size = v.shape[0]
-        operator = LinearOperator((size, size), matvec=self._matvec, dtype=np.float64)
-        steps = [0]
+        result = block_pcg(self._matmat, V, precondition, rtol=rtol, x0=x0,
+                           maxiter=max(50, 4 * (self.d + 1)), monitor=monitor)
+        D.iterations += result.iterations
+        if result.converged:
+            D.methods.append("pcg")
+            return result.x
+        # the cost model (or a stalled recurrence) hands over to the cheaper factorisation here
+        D.methods.append("pcg")
+        return self._factorise(None).solve(V)
 
-        def count(_: np.ndarray) -> None:
-            steps[0] += 1
+    # -- preconditioners and factorisations --------------------------------------------------------
+    def _subset(self) -> "_Subset":
+        D = self._design
+        if D.subset is None:
+            D.subset = _Subset(D, self.q)
+        elif D.subset.q is not self.q:  # the same points, re-weighted: one k×k Cholesky
+            D.subset = D.subset.at(self.q)
+        return D.subset
 
-        with np.errstate(all="ignore"):  # a breakdown shows as info != 0 or a non-finite x
-            x, info = cg(operator, v, rtol=CG_RTOL, atol=0.0, maxiter=remaining, callback=count)
-        self.cg_iterations += steps[0]
-        if info != 0 or not np.all(np.isfinite(x)):
-            self.cg_iterations = self._cg_budget  # spent: the factorisation takes over
+    def _factor_seconds(self) -> float | None:
+        """Predicted seconds of the cheaper factorisation (None before any rate was measured)."""
+        if RATES.seconds_per_flop is None:
             return None
-        return x
+        space, flops = self._cheaper_factorisation()
+        return flops * RATES.seconds_per_flop
+
+    def _cheaper_factorisation(self) -> tuple[str, float]:
+        D = self._design
+        n, d = self.n, self.d
+        inner = D.cache is not None and self._constant and D.X_full.shape[1] <= D.cache.max_primal_features
+        outer = D.cache is not None
+        primal = _factor_flops("primal", n, d, inner and D.cache.has(D.X_full, "inner"))
+        dual = _factor_flops("dual", n, d, outer and D.cache.has(D.X_full, "outer"))
+        return ("primal", primal) if primal <= dual else ("dual", dual)
+
+    def _factorise(self, space: str | None) -> "_Factor":
+        D = self._design
+        space = space or self._cheaper_factorisation()[0]
+        start = time.perf_counter()
+        factor = _Factor.build(space, D, self.q, self._constant)
+        RATES.record(factor.flops, time.perf_counter() - start)
+        D.factor = factor
+        D.factorisations += 1
+        D.methods.append(factor.name)
+        return factor
+
+
+class _Subset:
+    """The curvature-subset preconditioner ``P = diag(r') + Z_Sᵀ diag(q_S) Z_S`` (Woodbury).
+
+    The points S are chosen at the first curvature; later curvatures (Newton steps) re-weight the
+    same points, which costs one k×k Cholesky (``Z_S Z_Sᵀ`` is kept)."""
+
+    def __init__(self, D: _Design, q: np.ndarray, index: np.ndarray | None = None,
+                 gram: np.ndarray | None = None) -> None:
+        start = time.perf_counter()
+        self.D = D
+        if index is None:
+            weight = q * D.row_norms
+            k = min(D.subset_size, int(np.count_nonzero(weight > 0)))
+            index = np.zeros(0, dtype=np.intp) if k == 0 else \
+                (np.argpartition(-weight, k - 1)[:k] if k < q.size else np.arange(q.size))
+        self.index = index
+        self.XS = D.X[index]
+        fresh = gram is None
+        self.gram = self.XS @ self.XS.T if fresh else gram
+        self._weigh(q)
+        if fresh:
+            k = index.size
+            RATES.record(k * k * self.XS.shape[1] + k ** 3 / 3.0, time.perf_counter() - start)
+
+    def at(self, q: np.ndarray) -> "_Subset":
+        """The same points at another curvature."""
+        return _Subset(self.D, q, self.index, self.gram)
+
+    def _weigh(self, q: np.ndarray) -> None:
+        D = self.D
+        self.q = q
+        qS = q[self.index]
+        keep = qS > 0
+        rest_curvature = float(q.sum() - qS.sum())
+        self.fit_intercept = D.fit_intercept
+        self.d_w = D.r_w
+        # an unpenalised intercept: keep the other points' curvature on its diagonal (P stays ≤ H)
+        self.d_b = D.r_b + max(rest_curvature, 1e-12 * max(float(q.sum()), 1e-300))
+        if not keep.all():  # points whose curvature vanished at this q leave the subset
+            self.index, self.XS, self.gram, qS = (self.index[keep], self.XS[keep],
+                                                  self.gram[np.ix_(keep, keep)], qS[keep])
+        M = self.gram / self.d_w
+        if self.fit_intercept:
+            M = M + 1.0 / self.d_b
+        else:
+            M = M.copy()
+        M[np.diag_indices_from(M)] += 1.0 / qS
+        self.L = np.linalg.cholesky(M) if qS.size else None
+
+    def solve(self, V: np.ndarray) -> np.ndarray:
+        if self.fit_intercept:
+            U = np.empty_like(V)
+            U[:-1] = V[:-1] / self.d_w
+            U[-1] = V[-1] / self.d_b
+        else:
+            U = V / self.d_w
+        if self.L is None:
+            return U
+        ZU = self.XS @ U[:-1] + U[-1] if self.fit_intercept else self.XS @ U
+        T = _cho_solve(self.L, ZU)
+        if self.fit_intercept:
+            U[:-1] -= (self.XS.T @ T) / self.d_w
+            U[-1] -= T.sum(axis=0) / self.d_b
+        else:
+            U -= (self.XS.T @ T) / self.d_w
+        return U
+
+
+class _Factor:
+    """An exact factorisation of H at curvature ``q`` (primal Cholesky, or dual Woodbury)."""
+
+    def __init__(self, name: str, q: np.ndarray, flops: float) -> None:
+        self.name = name
+        self.q = q
+        self.flops = flops
+
+    @staticmethod
+    def build(space: str, D: _Design, q: np.ndarray, constant: bool) -> "_Factor":
+        return _Primal(D, q, constant) if space == "primal" else _Dual(D, q)
+
+    def solve(self, V: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _Primal(_Factor):
+    def __init__(self, D: _Design, q: np.ndarray, constant: bool) -> None:
+        n, d = D.X.shape
+        gram = D.cache.inner(D.X_full) if D.cache is not None and constant else None
+        super().__init__("primal-cholesky", q, _factor_flops("primal", n, d, gram is not None))
+        if gram is not None:  # constant curvature: Xᵀ diag(q) X = q₀ Xᵀ X
+            if D.active is not None:
+                gram = gram[np.ix_(D.active, D.active)]
+            G = gram * q[0]
+        else:
+            W = D.X * np.sqrt(q)[:, None]
+            G = W.T @ W  # numpy's syrk: half the flops of a general product
+        G[np.diag_indices_from(G)] += D.r_w
+        if D.fit_intercept:
+            H = np.empty((d + 1, d + 1))
+            H[:-1, :-1] = G
+            H[:-1, -1] = H[-1, :-1] = D.X.T @ q
+            H[-1, -1] = q.sum() + D.r_b
+        else:
+            H = G
+        self.L = _cholesky(H, "the primal Hessian")
+
+    def solve(self, V: np.ndarray) -> np.ndarray:
+        return _cho_solve(self.L, V)
+
+
+class _Dual(_Factor):
+    def __init__(self, D: _Design, q: np.ndarray) -> None:
+        n, d = D.X.shape
+        cached = D.cache is not None
+        super().__init__("dual-cholesky", q, _factor_flops("dual", n, d, cached and D.cache.has(D.X_full, "outer")))
+        self.X, self.r_w, self.r_b, self.fit_intercept = D.X, D.r_w, D.r_b, D.fit_intercept
+        self.s = np.sqrt(q)
+        if cached:  # X Xᵀ is the same with or without the all-zero columns
+            M = D.cache.outer(D.X_full) * np.outer(self.s, self.s)
+        else:
+            W = D.X * self.s[:, None]
+            M = W @ W.T  # syrk
+        M[np.diag_indices_from(M)] += D.r_w
+        self.L = _cholesky(M, "the dual (Woodbury) system r_w·I + S·X·Xᵀ·S")
+        if D.fit_intercept:
+            self.a = D.X.T @ q  # Xᵀ D 1
+            self.a_solved = self._solve_A(self.a[:, None])[:, 0]
+            schur = D.r_b + q.sum() - self.a @ self.a_solved
+            if not schur > 1e-12 * max(1.0, q.sum()):
+                raise SingularHessianError(_FLAT_INTERCEPT)
+            self.schur = schur
+
+    def _solve_A(self, V: np.ndarray) -> np.ndarray:
+        """(r_w I + Xᵀ D X)⁻¹ V by Woodbury."""
+        U = self.s[:, None] * (self.X @ V)
+        U = _cho_solve(self.L, U)
+        return (V - self.X.T @ (self.s[:, None] * U)) / self.r_w
+
+    def solve(self, V: np.ndarray) -> np.ndarray:
+        if not self.fit_intercept:
+            return self._solve_A(V)
+        Ainv = self._solve_A(V[:-1])
+        x_b = (V[-1] - self.a @ Ainv) / self.schur
+        out = np.empty_like(V)
+        out[:-1] = Ainv - self.a_solved[:, None] * x_b
+        out[-1] = x_b
+        return out
 
 
 def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
@@ -223,7 +422,7 @@ def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
         ) from None
 
 
-def _cho_solve(L: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``(L Lᵀ)⁻¹ v`` by two triangular solves."""
-    y = linalg.solve_triangular(L, v, lower=True, check_finite=False)
-    return linalg.solve_triangular(L, y, lower=True, trans="T", check_finite=False)
+def _cho_solve(L: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``(L Lᵀ)⁻¹ V`` by two triangular solves."""
+    Y = linalg.solve_triangular(L, V, lower=True, check_finite=False)
+    return linalg.solve_triangular(L, Y, lower=True, trans="T", check_finite=False)

@@ -41,10 +41,10 @@ from robust_hpo.slope._base import (
 )
 from robust_hpo.slope._hessian import LinearModelHessian, Space
 
-POLISH_RTOL = 1e-10
+POLISH_RTOL = 1e-8
 """Newton polishing stops at this relative gradient norm (see the module docstring)."""
 
-RESIDUAL_LIMIT = 1e-8
+RESIDUAL_LIMIT = 1e-6
 """Above this relative gradient norm after polishing, the fit is refused (NotConvergedError)."""
 
 MAX_NEWTON_STEPS = 30
@@ -91,51 +91,55 @@ class _LinearModelSlope(ConvexSlopeModel):
         g = X.T @ coef
         return np.concatenate([g, [coef.sum()]]) if self._fit_intercept else g
 
-    def _objective(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float) -> float:
-        f = X @ w + b
+    def _objective(self, y_pm: np.ndarray, w: np.ndarray, b: float, f: np.ndarray) -> float:
+        """F(θ) from the decision values ``f = X w + b``."""
         return float(0.5 * self._r_w * w @ w + 0.5 * self._r_b * b * b
                      + self._c * self.pointwise_loss(y_pm, f).sum())
 
-    def _optimality(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray,
-                    b: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """(decision values, ∇F, relative residual ‖∇F‖ / (‖r ⊙ θ‖ + ‖c Zᵀ ℓ'‖))."""
-        f = X @ w + b
+    def _optimality(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float,
+                    f: np.ndarray) -> tuple[np.ndarray, float]:
+        """(∇F, relative residual ‖∇F‖ / (‖r ⊙ θ‖ + ‖c Zᵀ ℓ'‖)) at θ with decision values f."""
         data = self._c * self._gradient(X, self.loss_grad(y_pm, f))
         reg = np.append(self._r_w * w, self._r_b * b) if self._fit_intercept else self._r_w * w
         grad = reg + data
         scale = np.linalg.norm(reg) + np.linalg.norm(data)
         residual = float(np.linalg.norm(grad) / scale) if scale > 0 else 0.0
-        return f, grad, residual
+        return grad, residual
 
-    def _hessian_at(self, X: np.ndarray, y_pm: np.ndarray, f: np.ndarray) -> LinearModelHessian:
-        q = self._c * self.loss_curvature(y_pm, f)
-        return LinearModelHessian(X, q, r_w=self._r_w, r_b=self._r_b, fit_intercept=self._fit_intercept,
-                                  space=self.space, damping=self.damping, cache=self.cache)
+    def _curvature(self, y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return self._c * self.loss_curvature(y_pm, f)
 
     def _constant_curvature(self) -> bool:
         return False
 
     def _polish(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray,
                 b: float) -> tuple[LinearModelHessian, dict[str, Any]]:
-        """Newton steps to the optimum; the Hessian at the final θ and what was done."""
-        f, grad, residual = self._optimality(X, y_pm, w, b)
+        """Inexact Newton steps to the optimum; the Hessian at the final θ and what was done.
+
+        Each step solves ``H δ = ∇F`` only as accurately as the step needs (relative residual
+        ``min(0.1, ρ)``, not below what reaches ``POLISH_RTOL``), with the Hessian solver's
+        preconditioner carried from step to step."""
+        f = X @ w + b
+        grad, residual = self._optimality(X, y_pm, w, b, f)
         fitted = residual
-        hessian: LinearModelHessian | None = None
-        at_theta = False  # is `hessian` the Hessian at the current θ?
+        hessian = LinearModelHessian(X, self._curvature(y_pm, f), r_w=self._r_w, r_b=self._r_b,
+                                     fit_intercept=self._fit_intercept, space=self.space,
+                                     damping=self.damping, cache=self.cache)
         steps = 0
         while residual > POLISH_RTOL and steps < MAX_NEWTON_STEPS and np.isfinite(residual):
-            if hessian is None or not at_theta:
-                hessian, at_theta = self._hessian_at(X, y_pm, f), True
-            step = hessian.solve(grad)
+            forcing = max(min(0.1, residual), 0.3 * POLISH_RTOL / residual)
+            step = hessian.solve(grad, rtol=forcing)
             dw, db = (step[:-1], float(step[-1])) if self._fit_intercept else (step, 0.0)
-            w, b, moved = self._line_search(X, y_pm, w, b, dw, db, grad @ step)
+            moved = self._line_search(X, y_pm, w, b, f, dw, db, float(grad @ step))
             steps += 1
-            if not moved:
+            if moved is None:
                 break
-            f, grad, new_residual = self._optimality(X, y_pm, w, b)
-            at_theta = self._constant_curvature()
+            w, b, f = moved
+            grad, new_residual = self._optimality(X, y_pm, w, b, f)
             stalled = not new_residual < residual
             residual = new_residual
+            if not self._constant_curvature():
+                hessian = hessian.with_curvature(self._curvature(y_pm, f))
             if stalled and residual <= RESIDUAL_LIMIT:
                 break  # rounding floor: a Newton step no longer lowers the residual
         if not (np.isfinite(residual) and residual <= RESIDUAL_LIMIT):
@@ -145,22 +149,21 @@ class _LinearModelSlope(ConvexSlopeModel):
                 f"{RESIDUAL_LIMIT:g} at which the slope is exact: lower tol or raise max_iter"
             )
         self._w, self._b = w, b
-        if hessian is None or not at_theta:
-            hessian = self._hessian_at(X, y_pm, f)
         return hessian, {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
 
-    def _line_search(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float, dw: np.ndarray,
-                     db: float, decrease: float) -> tuple[np.ndarray, float, bool]:
-        """θ − t·step with the largest t ∈ {1, ½, …} meeting Armijo's condition."""
-        current = self._objective(X, y_pm, w, b)
+    def _line_search(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float, f: np.ndarray,
+                     dw: np.ndarray, db: float, decrease: float) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """(w, b, f) at θ − t·step for the largest t ∈ {1, ½, …} meeting Armijo's condition."""
+        current = self._objective(y_pm, w, b, f)
+        df = X @ dw + db  # one product: f along the step is f − t·df
         t = 1.0
         for _ in range(30):
-            w_new, b_new = w - t * dw, b - t * db
-            value = self._objective(X, y_pm, w_new, b_new)
+            w_new, b_new, f_new = w - t * dw, b - t * db, f - t * df
+            value = self._objective(y_pm, w_new, b_new, f_new)
             if value <= current - 1e-4 * t * decrease or (t == 1.0 and value <= current):
-                return w_new, b_new, True
+                return w_new, b_new, f_new
             t *= 0.5
-        return w, b, False
+        return None
 
     def _write_back(self) -> None:
         """The polished θ into the estimator, so that its predictions are the differentiated solution's."""
@@ -177,7 +180,7 @@ class _LinearModelSlope(ConvexSlopeModel):
         G = np.column_stack([self._c * self._gradient(a.X_poison, self.loss_grad(a.t_poison,
                                                                                  self.decision_function(a.X_poison)))
                              for a in attacks])
-        U = np.column_stack([self._hessian.solve(G[:, k]) for k in range(G.shape[1])])
+        U = self._hessian.solve(G)
         self._record_solver()
         return -U
 

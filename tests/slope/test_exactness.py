@@ -65,7 +65,7 @@ def test_default_smooth_learners_match_tight_refits(estimator, shape, seed, kind
     h = 1e-4 if shape[1] > shape[0] else 1e-2
     reference = _richardson(_tight(estimator), problem, kind, h)
     assert _rel_err(result.derivative, reference) <= 1e-3
-    assert result.details["residual"] <= 1e-8
+    assert result.details["residual"] <= 1e-6
     if inexact:  # the fit alone was not at the optimum: the polish did the work
         assert result.details["residual_fit"] > 1e-6 and result.details["newton_steps"] >= 1
 
@@ -177,12 +177,12 @@ def test_degenerate_svc_one_sided_value_matches_one_sided_refits(seed):
     (SVC(kernel="rbf", C=10.0, gamma=0.02), 1e-6),         # libsvm's margin set needs a correction here
 ])
 def test_default_estimators_on_mnist_match_tight_refits(mnist_dir, estimator, h):
-    """MNIST 7-1 (1350 clean, 150 poison, BadNets 3×3): the curves bend within β ~ 1e-3 here, so the
+    """MNIST 7-1 (720 clean, 80 poison, BadNets 3×3): the curves bend within β ~ 1e-3 here, so the
     reference steps are small (a tight solver keeps them accurate)."""
     from robust_hpo.attacks import BadNets, poison
     from robust_hpo.datasets import load_dataset
 
-    ds = load_dataset("mnist", root=mnist_dir, classes=(7, 1), n_train=1500, n_test=500, seed=0)
+    ds = load_dataset("mnist", root=mnist_dir, classes=(7, 1), n_train=800, n_test=200, seed=0)
     problem = poison(ds, BadNets(size=3, seed=0), fraction=0.1, seed=0).flat()
     result = backdoor_slope(estimator, *problem)
     tight = _tight(estimator, problem[0])
