@@ -42,7 +42,7 @@ class FittedConvexLearner:
         return self.model.estimator_
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model.predict(flatten_images(np.asarray(X)))
+        return self.model.predict(X)  # images are flattened by the model (which remembers f for the margins)
 
     def backdoor_slope(self, X_poison: np.ndarray, y_poison: np.ndarray,
                        X_trigger: np.ndarray, y_trigger: np.ndarray, *,

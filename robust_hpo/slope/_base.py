@@ -133,8 +133,20 @@ class ConvexSlopeModel(ABC):
 
     def predict(self, X: Any) -> np.ndarray:
         """Class labels from the polished solution's decision values (``classes_[1]`` where f > 0)."""
-        f = self.decision_function(as_finite_2d("X", X))
+        f = self._decision_memo(X, None)
         return np.where(f > 0, self.classes_[1], self.classes_[0])
+
+    def _decision_memo(self, X: Any, rows: np.ndarray | None) -> np.ndarray:
+        """Decision values of ``X``. ``predict`` leaves them for the next ``derivatives`` call on the
+        same array object (a study's trial predicts the clean test set for its accuracy, then scales
+        the margins on that set); that call uses them once and forgets them."""
+        memo, self._memo = getattr(self, "_memo", None), None
+        if rows is not None and memo is not None and memo[0] is X:
+            return memo[1]
+        f = self.decision_function(rows if rows is not None else _rows("", "X", X, self.n_features_))
+        if rows is None:
+            self._memo = (X, f)
+        return f
 
     def loss(self, X: Any, y: Any, estimator: Any = None) -> float:
         """Mean curve loss of ``estimator`` (default: the polished clean fit) on (X, y)."""
@@ -193,7 +205,7 @@ class ConvexSlopeModel(ABC):
         solutions = self._solve_attacks(checked)
         elapsed = time.perf_counter() - start
         start = time.perf_counter()
-        scale = None if test is None else float(np.mean(np.abs(self.decision_function(test))))
+        scale = None if test is None else float(np.mean(np.abs(self._decision_memo(X_test, test))))
         margins = [TriggerMargins(margin=a.t_trigger * s.f_trigger, derivative=a.t_trigger * s.df_trigger,
                                   scale=scale) for a, s in zip(checked, solutions)]
         margin_seconds = time.perf_counter() - start

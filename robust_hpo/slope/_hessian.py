@@ -42,6 +42,7 @@ from typing import Literal
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg.lapack import dpotrs as _dpotrs
 
 from robust_hpo.errors import SingularHessianError, ValidationError
 from robust_hpo.slope._cache import GramCache
@@ -49,7 +50,7 @@ from robust_hpo.slope._krylov import block_pcg
 
 Space = Literal["auto", "primal", "dual", "cg"]
 
-SOLVE_RTOL = 1e-9
+SOLVE_RTOL = 1e-8
 """Relative residual ‖H x − v‖ / ‖v‖ to which the slope's solves are taken."""
 
 CG_RTOL = SOLVE_RTOL  # the name earlier releases used
@@ -93,20 +94,35 @@ RATES = _Rates()
 class _Design:
     """What all Hessians of one training array share (across Newton steps and attacks)."""
 
-    X_full: np.ndarray
-    X: np.ndarray                    # active features only
-    active: np.ndarray | None        # None: all features active
+    X: np.ndarray                    # the training rows (products use all features)
     fit_intercept: bool
     r_w: float
     r_b: float
     cache: GramCache | None
-    row_norms: np.ndarray            # ‖z_i‖² (with the intercept's 1)
     subset_size: int
     factor: "_Factor | None" = None  # the latest exact factorisation (at some curvature)
     subset: "_Subset | None" = None
     iterations: int = 0
     factorisations: int = 0
     methods: list[str] = field(default_factory=list)
+    _row_norms: np.ndarray | None = None
+    _active: tuple[np.ndarray | None, np.ndarray] | None = None
+
+    @property
+    def row_norms(self) -> np.ndarray:
+        """‖z_i‖² (with the intercept's 1)."""
+        if self._row_norms is None:
+            self._row_norms = np.einsum("ij,ij->i", self.X, self.X) + (1.0 if self.fit_intercept else 0.0)
+        return self._row_norms
+
+    def active(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """(indices of the features some training point uses — None: all —, X on those features):
+        the factorisations leave the others out (their block of H is r_w I)."""
+        if self._active is None:
+            used = np.flatnonzero(np.any(self.X != 0, axis=0))
+            self._active = (None, self.X) if used.size == self.X.shape[1] else \
+                (used, np.ascontiguousarray(self.X[:, used]))
+        return self._active
 
 
 class LinearModelHessian:
@@ -126,13 +142,9 @@ class LinearModelHessian:
             raise SingularHessianError("the weight regulariser's curvature must be positive")
         if space not in ("auto", "primal", "dual", "cg"):
             raise ValidationError(f"space must be 'auto', 'primal', 'dual' or 'cg', got {space!r}")
-        n, d = X.shape
-        active = np.flatnonzero(np.any(X != 0, axis=0))
-        X_active = X if active.size == d else np.ascontiguousarray(X[:, active])
-        norms = np.einsum("ij,ij->i", X_active, X_active) + (1.0 if fit_intercept else 0.0)
-        design = _Design(X_full=X, X=X_active, active=None if active.size == d else active,
-                         fit_intercept=fit_intercept, r_w=float(r_w) + damping, r_b=float(r_b) + damping,
-                         cache=cache, row_norms=norms, subset_size=min(n, max(32, int(6 * math.sqrt(n)))))
+        n = X.shape[0]
+        design = _Design(X=X, fit_intercept=fit_intercept, r_w=float(r_w) + damping, r_b=float(r_b) + damping,
+                         cache=cache, subset_size=min(n, max(32, int(6 * math.sqrt(n)))))
         self._init(design, np.asarray(q, dtype=np.float64), space)
 
     def _init(self, design: _Design, q: np.ndarray, space: Space) -> None:
@@ -173,10 +185,13 @@ class LinearModelHessian:
         D = self._design
         if not D.fit_intercept:
             return D.r_w * V + D.X.T @ (self.q[:, None] * (D.X @ V))
-        U = self.q[:, None] * (D.X @ V[:-1] + V[-1])
+        U = D.X @ V[:-1]
+        U += V[-1]
+        U *= self.q[:, None]
         out = np.empty_like(V)
-        out[:-1] = D.r_w * V[:-1] + D.X.T @ U
-        out[-1] = D.r_b * V[-1] + U.sum(axis=0)
+        out[:-1] = D.X.T @ U
+        out[:-1] += D.r_w * V[:-1]
+        out[-1] = D.r_b * V[-1] + np.add.reduce(U, axis=0)
         return out
 
     # -- public ----------------------------------------------------------------------------------
@@ -184,18 +199,12 @@ class LinearModelHessian:
         """``H⁻¹ v`` for a vector (or columns) laid out as ``[w, b]`` (or ``[w]``), to relative
         residual ``rtol`` (exact up to rounding with a factorisation at this curvature)."""
         v = np.asarray(v, dtype=np.float64)
-        D = self._design
         vector = v.ndim == 1
         V = v[:, None] if vector else v
-        if D.active is None:
-            out = self._solve_active(V, rtol, None if x0 is None else np.reshape(x0, V.shape))
-        else:
-            index = np.append(D.active, V.shape[0] - 1) if D.fit_intercept else D.active
-            out = V / D.r_w  # the features no training point touches
-            out[index] = self._solve_active(V[index], rtol, None if x0 is None else np.reshape(x0, V.shape)[index])
+        out = self._solve(V, rtol, None if x0 is None else np.reshape(np.asarray(x0, dtype=np.float64), V.shape))
         return out[:, 0] if vector else out
 
-    def _solve_active(self, V: np.ndarray, rtol: float, x0: np.ndarray | None) -> np.ndarray:
+    def _solve(self, V: np.ndarray, rtol: float, x0: np.ndarray | None) -> np.ndarray:
         D = self._design
         factor = D.factor
         if factor is not None and factor.q is self.q:
@@ -204,24 +213,32 @@ class LinearModelHessian:
         if self.space in ("primal", "dual"):
             return self._factorise(self.space).solve(V)
         precondition = factor.solve if factor is not None else self._subset().solve
-        factor_seconds = self._factor_seconds()
-        forced = self.space == "cg"
+        factor_seconds = None if self.space == "cg" else self._factor_seconds()
+        laps: list[float] = [0.0]
+        best = [math.inf]
 
         def monitor(iteration: int, residual: float, initial: float, seconds: float) -> bool:
-            if forced or iteration < 3 or factor_seconds is None:
+            """Switch when the remaining iterations — at the average rate at which the best residual
+            so far fell, and the median time per iteration (robust to a shared machine's hiccups) —
+            would take more than 1.5 times the factorisation."""
+            laps.append(seconds)
+            best[0] = min(best[0], residual)  # CG residuals need not fall monotonically
+            if factor_seconds is None or iteration < 5:
                 return False
-            rate = (residual / initial) ** (1.0 / iteration)
-            remaining = math.inf if rate >= 1 else math.log(rtol / residual) / math.log(rate)
-            return remaining * seconds / iteration > factor_seconds
+            rate = (best[0] / initial) ** (1.0 / iteration)
+            if best[0] > 0.5 * initial:  # hardly any net progress: CG will not get there soon
+                return iteration >= 8
+            remaining = math.log(rtol / best[0]) / math.log(rate)
+            per_iteration = float(np.median(np.diff(laps)))
+            return remaining * per_iteration > 1.5 * factor_seconds
 
         result = block_pcg(self._matmat, V, precondition, rtol=rtol, x0=x0,
                            maxiter=max(50, 4 * (self.d + 1)), monitor=monitor)
         D.iterations += result.iterations
+        D.methods.append("pcg")
         if result.converged:
-            D.methods.append("pcg")
             return result.x
         # the cost model (or a stalled recurrence) hands over to the cheaper factorisation here
-        D.methods.append("pcg")
         return self._factorise(None).solve(V)
 
     # -- preconditioners and factorisations --------------------------------------------------------
@@ -241,12 +258,15 @@ class LinearModelHessian:
         return flops * RATES.seconds_per_flop
 
     def _cheaper_factorisation(self) -> tuple[str, float]:
+        """The cheaper factorisation and its flops (d: all features — an upper bound when some are
+        unused)."""
         D = self._design
         n, d = self.n, self.d
-        inner = D.cache is not None and self._constant and D.X_full.shape[1] <= D.cache.max_primal_features
-        outer = D.cache is not None
-        primal = _factor_flops("primal", n, d, inner and D.cache.has(D.X_full, "inner"))
-        dual = _factor_flops("dual", n, d, outer and D.cache.has(D.X_full, "outer"))
+        inner = D.cache is not None and self._constant and d <= D.cache.max_primal_features \
+            and D.cache.has(D.X, "inner")
+        outer = D.cache is not None and D.cache.has(D.X, "outer")
+        primal = _factor_flops("primal", n, d, inner)
+        dual = _factor_flops("dual", n, d, outer)
         return ("primal", primal) if primal <= dual else ("dual", dual)
 
     def _factorise(self, space: str | None) -> "_Factor":
@@ -313,80 +333,94 @@ class _Subset:
     def solve(self, V: np.ndarray) -> np.ndarray:
         if self.fit_intercept:
             U = np.empty_like(V)
-            U[:-1] = V[:-1] / self.d_w
+            U[:-1] = V[:-1] * (1.0 / self.d_w)
             U[-1] = V[-1] / self.d_b
         else:
-            U = V / self.d_w
+            U = V * (1.0 / self.d_w)
         if self.L is None:
             return U
         ZU = self.XS @ U[:-1] + U[-1] if self.fit_intercept else self.XS @ U
-        T = _cho_solve(self.L, ZU)
+        T = _potrs(self.L, ZU)
         if self.fit_intercept:
-            U[:-1] -= (self.XS.T @ T) / self.d_w
-            U[-1] -= T.sum(axis=0) / self.d_b
+            U[:-1] -= (self.XS.T @ T) * (1.0 / self.d_w)
+            U[-1] -= np.add.reduce(T, axis=0) / self.d_b
         else:
-            U -= (self.XS.T @ T) / self.d_w
+            U -= (self.XS.T @ T) * (1.0 / self.d_w)
         return U
 
 
 class _Factor:
-    """An exact factorisation of H at curvature ``q`` (primal Cholesky, or dual Woodbury)."""
+    """An exact factorisation of H at curvature ``q`` (primal Cholesky, or dual Woodbury), on the
+    features some training point uses; the others are solved by ``v_j / r_w``."""
 
-    def __init__(self, name: str, q: np.ndarray, flops: float) -> None:
+    def __init__(self, name: str, D: _Design, q: np.ndarray, flops: float) -> None:
         self.name = name
         self.q = q
         self.flops = flops
+        self.r_w = D.r_w
+        self.fit_intercept = D.fit_intercept
+        self.active, self.X = D.active()
 
     @staticmethod
     def build(space: str, D: _Design, q: np.ndarray, constant: bool) -> "_Factor":
         return _Primal(D, q, constant) if space == "primal" else _Dual(D, q)
 
-    def solve(self, V: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def solve(self, V: np.ndarray) -> np.ndarray:
+        if self.active is None:
+            return self._solve_active(V)
+        index = np.append(self.active, V.shape[0] - 1) if self.fit_intercept else self.active
+        out = V / self.r_w  # the features no training point touches
+        out[index] = self._solve_active(V[index])
+        return out
+
+    def _solve_active(self, V: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class _Primal(_Factor):
     def __init__(self, D: _Design, q: np.ndarray, constant: bool) -> None:
-        n, d = D.X.shape
-        gram = D.cache.inner(D.X_full) if D.cache is not None and constant else None
-        super().__init__("primal-cholesky", q, _factor_flops("primal", n, d, gram is not None))
+        super().__init__("primal-cholesky", D, q, 0.0)
+        n, d = self.X.shape
+        gram = D.cache.inner(D.X) if D.cache is not None and constant else None
+        self.flops = _factor_flops("primal", n, d, gram is not None)
         if gram is not None:  # constant curvature: Xᵀ diag(q) X = q₀ Xᵀ X
-            if D.active is not None:
-                gram = gram[np.ix_(D.active, D.active)]
+            if self.active is not None:
+                gram = gram[np.ix_(self.active, self.active)]
             G = gram * q[0]
         else:
-            W = D.X * np.sqrt(q)[:, None]
+            W = self.X * np.sqrt(q)[:, None]
             G = W.T @ W  # numpy's syrk: half the flops of a general product
         G[np.diag_indices_from(G)] += D.r_w
         if D.fit_intercept:
             H = np.empty((d + 1, d + 1))
             H[:-1, :-1] = G
-            H[:-1, -1] = H[-1, :-1] = D.X.T @ q
+            H[:-1, -1] = H[-1, :-1] = self.X.T @ q
             H[-1, -1] = q.sum() + D.r_b
         else:
             H = G
         self.L = _cholesky(H, "the primal Hessian")
 
-    def solve(self, V: np.ndarray) -> np.ndarray:
+    def _solve_active(self, V: np.ndarray) -> np.ndarray:
         return _cho_solve(self.L, V)
 
 
 class _Dual(_Factor):
     def __init__(self, D: _Design, q: np.ndarray) -> None:
-        n, d = D.X.shape
+        super().__init__("dual-cholesky", D, q, 0.0)
+        n, d = self.X.shape
         cached = D.cache is not None
-        super().__init__("dual-cholesky", q, _factor_flops("dual", n, d, cached and D.cache.has(D.X_full, "outer")))
-        self.X, self.r_w, self.r_b, self.fit_intercept = D.X, D.r_w, D.r_b, D.fit_intercept
+        self.flops = _factor_flops("dual", n, d, cached and D.cache.has(D.X, "outer"))
+        self.r_b = D.r_b
         self.s = np.sqrt(q)
         if cached:  # X Xᵀ is the same with or without the all-zero columns
-            M = D.cache.outer(D.X_full) * np.outer(self.s, self.s)
+            M = D.cache.outer(D.X) * np.outer(self.s, self.s)
         else:
-            W = D.X * self.s[:, None]
+            W = self.X * self.s[:, None]
             M = W @ W.T  # syrk
         M[np.diag_indices_from(M)] += D.r_w
         self.L = _cholesky(M, "the dual (Woodbury) system r_w·I + S·X·Xᵀ·S")
         if D.fit_intercept:
-            self.a = D.X.T @ q  # Xᵀ D 1
+            self.a = self.X.T @ q  # Xᵀ D 1
             self.a_solved = self._solve_A(self.a[:, None])[:, 0]
             schur = D.r_b + q.sum() - self.a @ self.a_solved
             if not schur > 1e-12 * max(1.0, q.sum()):
@@ -399,7 +433,7 @@ class _Dual(_Factor):
         U = _cho_solve(self.L, U)
         return (V - self.X.T @ (self.s[:, None] * U)) / self.r_w
 
-    def solve(self, V: np.ndarray) -> np.ndarray:
+    def _solve_active(self, V: np.ndarray) -> np.ndarray:
         if not self.fit_intercept:
             return self._solve_A(V)
         Ainv = self._solve_A(V[:-1])
@@ -420,6 +454,14 @@ def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
             f"{what} is not positive definite ({exc}); the clean solution has a singular Hessian — "
             "pass damping > 0 (documented in docs/slope.md) or strengthen the regularisation"
         ) from None
+
+
+def _potrs(L: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``(L Lᵀ)⁻¹ V`` with LAPACK's potrs (little call overhead: it runs every CG iteration)."""
+    out, info = _dpotrs(L, V, lower=1)
+    if info != 0:  # pragma: no cover - only for malformed input
+        raise SingularHessianError(f"potrs failed (info={info})")
+    return out
 
 
 def _cho_solve(L: np.ndarray, V: np.ndarray) -> np.ndarray:

@@ -41,10 +41,10 @@ from robust_hpo.slope._base import (
 )
 from robust_hpo.slope._hessian import LinearModelHessian, Space
 
-POLISH_RTOL = 1e-8
+POLISH_RTOL = 1e-6
 """Newton polishing stops at this relative gradient norm (see the module docstring)."""
 
-RESIDUAL_LIMIT = 1e-6
+RESIDUAL_LIMIT = 1e-5
 """Above this relative gradient norm after polishing, the fit is refused (NotConvergedError)."""
 
 MAX_NEWTON_STEPS = 30

@@ -96,14 +96,27 @@ class SVCSlope(ConvexSlopeModel):
         return est
 
     # -- kernels ---------------------------------------------------------------------------------
-    def kernel(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-        """K(A, B): ``A Bᵀ`` or ``exp(−γ‖a − b‖²)`` (plain BLAS; no per-call validation)."""
+    def kernel(self, A: np.ndarray, B: np.ndarray, B_norms: np.ndarray | None = None) -> np.ndarray:
+        """K(A, B): ``A Bᵀ`` or ``exp(−γ‖a − b‖²)`` (plain BLAS, in place; no per-call validation).
+        ``B_norms``: the rows' ``‖b‖²`` when known."""
         G = A @ B.T
         if self.estimator_.kernel == "linear":
             return G
-        sq = np.einsum("ij,ij->i", A, A)[:, None] + np.einsum("ij,ij->i", B, B)[None, :] - 2.0 * G
-        np.maximum(sq, 0.0, out=sq)
-        return np.exp(-self.estimator_.gamma * sq, out=sq)
+        gamma = self.estimator_.gamma
+        b2 = np.einsum("ij,ij->i", B, B) if B_norms is None else B_norms
+        G *= 2.0 * gamma                                   # −γ(‖a‖² + ‖b‖² − 2 a·b), in place
+        G -= gamma * np.einsum("ij,ij->i", A, A)[:, None]
+        G -= gamma * b2[None, :]
+        np.minimum(G, 0.0, out=G)
+        return np.exp(G, out=G)
+
+    def _kernel_rows(self, A: np.ndarray, B: np.ndarray, B_norms: np.ndarray | None = None) -> np.ndarray:
+        """K(A, B), in row blocks (bounded memory for large A)."""
+        if B_norms is None and self.estimator_.kernel != "linear":
+            B_norms = np.einsum("ij,ij->i", B, B)
+        if A.shape[0] <= _ROW_BLOCK:
+            return self.kernel(A, B, B_norms)
+        return np.vstack([self.kernel(A[i:i + _ROW_BLOCK], B, B_norms) for i in range(0, A.shape[0], _ROW_BLOCK)])
 
     def _kernel_dot(self, A: np.ndarray, B: np.ndarray, v: np.ndarray) -> np.ndarray:
         """``K(A, B) @ v`` (v a vector or a matrix), without forming K for the linear kernel."""
@@ -118,6 +131,10 @@ class SVCSlope(ConvexSlopeModel):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """``Σ_sv (α y)_sv K(x_sv, x) + b`` of the refined solution, computed with BLAS."""
+        if self._w is not None:
+            return X @ self._w + self._b
+        if X.shape[0] <= _ROW_BLOCK:
+            return self.kernel(X, self._X_sv, self._sv_norms) @ self._coef_sv + self._b
         return self._kernel_dot(X, self._X_sv, self._coef_sv) + self._b
 
     # -- refinement ------------------------------------------------------------------------------
@@ -170,6 +187,7 @@ class SVCSlope(ConvexSlopeModel):
         S = (alpha > 0) & ~B
         alpha[B] = C
         b = float(est.intercept_[0])
+        self._train_kernel = _TrainingKernel(self, X)
         before = self._violation(X, y_pm, alpha, b, S, B, C)[0]
         self._interval = (b, b)
         steps = 0
@@ -191,22 +209,28 @@ class SVCSlope(ConvexSlopeModel):
 
     def _solve_equalities(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, S: np.ndarray,
                           B: np.ndarray, C: float) -> tuple[np.ndarray, float]:
-        yS = y_pm[S]
-        kkt = self._kkt_matrix(X[S], yS, 0.0)
+        K = self._train_kernel
+        S_idx, B_idx = np.flatnonzero(S), np.flatnonzero(B)
+        yS = y_pm[S_idx]
+        kkt = self._kkt_from(K.block(S_idx, S_idx), yS, 0.0)
         rhs = np.empty(yS.size + 1)
-        rhs[:-1] = 1.0 - C * yS * self._kernel_dot(X[S], X[B], y_pm[B])
-        rhs[-1] = -C * y_pm[B].sum()
+        rhs[:-1] = 1.0 - C * yS * (K.block(S_idx, B_idx) @ y_pm[B_idx] if B_idx.size else 0.0)
+        rhs[-1] = -C * y_pm[B_idx].sum()
         sol, _, res = _solve_with(kkt, _lu(kkt), rhs)
         if not res <= 1e-6:  # no α_S, b put S on the margin: the sets are wrong
             raise _Unsettled(res)
         out = alpha.copy()
-        out[S] = sol[:-1]
+        out[S_idx] = sol[:-1]
         return out, float(sol[-1])
 
     def _kkt_matrix(self, XS: np.ndarray, yS: np.ndarray, damping: float) -> np.ndarray:
+        return self._kkt_from(self.kernel(XS, XS), yS, damping)
+
+    @staticmethod
+    def _kkt_from(KSS: np.ndarray, yS: np.ndarray, damping: float) -> np.ndarray:
         s = yS.size
         kkt = np.zeros((s + 1, s + 1))
-        kkt[:s, :s] = yS[:, None] * self.kernel(XS, XS) * yS[None, :]
+        kkt[:s, :s] = yS[:, None] * KSS * yS[None, :]
         kkt[:s, s] = yS
         kkt[s, :s] = yS
         if damping:
@@ -214,8 +238,8 @@ class SVCSlope(ConvexSlopeModel):
         return kkt
 
     def _margins(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float) -> np.ndarray:
-        sv = alpha > 0
-        return y_pm * (self._kernel_dot(X, X[sv], alpha[sv] * y_pm[sv]) + b)
+        sv = np.flatnonzero(alpha > 0)
+        return y_pm * (self._train_kernel.dot(sv, alpha[sv] * y_pm[sv]) + b)
 
     def _violation(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float, S: np.ndarray,
                    B: np.ndarray, C: float) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
@@ -264,12 +288,18 @@ class SVCSlope(ConvexSlopeModel):
         sv = np.flatnonzero(alpha > 0)
         self._sv_index = sv
         self._X_sv = X[sv]
+        self._sv_norms = np.einsum("ij,ij->i", self._X_sv, self._X_sv)
         self._coef_sv = alpha[sv] * y_pm[sv]
         self._b = b
-        self._XS = X[S]
-        self._yS = y_pm[S]
-        self._kkt = self._kkt_matrix(self._XS, self._yS, self.damping) if S.any() else np.zeros((1, 1))
+        S_idx = np.flatnonzero(S)
+        self._XS = X[S_idx]
+        self._yS = y_pm[S_idx]
+        self._S_in_sv = np.searchsorted(sv, S_idx)  # S ⊂ support vectors
+        self._w = self._X_sv.T @ self._coef_sv if self.estimator_.kernel == "linear" else None
+        self._kkt = self._kkt_from(self._train_kernel.block(S_idx, S_idx), self._yS, self.damping) \
+            if S.any() else np.zeros((1, 1))
         self._kkt_lu: tuple[np.ndarray, np.ndarray] | None = None
+        self._train_kernel = None  # n × n_sv floats: not kept after fitting
 
     def _write_back(self, X: np.ndarray, y_pm: np.ndarray) -> None:
         """The refined solution into the estimator (libsvm's layout: support vectors grouped by class)."""
@@ -314,27 +344,35 @@ class SVCSlope(ConvexSlopeModel):
 
     def _solve_attacks(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         out = []
+        rbf = self._w is None
         for a in attacks:
-            ft = self.decision_function(a.X_trigger)
+            Kt = self._kernel_rows(a.X_trigger, self._X_sv, self._sv_norms) if rbf else None
+            ft = (Kt @ self._coef_sv if rbf else a.X_trigger @ self._w) + self._b
             if self._degenerate:
                 out.append(self._one_sided(a, ft))
                 continue
-            viol = a.t_poison * self.decision_function(a.X_poison) < 1.0  # enter at α = Cβ
+            Kp = self._kernel_rows(a.X_poison, self._X_sv, self._sv_norms) if rbf else None
+            fp = (Kp @ self._coef_sv if rbf else a.X_poison @ self._w) + self._b
+            viol = a.t_poison * fp < 1.0  # poison points that enter at α = Cβ
             details: dict[str, Any] = {"n_poison_entering": int(viol.sum())}
             if not viol.any():
                 out.append(AttackSolution(0.0, ft, np.zeros_like(ft), details))
                 continue
-            d_alpha, d_b = self._kkt_derivative(self._XS, self._yS, a.X_poison[viol], a.t_poison[viol])
-            out.append(self._trigger_side(a, ft, ft, self._XS, self._yS * d_alpha, a.X_poison[viol],
-                                          a.t_poison[viol], d_b, details))
+            Xv, tv = a.X_poison[viol], a.t_poison[viol]
+            # K(S, viol) tv: a block of the poison rows' kernel (S ⊂ support vectors)
+            KSv_tv = Kp[viol][:, self._S_in_sv].T @ tv if rbf else self._XS @ (Xv.T @ tv)
+            d_alpha, d_b = self._kkt_derivative(self._XS, self._yS, Xv, tv, KSv_tv)
+            out.append(self._trigger_side(a, ft, ft, self._XS, self._yS * d_alpha, Xv, tv, d_b, details,
+                                          Kt_S=None if Kt is None else Kt[:, self._S_in_sv]))
         return out
 
-    def _kkt_derivative(self, XS: np.ndarray, yS: np.ndarray, Xv: np.ndarray,
-                        tv: np.ndarray) -> tuple[np.ndarray, float]:
-        """dα_S/dβ, db/dβ when the poison points Xv (labels tv) enter at α = Cβ."""
+    def _kkt_derivative(self, XS: np.ndarray, yS: np.ndarray, Xv: np.ndarray, tv: np.ndarray,
+                        KSv_tv: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """dα_S/dβ, db/dβ when the poison points Xv (labels tv) enter at α = Cβ (``KSv_tv``:
+        K(XS, Xv) tv when already known)."""
         s = yS.size
         rhs = np.empty(s + 1)
-        rhs[:s] = -self._C * yS * self._kernel_dot(XS, Xv, tv)
+        rhs[:s] = -self._C * yS * (self._kernel_dot(XS, Xv, tv) if KSv_tv is None else KSv_tv)
         rhs[s] = -self._C * tv.sum()
         if XS is self._XS:
             sol = self._solve_kkt(rhs)
@@ -348,21 +386,30 @@ class SVCSlope(ConvexSlopeModel):
 
     def _trigger_side(self, a: Attack, ft: np.ndarray, ft_from: np.ndarray, XS: np.ndarray,
                       coef_S: np.ndarray, Xv: np.ndarray, tv: np.ndarray, d_b: float,
-                      details: dict[str, Any], exact: bool = True) -> AttackSolution:
-        """dL/dβ and df_t/dβ at the triggered points; ``ft_from``: their f where the derivative
-        starts (β = 0, or 0⁺ after a jump), which decides where the hinge is not flat."""
+                      details: dict[str, Any], exact: bool = True,
+                      Kt_S: np.ndarray | None = None) -> AttackSolution:
+        """dL/dβ and df_t/dβ = K(x_t, S) coef_S + C K(x_t, viol) t_viol + db at the triggered points.
 
-        def df_at(rows: np.ndarray) -> np.ndarray:  # df/dβ = K(x, S)(dα_S y_S) + C K(x, viol) t + db
-            Xr = a.X_trigger[rows]
-            return self._kernel_dot(Xr, XS, coef_S) + self._C * self._kernel_dot(Xr, Xv, tv) + d_b
-
+        ``ft_from``: their decision values where the derivative starts (β = 0, or 0⁺ after a jump),
+        which decide where the hinge is not flat; ``Kt_S``: K(X_trigger, S) when already computed.
+        The slope needs df on the triggered points inside the margin; the margins need it on the
+        others too — that part is timed as ``details["margins_seconds"]``."""
         active = a.t_trigger * ft_from < 1.0  # triggered points where the hinge is not flat
-        df = np.zeros_like(ft)
-        df[active] = df_at(active)
-        value = float(np.sum(-a.t_trigger[active] * df[active]) / a.X_trigger.shape[0])
+        n_t = a.X_trigger.shape[0]
+        if self.estimator_.kernel == "linear":
+            dw = XS.T @ coef_S + self._C * (Xv.T @ tv)
+            value = float(-(a.t_trigger[active] @ (a.X_trigger[active] @ dw + d_b)) / n_t)
+            start = time.perf_counter()
+            df = a.X_trigger @ dw + d_b
+            details["margins_seconds"] = time.perf_counter() - start
+            return AttackSolution(value, ft, df, details, exact=exact)
+        df = (Kt_S @ coef_S if Kt_S is not None else self._kernel_dot(a.X_trigger, XS, coef_S)) + d_b
+        Ct = self._C * tv
+        df[active] += self._kernel_dot(a.X_trigger[active], Xv, Ct)
+        value = float(np.sum(-a.t_trigger[active] * df[active]) / n_t)
         start = time.perf_counter()  # the margins need df at the triggered points beyond the margin too
         if not active.all():
-            df[~active] = df_at(~active)
+            df[~active] += self._kernel_dot(a.X_trigger[~active], Xv, Ct)
         details["margins_seconds"] = time.perf_counter() - start
         return AttackSolution(value, ft, df, details, exact=exact)
 
@@ -434,6 +481,45 @@ class SVCSlope(ConvexSlopeModel):
     @staticmethod
     def pointwise_loss(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
         return np.maximum(0.0, 1.0 - y_pm * f)
+
+
+class _TrainingKernel:
+    """Columns ``K(X, x_j)`` of the training kernel, each computed once (RBF); the linear kernel
+    needs none (products go through ``X`` and ``w``)."""
+
+    def __init__(self, model: "SVCSlope", X: np.ndarray) -> None:
+        self.model = model
+        self.X = X
+        self.linear = model.estimator_.kernel == "linear"
+        self.position: dict[int, int] = {}
+        self.K = np.empty((X.shape[0], 0))
+        self.flops = 0.0
+
+    def _columns(self, idx: np.ndarray) -> np.ndarray:
+        missing = [int(i) for i in idx if int(i) not in self.position]
+        if missing:
+            start = self.K.shape[1]
+            new = self.model._kernel_rows(self.X, self.X[missing])
+            self.K = np.hstack([self.K, new]) if start else new
+            self.position.update({j: start + k for k, j in enumerate(missing)})
+            self.flops += new.size * self.X.shape[1]
+        return np.array([self.position[int(i)] for i in idx], dtype=np.intp)
+
+    def dot(self, idx: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``K(X, X[idx]) @ v`` over all training rows."""
+        if idx.size == 0:
+            return np.zeros(self.X.shape[0])
+        if self.linear:
+            return self.X @ (self.X[idx].T @ v)
+        columns = self._columns(idx)  # may grow self.K
+        return self.K[:, columns] @ v
+
+    def block(self, rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """``K(X[rows], X[idx])``."""
+        if self.linear:
+            return self.X[rows] @ self.X[idx].T
+        columns = self._columns(idx)
+        return self.K[np.ix_(rows, columns)]
 
 
 class _Unsettled(Exception):

@@ -76,8 +76,8 @@ def test_loose_logistic_from_the_issue_is_polished_and_its_estimator_updated():
     model = slope_model(LogisticRegression(tol=1.0)).fit(X, y)
     tight = clone(model.estimator).set_params(solver="newton-cholesky", tol=1e-14, max_iter=1000).fit(X, y)
     # the polished coefficients are written back: the estimator is the tight optimum
-    assert np.allclose(model.estimator_.coef_, tight.coef_, rtol=1e-7, atol=1e-9)
-    assert np.allclose(model.estimator_.intercept_, tight.intercept_, rtol=1e-7, atol=1e-9)
+    assert np.allclose(model.estimator_.coef_, tight.coef_, rtol=1e-5, atol=1e-7)
+    assert np.allclose(model.estimator_.intercept_, tight.intercept_, rtol=1e-5, atol=1e-7)
     assert np.array_equal(model.predict(Xt), tight.predict(Xt))
     value = model.derivative(Xp, yp, Xt, yt).derivative
     assert _rel_err(value, _richardson(tight, problem, "log", 1e-2)) <= 1e-3
