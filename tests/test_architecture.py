@@ -4,6 +4,7 @@ public names imported by their public path, rooms that follow the data flow."""
 from __future__ import annotations
 
 import ast
+import functools
 import graphlib
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
@@ -36,6 +38,7 @@ def _resolve(name: str, modules: dict[str, Path]) -> str:
     raise AssertionError(f"import of {name!r} resolves to no robust_hpo module")
 
 
+@functools.cache
 def _imports() -> dict[str, set[str]]:
     """module -> every robust_hpo module it imports (top-level and inside functions)."""
     modules = _modules()
@@ -103,8 +106,9 @@ def test_rooms_follow_the_data_flow() -> None:
 def test_public_names_come_by_their_public_path() -> None:
     """A private module (``_name``) is imported only from inside its own package."""
     wrong = []
+    modules = _modules()
     for module, targets in _imports().items():
-        package = module if _modules()[module].name == "__init__.py" else module.rpartition(".")[0]
+        package = module if modules[module].name == "__init__.py" else module.rpartition(".")[0]
         for target in targets:
             parent, _, last = target.rpartition(".")
             if last.startswith("_") and not (package == parent or package.startswith(parent + ".")):
