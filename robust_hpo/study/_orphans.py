@@ -12,6 +12,12 @@ enqueues its configuration again — a WAITING trial with the same parameters, l
 the way Optuna's ``RetryHeartbeatStaleTrialCallback`` links them (system attributes
 ``failed_trial``: the first failed number, ``retry_history``: every failed number), at most
 ``max_retry`` times. Owners on other machines cannot be checked and are left alone.
+
+One gap remains: taking a queued retry is two records (the state change, then the owner, a few
+milliseconds apart), so a worker killed between them leaves a RUNNING retry without an owner. Such a
+trial — a retry (it has ``failed_trial``), no owner, RUNNING for longer than ``grace_period`` — is
+an orphan too. Trials without an owner that are not retries (created by plain Optuna or an older
+robust_hpo) are never touched.
 """
 
 from __future__ import annotations
@@ -76,20 +82,30 @@ def trial_owner(trial: FrozenTrial) -> ProcessIdentity | None:
     return ProcessIdentity.from_json(trial.system_attrs.get(OWNER_ATTR))
 
 
-def recover_orphans(study: optuna.Study, *, max_retry: int | None,
+def recover_orphans(study: optuna.Study, *, max_retry: int | None, grace_period: float | None = None,
                     report: Callable[[str], None] | None = None) -> list[tuple[int, int | None]]:
-    """Fail every RUNNING trial whose owner is gone on this machine and enqueue it again.
+    """Fail every RUNNING trial whose owner is gone on this machine (and every retry left without an
+    owner for longer than ``grace_period`` seconds) and enqueue it again.
 
     Returns ``(failed trial number, retry trial number or None)`` pairs; ``report`` receives one line
     per orphan. A trial another worker failed first is skipped (the storage refuses the second FAIL),
     so each orphan is retried once.
     """
     recovered: list[tuple[int, int | None]] = []
+    now = datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial_owner(trial)
-        if owner is None or not owner.is_gone():
+        if owner is not None:
+            if not owner.is_gone():
+                continue
+            who = f"{owner.describe()}, which is gone"
+        elif (grace_period is not None and FAILED_TRIAL_ATTR in trial.system_attrs
+              and trial.datetime_start is not None
+              and (now - trial.datetime_start).total_seconds() > grace_period):
+            who = f"a worker that took this retry and stopped before recording itself (over {grace_period:g} s ago)"
+        else:
             continue
-        reason = f"WorkerLost: its worker ({owner.describe()}) stopped without finishing it"
+        reason = f"WorkerLost: left RUNNING by {who}"
         storage = study._storage
         try:
             storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
@@ -101,8 +117,7 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None,
         recovered.append((trial.number, retry))
         if report is not None:
             again = f"retried as trial {retry}" if retry is not None else f"not retried (max_retry={max_retry})"
-            report(f"trial {trial.number} was left RUNNING by {owner.describe()}, which is gone: marked FAIL, "
-                   f"{again}")
+            report(f"trial {trial.number} was left RUNNING by {who}: marked FAIL, {again}")
     return recovered
 
 

@@ -336,8 +336,9 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
     try:
         study = open_study(location, objective=objective, problem=problem, heartbeat=heartbeat)
         if not is_heartbeat_enabled(study._storage):
-            recovered += recover_orphans(study, max_retry=heartbeat.max_retry, report=on_recovery)
-            callbacks.append(_recovery_callback(recovered, heartbeat.max_retry, on_recovery))
+            recovered += recover_orphans(study, max_retry=heartbeat.max_retry, grace_period=heartbeat.grace_period,
+                                         report=on_recovery)
+            callbacks.append(_recovery_callback(recovered, heartbeat, on_recovery))
         n_before = len(study.get_trials(deepcopy=False))
         study.sampler = build_sampler(config.study.sampler, seed)
         start = time.perf_counter()
@@ -364,11 +365,12 @@ def _counting_callback(finished: list[int], on_failure: Callable[[FrozenTrial], 
     return callback
 
 
-def _recovery_callback(recovered: list[tuple[int, int | None]], max_retry: int | None,
+def _recovery_callback(recovered: list[tuple[int, int | None]], heartbeat: Heartbeat,
                        report: Callable[[str], None] | None) -> Callable[[optuna.Study, FrozenTrial], None]:
     """After each trial: fail and retry the trials of workers that died meanwhile on this machine."""
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        recovered.extend(recover_orphans(study, max_retry=max_retry, report=report))
+        recovered.extend(recover_orphans(study, max_retry=heartbeat.max_retry, grace_period=heartbeat.grace_period,
+                                         report=report))
     return callback
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -82,12 +82,15 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def _running_trial(study: optuna.Study, owner: ProcessIdentity | None, params: dict,
-                   distributions: dict | None = None) -> int:
+                   distributions: dict | None = None, *, started: datetime | None = None,
+                   retry_of: int | None = None) -> int:
     """A RUNNING trial with ``params`` (and ``owner``), as a worker would have left it."""
     system_attrs = {OWNER_ATTR: owner.to_json()} if owner is not None else {}
+    if retry_of is not None:
+        system_attrs.update({"failed_trial": retry_of, "retry_history": [retry_of]})
     distributions = distributions or {"learner": CategoricalDistribution(["logistic", "ridge"]),
                                       "logistic.C": FloatDistribution(1e-3, 1e3, log=True)}
-    template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(),
+    template = FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, datetime_start=started or datetime.now(),
                            datetime_complete=None, params=params,
                            distributions={k: distributions[k] for k in params}, user_attrs={},
                            system_attrs=system_attrs, intermediate_values={}, trial_id=-1)
@@ -112,7 +115,7 @@ def test_orphans_are_failed_and_retried_once(tmp_path: Path) -> None:
     retry_number = recovered[0][1]
     trials = {t.number: t for t in study.get_trials()}
     assert trials[orphan].state == TrialState.FAIL
-    assert trials[orphan].user_attrs["fail_reason"].startswith(f"WorkerLost: its worker ({dead.describe()})")
+    assert trials[orphan].user_attrs["fail_reason"] == f"WorkerLost: left RUNNING by {dead.describe()}, which is gone"
     for number in (alive, elsewhere, unknown):
         assert trials[number].state == TrialState.RUNNING
     retry = trials[retry_number]
@@ -126,6 +129,21 @@ def test_orphans_are_failed_and_retried_once(tmp_path: Path) -> None:
     other_worker = optuna.load_study(study_name="s", storage=StorageSpec(journal=tmp_path / "study.log").open())
     assert recover_orphans(other_worker, max_retry=2) == []
     assert summarize(study) == "5 trials: 0 complete, 1 failed, 3 running, 1 waiting"
+
+
+def test_a_retry_left_without_owner_is_an_orphan_after_the_grace_period(tmp_path: Path) -> None:
+    """Taking a queued retry is two records; a worker killed between them leaves an owner-less retry."""
+    study = optuna.create_study(study_name="s", storage=StorageSpec(journal=tmp_path / "study.log").open())
+    long_ago = datetime.now() - timedelta(seconds=120)
+    stranded = _running_trial(study, None, {"learner": "ridge"}, started=long_ago, retry_of=0)
+    fresh = _running_trial(study, None, {"learner": "ridge"}, retry_of=0)  # its owner record may be on its way
+    foreign = _running_trial(study, None, {"learner": "ridge"}, started=long_ago)  # not ours: never touched
+    assert recover_orphans(study, max_retry=3) == []  # without a grace period: no owner, no decision
+    (failed, retry), = recover_orphans(study, max_retry=3, grace_period=60)
+    assert failed == stranded
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[stranded] == TrialState.FAIL and states[fresh] == states[foreign] == TrialState.RUNNING
+    assert states[retry] == TrialState.WAITING
 
 
 def test_a_worker_taking_a_retry_owns_it_and_max_retry_stops_the_chain(tmp_path: Path) -> None:
