@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from robust_hpo.cli._args import (
     seed,
 )
 from robust_hpo.cli._resolve import add_study_arguments, resolve_storage, resolve_study
+from robust_hpo.errors import MissingDependencyError, ValidationError
 from robust_hpo.objective import DEFAULT_TOLERANCE
 from robust_hpo.study import (
+    StorageSpec,
     StudySettings,
     load_study_config,
     mask_secrets,
@@ -167,5 +170,45 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_storage_proxy(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "storage-proxy", help="serve an RDB storage to many workers through Optuna's gRPC storage proxy",
+        description="Run optuna.storages.run_grpc_proxy_server on --storage (sqlite:/// or postgresql://; "
+                    "journal files are not supported by the proxy) until Ctrl-C. Workers then use "
+                    "--storage grpc://HOST:PORT: one database connection pool and a trial cache for all of "
+                    "them. Needs pip install 'robust_hpo[grpc]'.")
+    parser.add_argument("--storage", metavar="URL", required=True, help="the RDB storage to serve")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=positive_int, default=13000, help="port (default: 13000)")
+    parser.set_defaults(handler=_storage_proxy)
+
+
+def _storage_proxy(args: argparse.Namespace) -> int:
+    import optuna
+
+    spec = StorageSpec.parse(args.storage, default_journal=Path(args.storage))
+    if spec.url is None or spec.url.startswith("grpc://"):
+        raise ValidationError(f"storage-proxy serves an RDB storage (sqlite:///, postgresql://), not "
+                              f"{spec.describe()}")
+    try:
+        from optuna.storages import run_grpc_proxy_server
+
+        import grpc  # noqa: F401 - the server needs it
+    except ImportError as exc:
+        raise MissingDependencyError("storage-proxy needs gRPC: pip install 'robust_hpo[grpc]'") from exc
+    storage = optuna.storages.get_storage(spec.open())  # Optuna's cached RDB storage, as its docs advise
+    print(f"gRPC storage proxy for {spec.describe()} on {args.host}:{args.port}; workers use "
+          f"--storage grpc://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            run_grpc_proxy_server(storage, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        print(f"{PROG}: storage proxy stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_run, _add_report, _add_dashboard,
-                                                                      _add_repair)
+                                                                      _add_repair, _add_storage_proxy)

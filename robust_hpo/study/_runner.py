@@ -345,14 +345,28 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
         try:
             study.optimize(with_owner(objective), n_trials=n_trials, timeout=timeout, n_jobs=n_jobs,
                            catch=FAIL_EXCEPTIONS, callbacks=callbacks, show_progress_bar=progress)
-        except OSError as exc:
-            raise StorageError(f"storage {location.storage.describe()}: {exc.strerror or exc}") from None
+        except (OSError, AssertionError) as exc:
+            raise _storage_failure(exc, location) from None
         wall = time.perf_counter() - start
     finally:
         optuna.logging.set_verbosity(verbosity)
     return RunOutcome(study=study, location=location, n_before=n_before, n_run=len(finished),
                       n_after=len(study.get_trials(deepcopy=False)), wall_seconds=wall, sampler_seed=seed,
                       recovered=tuple(recovered))
+
+
+def _storage_failure(exc: BaseException, location: StudyLocation) -> BaseException:
+    """The storage error behind ``exc``: Optuna turns a failed final write of a trial into
+    ``AssertionError: Should not reach.`` (its ``_run_trial`` finds the trial still RUNNING); the
+    :class:`StorageError` (or ``OSError``) it hides names the storage. Other errors are returned as is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StorageError):
+            return seen
+        if isinstance(seen, OSError):
+            return StorageError(f"storage {location.storage.describe()}: {seen.strerror or seen}")
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 def _counting_callback(finished: list[int], on_failure: Callable[[FrozenTrial], None] | None

@@ -2,8 +2,8 @@
 
 ``spec`` forms: ``None`` (the default journal file), a URL with ``://`` (``sqlite:///path.db``,
 ``postgresql://user:pw@host/db`` — needs the ``postgres`` extra, ``psycopg2`` — ``mysql://...``, any
-SQLAlchemy URL Optuna's ``RDBStorage`` accepts) or a
-path to a journal file (what ``optuna-dashboard PATH`` reads too).
+SQLAlchemy URL Optuna's ``RDBStorage`` accepts; ``grpc://host:port`` for Optuna's gRPC storage proxy,
+``grpc`` extra) or a path to a journal file (what ``optuna-dashboard PATH`` reads too).
 
 Opening for writing (``create=True``) may create the storage; opening for reading never creates or
 changes anything. RDB storages opened with :class:`Heartbeat` settings run Optuna's heartbeat: a
@@ -96,6 +96,8 @@ class StorageSpec:
                 "URL such as postgresql://USER@HOST:5432/DBNAME (the password after USER: or in ~/.pgpass)")
         if "://" in spec:
             scheme = spec.split("://", 1)[0]
+            if scheme == "grpc":
+                grpc_address(spec)
             if scheme.startswith("redis"):
                 raise ValidationError(f"storage {spec!r}: redis journals are not supported; use a journal file, "
                                  "sqlite:/// or postgresql:// URL")
@@ -131,6 +133,8 @@ class StorageSpec:
         if self.journal is not None:
             return open_journal(self.journal, create=create)  # refuses a file that is not a journal, untouched
         url = str(self.url)
+        if url.startswith("grpc://"):
+            return _open_grpc(url)
         if not create:
             _check_database_exists(url)
         return _open_rdb(url, create=create, heartbeat=heartbeat)
@@ -145,6 +149,50 @@ def postgres_driver_url(url: str) -> str:
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
         return f"postgresql+psycopg2://{rest}"
     return f"postgresql://{rest}"
+
+
+GRPC_SCHEME = "grpc://"
+"""``grpc://host:port``: workers reach one storage through Optuna's gRPC storage proxy
+(``robust-hpo storage-proxy``, :func:`optuna.storages.run_grpc_proxy_server`)."""
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``grpc://host:port`` URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "grpc" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise ValidationError(f"storage {url!r}: expected grpc://HOST:PORT (a robust-hpo storage-proxy)")
+    return parts.hostname, port
+
+
+GRPC_CONNECT_TIMEOUT = 10.0
+"""Seconds a worker waits for the gRPC storage proxy to answer."""
+
+
+def _open_grpc(url: str) -> BaseStorage:
+    host, port = grpc_address(url)
+    timeout = GRPC_CONNECT_TIMEOUT
+    try:
+        from optuna.storages import GrpcStorageProxy
+
+        import grpc  # noqa: F401 - GrpcStorageProxy imports it lazily
+    except ImportError as exc:
+        raise MissingDependencyError(f"storage {url} needs gRPC: pip install 'robust_hpo[grpc]'") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        proxy = GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=timeout)
+    except ConnectionError:
+        proxy.close()
+        raise StorageError(f"storage {url}: no gRPC storage proxy answers at {host}:{port} within {timeout:g} s; "
+                           f"start one with `robust-hpo storage-proxy --storage URL --port {port}`") from None
+    return proxy
 
 
 def _check_database_exists(url: str) -> None:

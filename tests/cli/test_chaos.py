@@ -101,3 +101,35 @@ def test_repeated_sigkill_then_resume(tmp_path: Path) -> None:
         chain = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == original]
         assert [t.state for t in chain].count(TrialState.COMPLETE) == 1
     assert all(t.state == TrialState.COMPLETE or t.user_attrs.get("fail_reason") for t in trials)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="RLIMIT_FSIZE simulates a full disk")
+def test_a_full_disk_stops_the_run_naming_the_journal_and_the_next_run_repairs_it(tmp_path: Path) -> None:
+    """The issue's worst case: a disk-full run tore its last record and every later run failed."""
+    import resource
+
+    study_file = tmp_path / "chaos.toml"
+    study_file.write_text(STUDY)
+    out = tmp_path / "out"
+    journal = out / "study.log"
+    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study_file), "--output", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([*command, "--n-trials", "2"], check=True, capture_output=True, env=env, timeout=300)
+    limit = journal.stat().st_size + 4321  # room for a few trials, then "no space": writes stop midway
+
+    def full_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: write() fails
+
+    full = subprocess.run([*command, "--n-trials", "100"], capture_output=True, text=True, env=env, timeout=300,
+                          preexec_fn=full_disk)
+    assert full.returncode == 2
+    assert f"robust-hpo: error: writing to the journal {journal} failed: File too large" in full.stderr
+    assert "Traceback" not in full.stderr and "Should not reach" not in full.stderr
+    torn = not journal.read_bytes().endswith(b"\n")
+
+    resume = subprocess.run([*command, "--n-trials", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert resume.returncode == 0, resume.stderr
+    assert (f"{journal}: removed a torn last record" in resume.stderr) == torn
+    trials = optuna.load_study(study_name="chaos", storage=JournalStorage(JournalFileBackend(str(journal)))).trials
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 4
