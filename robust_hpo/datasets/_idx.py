@@ -26,6 +26,7 @@ _DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0
 #: Largest data size (bytes) :func:`read_idx` accepts by default: 256 MiB, five times MNIST's
 #: largest file (60000 × 28 × 28 = 47 MB).
 MAX_IDX_BYTES = 256 * 1024 * 1024
+_CHUNK = 1 << 20
 
 
 def read_idx(path: str | Path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
@@ -86,8 +87,8 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
 def _read_into(stream: BinaryIO, buf: memoryview) -> int:
     """Fill ``buf`` from ``stream``; the number of bytes read (fewer only at the end of the stream)."""
     done = 0
-    while done < len(buf):
-        n = stream.readinto(buf[done:])  # type: ignore[attr-defined]
+    while done < len(buf):  # in chunks: one large read would inflate into a temporary copy first
+        n = stream.readinto(buf[done:done + _CHUNK])  # type: ignore[attr-defined]
         if not n:
             break
         done += n
