@@ -31,7 +31,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +76,8 @@ CASES: tuple[Case, ...] = (
 QUICK = (CASES[0], CASES[2], CASES[4], CASES[6])
 
 
-def study_config(case: Case, *, n_trials: int, seed_offset: int, tolerance: float, min_accuracy: float,
-                 mnist_root: Path) -> Any:
-    seed = case.seed + seed_offset
+def study_config(case: Case, *, n_trials: int, tolerance: float, min_accuracy: float, mnist_root: Path) -> Any:
+    seed = case.seed
     data: dict[str, Any] = {"dataset": case.dataset, "classes": list(case.pair), "seed": seed}
     if case.dataset == "digits":
         data.update(n_train=250, n_test=100)
@@ -139,8 +138,8 @@ class Outcome:
 
 
 def run_case(case: Case, args: argparse.Namespace, folder: Path) -> Outcome:
-    config = study_config(case, n_trials=args.n_trials, seed_offset=args.seed_offset, tolerance=args.tolerance,
-                          min_accuracy=args.min_accuracy, mnist_root=args.mnist_root)
+    config = study_config(case, n_trials=args.n_trials, tolerance=args.tolerance, min_accuracy=args.min_accuracy,
+                          mnist_root=args.mnist_root)
     start = time.perf_counter()
     outcome = run_study(config, output=folder / config.study.name, progress=False)
     study_seconds = time.perf_counter() - start
@@ -185,13 +184,14 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     have_mnist = (args.mnist_root / "t10k-images-idx3-ubyte.gz").exists()
-    cases = [c for c in (QUICK if args.quick else CASES) if c.dataset == "digits" or have_mnist]
+    cases = [replace(c, seed=c.seed + args.seed_offset) for c in (QUICK if args.quick else CASES)
+             if c.dataset == "digits" or have_mnist]
     if not have_mnist:
         print(f"(MNIST not found at {args.mnist_root}: its cases are skipped)")
     print(f"{len(cases)} cases, {args.n_trials} TPE trials each (logistic, ridge, linear/RBF SVM), "
           f"min_accuracy {args.min_accuracy}, tolerance {args.tolerance}, seed offset {args.seed_offset}; "
           "every candidate retrained on the poisoned training set with scikit-learn")
-    header = (f"{'case':<28} {'cand.':>5} {'rec.':>5} {'pred.':>6} {'rec. BA':>8} {'best':>5} {'best BA':>8} "
+    header = (f"{'case':<29} {'cand.':>5} {'rec.':>5} {'pred.':>6} {'rec. BA':>8} {'best':>5} {'best BA':>8} "
               f"{'regret':>7} {'slope-rule':>10} {'most-acc.':>9}")
     print(header)
     print("-" * len(header))
@@ -200,7 +200,7 @@ def main() -> None:
         for case in cases:
             o = run_case(case, args, Path(folder))
             outcomes.append(o)
-            print(f"{case.label:<28} {o.n_candidates:>5} {o.recommended:>5} "
+            print(f"{case.label:<29} {o.n_candidates:>5} {o.recommended:>5} "
                   f"{'-' if o.predicted is None else f'{o.predicted:.3f}':>6} {o.recommended_backdoor:>8.3f} "
                   f"{o.best:>5} {o.best_backdoor:>8.3f} {o.regret:>7.3f} "
                   f"{o.slope_rule_backdoor - o.best_backdoor:>10.3f} {o.accurate_backdoor - o.best_backdoor:>9.3f}",

@@ -109,6 +109,7 @@ class ConvexSlopeModel(ABC):
                 f"y_clean has {classes.size} classes {classes.tolist()}; the exact slope supports "
                 f"binary problems only ({SUPPORTED}); pick a class pair, or use a network learner"
             )
+        self._memo = None  # decision values of an earlier fit are stale
         self.classes_ = classes
         self.n_features_ = X.shape[1]
         self.n_clean_ = X.shape[0]

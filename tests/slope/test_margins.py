@@ -140,3 +140,24 @@ def test_attack_errors_name_the_attack():
         model.derivatives([])
     with pytest.raises(ValueError, match="pass both X_test and y_test"):
         model.derivative(Xp, yp, Xt, yt, X_test=X)
+
+
+def test_the_scale_reuses_a_prediction_of_the_same_rows_and_only_those():
+    """The scale is mean |f| on the clean test set, equal to scikit-learn's decision values whether or
+    not the model has just predicted those rows (a study's accuracy), and never taken from other rows
+    or an earlier fit."""
+    X, y, Xp, yp, Xt, yt = make_backdoor_problem(7)
+    X_test, y_test = _test_set(7, X.shape[1])
+    est = SVC(kernel="rbf", C=5.0, gamma=0.2, tol=1e-12)  # tight: the polished solution is scikit-learn's
+    reference = float(np.mean(np.abs(clone(est).fit(X, y).decision_function(X_test))))
+    model = slope_model(est).fit(X, y)
+    cold = model.derivative(Xp, yp, Xt, yt, X_test=X_test, y_test=y_test).margins.scale
+    model.predict(X_test.copy())  # the same rows, another array
+    warm = model.derivative(Xp, yp, Xt, yt, X_test=X_test, y_test=y_test).margins.scale
+    model.predict(X_test[:10])  # other rows: not reused
+    other = model.derivative(Xp, yp, Xt, yt, X_test=X_test, y_test=y_test).margins.scale
+    assert cold == pytest.approx(reference, rel=1e-6) and warm == cold and other == cold
+    model.predict(X_test)
+    refitted = model.fit(X[:150], y[:150]).derivative(Xp, yp, Xt, yt, X_test=X_test, y_test=y_test).margins.scale
+    expected = float(np.mean(np.abs(clone(est).fit(X[:150], y[:150]).decision_function(X_test))))
+    assert refitted == pytest.approx(expected, rel=1e-6) and refitted != pytest.approx(cold, rel=1e-6)
