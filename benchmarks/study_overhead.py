@@ -147,6 +147,11 @@ def run_all(label: str, config: StudyConfig, n_trials: int, folder_root: Path | 
               f"{(row.wall - row.compute) * per:12.1f} {row.share:7.1%} "
               f"{'-' if total is None else f'{total:.1f}':>13} {'-' if own is None else f'{own:.1f}':>14}")
     by_name = {row.storage: row for row in rows}
+    reference = by_name["in-memory"]
+    for row in rows[1:]:
+        extra = (row.wall - row.compute) / row.trials - (reference.wall - reference.compute) / reference.trials
+        print(f"{row.storage}: {extra * 1000 / row.per_trial(WRITES):.2f} ms per write "
+              f"(storage overhead beyond in-memory / writes)")
     print(f"{label}: overhead share journal {by_name['journal'].share:.1%} (target ≤ 10 %), "
           f"sqlite {by_name['sqlite'].share:.1%}, in-memory {by_name['in-memory'].share:.1%}"
           + (f", postgresql {by_name['postgresql'].share:.1%}" if "postgresql" in by_name else "")
