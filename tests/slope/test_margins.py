@@ -142,10 +142,10 @@ def test_attack_errors_name_the_attack():
         model.derivative(Xp, yp, Xt, yt, X_test=X)
 
 
-def test_the_scale_reuses_a_prediction_of_the_same_rows_and_only_those():
+def test_the_scale_is_never_taken_from_other_rows_or_an_earlier_fit():
     """The scale is mean |f| on the clean test set, equal to scikit-learn's decision values whether or
-    not the model has just predicted those rows (a study's accuracy), and never taken from other rows
-    or an earlier fit."""
+    not the model has just predicted those rows (a study's accuracy pass, memoised), and never taken from
+    other rows or from a fit before the latest."""
     X, y, Xp, yp, Xt, yt = make_backdoor_problem(7)
     X_test, y_test = _test_set(7, X.shape[1])
     est = SVC(kernel="rbf", C=5.0, gamma=0.2, tol=1e-12)  # tight: the polished solution is scikit-learn's
