@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "robust_hpo"
 # The import order of the rooms: a room may import only rooms to its left (and the shared modules).
 # It is the data flow, except that analysis and plots know nothing of study files (study uses plots).
 FLOW = ("datasets", "attacks", "slope", "learners", "objective", "analysis", "plots", "study", "dashboard", "cli")
-SHARED = ("errors", "_validation", "search_space", "testing")
+SHARED = ("errors", "_validation", "_files", "search_space", "testing")
 
 
 def _module_name(path: Path) -> str:

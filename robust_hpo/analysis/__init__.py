@@ -32,6 +32,7 @@ from robust_hpo.analysis._deviation import (
 from robust_hpo.analysis._explain import (
     ExplanationMaps,
     InfluenceResult,
+    explain_influence,
     explain_maps,
     influential_points,
     input_gradient,
@@ -53,6 +54,7 @@ from robust_hpo.analysis._verify import (
     stored_verification,
     trial_attack,
     trial_slope,
+    verify_key,
     verify_study,
 )
 
@@ -78,6 +80,7 @@ __all__ = [
     "convex_estimator",
     "curve_from_path",
     "deviation_from_path",
+    "explain_influence",
     "explain_maps",
     "fit_path",
     "influential_points",
@@ -92,6 +95,7 @@ __all__ = [
     "trial_attack",
     "trial_slope",
     "trigger_window",
+    "verify_key",
     "verify_study",
     "weight_inner",
     "window_share",

@@ -14,7 +14,7 @@ negative = the point supports the test point's label), with which points carry t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -22,16 +22,17 @@ from sklearn.base import clone
 from sklearn.metrics.pairwise import rbf_kernel
 from sklearn.svm import SVC
 
-from robust_hpo._validation import as_finite_2d, flatten_images
+from robust_hpo._validation import as_finite_2d, as_labels, flatten_images
 from robust_hpo.analysis._common import check_index, check_positive_int, check_split
 from robust_hpo.attacks import PoisonedSplit, TRIGGERS
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners import estimator_label
-from robust_hpo.slope import Quantity, TrainingInfluence, slope_model
+from robust_hpo.slope import Quantity, SVCSlope, TrainingInfluence, slope_model
 
 __all__ = [
     "ExplanationMaps",
     "InfluenceResult",
+    "explain_influence",
     "explain_maps",
     "influential_points",
     "input_gradient",
@@ -189,6 +190,13 @@ class InfluenceResult:
     order: str
     top: np.ndarray
     top_images: np.ndarray
+    zero_reason: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def all_zero(self) -> bool:
+        """Every training point's influence is 0 (``zero_reason`` says why)."""
+        return not bool(np.any(self.influence))
 
     @property
     def top_poison_count(self) -> int:
@@ -201,7 +209,8 @@ class InfluenceResult:
                 "point_label": self.point_label, "order": self.order, "top": self.top.tolist(),
                 "top_influence": self.influence[self.top].tolist(),
                 "top_is_poison": self.is_poison[self.top].tolist(),
-                "top_labels": self.train_labels[self.top].tolist()}
+                "top_labels": self.train_labels[self.top].tolist(), "zero_reason": self.zero_reason,
+                "notes": list(self.notes)}
 
 
 def rank(influence: np.ndarray, order: str, k: int) -> np.ndarray:
@@ -253,8 +262,78 @@ def influential_points(estimator: Any, split: PoisonedSplit, *, index: int = 0, 
     is_poison = np.arange(influence.size) >= n_clean
     top = rank(influence, order, min(k, influence.size))
     images = np.concatenate([split.X_clean, split.X_poison])[top]
+    reason = None if np.any(influence) else _zero_reason(fitted, xt, yt, quantity, model)
     return InfluenceResult(label=label if label is not None else estimator_label(estimator), model=model,
                            points=points, quantity=quantity, index=index, image=X_pts[index].astype(np.float64),
                            point_label=int(y_pts[index]), influence=influence, is_poison=is_poison,
                            train_labels=np.concatenate([split.y_clean, split.y_poison]), order=order,
-                           top=top, top_images=images)
+                           top=top, top_images=images, zero_reason=reason)
+
+
+def _zero_reason(fitted: Any, xt: np.ndarray, yt: np.ndarray, quantity: str, model: str) -> str:
+    """Why every influence is 0 (only SVMs get there: their hinge is flat, their α can sit inside (0, C))."""
+    if isinstance(fitted, SVCSlope):
+        t = fitted.encode("y_test", as_labels("y_test", yt, 1, "X_test"))
+        margin = float(t[0] * fitted.decision_function(xt)[0])
+        if quantity == "loss" and margin >= 1.0:
+            return (f"the hinge loss is flat at this test point (y·f(x) = {margin:.3g} ≥ 1, beyond the margin), "
+                    "so no training weight changes it")
+        enter = ("no support vector is at its bound α = C" if model == "poisoned" else
+                 "no clean support vector is at its bound α = C and no poison point violates the clean margin")
+        return (f"no training point enters the fit when up-weighted: {enter}, so every right derivative is 0")
+    return "the test point's loss does not change with any training weight"
+
+
+def explain_influence(estimator: Any, split: PoisonedSplit, *, index: int | None = None,
+                      points: Points = "trigger", model: ModelKind | None = None, k: int = 7,
+                      order: Order = "helpful", quantity: Quantity | None = None, label: str | None = None,
+                      scan: int = 100) -> InfluenceResult:
+    """:func:`influential_points` with defaults chosen to show something, saying what was chosen.
+
+    The options left ``None`` default to ``index=0``, ``model="poisoned"``, ``quantity="loss"``. When
+    every influence is then 0 (an SVM: flat hinge at the point, or no support vector at its bound),
+    the free options are changed, in this order, until one is not: ``quantity="margin"``,
+    ``model="clean"`` (the poison points enter: their influences sum to the slope's derivative), both,
+    then the first of the next ``scan`` test points that has a non-zero influence. ``notes`` say what
+    changed and why; when nothing helps, the result keeps its ``zero_reason`` and ``notes`` name the
+    options still worth changing (never one already in effect).
+    """
+    free_model, free_quantity, free_index = model is None, quantity is None, index is None
+    model0: ModelKind = "poisoned" if model is None else model
+    quantity0: Quantity = "loss" if quantity is None else quantity
+    index0 = 0 if index is None else index
+    kw = {"points": points, "k": k, "order": order, "label": label}
+    first = influential_points(estimator, split, index=index0, model=model0, quantity=quantity0, **kw)
+    if not first.all_zero:
+        return first
+    combos: list[tuple[ModelKind, Quantity]] = []
+    for m, q in ((model0, quantity0), (model0, "margin"), ("clean", quantity0), ("clean", "margin")):
+        if (m == model0 or free_model) and (q == quantity0 or free_quantity) and (m, q) not in combos:
+            combos.append((m, q))
+    n_points = _points(check_split(split), points)[0].shape[0]
+    indices = [index0] + ([i for i in range(min(n_points, scan)) if i != index0] if free_index else [])
+    for i in indices:
+        for m, q in combos:
+            if (i, m, q) == (index0, model0, quantity0):
+                continue
+            result = influential_points(estimator, split, index=i, model=m, quantity=q, **kw)
+            if result.all_zero:
+                continue
+            notes = []
+            if q != quantity0:
+                notes.append(f"quantity '{q}' (the negative margin −y·f(x)) instead of '{quantity0}'")
+            if m != model0:
+                notes.append(f"the {m} model instead of the {model0} one (poison points weigh 0 and enter when "
+                             "up-weighted: their influences sum to the slope's derivative)")
+            if i != index0:
+                notes.append(f"{points} point #{i} instead of #{index0}")
+            why = f"every influence was 0 with {model0} model, quantity '{quantity0}', #{index0}: {first.zero_reason}"
+            return replace(result, notes=(why, *(f"shown: {n}" for n in notes)))
+    tried = [text for free, text in ((free_quantity, "quantity 'margin'"), (free_model, "the clean model"),
+                                     (free_index, f"the first {len(indices)} {points} points")) if free]
+    hints = [text for fixed, text in ((not free_quantity and quantity0 != "margin", "--quantity margin"),
+                                      (not free_model and model0 != "clean", "--model clean"),
+                                      (not free_index, "another --index")) if fixed]
+    hints.append("another configuration (--trial)")
+    notes = ([f"also 0 with {', '.join(tried)}"] if tried else []) + [f"try {' or '.join(hints)}"]
+    return replace(first, notes=tuple(notes))

@@ -8,7 +8,7 @@ sampled) verified trials into such a grid for heatmaps.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,8 @@ class GridResult:
     ``poisoned_clean_accuracy`` and ``backdoor_accuracy`` from retraining on the poisoned set.
     A cell without a value is NaN and explained: ``counts == 0`` (no trial fell in that bin) or an
     entry of ``errors`` (e.g. the slope is undefined for an SVM with every support vector at the bound).
+    A binned grid (``binned``) maps each trial number to its ``(row, column)`` in ``trial_cells`` and
+    keeps Spearman over the trials themselves in ``trial_spearman``.
     """
 
     learner: str
@@ -46,6 +48,8 @@ class GridResult:
     counts: np.ndarray
     errors: dict[str, str] = field(default_factory=dict)
     binned: bool = False
+    trial_cells: dict[int, tuple[int, int]] = field(default_factory=dict)
+    trial_spearman: tuple[float | None, float | None, str] | None = None
 
     def __post_init__(self) -> None:
         shape = (1 if self.gamma is None else self.gamma.size, self.C.size)
@@ -54,9 +58,26 @@ class GridResult:
                 raise ValidationError(f"{name} has shape {getattr(self, name).shape}; expected {shape}")
 
     def spearman(self) -> tuple[float | None, float | None, str]:
-        """Spearman(slope, backdoor accuracy) over the cells where both are defined."""
+        """Spearman(slope, backdoor accuracy) over the cells where both are defined (for a binned
+        grid: over the bins' means — ``trial_spearman`` is over the trials)."""
         ok = np.isfinite(self.slope) & np.isfinite(self.backdoor_accuracy)
-        return slope_backdoor_spearman(self.slope[ok], self.backdoor_accuracy[ok])
+        unit = "bins (cell means)" if self.binned else "grid cells"
+        return slope_backdoor_spearman(self.slope[ok], self.backdoor_accuracy[ok], unit=unit)
+
+    def cells_of(self, numbers: Iterable[int]) -> set[tuple[int, int]]:
+        """The cells holding these trial numbers (a binned grid; others are not in the grid)."""
+        return {self.trial_cells[n] for n in numbers if n in self.trial_cells}
+
+    def robust_cells(self, *, tolerance: float, max_backdoor: float) -> set[tuple[int, int]]:
+        """Cells whose clean accuracy after poisoning is within ``tolerance`` of the best cell and
+        whose backdoor accuracy is at most ``max_backdoor`` (verification's robust region, on cells)."""
+        clean, backdoor = self.poisoned_clean_accuracy, self.backdoor_accuracy
+        if not np.isfinite(clean).any():
+            return set()
+        best = float(np.nanmax(clean))
+        with np.errstate(invalid="ignore"):
+            ok = (clean >= best - tolerance - 1e-12) & (backdoor <= max_backdoor + 1e-12)
+        return {(int(r), int(c)) for r, c in zip(*np.nonzero(ok))}
 
 
 def _grid_values(name: str, values: Iterable[float] | None) -> np.ndarray | None:
@@ -72,10 +93,11 @@ def _grid_values(name: str, values: Iterable[float] | None) -> np.ndarray | None
 
 def paper_grid(split: PoisonedSplit, *, learner: str = "rbf_svm", C: Sequence[float] = (0.1, 1.0, 10.0, 100.0),
                gamma: Sequence[float] | None = (1e-3, 1e-2, 1e-1), family_lookup: FamilyLookup | None = None,
-               ) -> GridResult:
+               progress: Callable[[int, int], None] | None = None) -> GridResult:
     """Evaluate every (C, γ) of a grid: clean fit (accuracy, slope) and poisoned retraining (Fig. 8).
 
     Pass ``gamma=None`` for learners with C only (``logistic``, ``ridge``, ``linear_svm``).
+    ``progress(done, total)`` is called after each cell.
     """
     split = check_split(split)
     Cs = _grid_values("C", C)
@@ -102,6 +124,8 @@ def paper_grid(split: PoisonedSplit, *, learner: str = "rbf_svm", C: Sequence[fl
             clean, backdoor = retrain_poisoned(learner, params, split, family_lookup=family_lookup)
             out["poisoned_clean_accuracy"][i, j] = clean
             out["backdoor_accuracy"][i, j] = backdoor
+            if progress is not None:
+                progress(i * shape[1] + j + 1, shape[0] * shape[1])
     return GridResult(learner=learner, C=Cs, gamma=gammas, counts=np.ones(shape, dtype=np.int64),
                       errors=errors, **out)
 
@@ -127,6 +151,7 @@ def bin_trials(trials: Sequence[VerifiedTrial], *, learner: str, n_bins: int = 6
         edges_G = None
         rows = np.zeros(len(mine), dtype=np.int64)
     cols = np.clip(np.searchsorted(edges_C, logC, side="right") - 1, 0, edges_C.size - 2)
+    trial_cells = {t.number: (int(r), int(c)) for t, r, c in zip(mine, rows, cols)}
     shape = (1 if edges_G is None else edges_G.size - 1, edges_C.size - 1)
     counts = np.zeros(shape, dtype=np.int64)
     sums = {name: np.zeros(shape) for name in METRICS}
@@ -141,8 +166,10 @@ def bin_trials(trials: Sequence[VerifiedTrial], *, learner: str, n_bins: int = 6
     if not have_clean:
         means["clean_accuracy"] = np.full(shape, np.nan)
     centers = lambda e: 10 ** ((e[:-1] + e[1:]) / 2)  # noqa: E731 - geometric bin centres
+    trial_rho = slope_backdoor_spearman([t.slope for t in mine], [t.backdoor_accuracy for t in mine],
+                                        unit="trials")
     return GridResult(learner=learner, C=centers(edges_C), gamma=None if edges_G is None else centers(edges_G),
-                      counts=counts, binned=True, **means)
+                      counts=counts, binned=True, trial_cells=trial_cells, trial_spearman=trial_rho, **means)
 
 
 def _edges(log_values: np.ndarray, n_bins: int) -> np.ndarray:

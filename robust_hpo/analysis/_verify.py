@@ -17,7 +17,8 @@ slope and backdoor accuracy (``scipy.stats.spearmanr``) and the *robust region*:
 backdoor accuracy after retraining is at most ``max_backdoor``.
 
 Results are stored on the study as ONE compact study user attribute :data:`VERIFY_ATTR`
-(``{"format": 1, "trials": {"<number>": [poisoned clean accuracy, backdoor accuracy, attack or null]},
+(``{"format": 1, "trials": {"<number>[:<attack>]": [poisoned clean accuracy, backdoor accuracy, attack or
+null]},
 "tolerance", "recommended", "best", "regret"}``; Optuna refuses to modify finished trials, and one
 attribute per trial made ``optuna studies`` print a 15,000-character row). Later runs merge into it.
 :func:`stored_verification` reads it back (and the per-trial attributes ``robust_hpo:verify:<n>`` of
@@ -74,6 +75,7 @@ __all__ = [
     "stored_verification",
     "trial_attack",
     "trial_slope",
+    "verify_key",
     "verify_study",
 ]
 
@@ -84,6 +86,13 @@ VERIFY_FORMAT = 1
 
 VERIFY_ATTR_PREFIX = "robust_hpo:verify:"
 """Per-trial study attributes ``<prefix><trial number>`` written by earlier versions (read, not written)."""
+
+
+def verify_key(number: int, attack: str | None) -> str:
+    """The key of trial ``number``'s verification on ``attack`` in :data:`VERIFY_ATTR`'s ``"trials"``:
+    ``"<number>"`` in a single-attack study (``attack`` None), ``"<number>:<attack>"`` otherwise, so
+    verifying on several attacks keeps one record per attack."""
+    return str(number) if attack is None else f"{number}:{attack}"
 
 WHICH = ("candidates", "pareto", "all")
 """``verify_study(trials=...)``: the recommendation's candidates (default), the Pareto front or every
@@ -176,9 +185,11 @@ def _clean_accuracy(trial: FrozenTrial, metric_names: Sequence[str] | None) -> f
     return trial_record(trial, metric_names).clean_accuracy
 
 
-def slope_backdoor_spearman(slopes: Sequence[float],
-                            backdoor: Sequence[float]) -> tuple[float | None, float | None, str]:
-    """Spearman's ρ (and p-value) of slope against backdoor accuracy; ``None`` with the reason if undefined."""
+def slope_backdoor_spearman(slopes: Sequence[float], backdoor: Sequence[float], *,
+                            unit: str = "configurations") -> tuple[float | None, float | None, str]:
+    """Spearman's ρ (and p-value) of slope against backdoor accuracy; ``None`` with the reason if undefined.
+
+    The note says over how many values (``"over 38 configurations"``; ``unit`` names what they are)."""
     x = np.asarray(slopes, dtype=np.float64)
     y = np.asarray(backdoor, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
@@ -186,12 +197,12 @@ def slope_backdoor_spearman(slopes: Sequence[float],
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValidationError("slopes and backdoor must be finite numbers")
     if x.size < 3:
-        return None, None, f"undefined: {x.size} values (at least 3 needed)"
+        return None, None, f"undefined: {x.size} {unit} (at least 3 needed)"
     for name, arr in (("slope", x), ("backdoor accuracy", y)):
         if np.all(arr == arr[0]):
             return None, None, f"undefined: the {name} is the same ({arr[0]:.4g}) everywhere"
     res = spearmanr(x, y)
-    return float(res.statistic), float(res.pvalue), f"over {x.size} configurations"
+    return float(res.statistic), float(res.pvalue), f"over {x.size} {unit}"
 
 
 def robust_region(trials: Sequence[VerifiedTrial], *, max_backdoor: float = 0.2) -> list[VerifiedTrial]:
@@ -397,42 +408,56 @@ def _store(study: optuna.Study, verified: Sequence[VerifiedTrial], tolerance: fl
     stored = study.user_attrs.get(VERIFY_ATTR)
     entries = dict(stored.get("trials", {})) if isinstance(stored, Mapping) else {}
     for t in verified:
-        entries[str(t.number)] = [round(t.poisoned_clean_accuracy, 6), round(t.backdoor_accuracy, 6), t.attack]
+        entries[verify_key(t.number, t.attack)] = [round(t.poisoned_clean_accuracy, 6), round(t.backdoor_accuracy, 6),
+                                                   t.attack]
     value: dict[str, Any] = {"format": VERIFY_FORMAT, "tolerance": tolerance,
-                             "trials": dict(sorted(entries.items(), key=lambda kv: int(kv[0])))}
+                             "trials": dict(sorted(entries.items(), key=lambda kv: _parse_key(kv[0])))}
     if check is not None:
         value.update(recommended=check.recommended.number, best=check.best.number, regret=round(check.regret, 6))
     study.set_user_attr(VERIFY_ATTR, value)
 
 
-def stored_verification(study: optuna.Study) -> list[VerifiedTrial]:
+def _parse_key(key: str) -> tuple[int, str]:
+    """``"<number>"`` or ``"<number>:<attack>"`` (see :func:`verify_key`) -> (number, attack or "")."""
+    number, _, attack = str(key).partition(":")
+    return int(number), attack
+
+
+def stored_verification(study: optuna.Study, attack: str | None = None) -> list[VerifiedTrial]:
     """The verification stored on ``study`` by :func:`verify_study` (and by earlier versions' per-trial
-    attributes), by trial number; configuration, slope and predictions come from the trials' records."""
+    attributes), by trial number; configuration, slope and predictions come from the trials' records.
+
+    ``attack``: ``None``, every record; an attack name, the records on that attack; ``"worst"``, each
+    trial's record on the attack that decided its objective. (Records of a single-attack study name no
+    attack and match every choice.)
+    """
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    entries: dict[int, tuple[float, float, str | None]] = {}
+    entries: dict[tuple[int, str | None], tuple[float, float]] = {}
     for key, value in study.user_attrs.items():
         if key.startswith(VERIFY_ATTR_PREFIX) and isinstance(value, Mapping):
-            entries[int(key[len(VERIFY_ATTR_PREFIX):])] = (value["poisoned_clean_accuracy"],
-                                                          value["backdoor_accuracy"], value.get("attack"))
+            number, _ = _parse_key(key[len(VERIFY_ATTR_PREFIX):])
+            entries[(number, value.get("attack"))] = (value["poisoned_clean_accuracy"], value["backdoor_accuracy"])
     stored = study.user_attrs.get(VERIFY_ATTR)
     if isinstance(stored, Mapping):
-        for number, (clean, backdoor, attack) in stored.get("trials", {}).items():
-            entries[int(number)] = (clean, backdoor, attack)
+        for key, (clean, backdoor, used) in stored.get("trials", {}).items():
+            entries[(_parse_key(key)[0], used)] = (clean, backdoor)
     tolerance = stored.get("tolerance") if isinstance(stored, Mapping) else None
     pool = candidates(study, tolerance) if tolerance is not None and len(study.directions) == 2 else None
     pool_numbers = set(pool.numbers) if pool is not None else set()
     names = study.metric_names
     out = []
-    for number, (clean, backdoor, attack) in sorted(entries.items()):
+    for (number, used), (clean, backdoor) in sorted(entries.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         trial = by_number.get(number)
         if trial is None:
             continue
-        learner, params = learner_config(trial.params)
         record = trial_record(trial, names)
-        slope = record.attack_slope(attack) if attack is not None and attack in record.attacks else record.slope
+        if used is not None and attack is not None and attack != (record.worst_attack if attack == WORST else attack):
+            continue
+        learner, params = learner_config(trial.params)
+        slope = record.attack_slope(used) if used is not None and used in record.attacks else record.slope
         out.append(VerifiedTrial(number=number, learner=learner, params=params, slope=float(slope),
                                  clean_accuracy=record.clean_accuracy, poisoned_clean_accuracy=float(clean),
-                                 backdoor_accuracy=float(backdoor), attack=attack,
-                                 predicted_backdoor_accuracy=_predicted(record, attack or "", 2 if attack else 1),
+                                 backdoor_accuracy=float(backdoor), attack=used,
+                                 predicted_backdoor_accuracy=_predicted(record, used or "", 2 if used else 1),
                                  candidate=number in pool_numbers))
     return out

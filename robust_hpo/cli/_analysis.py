@@ -3,19 +3,28 @@
 Every command works on a study (``STUDY.toml``, or ``--storage`` alone: the problem stored with the
 study; see :mod:`robust_hpo.cli._resolve`) — the poisoned splits are rebuilt from the study's data,
 attacks and features, configurations come from its trials, and each trial is analysed on its attack
-(``--attack``: by default the attack that decided its objective) — or, except ``verify``, from
-flags (``--dataset``, ``--trigger`` and the trigger's own flags, ``--learner``, ``--C``, ...; the
-trigger and learner flags derive from the trigger registry and the convex family table). Figures
-are standalone plotly HTML files written to the study's output folder (or ``--output``).
+(``--attack NAME|worst|all``: by default the attack that decided its objective; ``all``: every
+attack of the study) — or, except ``verify``, from flags (``--dataset``, ``--trigger`` and the
+trigger's own flags, ``--learner``, ``--C``, ...; the trigger and learner flags derive from the
+trigger registry and the convex family table). Each command prints, and titles its figures with,
+the attack it used.
+
+Outputs: HTML figures (sharing one plotly.js per folder) and tables, written atomically to the
+study's output folder, or for flags to ``<root>/analysis/<data and attack>/``, or to ``--output``
+(the folder for the command's files, never where the study is looked up); the folder's
+``index.html`` is rewritten after each command. File names say what a non-default choice analysed
+(``curves_trials-3-4.html``, ``curves_all-attacks.html``, ``curves_ridge_C-0.1-1.html``). Absolute
+paths are printed; progress bars (stderr, terminals only) show long loops.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +43,13 @@ from robust_hpo.errors import ValidationError
 from robust_hpo.learners import CONVEX_FAMILIES
 from robust_hpo.objective import DEFAULT_TOLERANCE
 from robust_hpo.search_space import format_config
-from robust_hpo.study import OUTPUT_ROOT
+from robust_hpo.study import OUTPUT_ROOT, output_root
 
 FLAGS_OUTPUT = OUTPUT_ROOT / "analysis"
-"""Output folder of the commands run from flags (no study)."""
+"""Parent of the output folders of the commands run from flags (no study), under the output root."""
 
 WORST = "worst"
+ALL = "all"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,9 +123,9 @@ def _add_trial_argument(parser: argparse.ArgumentParser, *, many: bool) -> None:
 
 
 def _add_attack_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--attack", metavar="NAME", default=WORST,
-                        help="the attack each trial is analysed on: an attack name of the study, or 'worst' "
-                             "(default): the attack that decided the trial's objective")
+    parser.add_argument("--attack", metavar="NAME|worst|all", default=WORST,
+                        help="the attack each trial is analysed on: 'worst' (default): the attack that decided "
+                             "the trial's objective; an attack name of the study; or 'all': every attack")
 
 
 def _add_study(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +144,9 @@ class _Context:
     study: Any = None
     tolerance: float = DEFAULT_TOLERANCE
     seed: int = 0
+    index_title: str = "robust_hpo analysis"
+    index_details: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,7 @@ class _Config:
     label: str
     attack: str
     stored_slope: float | None = None
+    trial: int | None = None
 
 
 def _check_no_flags(args: argparse.Namespace) -> None:
@@ -160,11 +174,20 @@ def _study_context(args: argparse.Namespace) -> _Context:
 
     _check_no_flags(args)
     resolved = resolve_study(args)
+    _check_attack_choice(args, [a.name for a in resolved.config.attacks])
     dataset = load_data(resolved.config)
     check_data_content(resolved.study, dataset)
-    splits = build_splits(resolved.config, dataset=dataset)
-    return _Context(splits=splits, output=resolved.location.output, study=resolved.study,
-                    tolerance=resolved.tolerance, seed=resolved.config.data.seed)
+    location = resolved.location
+    return _Context(splits=build_splits(resolved.config, dataset=dataset, progress=True), output=location.output,
+                    study=resolved.study, tolerance=resolved.tolerance, seed=resolved.config.data.seed,
+                    index_title=f"robust_hpo study {location.name!r}",
+                    index_details=[f"Storage: {location.storage.describe()}"])
+
+
+def _check_attack_choice(args: argparse.Namespace, names: Sequence[str]) -> None:
+    choice = getattr(args, "attack", WORST)
+    if choice not in (WORST, ALL, *names):
+        raise ValidationError(f"--attack must be {WORST!r}, {ALL!r} or one of {list(names)}, got {choice!r}")
 
 
 def _flags_context(args: argparse.Namespace) -> _Context:
@@ -185,8 +208,21 @@ def _flags_context(args: argparse.Namespace) -> _Context:
         params[name] = value
     threat = ThreatModel(trigger=make_trigger(args.trigger, params, seed=args.attack_seed), fraction=args.fraction)
     split = poison(dataset, threat.trigger, fraction=threat.fraction, seed=args.attack_seed)
-    output = args.output if args.output is not None else FLAGS_OUTPUT
-    return _Context(splits={threat.name: split}, output=output, seed=args.data_seed)
+    _check_attack_choice(args, [threat.name])
+    what = (f"{args.dataset}-{'-'.join(map(str, args.classes))}-n{args.n_train}-{args.n_test}-s{args.data_seed}_"
+            f"{threat.name}-s{args.attack_seed}")
+    output = (Path(args.output) if args.output is not None else output_root() / FLAGS_OUTPUT.name / _slug(what))
+    return _Context(splits={threat.name: split}, output=output.expanduser().absolute(), seed=args.data_seed,
+                    index_title=f"robust_hpo analysis of {args.dataset} classes {args.classes[0]}/{args.classes[1]}, "
+                                f"attack {threat.name!r}",
+                    index_details=[f"{args.n_train} training and {args.n_test} test points (data seed "
+                                   f"{args.data_seed}); {threat.name} (attack seed {args.attack_seed})"])
+
+
+def _slug(text: str, limit: int = 120) -> str:
+    """``text`` as a file-name part: letters, digits, ``.``, ``-`` and ``_`` only."""
+    text = text.replace("%", "pc")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:limit] or "x"
 
 
 def _context(args: argparse.Namespace) -> _Context:
@@ -232,9 +268,6 @@ def _flag_configs(args: argparse.Namespace, ctx: _Context) -> list[_Config]:
 
 def _flag_attack(args: argparse.Namespace, ctx: _Context) -> str:
     (name,) = ctx.splits
-    choice = getattr(args, "attack", WORST)
-    if choice not in (WORST, name):
-        raise ValidationError(f"--attack: the flags define one attack, {name!r}; got {choice!r}")
     return name
 
 
@@ -268,11 +301,13 @@ def _trial_configs(args: argparse.Namespace, ctx: _Context, *, single: bool) -> 
             trials = front
     configs = []
     names = list(ctx.splits)
+    choice = getattr(args, "attack", WORST)
     for t in trials:
         learner, params = learner_config(t.params)
-        attack = trial_attack(t, names, getattr(args, "attack", WORST))
-        slope = attack_slope(t, attack, len(names), study.metric_names)
-        configs.append(_Config(learner, params, f"trial {t.number}: {format_config(learner, params)}", attack, slope))
+        for attack in (names if choice == ALL else [trial_attack(t, names, choice)]):
+            slope = attack_slope(t, attack, len(names), study.metric_names)
+            configs.append(_Config(learner, params, f"trial {t.number}: {format_config(learner, params)}", attack,
+                                   slope, t.number))
     return configs
 
 
@@ -282,17 +317,87 @@ def _configs(args: argparse.Namespace, ctx: _Context, *, single: bool = False) -
     return _flag_configs(args, ctx)
 
 
-def _write(figure: Any, path: Path) -> Path:
+def _write(figure: Any, path: Path, ctx: _Context) -> Path:
     from robust_hpo.plots import write_html
 
     written = write_html(figure, path)
+    ctx.written.append(written)
     print(f"wrote {written}")
     return written
+
+
+def _finish(ctx: _Context) -> None:
+    """Rewrite the output folder's index.html (every command ends here)."""
+    from robust_hpo.plots import write_index
+
+    if ctx.written:
+        index = write_index(ctx.output, title=ctx.index_title, details=ctx.index_details)
+        print(f"index of {ctx.output}: {index}")
 
 
 def _on(config: _Config, ctx: _Context) -> str:
     """`` on attack 'name'`` when the study has several attacks."""
     return f" on attack {config.attack!r}" if len(ctx.splits) > 1 else ""
+
+
+def _attack_choice(args: argparse.Namespace, ctx: _Context, configs: Sequence[_Config] = ()) -> str:
+    """Which attack the command analyses, in words (printed, and in the figures' titles)."""
+    names = list(ctx.splits)
+    if len(names) == 1:
+        return f"attack {names[0]!r}"
+    choice = getattr(args, "attack", WORST)
+    if choice == ALL:
+        return f"every attack of the study ({', '.join(map(repr, names))})"
+    if choice == WORST:
+        per_trial = sorted({(c.trial, c.attack) for c in configs if c.trial is not None}, key=lambda p: p[0])
+        detail = ", ".join(f"trial {n} → {a!r}" for n, a in per_trial[:8]) + (", …" if len(per_trial) > 8 else "")
+        return "each trial's worst attack (the one that decided its slope objective)" + \
+            (f": {detail}" if detail else "")
+    return f"attack {choice!r} (--attack)"
+
+
+def _short_choice(args: argparse.Namespace, ctx: _Context) -> str:
+    """A title-length version of :func:`_attack_choice`."""
+    names = list(ctx.splits)
+    choice = getattr(args, "attack", WORST)
+    if len(names) == 1:
+        return f"attack {names[0]!r}"
+    return {ALL: "every attack", WORST: "each trial's worst attack"}.get(choice, f"attack {choice!r}")
+
+
+def _file_name(base: str, args: argparse.Namespace, ctx: _Context, configs: Sequence[_Config] = (),
+               attack: str | None = None, ext: str = ".html") -> str:
+    """``base`` plus what a non-default choice analysed (see the module docstring)."""
+    parts = [base]
+    if ctx.study is None:
+        if configs:
+            learner = configs[0].learner
+            values: dict[str, list[Any]] = {}
+            for c in configs:
+                for k, v in c.params.items():
+                    if v not in values.setdefault(k, []):
+                        values[k].append(v)
+            parts.append(_slug(learner + "".join(f"_{k}-" + "-".join(f"{v:g}" for v in vs)
+                                                 for k, vs in values.items()), 100))
+    else:
+        numbers = _as_list(getattr(args, "trial", None))
+        if numbers:
+            parts.append("trials-" + "-".join(map(str, numbers)) if len(numbers) > 1 else f"trial-{numbers[0]}")
+        choice = getattr(args, "attack", WORST)
+        if attack is not None and len(ctx.splits) > 1 and choice == ALL:
+            parts.append(_slug(attack, 60))
+        elif len(ctx.splits) > 1 and choice == ALL:
+            parts.append("all-attacks")
+        elif len(ctx.splits) > 1 and choice != WORST:
+            parts.append(_slug(choice, 60))
+    return "_".join(parts) + ext
+
+
+def _bar(items: Iterable[Any], *, total: int | None = None, desc: str) -> Any:
+    """A progress bar on stderr when it is a terminal (silent otherwise)."""
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, disable=None, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,8 +415,10 @@ def _paths(args: argparse.Namespace) -> tuple[_Context, list[tuple[_Config, Any]
     from robust_hpo.analysis import convex_estimator, fit_path
 
     ctx = _context(args)
+    configs = _configs(args, ctx)
+    print(f"analysed on {_attack_choice(args, ctx, configs)}")
     paths = []
-    for config in _configs(args, ctx):
+    for config in _bar(configs, desc="fitting along β"):
         est = convex_estimator(config.learner, config.params)
         path = fit_path(est, ctx.splits[config.attack], betas=args.betas, label=config.label + _on(config, ctx),
                         tol=args.tol)
@@ -349,7 +456,11 @@ def _curves(args: argparse.Namespace) -> int:
         print(f"{c.label}: slope {c.slope.slope:.4f}{stored}, dL/dβ {c.derivative:.4g} ({c.loss}); triggered loss "
               f"{c.trigger_loss[0]:.4f} -> {c.trigger_loss[-1]:.4f}, backdoor accuracy "
               f"{c.trigger_accuracy[0]:.3f} -> {c.trigger_accuracy[-1]:.3f}")
-    _write(curves_figure(curves, zoom=args.zoom), ctx.output / "curves.html")
+    configs = [config for config, _ in paths]
+    title = f"Backdoor learning curves on {_short_choice(args, ctx)}"
+    _write(curves_figure(curves, zoom=args.zoom, title=title), ctx.output / _file_name("curves", args, ctx, configs),
+           ctx)
+    _finish(ctx)
     return 0
 
 
@@ -375,7 +486,10 @@ def _deviation(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.label}: ‖w‖ {r.norm[0]:.4g} -> {r.norm[-1]:.4g}, "
               f"angle/π {r.angle[-1]:.4f} at β = {r.betas[-1]:g}")
-    _write(deviation_figure(results), ctx.output / "deviation.html")
+    configs = [config for config, _ in paths]
+    title = f"Parameter deviation along β on {_short_choice(args, ctx)}"
+    _write(deviation_figure(results, title=title), ctx.output / _file_name("deviation", args, ctx, configs), ctx)
+    _finish(ctx)
     return 0
 
 
@@ -392,44 +506,55 @@ def _add_explain(subparsers: argparse._SubParsersAction) -> None:
     _add_trial_argument(parser, many=False)
     _add_attack_argument(parser)
     _add_flag_arguments(parser, grid=False)
-    parser.add_argument("--index", type=non_negative_int, default=0, help="which test point (default: 0)")
+    parser.add_argument("--index", type=non_negative_int, default=None,
+                        help="which test point (default: 0, or the first with a non-zero influence)")
     parser.add_argument("--points", choices=("trigger", "test"), default="trigger",
                         help="triggered test set (default) or clean test set")
-    parser.add_argument("--model", choices=("poisoned", "clean"), default="poisoned",
-                        help="influence in the model trained on the poisoned set (default) or the clean one")
+    parser.add_argument("--model", choices=("poisoned", "clean"), default=None,
+                        help="influence in the model trained on the poisoned set (default) or the clean one "
+                             "(default switches to clean when every poisoned-model influence is 0)")
     parser.add_argument("-k", type=positive_int, default=7, help="how many training points (default: 7)")
     parser.add_argument("--order", choices=("helpful", "harmful", "absolute"), default="helpful",
                         help="helpful: most negative influence first (default)")
-    parser.add_argument("--quantity", choices=("loss", "margin"), default="loss",
-                        help="influence on the test point's loss (default) or its margin (SVMs)")
+    parser.add_argument("--quantity", choices=("loss", "margin"), default=None,
+                        help="influence on the test point's loss (default) or its margin (default switches to "
+                             "margin where an SVM's hinge is flat)")
     parser.set_defaults(handler=_explain)
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from robust_hpo.analysis import convex_estimator, explain_maps, influential_points
+    from robust_hpo.analysis import convex_estimator, explain_influence, explain_maps
     from robust_hpo.plots import explanation_figure, influence_figure
 
     ctx = _context(args)
     configs = _configs(args, ctx, single=True)
-    if len(configs) != 1:
+    if len({(c.learner, tuple(c.params.items())) for c in configs}) != 1:
         raise ValidationError("explain takes one configuration: one --trial, or one value per hyperparameter flag")
-    config = configs[0]
-    est = convex_estimator(config.learner, config.params)
-    split = ctx.splits[config.attack]
-    label = config.label + _on(config, ctx)
-    print(f"{label}: explained on attack {config.attack!r}")
-    maps = explain_maps(est, split, index=args.index, points=args.points, label=label)
-    if maps.window is not None:
-        c, p = maps.window_shares()
-        print(f"{label}: share of |∂f/∂x| inside the trigger patch: clean {c:.1%}, poisoned {p:.1%}")
-    _write(explanation_figure(maps), ctx.output / "explain_maps.html")
-    result = influential_points(est, split, index=args.index, points=args.points, model=args.model,
-                                k=args.k, order=args.order, quantity=args.quantity, label=label)
-    if not result.influence.any():
-        print(f"note: every influence is 0 — the {config.learner} loss is flat at this point (beyond the margin); "
-              "try --quantity margin", file=sys.stderr)
-    print(f"top {result.top.size} training points ({args.order}): {result.top_poison_count} carry the trigger")
-    _write(influence_figure(result), ctx.output / "explain_influence.html")
+    print(f"analysed on {_attack_choice(args, ctx, configs)}")
+    for config in _bar(configs, desc="explaining"):
+        est = convex_estimator(config.learner, config.params)
+        split = ctx.splits[config.attack]
+        label = config.label + _on(config, ctx)
+        print(f"{label}: explained on attack {config.attack!r}")
+        maps = explain_maps(est, split, index=0 if args.index is None else args.index, points=args.points,
+                            label=label)
+        if maps.window is not None:
+            c, p = maps.window_shares()
+            print(f"{label}: share of |∂f/∂x| inside the trigger patch: clean {c:.1%}, poisoned {p:.1%}")
+        suffix = {"attack": config.attack} if len(configs) > 1 else {}
+        _write(explanation_figure(maps, title=f"Explanation: {label}"),
+               ctx.output / _file_name("explain_maps", args, ctx, configs, **suffix), ctx)
+        result = explain_influence(est, split, index=args.index, points=args.points, model=args.model,
+                                   k=args.k, order=args.order, quantity=args.quantity, label=label)
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if result.all_zero:
+            print(f"note: every influence is 0: {result.zero_reason}", file=sys.stderr)
+        print(f"top {result.top.size} training points ({args.order}, {result.model} model, quantity "
+              f"{result.quantity}, {result.points} point #{result.index}): {result.top_poison_count} carry the trigger")
+        _write(influence_figure(result, title=f"Most influential training points: {label}"),
+               ctx.output / _file_name("explain_influence", args, ctx, configs, **suffix), ctx)
+    _finish(ctx)
     return 0
 
 
@@ -460,31 +585,60 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import csv
-
     from robust_hpo.analysis import verify_study
     from robust_hpo.plots import verification_figure
 
     if not uses_study(args):
         raise ValidationError("verify needs a study: give STUDY.toml or --storage")
     ctx = _study_context(args)
-
-    def progress(done: int, total: int) -> None:
-        print(f"\rretrained {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-
     tolerance = args.tolerance if args.tolerance is not None else ctx.tolerance
-    report = verify_study(ctx.study, ctx.splits, trials=args.trials, attack=args.attack, seed=ctx.seed,
-                          tolerance=tolerance, max_backdoor=args.max_backdoor,
-                          progress=progress if sys.stderr.isatty() else None)
-    print(report.render())
-    _write(verification_figure(report), ctx.output / "verification.html")
-    path = ctx.output / "verification.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    choices = list(ctx.splits) if args.attack == ALL and len(ctx.splits) > 1 else [args.attack]
+    for choice in choices:
+        on = _attack_choice(argparse.Namespace(attack=choice), ctx)
+        print(f"verifying on {on}")
+        bar = _bar([], total=None, desc=f"retraining ({choice})")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = verify_study(ctx.study, ctx.splits, trials=args.trials, attack=choice, seed=ctx.seed,
+                              tolerance=tolerance, max_backdoor=args.max_backdoor, progress=progress)
+        bar.close()
+        print(report.render())
+        attack = choice if len(choices) > 1 else None
+        recommended = report.check.recommended.number if report.check is not None else None
+        title = ("Verification by retraining on the poisoned training set, on "
+                 + _short_choice(argparse.Namespace(attack=choice), ctx))
+        _write(verification_figure(report, title=title, recommended=recommended),
+               ctx.output / _file_name("verification", args, ctx, attack=attack), ctx)
+        _write_verification_csv(report, ctx.output / _file_name("verification", args, ctx, attack=attack, ext=".csv"),
+                                ctx)
+        _study_heatmaps(list(report.trials), ctx, args, bins=args.bins, attack=attack, tolerance=tolerance,
+                        max_backdoor=args.max_backdoor, choice=choice)
+    _finish(ctx)
+    return 0
+
+
+def _recommended_number(ctx: _Context, tolerance: float | None = None) -> int | None:
+    """The study's recommended trial (``report``'s rule), at ``tolerance`` (default the study's)."""
+    from robust_hpo.study import recommend
+
+    chosen = recommend(ctx.study, ctx.tolerance if tolerance is None else tolerance)
+    return chosen.trial.number if chosen is not None else None
+
+
+def _write_verification_csv(report: Any, path: Path, ctx: _Context) -> None:
+    import csv
+
+    from robust_hpo._files import atomic_open
+
+    robust = {t.number for t in report.robust}
+    with atomic_open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["trial", "learner", "params", "attack", "slope", "clean_accuracy",
                          "predicted_backdoor_accuracy", "poisoned_clean_accuracy", "backdoor_accuracy", "candidate",
                          "recommended", "robust"])
-        robust = {t.number for t in report.robust}
         recommended = report.check.recommended.number if report.check is not None else None
         for t in report.trials:
             writer.writerow([t.number, t.learner, ";".join(f"{k}={v}" for k, v in t.params.items()), t.attack or "",
@@ -492,18 +646,27 @@ def _verify(args: argparse.Namespace) -> int:
                              "" if t.predicted_backdoor_accuracy is None else t.predicted_backdoor_accuracy,
                              t.poisoned_clean_accuracy, t.backdoor_accuracy, t.candidate, t.number == recommended,
                              t.number in robust])
-    print(f"wrote {path}")
-    _study_heatmaps(list(report.trials), ctx.output, args.bins)
-    return 0
+    ctx.written.append(path.absolute())
+    print(f"wrote {path.absolute()}")
 
 
-def _study_heatmaps(trials: list[Any], output: Path, bins: int) -> None:
-    from robust_hpo.analysis import bin_trials
+def _study_heatmaps(trials: list[Any], ctx: _Context, args: argparse.Namespace, *, bins: int, attack: str | None,
+                    tolerance: float, max_backdoor: float, choice: str) -> None:
+    """One heatmap per learner of the verified ``trials``, robust region and recommendation marked."""
+    from robust_hpo.analysis import bin_trials, robust_region
     from robust_hpo.plots import grid_figure
 
+    robust = [t.number for t in robust_region(trials, max_backdoor=max_backdoor)]
+    recommended = _recommended_number(ctx, tolerance)
+    rule = (f"the recommendation's candidates (feasible, clean accuracy within {tolerance:g} of the best) with "
+            f"backdoor accuracy after poisoning ≤ {max_backdoor:g}")
+    on = _short_choice(argparse.Namespace(attack=choice), ctx)
     for learner in sorted({t.learner for t in trials}):
         grid = bin_trials(trials, learner=learner, n_bins=bins)
-        _write(grid_figure(grid, title=f"{learner}: verified trials"), output / f"heatmap_{learner}.html")
+        cells = grid.cells_of([recommended]) if recommended is not None else set()
+        figure = grid_figure(grid, title=f"{learner}: verified trials on {on}", robust_cells=grid.cells_of(robust),
+                             recommended_cell=next(iter(cells), None), robust_rule=rule)
+        _write(figure, ctx.output / _file_name(f"heatmap_{learner}", args, ctx, attack=attack), ctx)
 
 
 def _add_heatmap(subparsers: argparse._SubParsersAction) -> None:
@@ -513,8 +676,14 @@ def _add_heatmap(subparsers: argparse._SubParsersAction) -> None:
                     "a dense map). From flags: evaluate the --C × --gamma grid directly (the paper's Fig. 8): a "
                     "clean fit (slope) and a poisoned retraining per cell. Writes heatmap*.html.")
     _add_study(parser)
+    _add_attack_argument(parser)
     _add_flag_arguments(parser)
     parser.add_argument("--bins", type=positive_int, default=6, help="log bins per axis for a study (default: 6)")
+    parser.add_argument("--tolerance", type=fraction, default=None,
+                        help=f"robust region: clean accuracy within this of the best (default: the study's "
+                             f"[report] tolerance, else {DEFAULT_TOLERANCE})")
+    parser.add_argument("--max-backdoor", type=fraction, default=0.2,
+                        help="robust region: backdoor accuracy at most this (default: 0.2)")
     parser.set_defaults(handler=_heatmap)
 
 
@@ -524,23 +693,42 @@ def _heatmap(args: argparse.Namespace) -> int:
 
     if uses_study(args):
         ctx = _study_context(args)
-        trials = stored_verification(ctx.study)
-        if not trials:
-            raise ValidationError(f"study {ctx.study.study_name!r} has no verification stored; run "
-                                  f"`{PROG} verify ... --trials all` first")
-        _study_heatmaps(trials, ctx.output, args.bins)
+        tolerance = args.tolerance if args.tolerance is not None else ctx.tolerance
+        choices = list(ctx.splits) if args.attack == ALL and len(ctx.splits) > 1 else [args.attack]
+        for choice in choices:
+            trials = stored_verification(ctx.study, attack=choice)
+            if not trials:
+                raise ValidationError(f"study {ctx.study.study_name!r} has no verification stored on "
+                                      f"{_attack_choice(argparse.Namespace(attack=choice), ctx)}; run "
+                                      f"`{PROG} verify ... --trials all"
+                                      + (f" --attack {choice}" if choice != WORST else "") + "` first")
+            print(f"heatmaps of {len(trials)} verified trials on {_attack_choice(argparse.Namespace(attack=choice), ctx)}")
+            _study_heatmaps(trials, ctx, args, bins=args.bins, attack=choice if len(choices) > 1 else None,
+                            tolerance=tolerance, max_backdoor=args.max_backdoor, choice=choice)
+        _finish(ctx)
         return 0
     learner, values = _flag_values(args)
     ctx = _flags_context(args)
     (split,) = ctx.splits.values()
+    n_cells = len(values["C"]) * len(values.get("gamma", [None]))
+    bar = _bar([], total=n_cells, desc="grid cells (fit + poisoned retraining)")
     grid = paper_grid(split, learner=learner, C=sorted(values["C"]),
-                      gamma=sorted(values["gamma"]) if "gamma" in values else None)
+                      gamma=sorted(values["gamma"]) if "gamma" in values else None,
+                      progress=lambda done, total: bar.update(done - bar.n))
+    bar.close()
     rho, p, note = grid.spearman()
-    print(f"{learner}: Spearman(slope, backdoor accuracy) = "
+    print(f"{learner} on {_attack_choice(args, ctx)}: Spearman(slope, backdoor accuracy) = "
           + ("undefined" if rho is None else f"{rho:.3f} (p = {p:.2g})") + f", {note}")
     for key, reason in grid.errors.items():
         print(f"  {key}: {reason}", file=sys.stderr)
-    _write(grid_figure(grid), ctx.output / f"heatmap_{learner}.html")
+    tolerance = args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE
+    rule = f"clean accuracy after poisoning within {tolerance:g} of the best cell, backdoor accuracy ≤ {args.max_backdoor:g}"
+    configs = _flag_configs(args, ctx)
+    figure = grid_figure(grid, title=f"{learner} on {_short_choice(args, ctx)}: accuracy after poisoning and slope",
+                         robust_cells=grid.robust_cells(tolerance=tolerance, max_backdoor=args.max_backdoor),
+                         robust_rule=rule)
+    _write(figure, ctx.output / _file_name("heatmap", args, ctx, configs), ctx)
+    _finish(ctx)
     return 0
 
 

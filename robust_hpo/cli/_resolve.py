@@ -7,8 +7,9 @@
   from what the study stored (:func:`robust_hpo.study.config_from_problem`): data, every attack,
   features, options, search space, constraint, aggregate and report tolerance.
 
-``--data-root`` and ``--set SECTION.KEY=VALUE`` apply to either. The output folder is ``--output``,
-else ``robust_hpo_output/<study name>``; the default journal storage lives there.
+``--data-root`` and ``--set SECTION.KEY=VALUE`` apply to either. ``--output DIR`` is the folder for
+the command's files and nothing else: it never changes where the storage is looked up (the default
+journal is ``<root>/<study name>/study.log``; see :mod:`robust_hpo.study._location`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from robust_hpo.cli._args import overrides
 from robust_hpo.errors import MissingFileError, StorageError, ValidationError
 from robust_hpo.study import (
     OUTPUT_ROOT,
+    OUTPUT_ROOT_ENV,
     PROBLEM_ATTR,
     StorageSpec,
     StudyConfig,
@@ -59,13 +61,14 @@ def add_study_arguments(parser: argparse.ArgumentParser, *, file_required: bool 
                         help="study file" if file_required else
                         "study file (or give --storage alone: the study's stored problem is used)")
     parser.add_argument("--storage", metavar="URL",
-                        help="Optuna storage: a journal file path (default: OUTPUT/study.log), "
+                        help=f"Optuna storage: a journal file path (default: {OUTPUT_ROOT}/<study name>/study.log), "
                              "sqlite:///file.db or postgresql://user:password@host/db")
     parser.add_argument("--study-name", metavar="NAME", help="study name (default: [study] name, or the "
                                                              "storage's only study)")
     parser.add_argument("--output", metavar="DIR", type=Path,
-                        help=f"output folder, where the default journal storage lives too "
-                             f"(default: {OUTPUT_ROOT}/<study name>)")
+                        help=f"folder for this command's files (figures, tables); it does not move the study "
+                             f"storage (default: {OUTPUT_ROOT}/<study name>, with a sub-folder per storage other "
+                             f"than the default journal; {OUTPUT_ROOT_ENV} sets another root)")
 
 
 def uses_study(args: argparse.Namespace) -> bool:

@@ -79,11 +79,11 @@ def _run(args: argparse.Namespace) -> int:
     resumed = f" (resumed: {outcome.n_before} trials before)" if outcome.n_before else ""
     print(f"ran {outcome.n_run} trials in {outcome.wall_seconds:.1f} s{resumed}; storage: "
           f"{outcome.location.storage.describe()}")
-    report = report_study(outcome.study, outcome.location.output, tolerance=config.report.tolerance)
+    report = report_study(outcome.study, outcome.location.output, tolerance=config.report.tolerance,
+                          storage=outcome.location.storage.describe())
     print(report.render())
     print(f"Dashboard:   {PROG} dashboard {args.study}"
           + (f" --storage {mask_secrets(args.storage)}" if args.storage else "")
-          + (f" --output {args.output}" if args.output and not args.storage else "")
           + (f"   (or: optuna-dashboard {outcome.location.storage.dashboard_argument()})"
              if outcome.location.storage.journal is not None else ""))
     return 0
@@ -106,7 +106,8 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     resolved = resolve_study(args)
     tolerance = args.tolerance if args.tolerance is not None else resolved.tolerance
-    print(report_study(resolved.study, resolved.location.output, tolerance=tolerance).render())
+    print(report_study(resolved.study, resolved.location.output, tolerance=tolerance,
+                       storage=resolved.location.storage.describe()).render())
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Plotly figures: the study's Pareto front and the analysis toolkit's figures; standalone HTML files.
+"""Plotly figures: the study's Pareto front and the analysis toolkit's figures, written as HTML pages.
 
-Imports plotly; nothing in the numerical packages imports this one.
+Figures load one shared plotly.js per folder (:func:`write_html`); :func:`write_index` writes the
+folder's ``index.html``. Imports plotly; nothing in the numerical packages imports this one.
 """
 
 from __future__ import annotations
@@ -13,18 +14,25 @@ from robust_hpo.plots._analysis import (
     influence_figure,
     verification_figure,
 )
-from robust_hpo.plots._html import write_html
-from robust_hpo.plots._pareto import ACCURACY_TITLE, SLOPE_TITLE, pareto_figure
+from robust_hpo.plots._html import PLOTLY_CONFIG, plotly_bundle_name, write_html
+from robust_hpo.plots._index import INDEX_HTML, describe_output, write_index
+from robust_hpo.plots._pareto import ACCURACY_TITLE, OBJECTIVE_TITLES, SLOPE_TITLE, pareto_figure
 
 __all__ = [
     "ACCURACY_TITLE",
+    "INDEX_HTML",
+    "OBJECTIVE_TITLES",
+    "PLOTLY_CONFIG",
     "SLOPE_TITLE",
     "curves_figure",
+    "describe_output",
     "deviation_figure",
     "explanation_figure",
     "grid_figure",
     "influence_figure",
     "pareto_figure",
+    "plotly_bundle_name",
     "verification_figure",
     "write_html",
+    "write_index",
 ]

@@ -8,6 +8,7 @@ opens offline in a browser).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from robust_hpo.analysis import CurveResult, DeviationResult, ExplanationMaps, GridResult, InfluenceResult, VerificationReport
 from robust_hpo.errors import ValidationError
+from robust_hpo.plots._text import wrap
 
 __all__ = [
     "curves_figure",
@@ -115,7 +117,7 @@ def curves_figure(curves: Sequence[CurveResult], *, title: str | None = None, zo
     for row, col in ((1, 1), (2, 1), (2, 2)):
         fig.update_xaxes(title_text=BETA_TITLE, row=row, col=col)
     fig.update_xaxes(title_text=f"{BETA_TITLE} (zoom near 0)", range=[0, zoom], row=1, col=2)
-    attack = _attack_text(curves[0].attack)
+    attack = _attacks_text([c.attack for c in curves])
     fig.update_layout(
         title={"text": (title or "Backdoor learning curves")
                + f"<br><sup>{attack}. {BETA_NOTE}.<br>Triggered test points are labelled with the attacker's "
@@ -140,6 +142,17 @@ def _attack_text(attack: dict) -> str:
             f"(m = {attack.get('n_poison', '?')} of {attack.get('n_train', '?')} training points)")
 
 
+def _attacks_text(attacks: Sequence[dict]) -> str:
+    """The distinct attacks of several results, each described (named when there are several)."""
+    distinct: list[dict] = []
+    for attack in attacks:
+        if attack not in distinct:
+            distinct.append(attack)
+    if len(distinct) <= 1:
+        return _attack_text(distinct[0] if distinct else {})
+    return "attacks: " + "; ".join(f"{a.get('name', '?')!r}: {_attack_text(a)}" for a in distinct)
+
+
 def deviation_figure(results: Sequence[DeviationResult], *, title: str | None = None) -> go.Figure:
     """Weight norm and angle to the clean weights along β (the paper's Fig. 9-11)."""
     if not results or not all(isinstance(r, DeviationResult) for r in results):
@@ -160,7 +173,7 @@ def deviation_figure(results: Sequence[DeviationResult], *, title: str | None = 
     fig.update_yaxes(title_text="‖w_β‖₂ (no unit)", row=1, col=1)
     fig.update_yaxes(title_text="angle / π (0 = as clean, 1 = opposite)", rangemode="tozero", row=1, col=2)
     fig.update_layout(title={"text": (title or "Parameter deviation along β")
-                             + f"<br><sup>{_attack_text(results[0].attack)}. {BETA_NOTE}.<br>Weights w exclude "
+                             + f"<br><sup>{_attacks_text([r.attack for r in results])}. {BETA_NOTE}.<br>Weights w exclude "
                                "the intercept; for the RBF SVM, w lives in the kernel's feature space: "
                                "‖w‖² = aᵀKa and ⟨w₀, w_β⟩ = a₀ᵀK a_β with a = dual coefficients."
                                "</sup>"},
@@ -263,36 +276,76 @@ def influence_figure(result: InfluenceResult, *, title: str | None = None) -> go
                  f"point), by implicit differentiation.<br>Shown: {order}. Red frame: carries the trigger "
                  f"({result.top_poison_count} of {k}).</sup>"},
         height=420, margin={"t": 155}, showlegend=False)
+    if result.all_zero or result.notes:
+        lines = ([f"Every influence is 0: {result.zero_reason}."] if result.all_zero else
+                 ["Defaults adjusted to show non-zero influences:"]) + list(result.notes)
+        text = "<br>".join(wrap(line, 140) for line in lines)
+        color, fill = ("firebrick", "rgba(255,240,240,0.95)") if result.all_zero else ("#1f4e8c", "rgba(235,242,252,0.95)")
+        fig.add_annotation(text=text, xref="paper", yref="paper", x=0.0, xanchor="left", y=-0.06, yanchor="top",
+                           showarrow=False, align="left", font={"color": color, "size": 12}, bordercolor=color,
+                           borderwidth=1, borderpad=6, bgcolor=fill)
+        n_lines = text.count("<br>") + 1
+        fig.update_layout(height=420 + 20 * n_lines + 30, margin={"b": 20 * n_lines + 50})
     return fig
 
 
-def verification_figure(report: VerificationReport, *, title: str | None = None) -> go.Figure:
-    """Backdoor accuracy and clean accuracy after poisoned retraining against the slope (no retraining)."""
+def verification_figure(report: VerificationReport, *, title: str | None = None,
+                        recommended: int | None = None) -> go.Figure:
+    """Backdoor accuracy and clean accuracy after poisoned retraining against the slope (no retraining).
+
+    The slope axis is logarithmic when the slopes span decades (slopes ≤ 0 are then pinned to its left
+    edge as ◄); ★ marks the robust region, a gold ring the ``recommended`` trial number.
+    """
     if not isinstance(report, VerificationReport):
         raise ValidationError(f"report must be a VerificationReport, got {type(report).__name__}")
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
         "backdoor accuracy after poisoned retraining", "clean accuracy after poisoned retraining"))
+    slopes = np.array([t.slope for t in report.trials], dtype=float)
+    positive = slopes[slopes > 0]
+    log_x = positive.size >= 2 and float(positive.max() / positive.min()) > 10.0
+    floor = float(positive.min()) / 2.0 if log_x else None
+
+    def x_of(slope: float) -> float:
+        return floor if floor is not None and slope <= 0 else slope
+
     robust = {t.number for t in report.robust}
     learners = sorted({t.learner for t in report.trials})
     for i, learner in enumerate(learners):
         mine = [t for t in report.trials if t.learner == learner]
-        text = [f"trial {t.number}: " + ", ".join(f"{k}={v:.3g}" for k, v in t.params.items()) for t in mine]
-        symbols = ["star" if t.number in robust else "circle" for t in mine]
+        text = [f"trial {t.number}: " + ", ".join(f"{k}={v:.3g}" for k, v in t.params.items())
+                + (f"<br>attack {t.attack}" if t.attack else "") + f"<br>slope {t.slope:.4g}" for t in mine]
+        symbols = ["star" if t.number in robust else ("triangle-left" if x_of(t.slope) != t.slope else "circle")
+                   for t in mine]
         rho, _, _ = report.per_learner.get(learner, (None, None, ""))
         name = f"{learner} (Spearman {'undefined' if rho is None else f'{rho:.2f}'})"
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=learner,
                                  marker={"color": _color(i), "symbol": "circle", "size": 11}), row=1, col=1)
         for col, attr in ((1, "backdoor_accuracy"), (2, "poisoned_clean_accuracy")):
             fig.add_trace(go.Scatter(
-                x=[t.slope for t in mine], y=[getattr(t, attr) for t in mine], mode="markers", name=learner,
+                x=[x_of(t.slope) for t in mine], y=[getattr(t, attr) for t in mine], mode="markers", name=learner,
                 legendgroup=learner, showlegend=False, text=text,
-                marker={"color": _color(i), "symbol": symbols, "size": 11, "line": {"width": 1, "color": "black"}},
-                hovertemplate="%{text}<br>slope %{x:.4f}<br>%{y:.4f}<extra>" + learner + "</extra>"),
+                marker={"color": _color(i), "symbol": symbols, "size": 11, "opacity": 0.85,
+                        "line": {"width": 1, "color": "black"}},
+                hovertemplate="%{text}<br>%{y:.4f}<extra>" + learner + "</extra>"),
                 row=1, col=col)
+    chosen = [t for t in report.trials if t.number == recommended]
+    for col, attr in ((1, "backdoor_accuracy"), (2, "poisoned_clean_accuracy")):
+        if chosen:
+            t = chosen[0]
+            fig.add_trace(go.Scatter(x=[x_of(t.slope)], y=[getattr(t, attr)], mode="markers",
+                                     name=f"recommended: trial {t.number}", showlegend=col == 1,
+                                     legendgroup="recommended", hoverinfo="skip",
+                                     marker={"symbol": "circle-open", "size": 24, "color": "#e6a700",
+                                             "line": {"width": 3}}), row=1, col=col)
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="★ robust region",
                              marker={"symbol": "star", "color": "gray", "size": 11}), row=1, col=1)
-    fig.update_xaxes(title_text="normalised backdoor learning slope of the clean model (no retraining)")
-    fig.update_yaxes(title_text="triggered test points classified as the target (fraction)", row=1, col=1)
+    if floor is not None and np.any(slopes <= 0):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="◄ slope ≤ 0 (at the left edge)",
+                                 marker={"symbol": "triangle-left", "color": "gray", "size": 11}), row=1, col=1)
+    fig.update_xaxes(title_text="slope of the clean model (normalised" + (", log scale)" if log_x else ")"),
+                     type="log" if log_x else "linear")
+    fig.update_yaxes(title_text="triggered test points classified as the target (fraction)", range=[-0.03, 1.03],
+                     row=1, col=1)
     fig.update_yaxes(title_text="clean test accuracy of the poisoned model (fraction)", row=1, col=2)
     rho = "undefined" if report.spearman is None else f"{report.spearman:.3f}"
     fig.update_layout(title={"text": (title or "Verification by retraining on the poisoned training set")
@@ -302,59 +355,176 @@ def verification_figure(report: VerificationReport, *, title: str | None = None)
                                f"within {report.tolerance:g} of the best feasible) with backdoor accuracy ≤ "
                                f"{report.max_backdoor:g}."
                                "</sup>"},
-                      height=560, margin={"t": 130}, legend={"title": {"text": "learner"}})
+                      height=580, margin={"t": 140}, legend={"title": {"text": "learner"}}, template="plotly_white")
     return fig
 
 
 _GRID_PANELS = (
-    ("poisoned_clean_accuracy", "clean accuracy after poisoning (fraction)", "RdBu_r", (0.0, 1.0)),
-    ("backdoor_accuracy", "backdoor accuracy after poisoning (fraction)", "RdBu_r", (0.0, 1.0)),
-    ("slope", "backdoor learning slope (clean model)", "RdBu_r", (-1.0, 1.0)),
+    # attribute, panel title, colour scale (green = good), unit
+    ("poisoned_clean_accuracy", "clean accuracy after poisoning", "RdYlGn", "fraction"),
+    ("backdoor_accuracy", "backdoor accuracy after poisoning", "RdYlGn_r", "fraction"),
+    ("slope", "backdoor learning slope (clean model)", "RdYlGn_r", "normalised"),
 )
+EMPTY_COLOR = "#ececec"
 
 
 def _labels(values: np.ndarray, binned: bool) -> list[str]:
     return [("≈" if binned else "") + f"{v:.3g}" for v in values]
 
 
-def grid_figure(grid: GridResult, *, title: str | None = None) -> go.Figure:
+def _spans_decades(values: np.ndarray) -> bool:
+    """All finite values positive and spanning more than a decade (a log scale shows them better)."""
+    finite = values[np.isfinite(values)]
+    return finite.size >= 2 and bool(np.all(finite > 0)) and float(finite.max() / finite.min()) > 10.0
+
+
+def _cell_text(values: np.ndarray, digits: str) -> np.ndarray:
+    return np.vectorize(lambda v: "" if not np.isfinite(v) else format(v, digits), otypes=[object])(values)
+
+
+def _colour_range(values: np.ndarray, unit: str) -> tuple[float, float]:
+    """The data's own range (accuracies kept inside [0, 1]); a flat map gets a small window around it."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (0.0, 1.0)
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    if unit == "fraction":
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return lo, hi
+
+
+def _grid_notes(grid: GridResult, robust_cells: set[tuple[int, int]], recommended_cell: tuple[int, int] | None,
+                robust_rule: str | None) -> str:
+    rho, _, note = grid.spearman()
+    rho_text = "undefined" if rho is None else f"{rho:.3f}"
+    if grid.binned:
+        source = ("binned study trials: each cell is the mean of the verified trials in a log-spaced bin "
+                  "(grey: no trial)")
+        trial = ""
+        if grid.trial_spearman is not None:
+            t_rho, _, t_note = grid.trial_spearman
+            trial = f"; over the trials themselves {'undefined' if t_rho is None else f'{t_rho:.3f}'} ({t_note})"
+        spearman = f"Spearman(slope, backdoor accuracy) over bins = {rho_text} ({note}){trial}."
+    else:
+        source = "grid evaluated directly: one clean fit and one poisoned retraining per cell"
+        spearman = f"Spearman(slope, backdoor accuracy) = {rho_text} ({note})."
+    lines = [f"{grid.learner}; {source}.", spearman]
+    marks = []
+    if robust_rule is not None:
+        marks.append(f"green frame: robust region ({robust_rule})" + ("" if robust_cells else " — empty"))
+    if recommended_cell is not None:
+        marks.append("★ and gold dashed frame: the bin of the study's recommended trial")
+    if marks:
+        lines.append("; ".join(marks) + ".")
+    lines.append("Colours: green = good (high clean accuracy, low backdoor accuracy, low slope); each panel's scale "
+                 "spans its own values.")
+    return "<br>".join(wrap(line, 170) for line in lines)
+
+
+def grid_figure(grid: GridResult, *, title: str | None = None, robust_cells: set[tuple[int, int]] | None = None,
+                recommended_cell: tuple[int, int] | None = None, robust_rule: str | None = None) -> go.Figure:
     """Heatmaps over (C, γ) of clean accuracy, backdoor accuracy and slope (the paper's Fig. 8).
 
-    For learners with C only, the three metrics are drawn as lines against C.
+    Every cell shows its value; empty cells are grey and say so; each panel's colour scale spans its
+    own data (the slope's is logarithmic when its values span decades). ``robust_cells`` (framed in
+    green, described by ``robust_rule``) and ``recommended_cell`` (★) are ``(row, column)`` cells.
+    For learners with C only, the metrics are drawn against C (accuracies above, slope below).
     """
     if not isinstance(grid, GridResult):
         raise ValidationError(f"grid must be a GridResult, got {type(grid).__name__}")
-    rho, _, note = grid.spearman()
-    rho_text = "undefined" if rho is None else f"{rho:.3f}"
-    source = ("binned study trials: each cell is the mean of the trials in a log-spaced bin (blank: no trial)"
-              if grid.binned else "grid evaluated directly: one clean fit and one poisoned retraining per cell")
-    sub = f"<br><sup>{grid.learner}; {source}. Spearman(slope, backdoor accuracy) = {rho_text} ({note}).</sup>"
+    robust_cells = set(robust_cells or ())
+    sub = _grid_notes(grid, robust_cells, recommended_cell, robust_rule)
     if grid.gamma is None:
-        fig = go.Figure()
-        for i, (attr, name, _, _) in enumerate(_GRID_PANELS):
-            fig.add_trace(go.Scatter(x=grid.C, y=getattr(grid, attr)[0], mode="lines+markers", name=name,
-                                     connectgaps=True, line={"color": _color(i)}))
-        fig.update_xaxes(type="log", title_text="C (inverse regularisation strength, log scale)")
-        fig.update_yaxes(title_text="value (accuracy: fraction; slope: normalised)")
-        fig.update_layout(title={"text": (title or "Accuracy after poisoning and slope against C") + sub},
-                          height=500, margin={"t": 120}, legend={"title": {"text": "metric"}})
-        return fig
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09, subplot_titles=[p[1] for p in _GRID_PANELS])
+        return _grid_lines(grid, title=title, sub=sub, robust_cells=robust_cells, recommended_cell=recommended_cell)
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.1, subplot_titles=[p[1] for p in _GRID_PANELS])
     x, y = _labels(grid.C, grid.binned), _labels(grid.gamma, grid.binned)
+    rows, cols = grid.counts.shape
     hover_text = np.empty(grid.counts.shape, dtype=object)
-    for r in range(grid.counts.shape[0]):
-        for c in range(grid.counts.shape[1]):
+    for r in range(rows):
+        for c in range(cols):
             key = f"C={grid.C[c]:.4g}, gamma={grid.gamma[r]:.4g}"
             hover_text[r, c] = grid.errors.get(key, f"{grid.counts[r, c]} trial(s)" if grid.binned else "")
-    for col, (attr, name, scale, (zmin, zmax)) in enumerate(_GRID_PANELS, start=1):
+    empty = np.where(grid.counts == 0, 0.0, np.nan)
+    for col, (attr, name, scale, unit) in enumerate(_GRID_PANELS, start=1):
+        values = getattr(grid, attr)
+        log = attr == "slope" and _spans_decades(values)
+        width = (1 - 2 * 0.1) / 3  # each panel's share of the width (horizontal_spacing 0.1)
+        bar_x = (col - 1) * (width + 0.1) + width + 0.008
+        if empty.size and np.isfinite(empty).any():
+            fig.add_trace(go.Heatmap(z=empty, x=x, y=y, colorscale=[[0, EMPTY_COLOR], [1, EMPTY_COLOR]], showscale=False,
+                                     text=np.where(grid.counts == 0, "no trial", ""), texttemplate="%{text}",
+                                     textfont={"color": "#888", "size": 10}, hoverinfo="skip"), row=1, col=col)
+        z = np.log10(values) if log else values
+        lo, hi = _colour_range(z, "log" if log else unit)
+        colorbar: dict[str, Any] = {"x": bar_x, "len": 0.75, "thickness": 10}
+        if log:
+            ticks = np.arange(np.floor(lo), np.ceil(hi) + 1)
+            colorbar.update(tickvals=ticks.tolist(), ticktext=[f"{10 ** t:g}" for t in ticks], title={"text": "log"})
+        text = _cell_text(values, ".2g" if attr == "slope" else ".2f")
+        if recommended_cell is not None:
+            text[recommended_cell] = "★ " + text[recommended_cell]
         fig.add_trace(go.Heatmap(
-            z=getattr(grid, attr), x=x, y=y, colorscale=scale, zmin=zmin, zmax=zmax, text=hover_text,
-            colorbar={"x": 0.28 + 0.36 * (col - 1), "len": 0.8, "thickness": 12},
-            hovertemplate="C %{x}, γ %{y}<br>%{z:.3f}<br>%{text}<extra>" + name + "</extra>"), row=1, col=col)
+            z=z, x=x, y=y, colorscale=scale, zmin=lo, zmax=hi, colorbar=colorbar,
+            text=text, texttemplate="%{text}",
+            textfont={"size": 10}, customdata=hover_text,
+            hovertemplate="C %{x}, γ %{y}<br>" + name + " %{text}<br>%{customdata}<extra></extra>"), row=1, col=col)
+        for r, c in sorted(robust_cells):
+            fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                          line={"color": "#00a000", "width": 3}, row=1, col=col)
+        if recommended_cell is not None:
+            r, c = recommended_cell
+            fig.add_shape(type="rect", x0=c - 0.42, x1=c + 0.42, y0=r - 0.42, y1=r + 0.42,
+                          line={"color": "#e6a700", "width": 3, "dash": "dot"}, row=1, col=col)
         fig.update_xaxes(title_text="C (log grid)", type="category", row=1, col=col)
         fig.update_yaxes(title_text="γ of the RBF kernel (log grid)" if col == 1 else None, type="category",
                          row=1, col=col)
-    fig.update_layout(title={"text": (title or "Clean accuracy, backdoor accuracy and slope over (C, γ)") + sub
-                             + "<sup><br>Red = high. The robust region is red in the first panel and blue in "
-                               "the second.</sup>"}, height=560, margin={"t": 140})
+    fig.update_layout(title={"text": (title or "Clean accuracy, backdoor accuracy and slope over (C, γ)")
+                             + f"<br><sup>{sub}</sup>", "y": 1.0, "yanchor": "top", "pad": {"t": 16}},
+                      height=640, margin={"t": 80 + 22 * (sub.count("<br>") + 1)},
+                      template="plotly_white")
+    return fig
+
+
+def _grid_lines(grid: GridResult, *, title: str | None, sub: str, robust_cells: set[tuple[int, int]],
+                recommended_cell: tuple[int, int] | None) -> go.Figure:
+    """C-only learners: accuracies (top) and slope (bottom, log when it spans decades) against C."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.55, 0.45])
+    counts = grid.counts[0]
+    extra = np.array([f"{n} trial(s)" if grid.binned else "" for n in counts], dtype=object)
+    for i, (attr, name, _, _) in enumerate(_GRID_PANELS):
+        row = 2 if attr == "slope" else 1
+        fig.add_trace(go.Scatter(x=grid.C, y=getattr(grid, attr)[0], mode="lines+markers+text", name=name,
+                                 connectgaps=False, line={"color": _color(i)}, customdata=extra,
+                                 text=_cell_text(getattr(grid, attr)[0], ".2g" if attr == "slope" else ".2f"),
+                                 textposition="top center", textfont={"size": 10, "color": _color(i)},
+                                 hovertemplate="C %{x:.3g}<br>%{y:.4g}<br>%{customdata}<extra>" + name + "</extra>"),
+                      row=row, col=1)
+    empty = counts == 0
+    if empty.any():
+        fig.add_trace(go.Scatter(x=grid.C[empty], y=[0.0] * int(empty.sum()), mode="markers+text", name="no trial in bin",
+                                 text=["no trial"] * int(empty.sum()), textposition="bottom center",
+                                 marker={"symbol": "x", "color": "#999", "size": 9}, hoverinfo="skip"), row=1, col=1)
+    log_c = np.log10(grid.C)
+    half = 0.5 * float(np.diff(log_c).min()) if grid.C.size > 1 else 0.5
+    for _, c in sorted(robust_cells):
+        fig.add_vrect(x0=10 ** (log_c[c] - half), x1=10 ** (log_c[c] + half), fillcolor="#00a000", opacity=0.12,
+                      line_width=0, row="all", col=1)
+    if recommended_cell is not None:
+        c = recommended_cell[1]
+        fig.add_trace(go.Scatter(x=[grid.C[c]], y=[grid.poisoned_clean_accuracy[0, c]], mode="markers",
+                                 name="recommended trial's bin", marker={"symbol": "star", "size": 16, "color": "gold",
+                                                                         "line": {"color": "black", "width": 1}}),
+                      row=1, col=1)
+    fig.update_xaxes(type="log", title_text="C (inverse regularisation strength, log scale)", row=2, col=1)
+    fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy (fraction)", range=[-0.08, 1.08], row=1, col=1)
+    fig.update_yaxes(title_text="slope (normalised)", type="log" if _spans_decades(grid.slope[0]) else "linear",
+                     row=2, col=1)
+    fig.update_layout(title={"text": (title or "Accuracy after poisoning and slope against C")
+                             + f"<br><sup>{sub}" + ("<br>Green band: robust region." if robust_cells else "")
+                             + "</sup>", "y": 1.0, "yanchor": "top", "pad": {"t": 16}},
+                      height=660, margin={"t": 80 + 22 * (sub.count("<br>") + 2)}, legend={"title": {"text": "metric"}},
+                      template="plotly_white")
     return fig

@@ -20,8 +20,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from robust_hpo._files import atomic_open, atomic_write_text
 from robust_hpo.objective import RECORD_ATTR, Recommendation, TrialRecord, is_feasible, recommend, trial_records
-from robust_hpo.plots import pareto_figure, write_html
+from robust_hpo.plots import INDEX_HTML, pareto_figure, write_html, write_index
 from robust_hpo.search_space import format_params
 
 
@@ -95,8 +96,7 @@ def write_trials_csv(study: optuna.Study, path: str | Path) -> Path:
 
     Value columns follow ``study.trials_dataframe()``'s naming (``values_clean_accuracy``, ...).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path).expanduser().absolute()
     trials = study.get_trials(deepcopy=False)
     names = _metric_names(study)
     records = trial_records(trials, study.metric_names)
@@ -107,7 +107,7 @@ def write_trials_csv(study: optuna.Study, path: str | Path) -> Path:
                "datetime_start", "datetime_complete", "duration_seconds"]
               + [f"params_{p}" for p in params] + list(RECORD_COLUMNS) + [f"slope:{a}" for a in attacks]
               + ["attack"] + [f"user_attrs_{a}" for a in attrs])
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for t, record in zip(trials, records, strict=True):
@@ -227,20 +227,30 @@ class StudyReport:
         lines += [f"Pareto plot: {self.html}", f"All trials:  {self.csv}"]
         if self.summary is not None:
             lines.append(f"Summary:     {self.summary}")
+        lines.append(f"All files:   {self.html.parent / INDEX_HTML}")
         return "\n".join(lines)
 
 
-def report_study(study: optuna.Study, output: str | Path, *, tolerance: float) -> StudyReport:
-    """Compute the front and recommendation; write ``pareto.html``, ``trials.csv`` and ``summary.json``
-    into ``output``."""
+def report_study(study: optuna.Study, output: str | Path, *, tolerance: float,
+                 storage: str | None = None) -> StudyReport:
+    """Compute the front and recommendation; write ``pareto.html``, ``trials.csv``, ``summary.json`` and
+    ``index.html`` into ``output`` (each atomically; ``storage``: how the index describes the storage)."""
     front = pareto_trials(study)
     recommendation = recommend(study, tolerance)
-    output = Path(output)
-    figure = pareto_figure(study, recommended=recommendation.trial if recommendation else None)
+    output = Path(output).expanduser().absolute()
+    figure = pareto_figure(study, recommended=recommendation.trial if recommendation else None,
+                           recommendation_note=(f"Ringed: the recommendation, {recommendation.rule_sentence()}"
+                                                if recommendation else None))
     html = write_html(figure, output / PARETO_HTML)
     csv_path = write_trials_csv(study, output / TRIALS_CSV)
-    summary = output / SUMMARY_JSON
-    summary.write_text(json.dumps(study_summary(study, front, recommendation, tolerance), indent=2) + "\n",
-                       encoding="utf-8")
+    summary = atomic_write_text(output / SUMMARY_JSON, json.dumps(study_summary(study, front, recommendation,
+                                                                                 tolerance), indent=2) + "\n")
+    write_study_index(output, study.study_name, storage=storage)
     return StudyReport(study=study, front=front, recommendation=recommendation, html=html, csv=csv_path,
                        summary=summary)
+
+
+def write_study_index(output: str | Path, study_name: str, *, storage: str | None = None) -> Path:
+    """(Re)write ``output/index.html`` for study ``study_name`` (``storage``: its description)."""
+    details = [f"Storage: {storage}"] if storage else []
+    return write_index(output, title=f"robust_hpo study {study_name!r}", details=details)

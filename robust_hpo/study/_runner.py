@@ -36,6 +36,7 @@ from robust_hpo.datasets import Dataset, load_dataset
 from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError
 from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, trial_record
 from robust_hpo.study._features import featurize_splits
+from robust_hpo.study._location import StudyLocation, locate
 from robust_hpo.study._orphans import recover_orphans, with_owner
 from robust_hpo.study._problem import (
     PROBLEM_ATTR,
@@ -46,50 +47,7 @@ from robust_hpo.study._problem import (
 )
 from robust_hpo.study._sampling import build_sampler
 from robust_hpo.study._settings import StudyConfig, StudySettings
-from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec
-
-OUTPUT_ROOT = Path("robust_hpo_output")
-"""Default parent of each study's output folder (relative to the working directory)."""
-
-@dataclass(frozen=True)
-class StudyLocation:
-    """Where a study lives: its name, output folder and storage."""
-
-    name: str
-    output: Path
-    storage: StorageSpec
-
-
-def locate(config: StudyConfig, *, storage: str | None = None, study_name: str | None = None,
-           output: str | Path | None = None) -> StudyLocation:
-    """Command-line values win over the file's; the default storage is ``<output>/study.log``."""
-    name = study_name or config.study.name
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"study name must be a non-empty string, got {name!r}")
-    folder = Path(output) if output is not None else OUTPUT_ROOT / name
-    spec = StorageSpec.parse(storage if storage is not None else config.study.storage,
-                             default_journal=folder / JOURNAL_FILE)
-    return StudyLocation(name=name, output=folder, storage=spec)
-
-
-def locate_storage(storage: str, *, study_name: str | None = None,
-                   output: str | Path | None = None) -> StudyLocation:
-    """A study known only by its storage (no study file): the named one, or the storage's only study.
-
-    A journal path must exist; with several studies and no ``study_name`` the error lists them.
-    """
-    spec = StorageSpec.parse(storage, default_journal=Path(storage))
-    if not spec.exists():
-        raise MissingFileError(f"no study storage at {spec.journal}")
-    name = study_name
-    if name is None:
-        names = optuna.get_all_study_names(spec.open(create=False))
-        if len(names) != 1:
-            raise ValidationError(f"{spec.describe()} holds {len(names)} studies {names}; choose one with --study-name")
-        name = names[0]
-    folder = Path(output) if output is not None else OUTPUT_ROOT / name
-    return StudyLocation(name=name, output=folder, storage=spec)
-
+from robust_hpo.study._storage import Heartbeat
 
 def load_data(config: StudyConfig) -> Dataset:
     """The clean dataset ``[data]`` describes; errors name the file and section."""

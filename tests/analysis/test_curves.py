@@ -12,7 +12,7 @@ from sklearn.svm import SVC
 from robust_hpo.attacks import BadNets, poison
 from robust_hpo.analysis import DEFAULT_BETAS, backdoor_curve, curve_from_path, fit_path, with_tolerance
 from robust_hpo.datasets import load_dataset
-from robust_hpo.plots import write_html
+from robust_hpo.plots import plotly_bundle_name, write_html
 from robust_hpo.plots import curves_figure
 
 
@@ -114,7 +114,8 @@ def test_curves_figure_draws_each_tangent(split, tmp_path):
     assert "nats" in layout.yaxis.title.text
     assert any(t.name and "slope" in t.name for t in fig.data)
     path = write_html(fig, tmp_path / "curves.html")
-    assert path.stat().st_size > 100_000  # plotly.js embedded: opens offline
+    bundle = path.parent / plotly_bundle_name()  # plotly.js next to the page: opens offline
+    assert bundle.stat().st_size > 1_000_000 and f'src="{bundle.name}"' in path.read_text()
 
 
 @pytest.mark.parametrize("betas, message", [

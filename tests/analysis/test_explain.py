@@ -10,7 +10,14 @@ from sklearn.svm import SVC
 
 from robust_hpo.attacks import BadNets, InvisibleGrid, poison
 from robust_hpo.datasets import load_dataset
-from robust_hpo.analysis import explain_maps, influential_points, input_gradient, trigger_window, window_share
+from robust_hpo.analysis import (
+    explain_influence,
+    explain_maps,
+    influential_points,
+    input_gradient,
+    trigger_window,
+    window_share,
+)
 from robust_hpo.plots import explanation_figure, influence_figure
 from robust_hpo.slope import slope_model
 from robust_hpo.slope import TrainingInfluence
@@ -223,3 +230,42 @@ def test_bad_inputs(split):
         TrainingInfluence(model).out_of_fit(X, y, X[:1, :3], y[:1])
     with pytest.raises(ValueError, match="model must be fitted"):
         TrainingInfluence(slope_model(LogisticRegression()))
+
+
+# -- defaults that show something ------------------------------------------------------------------
+def test_svm_without_bound_support_vectors_switches_to_the_clean_model(split):
+    est = SVC(kernel="rbf", C=10.0, gamma=0.5)
+    poisoned = clone(est).fit(_flat(split.X_train_poisoned), split.y_train_poisoned)
+    assert np.abs(poisoned.dual_coef_).max() < 10.0 * (1 - 1e-6)  # independently: no α at its bound C
+    first = influential_points(est, split, index=0)
+    assert first.all_zero and "no support vector is at its bound" in first.zero_reason
+    shown = explain_influence(est, split)
+    assert shown.model == "clean" and not shown.all_zero and shown.index == 0 and shown.quantity == "loss"
+    assert "every influence was 0 with poisoned model" in shown.notes[0] and "clean model" in shown.notes[1]
+    np.testing.assert_array_equal(shown.influence, influential_points(est, split, index=0, model="clean").influence)
+    text = influence_figure(shown).layout.annotations[-1].text
+    assert "Defaults adjusted" in text and "clean model" in text
+
+
+def test_flat_hinge_switches_to_the_margin(split):
+    est = SVC(kernel="linear", C=1.0)
+    poisoned = clone(est).fit(_flat(split.X_train_poisoned), split.y_train_poisoned)
+    t = np.where(split.y_trigger[0] == poisoned.classes_[1], 1.0, -1.0)
+    assert t * poisoned.decision_function(_flat(split.X_trigger[:1]))[0] > 1.0  # beyond the margin: flat hinge
+    shown = explain_influence(est, split, index=0, model="poisoned")
+    assert shown.quantity == "margin" and shown.model == "poisoned" and not shown.all_zero
+    assert "the hinge loss is flat at this test point" in shown.notes[0]
+
+
+def test_when_nothing_helps_the_figure_says_why_and_what_is_left_to_try(split):
+    est = SVC(kernel="rbf", C=10.0, gamma=0.5)
+    result = explain_influence(est, split, index=0, model="poisoned", quantity="margin")
+    assert result.all_zero
+    assert result.notes == ("try --model clean or another --index or another configuration (--trial)",)
+    # a hint already followed is not repeated; options left free were tried, and the note says so
+    free = explain_influence(est, split, model="poisoned", scan=5)
+    assert free.notes == ("also 0 with quantity 'margin', the first 5 trigger points",
+                          "try --model clean or another configuration (--trial)")
+    text = influence_figure(result).layout.annotations[-1].text
+    assert text.startswith("Every influence is 0: no training point enters the fit") and "--model clean" in text
+    assert "--quantity margin" not in text

@@ -45,22 +45,22 @@ def study_file(tmp_path_factory) -> tuple[Path, Path]:
     path = folder / "tiny.toml"
     path.write_text(STUDY)
     output = folder / "out"
-    run_study(load_study_config(path), output=output, progress=False)
+    run_study(load_study_config(path), storage=str(output / "study.log"), output=output, progress=False)
     return path, output
 
 
 def test_study_commands(study_file, capsys):
     path, output = study_file
-    assert main(["curves", str(path), "--output", str(output), "--betas", "0", "0.01", "0.1", "1"]) == 0
+    assert main(["curves", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--betas", "0", "0.01", "0.1", "1"]) == 0
     out = capsys.readouterr().out
     assert "slope" in out and (output / "curves.html").is_file()
-    assert main(["deviation", str(path), "--output", str(output), "--trial", "0", "1", "--betas", "0", "1"]) == 0
-    assert "angle/π" in capsys.readouterr().out and (output / "deviation.html").is_file()
-    assert main(["explain", str(path), "--output", str(output), "--trial", "0", "-k", "3"]) == 0
+    assert main(["deviation", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--trial", "0", "1", "--betas", "0", "1"]) == 0
+    assert "angle/π" in capsys.readouterr().out and (output / "deviation_trials-0-1.html").is_file()
+    assert main(["explain", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--trial", "0", "-k", "3"]) == 0
     assert "carry the trigger" in capsys.readouterr().out
-    assert (output / "explain_maps.html").is_file() and (output / "explain_influence.html").is_file()
+    assert (output / "explain_maps_trial-0.html").is_file() and (output / "explain_influence_trial-0.html").is_file()
 
-    assert main(["verify", str(path), "--output", str(output), "--trials", "all"]) == 0
+    assert main(["verify", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--trials", "all"]) == 0
     out = capsys.readouterr().out
     assert "Spearman(slope, backdoor accuracy" in out and "robust region" in out
     assert (output / "verification.html").is_file() and (output / "verification.csv").is_file()
@@ -73,7 +73,7 @@ def test_study_commands(study_file, capsys):
     assert len(json.dumps(stored)) < 1500  # compact: `optuna studies` prints one short row
 
     (output / "heatmap_logistic.html").unlink(missing_ok=True)
-    assert main(["heatmap", str(path), "--output", str(output), "--bins", "3"]) == 0
+    assert main(["heatmap", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--bins", "3"]) == 0
     assert (output / "heatmap_logistic.html").is_file()
 
 
@@ -81,7 +81,7 @@ def test_storage_only_rebuilds_the_split_from_the_study(study_file, tmp_path, ca
     _, output = study_file
     assert main(["curves", "--storage", str(output / "study.log"), "--trial", "0", "--betas", "0", "1",
                  "--output", str(tmp_path)]) == 0
-    assert (tmp_path / "curves.html").is_file()
+    assert (tmp_path / "curves_trial-0.html").is_file()
 
 
 def test_flag_commands(tmp_path, capsys):
@@ -94,7 +94,11 @@ def test_flag_commands(tmp_path, capsys):
     assert "share of |∂f/∂x| inside the trigger patch" in capsys.readouterr().out
     assert main(["heatmap", "--learner", "rbf_svm", "--C", "1", "10", "--gamma", "0.01", "0.1", *common]) == 0
     assert "Spearman(slope, backdoor accuracy)" in capsys.readouterr().out
-    assert (tmp_path / "heatmap_rbf_svm.html").is_file()
+    # flag-mode files are named for what they analysed
+    assert (tmp_path / "curves_rbf_svm_C-10_gamma-0.01-0.1.html").is_file()
+    assert (tmp_path / "explain_maps_logistic_C-1.html").is_file()
+    assert (tmp_path / "heatmap_rbf_svm_C-1-10_gamma-0.01-0.1.html").is_file()
+    assert (tmp_path / "index.html").is_file()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -118,7 +122,7 @@ def test_study_and_flags_do_not_mix(study_file, capsys):
     path, output = study_file
     assert main(["curves", str(path), "--learner", "ridge", "--output", str(output)]) == 2
     assert "--learner cannot be combined with a study" in capsys.readouterr().err
-    assert main(["curves", str(path), "--trial", "999", "--output", str(output)]) == 2
+    assert main(["curves", str(path), "--trial", "999", "--storage", str(output / "study.log")]) == 2
     assert "--trial 999" in capsys.readouterr().err
 
 
@@ -126,7 +130,7 @@ def test_a_changed_study_file_is_refused(study_file, tmp_path, capsys):
     path, output = study_file
     changed = tmp_path / "tiny.toml"
     changed.write_text(path.read_text().replace("size = 2", "size = 3"))
-    assert main(["verify", str(changed), "--output", str(output)]) == 2
+    assert main(["verify", str(changed), "--storage", str(output / "study.log"), "--output", str(output)]) == 2
     assert "ran with different [attack]" in capsys.readouterr().err
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from sklearn.linear_model import RidgeClassifier
 
-from robust_hpo.analysis import stored_verification
+from robust_hpo.analysis import stored_verification, verify_key
 from robust_hpo.attacks import InvisibleGrid, ThreatModel, poison_many
 from robust_hpo.cli import main
 from robust_hpo.datasets import load_dataset
@@ -60,8 +60,8 @@ def stored(tmp_path_factory) -> tuple[Path, optuna.Study]:
     folder = tmp_path_factory.mktemp("grids")
     path = folder / "grids.toml"
     path.write_text(STUDY)
-    run_study(load_study_config(path), output=folder / "out", progress=False)
     journal = folder / "out" / "study.log"
+    run_study(load_study_config(path), storage=str(journal), output=folder / "out", progress=False)
     study = optuna.load_study(study_name="grids", storage=StorageSpec(journal=journal).open())
     return journal, study
 
@@ -132,4 +132,64 @@ def test_verify_from_the_storage_retrains_on_each_trials_attack(stored, tmp_path
 def test_an_unknown_attack_is_refused(stored, tmp_path, capsys):
     journal, _ = stored
     assert main(["curves", "--storage", str(journal), "--output", str(tmp_path), "--attack", "badnets"]) == 2
-    assert "attack must be 'worst' or one of ['grid-5', 'grid-10']" in capsys.readouterr().err
+    assert "--attack must be 'worst', 'all' or one of ['grid-5', 'grid-10']" in capsys.readouterr().err
+
+
+def test_every_command_says_which_attack_and_takes_all(stored, tmp_path, capsys):
+    journal, study = stored
+    front = pareto_trials(study)
+    # default: each trial's worst attack, said in the output and in the figure's title
+    assert main(["curves", "--storage", str(journal), "--output", str(tmp_path), "--betas", "0", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("analysed on each trial's worst attack")
+    assert "each trial's worst attack" in (tmp_path / "curves.html").read_text()
+    # all: every trial on every attack, each with its own stored slope
+    assert main(["curves", "--storage", str(journal), "--output", str(tmp_path), "--betas", "0", "0.1",
+                 "--attack", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "analysed on every attack of the study ('grid-5', 'grid-10')" in out
+    for trial in front:
+        for attack in ("grid-5", "grid-10"):
+            line = next(l for l in out.splitlines()
+                        if l.startswith(f"trial {trial.number}:") and f"on attack '{attack}'" in l and "slope " in l)
+            printed = float(re.search(r": slope (-?\d+\.\d+)", line).group(1))
+            assert printed == pytest.approx(trial_record(trial).attack_slope(attack), abs=5e-5)
+    assert "every attack" in (tmp_path / "curves_all-attacks.html").read_text()
+    # a named attack: in the file name and the title
+    assert main(["deviation", "--storage", str(journal), "--output", str(tmp_path), "--betas", "0", "0.1",
+                 "--attack", "grid-10"]) == 0
+    assert "analysed on attack 'grid-10' (--attack)" in capsys.readouterr().out
+    assert "attack 'grid-10'" in (tmp_path / "deviation_grid-10.html").read_text()
+    assert main(["explain", "--storage", str(journal), "--output", str(tmp_path), "-k", "2", "--attack", "all"]) == 0
+    assert {"explain_maps_grid-5.html", "explain_maps_grid-10.html", "explain_influence_grid-5.html",
+            "explain_influence_grid-10.html"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_verify_and_heatmap_on_every_attack(stored, tmp_path, capsys):
+    journal, study = stored
+    assert main(["verify", "--storage", str(journal), "--output", str(tmp_path), "--trials", "all",
+                 "--attack", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "verifying on attack 'grid-5'" in out and "verifying on attack 'grid-10'" in out
+    reloaded = optuna.load_study(study_name="grids", storage=StorageSpec(journal=journal).open())
+    assert {verify_key(t.number, a) for t in study.trials for a in ("grid-5", "grid-10")} <= set(
+        reloaded.user_attrs["robust_hpo:verify"]["trials"])  # one record per trial and attack
+    splits = _independent_splits()
+    for attack in ("grid-5", "grid-10"):
+        records = {t.number: t for t in stored_verification(reloaded, attack=attack)}
+        assert sorted(records) == [t.number for t in study.trials]
+        for trial in study.trials:
+            record = records[trial.number]
+            assert record.attack == attack and record.slope == trial_record(trial).attack_slope(attack)
+            split = splits[attack]
+            est = RidgeClassifier(alpha=1.0 / (2.0 * trial.params["ridge.C"]))
+            est.fit(split.X_train_poisoned.reshape(len(split.y_train_poisoned), -1), split.y_train_poisoned)
+            backdoor = float(np.mean(est.predict(split.X_trigger.reshape(len(split.y_trigger), -1))
+                                     == split.y_trigger))
+            assert record.backdoor_accuracy == pytest.approx(backdoor)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"verification_grid-5.html", "verification_grid-10.html", "verification_grid-5.csv",
+            "heatmap_ridge_grid-5.html", "heatmap_ridge_grid-10.html", "index.html"} <= names
+    assert main(["heatmap", "--storage", str(journal), "--output", str(tmp_path), "--attack", "grid-10"]) == 0
+    assert "heatmaps of 8 verified trials on attack 'grid-10'" in capsys.readouterr().out
+    assert "on attack 'grid-10'" in (tmp_path / "heatmap_ridge_grid-10.html").read_text()

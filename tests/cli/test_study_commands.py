@@ -66,7 +66,7 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 def test_run_writes_study_html_csv_then_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     study_file, out = _write(tmp_path), tmp_path / "out"
-    assert main(["run", str(study_file), "--output", str(out), "--no-progress"]) == 0
+    assert main(["run", str(study_file), "--storage", str(out / "study.log"), "--output", str(out), "--no-progress"]) == 0
     stdout = capsys.readouterr().out
     assert "ran 6 trials" in stdout and "Pareto front" in stdout and "Recommended: trial" in stdout
     assert (out / "pareto.html").is_file()
@@ -84,7 +84,7 @@ def test_run_writes_study_html_csv_then_resumes(tmp_path: Path, capsys: pytest.C
     assert set(first.constraints) == {"0", "clean_accuracy"}
     assert len(_csv_rows(out / "trials.csv")) == 6
 
-    assert main(["run", str(study_file), "--output", str(out), "--n-trials", "3", "--no-progress"]) == 0
+    assert main(["run", str(study_file), "--storage", str(out / "study.log"), "--output", str(out), "--n-trials", "3", "--no-progress"]) == 0
     stdout = capsys.readouterr().out
     assert "ran 3 trials" in stdout and "(resumed: 6 trials before)" in stdout
     study = _load(out / "study.log")
@@ -96,9 +96,9 @@ def test_run_writes_study_html_csv_then_resumes(tmp_path: Path, capsys: pytest.C
 
 def test_report_and_pareto_alias(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     study_file, out = _write(tmp_path), tmp_path / "out"
-    assert main(["run", str(study_file), "--output", str(out), "--no-progress", "--n-trials", "3"]) == 0
+    assert main(["run", str(study_file), "--storage", str(out / "study.log"), "--output", str(out), "--no-progress", "--n-trials", "3"]) == 0
     capsys.readouterr()
-    assert main(["report", str(study_file), "--output", str(out)]) == 0
+    assert main(["report", str(study_file), "--storage", str(out / "study.log"), "--output", str(out)]) == 0
     by_file = capsys.readouterr().out
     assert "study 'cli': 3 trials" in by_file and "Recommended:" in by_file
     other = tmp_path / "report"
@@ -126,7 +126,7 @@ class _QuietHandler(WSGIRequestHandler):
 def served_study(tmp_path: Path) -> Iterator[str]:
     """A small study run through the CLI, served by optuna-dashboard on 127.0.0.1 (free port)."""
     out = tmp_path / "out"
-    assert main(["run", str(_write(tmp_path)), "--output", str(out), "--n-trials", "3", "--no-progress"]) == 0
+    assert main(["run", str(_write(tmp_path)), "--storage", str(out / "study.log"), "--output", str(out), "--n-trials", "3", "--no-progress"]) == 0
     server = make_server("127.0.0.1", 0, dashboard_app(StorageSpec(journal=out / "study.log").open()),
                          handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -158,7 +158,7 @@ FLAKY = SMALL.replace('learners = ["logistic", "ridge"]', 'learners = ["flaky"]'
 
 def test_failed_fit_is_recorded_and_the_study_continues(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert main(["run", str(_write(tmp_path, FLAKY)), "--output", str(out), "--n-trials", "8", "--no-progress"]) == 0
+    assert main(["run", str(_write(tmp_path, FLAKY)), "--storage", str(out / "study.log"), "--output", str(out), "--n-trials", "8", "--no-progress"]) == 0
     stderr = capsys.readouterr().err
     study = _load(out / "study.log")
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
@@ -203,18 +203,21 @@ def test_missing_file_and_missing_storage_exit_2(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().err == "robust-hpo: error: give a study file (STUDY.toml) or --storage\n"
 
 
-def test_report_names_existing_studies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out"
-    assert main(["run", str(_write(tmp_path)), "--output", str(out), "--n-trials", "1", "--no-progress"]) == 0
+def test_report_names_existing_studies(tmp_path: Path, output_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = output_root / "cli"  # the default study folder
+    assert main(["run", str(_write(tmp_path)), "--n-trials", "1", "--no-progress"]) == 0
     assert main(["report", "--storage", str(out / "study.log"), "--study-name", "other"]) == 2
     assert "no study named 'other' in journal file" in capsys.readouterr().err
 
 
-def test_resuming_with_a_different_problem_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out"
-    assert main(["run", str(_write(tmp_path)), "--output", str(out), "--n-trials", "1", "--no-progress"]) == 0
+def test_resuming_with_a_different_problem_is_refused(tmp_path: Path, output_root: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = output_root / "cli"
+    assert main(["run", str(_write(tmp_path)), "--n-trials", "1", "--no-progress"]) == 0
     changed = _write(tmp_path, SMALL.replace("n_train = 60", "n_train = 70"), "changed.toml")
-    assert main(["run", str(changed), "--output", str(out), "--n-trials", "1", "--no-progress"]) == 2
+    # --output only moves the command's files: the study is still found, and refused
+    assert main(["run", str(changed), "--output", str(tmp_path / "elsewhere"), "--n-trials", "1",
+                 "--no-progress"]) == 2
     assert "was created for a different problem ([data] differ)" in capsys.readouterr().err
     assert len(_load(out / "study.log").trials) == 1
 
@@ -240,11 +243,10 @@ def test_argument_errors_exit_2(argv: list[str], message: str, capsys: pytest.Ca
     assert re.search(message, capsys.readouterr().err)
 
 
-def test_two_processes_add_trials_to_one_journal(tmp_path: Path) -> None:
+def test_two_processes_add_trials_to_one_journal(tmp_path: Path, output_root: Path) -> None:
     """Distributed use on the default journal file: two concurrent `robust-hpo run` processes."""
-    study_file, out = _write(tmp_path), tmp_path / "out"
-    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study_file), "--output", str(out),
-               "--n-trials", "4", "--no-progress"]
+    study_file, out = _write(tmp_path), output_root / "cli"
+    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study_file), "--n-trials", "4", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     workers = [subprocess.Popen([*command, "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env, cwd=tmp_path) for seed in (1, 2)]

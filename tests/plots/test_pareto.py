@@ -1,4 +1,5 @@
-"""The Pareto figure: legend, axes, recommendation, infeasible trials, standalone HTML."""
+"""The Pareto figure: zoomed on the feasible trials, a joined front of its own colour, the recommendation
+ringed (not hidden), short hover tables, a log slope axis where slopes span decades; shared plotly.js."""
 
 from __future__ import annotations
 
@@ -6,39 +7,108 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import create_trial
 
-from robust_hpo.plots import ACCURACY_TITLE, SLOPE_TITLE, pareto_figure, write_html
+from robust_hpo.objective import RECORD_ATTR
+from robust_hpo.plots import ACCURACY_TITLE, SLOPE_TITLE, pareto_figure, plotly_bundle_name, write_html
 from robust_hpo.study import recommend
 from robust_hpo.testing import synthetic_study as _study
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def test_pareto_figure_legend_axes_and_recommendation(tmp_path: Path) -> None:
+def _traces(figure):
+    return {trace.name: trace for trace in figure.data}
+
+
+def test_front_is_joined_distinct_and_the_recommendation_ringed() -> None:
     study = _study()
     recommendation = recommend(study, 0.02)
     figure = pareto_figure(study, recommended=recommendation.trial)
-    names = {trace.name: trace for trace in figure.data}
-    assert set(names) == {"Pareto front", "feasible, dominated", "infeasible (clean-accuracy constraint)",
-                          "recommended"}
-    assert sorted(names["Pareto front"].x) == [0.97, 0.98, 0.99]
-    assert list(names["infeasible (clean-accuracy constraint)"].x) == [0.90]
-    assert list(names["recommended"].x) == [0.98] and list(names["recommended"].y) == [0.10]
+    names = _traces(figure)
+    assert set(names) == {"Pareto front (3 trials)", "logistic (dominated)",
+                          "infeasible (constraint violated): 1, pinned left", "recommended: trial 1"}
+    front = names["Pareto front (3 trials)"]
+    assert list(front.x) == [0.97, 0.98, 0.99]  # by accuracy, joined as a staircase
+    assert "lines" in front.mode and front.line.shape == "vh"
+    dominated = names["logistic (dominated)"]
+    assert front.marker.color == front.line.color != dominated.marker.color  # its own colour in legend and plot
+    ring = names["recommended: trial 1"]
+    assert list(ring.x) == [0.98] and list(ring.y) == [0.10]
+    assert ring.marker.symbol == "circle-open"  # the point stays visible inside the ring
+    assert any("recommended: trial 1" in (a.text or "") for a in figure.layout.annotations)
     assert figure.layout.xaxis.title.text == ACCURACY_TITLE
     assert figure.layout.yaxis.title.text == SLOPE_TITLE
-    path = write_html(figure, tmp_path / "p.html")
-    text = path.read_text()
-    assert "Pareto front" in text
-    assert "<script src=\"https://cdn.plot.ly" not in text and len(text) > 1_000_000  # embedded: opens offline
+
+
+def test_axes_zoom_on_the_feasible_trials_and_infeasible_ones_are_pinned() -> None:
+    study = _study()
+    figure = pareto_figure(study)
+    lo, hi = figure.layout.xaxis.range
+    assert 0.90 < lo < 0.95 and hi > 0.99  # the infeasible trial (accuracy 0.90) does not stretch the axis
+    infeasible = next(t for t in figure.data if t.name.startswith("infeasible"))
+    assert lo < infeasible.x[0] < 0.95  # drawn at the left edge
+    assert infeasible.customdata[0][4] == "0.9000"  # its true accuracy in the hover table
+
+
+def test_axis_and_hover_follow_the_studys_objective() -> None:
+    study = _study()
+    study.set_metric_names(["clean_accuracy", "predicted_backdoor_accuracy"])
+    figure = pareto_figure(study)
+    assert figure.layout.yaxis.title.text == "predicted backdoor accuracy at β = 1 (lower = more robust)"
+    row = next(t for t in figure.data if t.name.startswith("Pareto front")).customdata[0]
+    assert row[5].startswith("predicted backdoor accuracy ") and "slope " in row[3]
+
+
+def test_hover_is_a_short_table_with_the_predicted_backdoor_accuracy() -> None:
+    study = _study()
+    study.add_trial(create_trial(
+        values=[0.985, 0.2], params={"learner": "rbf_svm", "rbf_svm.C": 2.0, "rbf_svm.gamma": 0.01},
+        distributions={"learner": CategoricalDistribution(["logistic", "rbf_svm"]),
+                       "rbf_svm.C": FloatDistribution(1e-3, 1e3, log=True),
+                       "rbf_svm.gamma": FloatDistribution(1e-4, 10.0, log=True)},
+        user_attrs={RECORD_ATTR: {"format": 1, "slope": 0.2, "predicted_backdoor_accuracy": 0.4375}},
+        system_attrs={"constraints:clean_accuracy": -0.01, "constraints": [-0.01]}))
+    figure = pareto_figure(study)
+    rows = [row for t in figure.data if t.customdata is not None for row in t.customdata]
+    row = next(r for r in rows if r[0] == f"trial {study.trials[-1].number}")
+    assert row[1] == "rbf_svm" and row[2] == "C=2, gamma=0.01" and row[4] == "0.9850" and row[5] == "slope 0.2"
+    assert "predicted backdoor accuracy 0.438" in row[3]
+    for t in figure.data:
+        if t.customdata is not None:
+            assert "clean accuracy" in t.hovertemplate and "slope" in t.hovertemplate
+            assert all("{" not in cell for r in t.customdata for cell in r)  # no JSON dump
+
+
+@pytest.mark.parametrize(("slopes", "log"), [((0.5, 0.2, 0.001), True), ((0.5, 0.3, 0.2), False)])
+def test_slope_axis_is_logarithmic_when_slopes_span_decades(slopes, log) -> None:
+    study = _study([(0.99, slopes[0], None), (0.98, slopes[1], None), (0.97, slopes[2], None)])
+    figure = pareto_figure(study)
+    assert (figure.layout.yaxis.type == "log") is log
 
 
 def test_unconstrained_figure_has_no_infeasible_trace() -> None:
     study = _study([(0.9, 0.1, None), (0.8, 0.05, None), (0.7, 0.2, None)])
     names = {trace.name for trace in pareto_figure(study).data}
-    assert names == {"Pareto front", "dominated"}
+    assert names == {"Pareto front (2 trials)", "logistic (dominated)"}
 
 
 def test_pareto_figure_needs_two_objectives() -> None:
     study = optuna.create_study()
     with pytest.raises(ValueError, match="study must have two objectives"):
         pareto_figure(study)
+
+
+def test_figures_in_one_folder_share_one_plotly_js(tmp_path: Path) -> None:
+    figure = pareto_figure(_study())
+    first = write_html(figure, tmp_path / "a.html")
+    second = write_html(figure, tmp_path / "b.html")
+    scripts = list(tmp_path.glob("*.js"))
+    assert [p.name for p in scripts] == [plotly_bundle_name()] and scripts[0].stat().st_size > 1_000_000
+    for page in (first, second):
+        text = page.read_text()
+        assert page.is_absolute() and f'<script charset="utf-8" src="{plotly_bundle_name()}">' in text
+        assert "cdn.plot.ly" not in text and len(text) < 200_000  # opens offline, without its own copy
+    standalone = write_html(figure, tmp_path / "alone" / "c.html", standalone=True)
+    assert standalone.stat().st_size > 1_000_000 and not list(standalone.parent.glob("*.js"))

@@ -55,7 +55,7 @@ def _write(tmp_path: Path, text: str = MULTI) -> Path:
 
 def test_three_attacks_end_to_end_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path)
-    assert main(["run", str(path), "--no-progress", "--output", str(tmp_path / "out")]) == 0
+    assert main(["run", str(path), "--no-progress", "--storage", str(tmp_path / "out" / "study.log")]) == 0
     study = optuna.load_study(study_name="multi", storage=StorageSpec(journal=tmp_path / "out" / "study.log").open())
     names = ["small", "big", "grid-eps0.1-10%"]
     # an independent computation: the same data, poison_many and one refit per trial

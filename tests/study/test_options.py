@@ -54,7 +54,8 @@ def _write(tmp_path: Path, text: str = MLP) -> Path:
 def test_finite_difference_chosen_through_options_end_to_end(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path)
-    assert main(["run", str(path), "--no-progress", "--output", str(tmp_path / "out"), "--threads", "1"]) == 0
+    assert main(["run", str(path), "--no-progress", "--storage", str(tmp_path / "out" / "study.log"),
+                 "--threads", "1"]) == 0
     study = optuna.load_study(study_name="mlp_opts",
                               storage=StorageSpec(journal=tmp_path / "out" / "study.log").open())
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]

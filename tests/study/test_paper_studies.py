@@ -71,7 +71,7 @@ def test_mnist_paper_study_runs_on_the_shared_data(tmp_path: Path, capsys: pytes
         pytest.skip(f"real MNIST files not found at {MNIST_DIR}")
     out = tmp_path / "out"
     assert main(["run", str(PAPER / "mnist_7-1.toml"), "--n-trials", "3", "--data-root", str(MNIST_DIR),
-                 "--no-progress", "--output", str(out)]) == 0
+                 "--no-progress", "--storage", str(out / "study.log"), "--output", str(out)]) == 0
     study = _study(out, "paper_mnist_7-1")
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
@@ -112,7 +112,7 @@ def _write_imagenette(root: Path, wnids: list[str], n: dict[str, int]) -> None:
 def _run_tiny(study: Path, data_root: Path, tmp_path: Path, *extra: str) -> Path:
     out = tmp_path / "out"
     argv = ["run", str(study), "--n-trials", "2", "--data-root", str(data_root), "--no-progress",
-            "--output", str(out), "--set", "features.weights=none",
+            "--storage", str(out / "study.log"), "--output", str(out), "--set", "features.weights=none",
             "--set", f"features.cache_dir={tmp_path / 'features'}", *extra]
     assert main(argv) == 0
     return out

@@ -1,0 +1,113 @@
+"""Heatmaps and the verification figure: values in cells, empty cells visibly empty, colour scales that fit
+the data, the robust region and the recommendation marked, log axes where values span decades."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robust_hpo.analysis import VerificationReport, VerifiedTrial, bin_trials, robust_region, slope_backdoor_spearman
+from robust_hpo.plots import grid_figure, verification_figure
+
+
+def _trial(number: int, C: float, gamma: float | None, slope: float, clean: float, backdoor: float,
+           learner: str = "rbf_svm") -> VerifiedTrial:
+    params = {"C": C} if gamma is None else {"C": C, "gamma": gamma}
+    return VerifiedTrial(number=number, learner=learner, params=params, slope=slope, clean_accuracy=clean,
+                         poisoned_clean_accuracy=clean, backdoor_accuracy=backdoor)
+
+
+TRIALS = [
+    _trial(0, 0.1, 1e-3, 0.0005, 0.70, 0.10),
+    _trial(1, 0.1, 1e-3, 0.0007, 0.74, 0.14),
+    _trial(2, 100.0, 1e-3, 0.02, 0.95, 0.30),
+    _trial(3, 100.0, 1.0, 0.6, 0.97, 0.95),
+    _trial(4, 30.0, 1.0, 0.004, 0.95, 0.12),
+]
+
+
+def _heatmaps(figure):
+    return [t for t in figure.data if t.type == "heatmap" and t.showscale is not False]
+
+
+def test_heatmap_cells_show_values_and_empty_cells_say_so() -> None:
+    grid = bin_trials(TRIALS, learner="rbf_svm", n_bins=2)
+    figure = grid_figure(grid)
+    clean, backdoor, slope = _heatmaps(figure)
+    assert clean.texttemplate == "%{text}"
+    # bins: (γ low, C low) holds trials 0 and 1 -> mean 0.72; (γ low, C high) trial 2; (γ high, C high) 3 and 4;
+    # (γ high, C low) none
+    assert clean.text[0][0] == "0.72" and clean.text[0][1] == "0.95" and clean.text[1][1] == "0.96"
+    assert np.isnan(clean.z[1][0]) and clean.text[1][0] == ""
+    empty = [t for t in figure.data if t.type == "heatmap" and t.showscale is False]
+    assert len(empty) == 3 and all(t.text[1][0] == "no trial" and t.text[0][0] == "" for t in empty)
+    assert empty[0].colorscale[0][1] != clean.colorscale[0][1]  # grey, not a value's colour
+    # each scale spans its own data, not a fixed 0..1 (or -1..1)
+    assert (clean.zmin, clean.zmax) == pytest.approx((0.72, 0.96))
+    assert (backdoor.zmin, backdoor.zmax) == pytest.approx((0.12, 0.535))
+
+
+def test_slope_colours_are_logarithmic_when_slopes_span_decades() -> None:
+    grid = bin_trials(TRIALS, learner="rbf_svm", n_bins=2)
+    slope = _heatmaps(grid_figure(grid))[2]
+    np.testing.assert_allclose(slope.z[0][0], np.log10(0.0006))
+    assert slope.text[0][0] == "0.0006"  # the value itself in the cell
+    assert "0.001" in list(slope.colorbar.ticktext) and "0.1" in list(slope.colorbar.ticktext)
+
+
+def test_robust_region_and_recommendation_are_marked() -> None:
+    grid = bin_trials(TRIALS, learner="rbf_svm", n_bins=2)
+    robust = robust_region(TRIALS, tolerance=0.02, max_backdoor=0.2)
+    assert [t.number for t in robust] == [4]
+    cells = grid.cells_of([t.number for t in robust])
+    assert cells == {(1, 1)}
+    figure = grid_figure(grid, robust_cells=cells, recommended_cell=(0, 1), robust_rule="rule X")
+    frames = [s for s in figure.layout.shapes if s.line.color == "#00a000"]
+    assert len(frames) == 3 and {(s.x0, s.y0) for s in frames} == {(0.5, 0.5)}  # one per panel, cell (1, 1)
+    assert all(h.text[0][1].startswith("★ ") for h in _heatmaps(figure))
+    assert "green frame: robust region (rule X)" in figure.layout.title.text
+
+
+def test_spearman_over_bins_says_bins_and_also_gives_the_trials() -> None:
+    grid = bin_trials(TRIALS, learner="rbf_svm", n_bins=2)
+    rho, _, note = grid.spearman()
+    assert note == "over 3 bins (cell means)"
+    t_rho, _, t_note = slope_backdoor_spearman([t.slope for t in TRIALS], [t.backdoor_accuracy for t in TRIALS],
+                                               unit="trials")
+    assert grid.trial_spearman == (t_rho, pytest.approx(grid.trial_spearman[1]), "over 5 trials")
+    title = grid_figure(grid).layout.title.text
+    assert f"over bins = {rho:.3f} (over 3 bins (cell means)); over the trials themselves {t_rho:.3f}" in title
+
+
+def test_c_only_learners_get_accuracy_and_log_slope_panels() -> None:
+    trials = [_trial(i, C, None, s, 0.9, b, learner="logistic")
+              for i, (C, s, b) in enumerate([(0.001, 0.0002, 0.3), (0.01, 0.003, 0.4), (10.0, 0.5, 0.9)])]
+    grid = bin_trials(trials, learner="logistic", n_bins=4)
+    figure = grid_figure(grid, robust_cells={(0, 0)})
+    assert figure.layout.yaxis2.type == "log"
+    names = {t.name for t in figure.data}
+    assert "no trial in bin" in names  # bin 3 of 4 is empty: marked, not interpolated
+    assert all(t.connectgaps is False for t in figure.data if t.mode and "lines" in t.mode)
+    assert len(figure.layout.shapes) == 2  # the robust bin shaded in both panels
+
+
+def _report(slopes: list[float]) -> VerificationReport:
+    trials = tuple(_trial(i, 1.0 + i, 0.1, s, 0.95, min(1.0, 0.1 + i / 10)) for i, s in enumerate(slopes))
+    rho, p, note = slope_backdoor_spearman([t.slope for t in trials], [t.backdoor_accuracy for t in trials])
+    return VerificationReport(trials=trials, spearman=rho, pvalue=p, spearman_note=note, robust=trials[-1:],
+                              tolerance=0.01, max_backdoor=0.2, which="all")
+
+
+def test_verification_slope_axis_is_logarithmic_when_slopes_span_decades() -> None:
+    figure = verification_figure(_report([1e-5, 1e-4, 1e-3, 0.01, 0.5]), recommended=2)
+    assert figure.layout.xaxis.type == "log" and figure.layout.xaxis2.type == "log"
+    ring = next(t for t in figure.data if t.name == "recommended: trial 2")
+    assert list(ring.x) == [1e-3] and ring.marker.symbol == "circle-open"
+    assert verification_figure(_report([0.2, 0.3, 0.5])).layout.xaxis.type == "linear"
+
+
+def test_verification_pins_non_positive_slopes_on_a_log_axis() -> None:
+    figure = verification_figure(_report([0.0, 1e-4, 1e-3, 0.5]))
+    points = next(t for t in figure.data if t.x and t.x[0] is not None and len(t.x) == 4)
+    assert points.x[0] == pytest.approx(1e-4 / 2) and points.marker.symbol[0] == "triangle-left"
+    assert any(t.name == "◄ slope ≤ 0 (at the left edge)" for t in figure.data)
