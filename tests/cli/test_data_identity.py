@@ -48,7 +48,7 @@ def test_data_are_identified_by_content(tmp_path: Path, capsys: pytest.CaptureFi
     study_file = tmp_path / "folders.toml"
     study_file.write_text(STUDY)
     out = tmp_path / "out"
-    run = ["run", str(study_file), "--output", str(out), "--no-progress", "--n-trials", "1"]
+    run = ["run", str(study_file), "--storage", str(out / "study.log"), "--no-progress", "--n-trials", "1"]
     assert main(run) == 0
     stored = optuna.load_study(study_name="folders", storage=StorageSpec(journal=out / "study.log").open()
                                ).user_attrs[PROBLEM_ATTR]

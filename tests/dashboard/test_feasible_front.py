@@ -33,9 +33,10 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The quickstart study as the README runs it, and what `report` prints about it."""
     out = tmp_path_factory.mktemp("quickstart")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "robust_hpo.cli", "run", str(QUICKSTART), "--output", str(out),
+    where = ["--storage", str(out / "study.log"), "--output", str(out)]
+    subprocess.run([sys.executable, "-m", "robust_hpo.cli", "run", str(QUICKSTART), *where,
                     "--no-progress"], check=True, capture_output=True, text=True, env=env, cwd=out)
-    report = subprocess.run([sys.executable, "-m", "robust_hpo.cli", "report", str(QUICKSTART), "--output", str(out)],
+    report = subprocess.run([sys.executable, "-m", "robust_hpo.cli", "report", str(QUICKSTART), *where],
                             check=True, capture_output=True, text=True, env=env, cwd=out).stdout
     table = report.split("Pareto front", 1)[1].split("Candidates (", 1)[0].split("Recommended:", 1)[0]
     front = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\s+learner=", table, re.MULTILINE)]
@@ -66,8 +67,8 @@ def _rows(trial: dict[str, Any]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def served(quickstart: dict[str, Any]) -> Iterator[str]:
     """`robust-hpo dashboard studies/quickstart.toml --port 0` as a user starts it; yields its URL."""
-    process = subprocess.Popen([sys.executable, "-m", "robust_hpo.cli", "dashboard", str(QUICKSTART), "--output",
-                                str(quickstart["out"]), "--port", "0"], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "robust_hpo.cli", "dashboard", str(QUICKSTART), "--storage",
+                                str(quickstart["journal"]), "--port", "0"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=quickstart["env"], cwd=quickstart["out"])
     try:
         line = process.stdout.readline()
@@ -172,7 +173,7 @@ def test_busy_port_is_a_one_line_error(quickstart: dict[str, Any], capsys: pytes
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        status = main(["dashboard", str(QUICKSTART), "--output", str(quickstart["out"]), "--port", str(port)])
+        status = main(["dashboard", str(QUICKSTART), "--storage", str(quickstart["journal"]), "--port", str(port)])
     captured = capsys.readouterr()
     assert status == 2
     assert captured.out == ""  # no "optuna-dashboard on http://..." before the error

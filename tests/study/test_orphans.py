@@ -181,7 +181,7 @@ def test_run_fails_and_retries_a_dead_workers_trial_before_starting(tmp_path: Pa
     study_file = tmp_path / "orphans.toml"
     study_file.write_text(SMALL)
     out = tmp_path / "out"
-    command = ["run", str(study_file), "--output", str(out), "--no-progress"]
+    command = ["run", str(study_file), "--storage", str(out / "study.log"), "--no-progress"]
     assert main(command) == 0
     study = optuna.load_study(study_name="orphans", storage=StorageSpec(journal=out / "study.log").open())
     dead = _identity_of_exited_process()

@@ -71,7 +71,8 @@ def test_workers_with_the_same_seed_propose_distinct_configurations(tmp_path: Pa
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
 def test_one_worker_from_scratch_is_bit_reproducible(tmp_path: Path, sampler: str) -> None:
     config = _config(tmp_path, sampler)
-    runs = [run_study(config, output=tmp_path / f"run{i}", progress=False).study for i in range(2)]
+    runs = [run_study(config, storage=str(tmp_path / f"run{i}" / "study.log"), progress=False).study
+            for i in range(2)]
     first, second = ([(t.params, t.values, t.state) for t in study.trials] for study in runs)
     assert first == second and len(first) == 12
 
