@@ -413,7 +413,8 @@ def _grid_notes(grid: GridResult, robust_cells: set[tuple[int, int]], recommende
     lines = [f"{grid.learner}; {source}.", spearman]
     marks = []
     if robust_rule is not None:
-        marks.append(f"green frame: robust region ({robust_rule})" + ("" if robust_cells else " — empty"))
+        mark = "green frame" if grid.gamma is not None else "green band"
+        marks.append(f"{mark}: robust region ({robust_rule})" + ("" if robust_cells else " — empty"))
     if recommended_cell is not None:
         marks.append("★ and gold dashed frame: the bin of the study's recommended trial")
     if marks:
@@ -523,8 +524,7 @@ def _grid_lines(grid: GridResult, *, title: str | None, sub: str, robust_cells: 
     fig.update_yaxes(title_text="slope (normalised)", type="log" if _spans_decades(grid.slope[0]) else "linear",
                      row=2, col=1)
     fig.update_layout(title={"text": (title or "Accuracy after poisoning and slope against C")
-                             + f"<br><sup>{sub}" + ("<br>Green band: robust region." if robust_cells else "")
-                             + "</sup>", "y": 1.0, "yanchor": "top", "pad": {"t": 16}},
-                      height=660, margin={"t": 80 + 22 * (sub.count("<br>") + 2)}, legend={"title": {"text": "metric"}},
+                             + f"<br><sup>{sub}</sup>", "y": 1.0, "yanchor": "top", "pad": {"t": 16}},
+                      height=660, margin={"t": 80 + 22 * (sub.count("<br>") + 1)}, legend={"title": {"text": "metric"}},
                       template="plotly_white")
     return fig
