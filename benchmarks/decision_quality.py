@@ -141,7 +141,8 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> Outcome:
     config = study_config(case, n_trials=args.n_trials, tolerance=args.tolerance, min_accuracy=args.min_accuracy,
                           mnist_root=args.mnist_root)
     start = time.perf_counter()
-    outcome = run_study(config, output=folder / config.study.name, progress=False)
+    where = folder / config.study.name
+    outcome = run_study(config, storage=str(where / "study.log"), output=where, progress=False)
     study_seconds = time.perf_counter() - start
     study = outcome.study
     chosen = recommend(study, args.tolerance)
