@@ -451,7 +451,7 @@ def stored_verification(study: optuna.Study, attack: str | None = None) -> list[
         if trial is None:
             continue
         record = trial_record(trial, names)
-        if used is not None and attack is not None and attack != (record.worst_attack if attack == WORST else attack):
+        if used is not None and attack is not None and used != (record.worst_attack if attack == WORST else attack):
             continue
         learner, params = learner_config(trial.params)
         slope = record.attack_slope(used) if used is not None and used in record.attacks else record.slope

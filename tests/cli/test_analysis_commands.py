@@ -147,13 +147,13 @@ def test_verify_and_report_name_the_same_recommendation(study_file, tmp_path, ca
     import re
 
     path, output = study_file
-    assert main(["report", str(path), "--output", str(output)]) == 0
+    assert main(["report", str(path), "--storage", str(output / "study.log"), "--output", str(output)]) == 0
     report = capsys.readouterr().out
     recommended = int(re.search(r"^Recommended: trial (\d+) ", report, re.MULTILINE).group(1))
     summary = json.loads((output / "summary.json").read_text())
     assert summary["recommended"]["number"] == recommended
     candidates = summary["recommended"]["candidates"]
-    assert main(["verify", str(path), "--output", str(output)]) == 0
+    assert main(["verify", str(path), "--storage", str(output / "study.log"), "--output", str(output)]) == 0
     verify = capsys.readouterr().out
     assert f"recommended trial {recommended} (" in verify
     rows = list(csv.DictReader((output / "verification.csv").open()))

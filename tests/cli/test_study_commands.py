@@ -262,7 +262,7 @@ def test_two_processes_add_trials_to_one_journal(tmp_path: Path, output_root: Pa
 def test_run_with_the_predicted_backdoor_accuracy_as_objective(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert main(["run", str(_write(tmp_path)), "--output", str(out), "--no-progress",
+    assert main(["run", str(_write(tmp_path)), "--storage", str(out / "study.log"), "--output", str(out), "--no-progress",
                  "--set", "study.objective=predicted_backdoor_accuracy"]) == 0
     stdout = capsys.readouterr().out
     assert "clean accuracy ↑, predicted backdoor accuracy ↓" in stdout
@@ -275,5 +275,5 @@ def test_run_with_the_predicted_backdoor_accuracy_as_objective(tmp_path: Path,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["objective"] == "predicted_backdoor_accuracy"
     # resuming under another objective is refused: it is part of the problem
-    assert main(["run", str(_write(tmp_path)), "--output", str(out), "--no-progress", "--n-trials", "1"]) == 2
+    assert main(["run", str(_write(tmp_path)), "--storage", str(out / "study.log"), "--no-progress", "--n-trials", "1"]) == 2
     assert "[study] objective" in capsys.readouterr().err

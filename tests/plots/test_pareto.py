@@ -77,7 +77,8 @@ def test_hover_is_a_short_table_with_the_predicted_backdoor_accuracy() -> None:
     assert "predicted backdoor accuracy 0.438" in row[3]
     for t in figure.data:
         if t.customdata is not None:
-            assert "clean accuracy" in t.hovertemplate and "slope" in t.hovertemplate
+            assert "clean accuracy" in t.hovertemplate
+            assert all(r[5].startswith("slope ") for r in t.customdata)
             assert all("{" not in cell for r in t.customdata for cell in r)  # no JSON dump
 
 
