@@ -200,11 +200,11 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
     fig.update_layout(
         title={"text": (title or f"{study.study_name}: clean accuracy vs "
                                  + ("backdoor learning slope" if objective == "slope" else what))
-               + "<br><sup>" + "<br>".join(lines) + "</sup>"},
+               + "<br><sup>" + "<br>".join(lines) + "</sup>", "y": 1.0, "yanchor": "top", "pad": {"t": 16}},
         xaxis={"title": {"text": ACCURACY_TITLE}, "range": x_range, "zeroline": False},
         yaxis={"title": {"text": OBJECTIVE_TITLES.get(objective, what)}, "type": "log" if log_y else "linear", "range": y_range,
                "zeroline": False},
-        template="plotly_white", height=640, margin={"t": 110 + 16 * len(lines), "r": 30},
+        template="plotly_white", height=620 + 22 * len(lines), margin={"t": 75 + 22 * len(lines), "r": 30},
         legend={"groupclick": "toggleitem", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02},
         hoverlabel={"align": "left"})
     return fig

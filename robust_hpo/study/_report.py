@@ -239,7 +239,8 @@ def report_study(study: optuna.Study, output: str | Path, *, tolerance: float,
     recommendation = recommend(study, tolerance)
     output = Path(output).expanduser().absolute()
     figure = pareto_figure(study, recommended=recommendation.trial if recommendation else None,
-                           recommendation_note=(f"Ringed: the recommendation, {recommendation.rule_sentence()}"
+                           recommendation_note=(f"Ringed: trial {recommendation.trial.number}, the recommendation. "
+                                                f"{recommendation.rule_sentence()}"
                                                 if recommendation else None))
     html = write_html(figure, output / PARETO_HTML)
     csv_path = write_trials_csv(study, output / TRIALS_CSV)
