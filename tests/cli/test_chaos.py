@@ -53,8 +53,8 @@ def test_repeated_sigkill_then_resume(tmp_path: Path) -> None:
     out = tmp_path / "out"
     journal = out / "study.log"
     # grace period 2 s: a retry whose worker died between taking it and recording itself counts as orphaned
-    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study_file), "--output", str(out), "--no-progress",
-               "--heartbeat-interval", "1", "--grace-period", "2", "--max-retry", "10"]
+    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study_file), "--storage", str(journal),
+               "--output", str(out), "--no-progress", "--heartbeat-interval", "1", "--grace-period", "2", "--max-retry", "10"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     rng = random.Random(2024)
     interrupted: set[int] = set()  # trials a kill left RUNNING (the next worker fails and retries them)
@@ -112,7 +112,8 @@ def test_a_full_disk_stops_the_run_naming_the_journal_and_the_next_run_repairs_i
     study_file.write_text(STUDY)
     out = tmp_path / "out"
     journal = out / "study.log"
-    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study_file), "--output", str(out), "--no-progress"]
+    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study_file), "--storage", str(journal),
+               "--output", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([*command, "--n-trials", "2"], check=True, capture_output=True, env=env, timeout=300)
     limit = journal.stat().st_size + 4321  # room for a few trials, then "no space": writes stop midway
