@@ -35,7 +35,8 @@ def interrupts(runs: int, seed: int) -> None:
         for run in range(runs):
             delay = rng.uniform(0.05, 1.5) if run % 2 == 0 else rng.uniform(1.5, 10.0)
             command = [sys.executable, "-m", "robust_hpo.cli", "run", str(REPO / "studies" / "quickstart.toml"),
-                       "--n-trials", "400", "--no-progress", "--output", f"{folder}/run{run}"]
+                       "--n-trials", "400", "--no-progress", "--storage", f"{folder}/run{run}/study.log",
+                       "--output", f"{folder}/run{run}"]
             # SIGINT restored to its default: a background shell job starts with it ignored
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
