@@ -46,7 +46,7 @@ from scipy.linalg.lapack import dpotrs as _dpotrs
 
 from robust_hpo.errors import SingularHessianError, ValidationError
 from robust_hpo.slope._cache import GramCache
-from robust_hpo.slope._krylov import block_pcg
+from robust_hpo.slope._krylov import block_pcg, one_blas_thread
 
 Space = Literal["auto", "primal", "dual", "cg"]
 
@@ -232,8 +232,9 @@ class LinearModelHessian:
             per_iteration = float(np.median(np.diff(laps)))
             return remaining * per_iteration > 1.5 * factor_seconds
 
-        result = block_pcg(self._matmat, V, precondition, rtol=rtol, x0=x0,
-                           maxiter=max(50, 4 * (self.d + 1)), monitor=monitor)
+        with one_blas_thread:
+            result = block_pcg(self._matmat, V, precondition, rtol=rtol, x0=x0,
+                               maxiter=max(50, 4 * (self.d + 1)), monitor=monitor)
         D.iterations += result.iterations
         D.methods.append("pcg")
         if result.converged:

@@ -9,13 +9,54 @@ converge.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 Operator = Callable[[np.ndarray], np.ndarray]
+
+
+class _OneBlasThread:
+    """Run a block of small BLAS calls on one thread.
+
+    A CG iteration is a few matrix–vector products of a few milliseconds each; with several BLAS
+    threads every call pays their start-up and synchronisation, which on a loaded machine costs more
+    than the product itself (measured: conjugate gradients 5–10× slower at two threads on the
+    shared 2-core machine). The linear models' polish and solves run inside it; the SVC kernel
+    blocks keep the configured threads.
+    Re-entrant and thread-safe (a reference count: the first caller lowers the limit, the last
+    restores it); a no-op when BLAS already runs on one thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._limiter = None
+        self._controller: ThreadpoolController | None = None
+
+    def __enter__(self) -> "_OneBlasThread":
+        with self._lock:
+            if self._depth == 0:
+                if self._controller is None:  # created late: scipy's BLAS is loaded by then
+                    self._controller = ThreadpoolController()
+                if any(c.num_threads > 1 for c in self._controller.lib_controllers if c.user_api == "blas"):
+                    self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+one_blas_thread = _OneBlasThread()
 
 
 @dataclass

@@ -40,6 +40,7 @@ from robust_hpo.slope._base import (
     estimator_settings,
 )
 from robust_hpo.slope._hessian import LinearModelHessian, Space
+from robust_hpo.slope._krylov import one_blas_thread
 
 POLISH_RTOL = 1e-6
 """Newton polishing stops at this relative gradient norm (see the module docstring)."""
@@ -81,7 +82,8 @@ class _LinearModelSlope(ConvexSlopeModel):
         self._fit_intercept = bool(est.fit_intercept)
         w = np.asarray(est.coef_, dtype=np.float64).ravel().copy()
         b = float(np.ravel(est.intercept_)[0]) if self._fit_intercept else 0.0
-        self._hessian, polish = self._polish(X, y_pm, w, b)
+        with one_blas_thread:  # matrix–vector work: see _krylov.one_blas_thread
+            self._hessian, polish = self._polish(X, y_pm, w, b)
         self._write_back()
         return {"method": self._hessian.method, "space": self._hessian.space,
                 "n_features": X.shape[1], **polish}
@@ -99,7 +101,8 @@ class _LinearModelSlope(ConvexSlopeModel):
     def _optimality(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float,
                     f: np.ndarray) -> tuple[np.ndarray, float]:
         """(∇F, relative residual ‖∇F‖ / (‖r ⊙ θ‖ + ‖c Zᵀ ℓ'‖)) at θ with decision values f."""
-        data = self._c * self._gradient(X, self.loss_grad(y_pm, f))
+        with one_blas_thread:
+            data = self._c * self._gradient(X, self.loss_grad(y_pm, f))
         reg = np.append(self._r_w * w, self._r_b * b) if self._fit_intercept else self._r_w * w
         grad = reg + data
         scale = np.linalg.norm(reg) + np.linalg.norm(data)
@@ -119,7 +122,8 @@ class _LinearModelSlope(ConvexSlopeModel):
         Each step solves ``H δ = ∇F`` only as accurately as the step needs (relative residual
         ``min(0.1, ρ)``, not below what reaches ``POLISH_RTOL``), with the Hessian solver's
         preconditioner carried from step to step."""
-        f = X @ w + b
+        with one_blas_thread:
+            f = X @ w + b
         grad, residual = self._optimality(X, y_pm, w, b, f)
         fitted = residual
         hessian = LinearModelHessian(X, self._curvature(y_pm, f), r_w=self._r_w, r_b=self._r_b,
@@ -155,7 +159,8 @@ class _LinearModelSlope(ConvexSlopeModel):
                      dw: np.ndarray, db: float, decrease: float) -> tuple[np.ndarray, float, np.ndarray] | None:
         """(w, b, f) at θ − t·step for the largest t ∈ {1, ½, …} meeting Armijo's condition."""
         current = self._objective(y_pm, w, b, f)
-        df = X @ dw + db  # one product: f along the step is f − t·df
+        with one_blas_thread:
+            df = X @ dw + db  # one product: f along the step is f − t·df
         t = 1.0
         for _ in range(30):
             w_new, b_new, f_new = w - t * dw, b - t * db, f - t * df
@@ -185,6 +190,10 @@ class _LinearModelSlope(ConvexSlopeModel):
         return -U
 
     def _solve_attacks(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        with one_blas_thread:
+            return self._solve_attacks_one_thread(attacks)
+
+    def _solve_attacks_one_thread(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         D = self.parameter_derivatives(attacks)
         out = []
         for k, a in enumerate(attacks):
