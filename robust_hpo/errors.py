@@ -18,12 +18,24 @@ Which class when:
   a study records the reason on the trial and fails only that trial.
 * :class:`NotFittedError` — a model was asked for a result before it was fitted.
 * :class:`WeightsUnavailableError` — pretrained weights cannot be downloaded or read.
-* :class:`MissingDependencyError` — an optional extra (e.g. ``robust_hpo[torch]``) is not installed.
+* :class:`MissingDependencyError` — an optional extra (e.g. ``robust_hpo[torch]``) is not installed;
+  :func:`requires_torch` / :func:`require_torch` raise it for torch, torchvision and Pillow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+TORCH_EXTRA = "pip install 'robust_hpo[torch]'"
+"""How to install what the network learners, pretrained features and folder datasets need."""
+
+TORCH_MODULES = ("torch", "torchvision", "PIL")
+"""The modules of the ``[torch]`` extra; the light install (``pip install robust_hpo``) lacks them."""
+
 __all__ = [
+    "TORCH_EXTRA",
+    "TORCH_MODULES",
     "DataFileError",
     "DegenerateSolveError",
     "InfluenceSolveError",
@@ -36,6 +48,8 @@ __all__ = [
     "StorageError",
     "ValidationError",
     "WeightsUnavailableError",
+    "require_torch",
+    "requires_torch",
 ]
 
 
@@ -85,3 +99,36 @@ class WeightsUnavailableError(RobustHPOError, RuntimeError):
 
 class MissingDependencyError(RobustHPOError, ImportError):
     """An optional dependency (an extra such as ``robust_hpo[torch]``) is not installed."""
+
+
+@contextmanager
+def requires_torch(purpose: str) -> Iterator[None]:
+    """Turn a missing torch/torchvision/Pillow inside the block into a :class:`MissingDependencyError`
+    naming ``purpose`` (the outermost block's) and the ``[torch]`` extra; any other
+    ``ModuleNotFoundError`` passes through."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in TORCH_MODULES:
+            raise
+        raise _torch_missing(purpose, missing) from exc
+    except MissingDependencyError as exc:
+        missing = getattr(exc, "module", None)
+        if missing is None:
+            raise
+        raise _torch_missing(purpose, missing) from exc.__cause__
+
+
+def _torch_missing(purpose: str, module: str) -> MissingDependencyError:
+    error = MissingDependencyError(f"{purpose} needs the module {module!r}, which this installation lacks (the "
+                                   f"light install leaves torch out): {TORCH_EXTRA}")
+    error.module = module  # type: ignore[attr-defined]
+    return error
+
+
+def require_torch(purpose: str) -> None:
+    """Import torch and torchvision, or raise :class:`MissingDependencyError` (see :func:`requires_torch`)."""
+    with requires_torch(purpose):
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401

@@ -17,7 +17,7 @@ from robust_hpo.datasets._mnist import mnist_source
 from robust_hpo.datasets._select import check_count, resolve_classes, split_pool, stratified_choice
 from robust_hpo.datasets._source import Source
 from robust_hpo._validation import InstanceOf, Interval, check
-from robust_hpo.errors import ValidationError
+from robust_hpo.errors import ValidationError, requires_torch
 
 #: Environment variable naming the default data directory.
 DATA_ENV = "ROBUST_HPO_DATA"
@@ -91,8 +91,9 @@ def load_dataset(
         raise ValidationError("root is required for 'imagefolder': the folder holding train/ and val/ (or test/)")
     check("root", root, [InstanceOf((str, os.PathLike), "a folder path (str or os.PathLike)"), None])
     root_path = Path(root).expanduser() if root is not None else default_root()
-    source = _LOADERS[name](root_path, bool(download), image_size)
-    return _assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
+    with requires_torch(f"dataset {name!r}" + (" with download=True" if download else "")):
+        source = _LOADERS[name](root_path, bool(download), image_size)
+        return _assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
 
 
 def _assemble(

@@ -30,7 +30,7 @@ import numpy as np
 
 from robust_hpo._validation import Interval, Options, check
 from robust_hpo.datasets._load import default_root
-from robust_hpo.errors import DataFileError, ValidationError, WeightsUnavailableError
+from robust_hpo.errors import DataFileError, ValidationError, WeightsUnavailableError, require_torch
 
 #: Supported model names -> feature dimension.
 FEATURE_MODELS: dict[str, int] = {
@@ -67,6 +67,7 @@ def extract_features(
     check("model", model, [Options(FEATURE_MODELS)])
     X = _check_images(images)
     check("batch_size", batch_size, [Interval(Integral, 1, None)])
+    require_torch("pretrained features (extract_features)")
     weights_enum = _resolve_weights(model, weights)
     preprocess = _default_weights(model).transforms() if weights_enum is None else weights_enum.transforms()
     weights_name = "none(seed=0)" if weights_enum is None else str(weights_enum)
@@ -163,6 +164,7 @@ def pretrained_state_dict(weights: Any, *, progress: bool = True) -> dict[str, A
     :class:`~robust_hpo.errors.DataFileError` naming the file when it holds anything else, and
     :class:`~robust_hpo.errors.WeightsUnavailableError` when it cannot be downloaded or read.
     """
+    require_torch("pretrained weights")
     import torch
 
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"

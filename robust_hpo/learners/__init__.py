@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from types import MappingProxyType
 
-from robust_hpo.errors import ValidationError
+from robust_hpo.errors import ValidationError, requires_torch
 from robust_hpo.learners._base import FittedLearner, LearnerFamily
 from robust_hpo.learners.convex import CONVEX_FAMILIES, ConvexFamily, convex_family_of, estimator_label
 
@@ -68,7 +68,8 @@ def get_family(name: str) -> LearnerFamily:
             return family
     if name in NETWORK_FAMILIES:
         module, attribute = NETWORK_FAMILIES[name]
-        return getattr(importlib.import_module(module), attribute)
+        with requires_torch(f"learner {name!r}"):
+            return getattr(importlib.import_module(module), attribute)
     raise ValidationError(f"unknown learner {name!r}; expected one of {family_names()}")
 
 

@@ -23,9 +23,13 @@ from numbers import Integral
 from typing import Any
 
 import numpy as np
-import torch
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
-from torch import nn
+
+from robust_hpo.errors import requires_torch
+
+with requires_torch("the network learners (robust_hpo.learners.networks)"):
+    import torch
+    from torch import nn
 
 from robust_hpo._validation import Interval, check
 from robust_hpo.errors import ValidationError

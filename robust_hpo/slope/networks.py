@@ -13,16 +13,19 @@ points' target margins ``z_t − max_{k≠t} z_k`` and their β-derivative (:fun
 
 from __future__ import annotations
 
-from robust_hpo.slope._torch_cg import CGSolution, InfluenceSolveError, conjugate_gradient
-from robust_hpo.slope._torch_finite_difference import (
-    FD_BETAS,
-    finite_difference_from_losses,
-    finite_difference_slope,
-    triggered_loss,
-)
-from robust_hpo.slope._torch_influence import MAX_EXACT_PARAMETERS, InfluenceConfig, influence_slope
-from robust_hpo.slope._torch_linearised import LinearisedNetwork
-from robust_hpo.slope._torch_margins import clean_test_scale, logits_of, target_margins
+from robust_hpo.errors import requires_torch
+
+with requires_torch("the network slopes (robust_hpo.slope.networks)"):
+    from robust_hpo.slope._torch_cg import CGSolution, InfluenceSolveError, conjugate_gradient
+    from robust_hpo.slope._torch_finite_difference import (
+        FD_BETAS,
+        finite_difference_from_losses,
+        finite_difference_slope,
+        triggered_loss,
+    )
+    from robust_hpo.slope._torch_influence import MAX_EXACT_PARAMETERS, InfluenceConfig, influence_slope
+    from robust_hpo.slope._torch_linearised import LinearisedNetwork
+    from robust_hpo.slope._torch_margins import clean_test_scale, logits_of, target_margins
 
 __all__ = [
     "FD_BETAS",

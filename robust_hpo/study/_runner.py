@@ -33,7 +33,7 @@ from robust_hpo import __version__
 from robust_hpo._validation import check, check_params
 from robust_hpo.attacks import PoisonedSplit, poison_many
 from robust_hpo.datasets import Dataset, load_dataset
-from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError
+from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError, requires_torch
 from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, trial_record
 from robust_hpo.study._features import featurize_splits
 from robust_hpo.study._location import StudyLocation, locate
@@ -164,7 +164,8 @@ def set_threads(threads: int | None, config: StudyConfig) -> bool:
     threadpool_limits(limits=threads)
     if "torch" not in sys.modules and config.features is None:
         return False
-    import torch
+    with requires_torch("[features] (pretrained network features)"):
+        import torch
 
     torch.set_num_threads(threads)
     return True
