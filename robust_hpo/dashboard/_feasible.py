@@ -6,7 +6,7 @@ that one JSON response, reading the study through Optuna (nothing is written to 
 
 * ``best_trials``: Optuna's ``study.best_trials`` (feasible trials only when the study has constraints),
   the front ``robust-hpo report`` prints;
-* every trial gains two user-attribute rows: ``feasible`` (``yes``, or ``no`` and why: its clean
+* every trial gains two user-attribute rows, listed first: ``feasible`` (``yes``, or ``no`` and why: its clean
   accuracy against the required one) and ``pareto_front`` (``recommended``, ``yes`` or ``no``);
 * the study note starts with the recommendation ``report`` prints (robust_hpo studies only), followed
   by the user's own note. That generated block is never saved: a note saved from the dashboard's
@@ -27,7 +27,13 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from robust_hpo.objective import CONSTRAINT_NAME, DEFAULT_TOLERANCE, AccuracyConstraint, is_feasible
+from robust_hpo.objective import (
+    CONSTRAINT_NAME,
+    DEFAULT_TOLERANCE,
+    AccuracyConstraint,
+    Recommendation,
+    is_feasible,
+)
 from robust_hpo.study import PROBLEM_ATTR, pareto_trials, recommend
 
 FEASIBLE_ROW = "feasible"
@@ -36,9 +42,10 @@ FEASIBLE_ROW = "feasible"
 FRONT_ROW = "pareto_front"
 """User-attribute row added to each trial: ``recommended`` / ``yes`` / ``no`` (the feasible front)."""
 
-NOTE_START = "<!-- robust-hpo:generated -->"
-NOTE_END = "<!-- /robust-hpo:generated -->"
-"""Markers around the generated part of the study note (invisible in the rendered Markdown)."""
+NOTE_START = "[//]: # (robust-hpo: generated, not stored)"
+NOTE_END = "[//]: # (robust-hpo: end of the generated part)"
+"""Markers around the generated part of the study note: Markdown link reference definitions, which
+render as nothing (HTML comments would show as text in optuna-dashboard)."""
 
 _DETAIL = re.compile(r"^/api/studies/(\d+)/?$")
 _NOTE = re.compile(r"^/api/studies/(\d+)/note/?$")
@@ -98,12 +105,11 @@ def _is_robust_hpo(study: optuna.Study) -> bool:
     return list(study.metric_names or []) == ["clean_accuracy", "slope"]
 
 
-def recommendation_note(study: optuna.Study, front: list[FrozenTrial], tolerance: float) -> str:
+def recommendation_note(study: optuna.Study, front: list[FrozenTrial], chosen: Recommendation | None) -> str:
     """The generated Markdown block: the recommendation and what "Best Trials" means here."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     infeasible = [t for t in complete if not is_feasible(t)]
-    chosen = recommend(study, tolerance)
-    lines = [NOTE_START, "### robust_hpo recommendation", ""]
+    lines = [NOTE_START, "", "### robust_hpo recommendation", ""]
     if chosen is None:
         lines.append("**None**: no completed feasible trial with an exact slope yet.")
     else:
@@ -113,12 +119,15 @@ def recommendation_note(study: optuna.Study, front: list[FrozenTrial], tolerance
     numbers = ", ".join(str(t.number) for t in front) or "none"
     lines += ["", f"**Best Trials** are the feasible Pareto front ({len(front)} trials: {numbers}), the one "
                   "`robust-hpo report` prints."]
+    if chosen is not None and all(t.number != chosen.trial.number for t in front):
+        lines.append(f"The recommended trial {chosen.trial.number} is not among them: the front trades clean "
+                     "accuracy against the slope, the rule above ranks the candidates differently.")
     if constraint is not None or infeasible:
         lines.append(f"Constraint: {constraint or 'set by the objective'}; {len(infeasible)} of {len(complete)} "
                      "completed trials violate it (grey in the Pareto-front plot; each trial's `feasible` "
                      "attribute says why).")
     lines += ["", "*Computed by `robust-hpo dashboard` on every load and not stored; your own note follows.*",
-              NOTE_END, ""]
+              "", NOTE_END, ""]
     return "\n".join(lines)
 
 
@@ -183,14 +192,15 @@ class FeasibleFront:
             chosen = recommend(study, tolerance)
             recommended = chosen.trial.number if chosen is not None else None
             note = detail.get("note") or {"version": 0, "body": ""}
-            body = recommendation_note(study, front, tolerance) + strip_generated(note.get("body", ""))
+            body = recommendation_note(study, front, chosen) + strip_generated(note.get("body", ""))
             detail["note"] = {**note, "body": body}
         for trial in [*detail["trials"], *detail["best_trials"]]:
             frozen = by_number.get(trial["number"])
             if frozen is None:
                 continue
             keys = {row["key"] for row in trial["user_attrs"]}
-            trial["user_attrs"] += [r for r in _extra_rows(frozen, front_numbers, recommended) if r["key"] not in keys]
+            extra = [r for r in _extra_rows(frozen, front_numbers, recommended) if r["key"] not in keys]
+            trial["user_attrs"] = extra + trial["user_attrs"]  # first: visible above long JSON attributes
         known = {a["key"] for a in detail.get("union_user_attrs", [])}
         detail.setdefault("union_user_attrs", []).extend(
             {"key": key, "sortable": False} for key in (FEASIBLE_ROW, FRONT_ROW) if key not in known)

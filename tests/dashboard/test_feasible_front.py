@@ -179,3 +179,20 @@ def test_busy_port_is_a_one_line_error(quickstart: dict[str, Any], capsys: pytes
     assert captured.out == ""  # no "optuna-dashboard on http://..." before the error
     assert captured.err == (f"robust-hpo: error: port {port} on 127.0.0.1 is already in use (another dashboard?); "
                             "choose another with --port\n")
+
+
+def test_a_plain_optuna_study_gets_its_front_and_rows_but_no_recommendation() -> None:
+    """A two-objective study robust_hpo did not create: Optuna's front, feasibility rows, no generated note."""
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="plain", directions=["maximize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(values=[0.9, 0.2]))
+    study.add_trial(optuna.trial.create_trial(values=[0.8, 0.3]))  # dominated
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    app = dashboard_app(storage)
+    status, detail = _wsgi(app, f"/api/studies/{_study_id(app)}")
+    assert status.startswith("200")
+    assert [t["number"] for t in detail["best_trials"]] == [0]
+    rows = [_rows(t) for t in detail["trials"]]
+    assert [r[FEASIBLE_ROW] for r in rows] == ["yes (the study has no constraint)"] * 2 + ["not evaluated (fail)"]
+    assert [r[FRONT_ROW] for r in rows] == ["yes", "no", "no"]
+    assert detail["note"]["body"] == ""
