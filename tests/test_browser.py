@@ -102,10 +102,10 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("PIL", reason="Pillow reads the screenshots ([dev] installs it)")
     out = tmp_path_factory.mktemp("browser") / "quickstart"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    where = ["--storage", str(out / "study.log"), "--output", str(out)]
     for command in (["run", "--n-trials", "30", "--no-progress"], *ANALYSES):
-        subprocess.run([sys.executable, "-m", "robust_hpo.cli", command[0], str(QUICKSTART), "--output", str(out),
-                        *command[1:]], check=True, capture_output=True, text=True, env=env, cwd=out.parent,
-                       timeout=600)
+        subprocess.run([sys.executable, "-m", "robust_hpo.cli", command[0], str(QUICKSTART), *where, *command[1:]],
+                       check=True, capture_output=True, text=True, env=env, cwd=out.parent, timeout=600)
     return out
 
 
@@ -148,8 +148,9 @@ def test_dashboard_shows_the_feasible_front_and_the_recommendation(dashboard_url
     """The study page's Best Trials card lists exactly the feasible front; the Note page the recommendation."""
     with urllib.request.urlopen(f"{dashboard_url}/api/studies", timeout=60) as response:
         (summary,) = json.load(response)["study_summaries"]
-    report = subprocess.run([sys.executable, "-m", "robust_hpo.cli", "report", str(QUICKSTART), "--output",
-                             str(quickstart)], check=True, capture_output=True, text=True,
+    report = subprocess.run([sys.executable, "-m", "robust_hpo.cli", "report", str(QUICKSTART), "--storage",
+                             str(quickstart / "study.log"), "--output", str(quickstart)], check=True,
+                            capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=quickstart).stdout
     table = report.split("Pareto front", 1)[1].split("Candidates (", 1)[0].split("Recommended:", 1)[0]
     front = [int(n) for n in re.findall(r"^\s*(\d+)\s+learner=", table, re.MULTILINE)]

@@ -164,7 +164,8 @@ def _workdir(workdirs: dict[Path, Path], tmp_path_factory: pytest.TempPathFactor
 def _env(folder: Path) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{folder / '.bin'}{os.pathsep}{os.environ['PATH']}",
            "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("ROBUST_HPO_DATA", None)
+    for variable in ("ROBUST_HPO_DATA", "ROBUST_HPO_OUTPUT_ROOT"):  # as on a fresh machine: the defaults
+        env.pop(variable, None)
     env["MPLBACKEND"] = "Agg"
     return env
 

@@ -82,6 +82,7 @@ def test_convex_study_runs_without_torch_and_torch_features_say_which_extra(tmp_
     (tmp_path / "folder" / "train" / "a" / "x.png").write_bytes(b"")
     script = BLOCKER + textwrap.dedent(f"""
         import contextlib, io, sys
+        from pathlib import Path
         import numpy as np
         from robust_hpo.cli import main
         import robust_hpo
@@ -90,10 +91,11 @@ def test_convex_study_runs_without_torch_and_torch_features_say_which_extra(tmp_
         from robust_hpo.study import StorageSpec
 
         quickstart, out = {str(REPO / "studies" / "quickstart.toml")!r}, "out"
-        assert main(["run", quickstart, "--output", out, "--n-trials", "8", "--no-progress"]) == 0
-        assert main(["report", quickstart, "--output", out]) == 0
-        assert main(["curves", quickstart, "--output", out, "--betas", "0", "0.1", "1"]) == 0
-        dashboard_app(StorageSpec.parse(out + "/study.log", default_journal=None).open())
+        where = ["--storage", out + "/study.log", "--output", out]
+        assert main(["run", quickstart, *where, "--n-trials", "8", "--no-progress"]) == 0
+        assert main(["report", quickstart, *where]) == 0
+        assert main(["curves", quickstart, *where, "--betas", "0", "0.1", "1"]) == 0
+        dashboard_app(StorageSpec(journal=Path(out) / "study.log").open())
         print("TORCH-FREE", sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "torchvision", "PIL"}}))
 
         err = io.StringIO()
