@@ -92,6 +92,15 @@ class ConvexSlopeModel(ABC):
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Decision values of the (polished) clean solution for 2-D float rows."""
 
+    @abstractmethod
+    def point_influences(self, X: np.ndarray, y_pm: np.ndarray, X_test: np.ndarray, y_test_pm: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """``dL/ds_j`` for each row j of ``X``: the derivative of the mean curve loss over the test
+        points (``quantity="margin"``: of the mean ``−y f(x)``) when point j's sample weight grows
+        from its value in the fit — 1 when ``in_fit`` (``X`` is the training set, in its order), 0
+        otherwise. Float rows and ±1 labels (:meth:`encode`); no validation (see
+        :class:`robust_hpo.slope.TrainingInfluence`, which validates and documents the convention)."""
+
     # -- shared ------------------------------------------------------------------------------------
     def _estimator_for_fit(self, X: np.ndarray) -> Any:
         return clone(self.estimator)

@@ -27,8 +27,6 @@ import numpy as np
 from robust_hpo._validation import as_finite_2d, as_labels
 from robust_hpo.errors import ValidationError
 from robust_hpo.slope._base import ConvexSlopeModel
-from robust_hpo.slope._linear import _LinearModelSlope
-from robust_hpo.slope._svc import SVCSlope
 
 __all__ = ["QUANTITIES", "TrainingInfluence"]
 
@@ -73,55 +71,8 @@ class TrainingInfluence:
         if Xa.shape[0] != self.model.n_clean_:
             raise ValidationError(f"X_train has {Xa.shape[0]} rows but the model was fitted on {self.model.n_clean_}; "
                              "pass the training set the model was fitted on, in its order")
-        if isinstance(self.model, SVCSlope):
-            entering = np.zeros(Xa.shape[0], dtype=bool)
-            est = self.model.estimator_
-            alpha = np.abs(est.dual_coef_.ravel())
-            entering[est.support_[alpha >= self.model._C * (1.0 - self.model.bound_rtol)]] = True
-            return self._svc(Xa, ya, Xt, yt, entering)
-        return self._linear(Xa, ya, Xt, yt)
+        return self.model.point_influences(Xa, ya, Xt, yt, in_fit=True, quantity=self.quantity)
 
     def out_of_fit(self, X: Any, y: Any, X_test: Any, y_test: Any) -> np.ndarray:
         Xa, ya, Xt, yt = self._inputs(X, y, X_test, y_test, ("X", "y"))
-        if isinstance(self.model, SVCSlope):
-            entering = ya * self.model.decision_function(Xa) < 1.0
-            return self._svc(Xa, ya, Xt, yt, entering)
-        return self._linear(Xa, ya, Xt, yt)
-
-    # -- learners --------------------------------------------------------------------------------
-    def _linear(self, Xa: np.ndarray, ya: np.ndarray, Xt: np.ndarray, yt: np.ndarray) -> np.ndarray:
-        m = self.model
-        assert isinstance(m, _LinearModelSlope)
-        dq = m.loss_grad(yt, m.decision_function(Xt)) if self.quantity == "loss" else -yt
-        g_test = m._gradient(Xt, dq) / Xt.shape[0]
-        u = m._hessian.solve(g_test)
-        m._record_solver()
-        dz = Xa @ u[: Xa.shape[1]] + (u[-1] if m._fit_intercept else 0.0)  # ∇θ f(x_j) · u
-        return -m._c * m.loss_grad(ya, m.decision_function(Xa)) * dz
-
-    def _svc(self, Xa: np.ndarray, ya: np.ndarray, Xt: np.ndarray, yt: np.ndarray,
-             entering: np.ndarray) -> np.ndarray:
-        m = self.model
-        assert isinstance(m, SVCSlope)
-        m._check_not_degenerate()
-        out = np.zeros(Xa.shape[0])
-        if self.quantity == "loss":
-            active = yt * m.decision_function(Xt) < 1.0  # test points where the hinge is not flat
-        else:
-            active = np.ones(Xt.shape[0], dtype=bool)
-        if not entering.any() or not active.any():
-            return out
-        XtA, ttA = Xt[active], yt[active]
-        n_t = Xt.shape[0]
-        s = m._yS.size
-        # a = (1/n_t) Σ_t (−t_t) [y_S ∘ K(S, x_t); 1]: the test side of dL/ds_j = aᵀ KKT⁻¹ r_j + b_j
-        a = np.empty(s + 1)
-        a[:s] = m._yS * (m.kernel(m._XS, XtA) @ -ttA) / n_t
-        a[s] = -ttA.sum() / n_t
-        u = m._solve_kkt(a)
-        Xe, ye = Xa[entering], ya[entering]
-        # r_j = −C y_j [y_S ∘ K(S, x_j); 1];  b_j = (1/n_t) Σ_t (−t_t) C y_j K(x_j, x_t)
-        r_dot_u = -m._C * ye * (m.kernel(Xe, m._XS) @ (u[:s] * m._yS) + u[s])
-        b = m._C * ye * (m.kernel(Xe, XtA) @ -ttA) / n_t
-        out[entering] = r_dot_u + b
-        return out
+        return self.model.point_influences(Xa, ya, Xt, yt, in_fit=False, quantity=self.quantity)

@@ -206,6 +206,17 @@ class _LinearModelSlope(ConvexSlopeModel):
                                       details={"margins_seconds": time.perf_counter() - start}))
         return out
 
+    def point_influences(self, X: np.ndarray, y_pm: np.ndarray, X_test: np.ndarray, y_test_pm: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """``dL/ds_j = −c ℓ'(y_j, f(x_j)) ∇θf(x_j)ᵀ H⁻¹ ∇θL``: one solve for all j (H is symmetric),
+        whichever weight j has in the fit."""
+        dq = self.loss_grad(y_test_pm, self.decision_function(X_test)) if quantity == "loss" else -y_test_pm
+        with one_blas_thread:
+            u = self._hessian.solve(self._gradient(X_test, dq) / X_test.shape[0])
+        self._record_solver()
+        dz = X @ u[: X.shape[1]] + (u[-1] if self._fit_intercept else 0.0)  # ∇θ f(x_j) · u
+        return -self._c * self.loss_grad(y_pm, self.decision_function(X)) * dz
+
     def _record_solver(self) -> None:
         """The solve may have changed method (cg → its Cholesky fallback): keep details current."""
         self.details_.update(method=self._hessian.method, cg_iterations=self._hessian.cg_iterations)

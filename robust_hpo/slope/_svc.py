@@ -331,6 +331,39 @@ class SVCSlope(ConvexSlopeModel):
         self.details_["kkt_residual"] = float(res)
         return sol
 
+    def point_influences(self, X: np.ndarray, y_pm: np.ndarray, X_test: np.ndarray, y_test_pm: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """Right derivatives from one KKT solve for the test side. A point enters (its α grows with its
+        weight, ``α = C s``) if it is a bound support vector of the fit (``in_fit``) or, for a point
+        outside the fit, if it violates its margin (``y f < 1``); other points have influence 0. At
+        test points beyond the margin the hinge is flat: they contribute nothing to ``"loss"``."""
+        self._check_not_degenerate()
+        if in_fit:
+            entering = np.zeros(X.shape[0], dtype=bool)
+            alpha = np.abs(self.estimator_.dual_coef_.ravel())
+            entering[self.estimator_.support_[alpha >= self._C * (1.0 - self.bound_rtol)]] = True
+        else:
+            entering = y_pm * self.decision_function(X) < 1.0
+        out = np.zeros(X.shape[0])
+        active = (y_test_pm * self.decision_function(X_test) < 1.0 if quantity == "loss"
+                  else np.ones(X_test.shape[0], dtype=bool))
+        if not entering.any() or not active.any():
+            return out
+        XtA, ttA = X_test[active], y_test_pm[active]
+        n_t = X_test.shape[0]
+        s = self._yS.size
+        # a = (1/n_t) Σ_t (−t_t) [y_S ∘ K(S, x_t); 1]: the test side of dL/ds_j = aᵀ KKT⁻¹ r_j + b_j
+        a = np.empty(s + 1)
+        a[:s] = self._yS * (self.kernel(self._XS, XtA) @ -ttA) / n_t
+        a[s] = -ttA.sum() / n_t
+        u = self._solve_kkt(a)
+        Xe, ye = X[entering], y_pm[entering]
+        # r_j = −C y_j [y_S ∘ K(S, x_j); 1];  b_j = (1/n_t) Σ_t (−t_t) C y_j K(x_j, x_t)
+        r_dot_u = -self._C * ye * (self.kernel(Xe, self._XS) @ (u[:s] * self._yS) + u[s])
+        b = self._C * ye * (self.kernel(Xe, XtA) @ -ttA) / n_t
+        out[entering] = r_dot_u + b
+        return out
+
     def _check_not_degenerate(self) -> None:
         """Per-point influences are not defined at a degenerate SVC (the intercept jumps at 0⁺)."""
         if self._degenerate:
