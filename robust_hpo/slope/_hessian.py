@@ -18,14 +18,17 @@ and ``q ≥ 0`` the per-sample curvature of the weighted data term. Three ways t
 * **dual-cholesky** — Woodbury: Cholesky of the n×n matrix ``r_w I + S X Xᵀ S`` (S = diag(√q)) plus a
   Schur complement for an unpenalised intercept: O(n² d + n³).
 
-``space="auto"`` chooses by a **measured cost model**: it starts conjugate gradients, and after every
-iteration compares the time the remaining iterations will take (measured time per iteration, the
-observed rate of residual decrease) with the time the cheaper factorisation will take (its flop
-count — without the Gram products a :class:`~._cache.GramCache` already holds — at the flop rate
-measured on this machine, in this process, when the preconditioner or an earlier factorisation was
-built). When the factorisation is cheaper it is built and used; a factorisation built at an earlier
-curvature (the previous Newton step of the polish, see :mod:`._linear`) preconditions the next
-solves. ``"primal"``/``"dual"`` force a factorisation at every curvature, ``"cg"`` never factorises.
+``space="auto"`` chooses by a **cost model on the measured convergence**: it starts conjugate
+gradients and, after every iteration, compares the work the remaining iterations will take (the
+observed rate at which the best residual so far fell, times the flops of one iteration: the products
+with H and the preconditioner) with the work of the cheaper factorisation (its flop count — without
+the Gram products a :class:`~._cache.GramCache` already holds — divided by
+:data:`FACTOR_FLOP_SPEEDUP`, how much faster dense factorisations run per flop than the thin,
+memory-bound products of CG). When the factorisation is cheaper it is built and used; a
+factorisation built at an earlier curvature (the previous Newton step of the polish, see
+:mod:`._linear`) preconditions the next solves. The model counts flops and iterations, never
+seconds, so the same inputs take the same path on every run: a study is bit-for-bit reproducible
+whatever the machine's load. solves. ``"primal"``/``"dual"`` force a factorisation at every curvature, ``"cg"`` never factorises.
 
 A feature that is zero on every training point (a pixel that is black in every clean image — where
 a corner trigger sits) has no data term: its row and column of H are ``r_w`` on the diagonal and 0
@@ -36,7 +39,6 @@ elsewhere. Such features are solved by ``v_j / r_w``; everything above works on 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -72,22 +74,15 @@ def _factor_flops(space: str, n: int, d: int, gram_cached: bool) -> float:
     return (0.0 if gram_cached else n * n * d) + n ** 3 / 3.0
 
 
-@dataclass
-class _Rates:
-    """Measured speeds of this machine in this process: seconds per flop of a dense factorisation
-    (GEMM/SYRK/Cholesky) — updated whenever one is timed."""
+FACTOR_FLOP_SPEEDUP = 2.0
+"""Flops per second of a dense factorisation (SYRK/GEMM + Cholesky) over those of conjugate
+gradients' thin products ``X V`` / ``Xᵀ U``, which stream X from memory once per iteration. Measured
+at one BLAS thread on the 2-core development machine: 1–3 (n = 1350, d = 784: ≈ 1; d = 9216: ≈ 2–3;
+n = 4000: ≈ 2–3); a constant, not a timing, so that the choice is reproducible."""
 
-    seconds_per_flop: float | None = None
-
-    def record(self, flops: float, seconds: float) -> None:
-        if flops < 1e6 or seconds <= 0:
-            return
-        rate = seconds / flops
-        self.seconds_per_flop = rate if self.seconds_per_flop is None else \
-            math.exp(0.5 * math.log(self.seconds_per_flop) + 0.5 * math.log(rate))
-
-
-RATES = _Rates()
+SWITCH_MARGIN = 1.5
+"""Conjugate gradients hand over only when their remaining work exceeds the factorisation's by this
+factor (CG may speed up; the factorisation's work is certain)."""
 
 
 @dataclass
@@ -213,24 +208,23 @@ class LinearModelHessian:
         if self.space in ("primal", "dual"):
             return self._factorise(self.space).solve(V)
         precondition = factor.solve if factor is not None else self._subset().solve
-        factor_seconds = None if self.space == "cg" else self._factor_seconds()
-        laps: list[float] = [0.0]
+        factor_work = None if self.space == "cg" else \
+            self._cheaper_factorisation()[1] / FACTOR_FLOP_SPEEDUP * SWITCH_MARGIN
+        iteration_work = V.shape[1] * (4.0 * self.n * self.d + self._precondition_flops(factor))
         best = [math.inf]
 
         def monitor(iteration: int, residual: float, initial: float, seconds: float) -> bool:
-            """Switch when the remaining iterations — at the average rate at which the best residual
-            so far fell, and the median time per iteration (robust to a shared machine's hiccups) —
-            would take more than 1.5 times the factorisation."""
-            laps.append(seconds)
+            """Switch when the remaining iterations — at the average rate at which the best residual so
+            far fell — would cost more flops than the factorisation (``seconds`` is not used: the
+            choice must not depend on the machine's load)."""
             best[0] = min(best[0], residual)  # CG residuals need not fall monotonically
-            if factor_seconds is None or iteration < 5:
+            if factor_work is None or iteration < 5:
                 return False
-            rate = (best[0] / initial) ** (1.0 / iteration)
             if best[0] > 0.5 * initial:  # hardly any net progress: CG will not get there soon
                 return iteration >= 8
+            rate = (best[0] / initial) ** (1.0 / iteration)
             remaining = math.log(rtol / best[0]) / math.log(rate)
-            per_iteration = float(np.median(np.diff(laps)))
-            return remaining * per_iteration > 1.5 * factor_seconds
+            return remaining * iteration_work > factor_work
 
         with one_blas_thread:
             result = block_pcg(self._matmat, V, precondition, rtol=rtol, x0=x0,
@@ -251,12 +245,13 @@ class LinearModelHessian:
             D.subset = D.subset.at(self.q)
         return D.subset
 
-    def _factor_seconds(self) -> float | None:
-        """Predicted seconds of the cheaper factorisation (None before any rate was measured)."""
-        if RATES.seconds_per_flop is None:
-            return None
-        space, flops = self._cheaper_factorisation()
-        return flops * RATES.seconds_per_flop
+    def _precondition_flops(self, factor: "_Factor | None") -> float:
+        """Flops of one preconditioner application to one column."""
+        if factor is not None:
+            n, d = factor.X.shape
+            return 2.0 * d * d if factor.name == "primal-cholesky" else 4.0 * n * d + 2.0 * n * n
+        k = self._design.subset_size
+        return 4.0 * k * self.d + 2.0 * k * k
 
     def _cheaper_factorisation(self) -> tuple[str, float]:
         """The cheaper factorisation and its flops (d: all features — an upper bound when some are
@@ -273,9 +268,7 @@ class LinearModelHessian:
     def _factorise(self, space: str | None) -> "_Factor":
         D = self._design
         space = space or self._cheaper_factorisation()[0]
-        start = time.perf_counter()
         factor = _Factor.build(space, D, self.q, self._constant)
-        RATES.record(factor.flops, time.perf_counter() - start)
         D.factor = factor
         D.factorisations += 1
         D.methods.append(factor.name)
@@ -290,7 +283,6 @@ class _Subset:
 
     def __init__(self, D: _Design, q: np.ndarray, index: np.ndarray | None = None,
                  gram: np.ndarray | None = None) -> None:
-        start = time.perf_counter()
         self.D = D
         if index is None:
             weight = q * D.row_norms
@@ -302,9 +294,6 @@ class _Subset:
         fresh = gram is None
         self.gram = self.XS @ self.XS.T if fresh else gram
         self._weigh(q)
-        if fresh:
-            k = index.size
-            RATES.record(k * k * self.XS.shape[1] + k ** 3 / 3.0, time.perf_counter() - start)
 
     def at(self, q: np.ndarray) -> "_Subset":
         """The same points at another curvature."""
