@@ -73,8 +73,9 @@ class SlopeResult:
     method: what was solved (e.g. "primal-cholesky", "dual-cholesky", "svm-kkt", "finite-difference").
     exact: False when the value is a documented approximation where an exact derivative was expected
         (e.g. a one-sided value at a degenerate SVC); a recommendation never rests on such a trial.
-    margins: the triggered test points' target margins at β = 0 and their derivative (same solve);
-        None when the method does not provide them (finite differences).
+    margins: the triggered test points' target margins at β = 0 and their derivative (from the same
+        solve; for networks' finite differences, differenced from the same refits); None where a result
+        was built without them (``finite_difference_from_losses`` given bare losses).
     """
 
     derivative: float
