@@ -294,10 +294,9 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         study = open_study(location, objective=objective, problem=problem, heartbeat=heartbeat)
-        if not is_heartbeat_enabled(study._storage):
-            recovered += recover_orphans(study, max_retry=heartbeat.max_retry, grace_period=heartbeat.grace_period,
-                                         report=on_recovery)
-            callbacks.append(_recovery_callback(recovered, heartbeat, on_recovery))
+        recover = _orphan_recovery(heartbeat, on_recovery)
+        recovered += recover(study)
+        callbacks.append(lambda study, trial: recovered.extend(recover(study)))
         n_before = len(study.get_trials(deepcopy=False))
         study.sampler = build_sampler(config.study.sampler, seed)
         start = time.perf_counter()
@@ -338,13 +337,22 @@ def _counting_callback(finished: list[int], on_failure: Callable[[FrozenTrial], 
     return callback
 
 
-def _recovery_callback(recovered: list[tuple[int, int | None]], heartbeat: Heartbeat,
-                       report: Callable[[str], None] | None) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """After each trial: fail and retry the trials of workers that died meanwhile on this machine."""
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        recovered.extend(recover_orphans(study, max_retry=heartbeat.max_retry, grace_period=heartbeat.grace_period,
-                                         report=report))
-    return callback
+def _orphan_recovery(heartbeat: Heartbeat, report: Callable[[str], None] | None
+                     ) -> Callable[[optuna.Study], list[tuple[int, int | None]]]:
+    """Fail and retry the trials of dead workers (before the run and after each trial): Optuna's
+    heartbeat check first where the storage has one, then the owner rule of :func:`recover_orphans`
+    (on heartbeat storages only for trials RUNNING longer than twice the grace period: those whose
+    worker died before its first heartbeat)."""
+    def recover(study: optuna.Study) -> list[tuple[int, int | None]]:
+        min_running = 0.0
+        if is_heartbeat_enabled(study._storage):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            min_running = 2.0 * heartbeat.grace_period
+        return recover_orphans(study, max_retry=heartbeat.max_retry, grace_period=heartbeat.grace_period,
+                               min_running=min_running, report=report)
+    return recover
 
 
 def print_note(message: str) -> None:

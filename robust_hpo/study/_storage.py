@@ -30,6 +30,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from robust_hpo._validation import Interval, check
 from robust_hpo.errors import MissingDependencyError, MissingFileError, StorageError, ValidationError
 from robust_hpo.study._journal import check_journal_file, open_journal
+from robust_hpo.study._orphans import OwnedCachedStorage
 
 JOURNAL_FILE = "study.log"
 """Name of the default journal file inside the output folder."""
@@ -210,7 +211,8 @@ def _check_database_exists(url: str) -> None:
                                "run `robust-hpo run` first or check the path")
 
 
-def _open_rdb(url: str, *, create: bool = True, heartbeat: Heartbeat | None = None) -> RDBStorage:
+def _open_rdb(url: str, *, create: bool = True, heartbeat: Heartbeat | None = None) -> BaseStorage:
+    """``RDBStorage(url)`` behind Optuna's trial cache, trials recording their owner (OwnedCachedStorage)."""
     try:
         import sqlalchemy.exc
     except ModuleNotFoundError as exc:  # pragma: no cover - sqlalchemy ships with optuna
@@ -225,7 +227,7 @@ def _open_rdb(url: str, *, create: bool = True, heartbeat: Heartbeat | None = No
                                "run `robust-hpo run` first or check the URL")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            return _rdb_with_schema_retry(postgres_driver_url(url), sqlalchemy.exc, kwargs)
+            return OwnedCachedStorage(_rdb_with_schema_retry(postgres_driver_url(url), sqlalchemy.exc, kwargs))
     except ImportError as exc:  # Optuna re-raises a missing driver as a plain ImportError
         cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
         name = getattr(cause, "name", None) or str(cause)

@@ -201,3 +201,28 @@ def test_run_fails_and_retries_a_dead_workers_trial_before_starting(tmp_path: Pa
     assert retry.params == params and retry.system_attrs["failed_trial"] == orphan  # the same configuration
     assert trial_owner(retry) == ProcessIdentity.current()
     assert "4 trials: 3 complete, 1 failed" in captured.out
+
+
+def test_on_a_database_a_trial_killed_before_its_first_heartbeat_is_recovered_by_its_owner(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Optuna's heartbeat never fails a trial that has no heartbeat yet (its worker died between creating
+    it and starting the heartbeat thread): the owner rule does, after twice the grace period."""
+    study_file = tmp_path / "orphans.toml"
+    study_file.write_text(SMALL)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    command = ["run", str(study_file), "--storage", url, "--output", str(tmp_path / "out"), "--no-progress",
+               "--heartbeat-interval", "1", "--grace-period", "2"]
+    assert main(command) == 0
+    study = optuna.load_study(study_name="orphans", storage=StorageSpec(url=url).open())
+    dead = _identity_of_exited_process()
+    first = study.trials[0]
+    old = _running_trial(study, dead, dict(first.params), first.distributions,
+                         started=datetime.now() - timedelta(seconds=10))
+    recent = _running_trial(study, dead, dict(first.params), first.distributions)  # the heartbeat's turn first
+    capsys.readouterr()
+    assert main([*command, "--n-trials", "1"]) == 0
+    assert f"trial {old} was left RUNNING by {dead.describe()}, which is gone" in capsys.readouterr().err
+    trials = optuna.load_study(study_name="orphans", storage=StorageSpec(url=url).open()).trials
+    assert trials[old].state == TrialState.FAIL and trials[recent].state == TrialState.RUNNING
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == old]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and trial_owner(retry[0]) == ProcessIdentity.current()

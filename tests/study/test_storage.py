@@ -12,7 +12,8 @@ import pytest
 from optuna.storages import JournalStorage, RDBStorage
 
 from robust_hpo.errors import RobustHPOError
-from robust_hpo.study import StorageSpec
+from robust_hpo.study import ProcessIdentity, StorageSpec, trial_owner
+from robust_hpo.study._orphans import OwnedCachedStorage
 from robust_hpo.study._storage import postgres_driver_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,8 +48,12 @@ def test_journal_file_is_created_with_its_folder_and_readable_by_optuna(tmp_path
 def test_sqlite_url_and_sqlite_file_given_as_journal(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     storage = StorageSpec(url=f"sqlite:///{db}").open()
-    assert isinstance(storage, RDBStorage)
-    optuna.create_study(storage=storage, study_name="s")
+    assert isinstance(storage, OwnedCachedStorage) and isinstance(storage._backend, RDBStorage)  # Optuna's cache
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()  # created with its owner in one write
+    assert trial_owner(storage.get_trial(trial._trial_id)) == ProcessIdentity.current()
+    study.tell(trial, 1.0)
+    assert optuna.load_study(study_name="s", storage=RDBStorage(f"sqlite:///{db}")).trials[0].state.name == "COMPLETE"
     with pytest.raises(ValueError, match=f"storage {db} is an SQLite database, not an Optuna journal file; nothing "
                                          f"was written to it. Pass sqlite:///{db}"):
         StorageSpec(journal=db).open()
