@@ -38,6 +38,7 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage  # what optuna.create_study wraps RDB storages in
 from optuna.trial import FrozenTrial, TrialState
 
+from robust_hpo.objective import RECORD_ATTR, RECORD_FORMAT
 from robust_hpo.study._owner import ProcessIdentity
 
 OWNER_ATTR = "robust_hpo:owner"
@@ -135,7 +136,7 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None, grace_period:
         reason = f"WorkerLost: left RUNNING by {who}"
         storage = study._storage
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial._trial_id, RECORD_ATTR, {"format": RECORD_FORMAT, "fail_reason": reason})
             if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:

@@ -16,6 +16,7 @@ import optuna
 import pytest
 
 from robust_hpo.errors import RobustHPOError
+from robust_hpo.objective import trial_record
 from robust_hpo.study import build_objective, build_splits, load_data, load_study_config
 
 N_CASES = 150
@@ -124,5 +125,5 @@ def test_hostile_value_is_refused_by_key_or_runs(tmp_path: Path, key: str, value
                                     sampler=optuna.samplers.RandomSampler(seed=0))
         study.optimize(objective, n_trials=1, catch=(Exception,))
     trial = study.trials[0]
-    reason = trial.user_attrs.get("fail_reason", "")
+    reason = trial_record(trial).fail_reason or ""
     assert not reason.startswith("ValidationError"), f"{key} = {value} was accepted but the trial failed: {reason}"

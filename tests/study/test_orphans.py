@@ -20,6 +20,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from robust_hpo.cli import main
+from robust_hpo.objective import trial_record
 from robust_hpo.study import OWNER_ATTR, ProcessIdentity, StorageSpec, recover_orphans, summarize, trial_owner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,7 +116,7 @@ def test_orphans_are_failed_and_retried_once(tmp_path: Path) -> None:
     retry_number = recovered[0][1]
     trials = {t.number: t for t in study.get_trials()}
     assert trials[orphan].state == TrialState.FAIL
-    assert trials[orphan].user_attrs["fail_reason"] == f"WorkerLost: left RUNNING by {dead.describe()}, which is gone"
+    assert trial_record(trials[orphan]).fail_reason == f"WorkerLost: left RUNNING by {dead.describe()}, which is gone"
     for number in (alive, elsewhere, unknown):
         assert trials[number].state == TrialState.RUNNING
     retry = trials[retry_number]
