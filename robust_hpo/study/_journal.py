@@ -292,7 +292,7 @@ def scan_journal(path: str | Path) -> JournalDamage:
     return JournalDamage(damaged_lines=tuple(damaged), torn_tail_bytes=torn)
 
 
-def check_journal_file(path: str | Path) -> None:
+def check_journal_file(path: str | Path, *, allow_empty: bool = False) -> None:
     """Refuse an existing ``path`` that is not an Optuna journal file, before anything touches it.
 
     A journal's first line is an Optuna record (``{"op_code":…,"worker_id":…}``), complete or torn
@@ -300,7 +300,9 @@ def check_journal_file(path: str | Path) -> None:
     binary data, an empty file — raises :class:`StorageError` naming the file and saying nothing was
     written (no record, no lock file). An empty file modified in the last
     :data:`FRESH_EMPTY_SECONDS` may be a journal another worker has just created: it is re-read
-    for up to :data:`FRESH_EMPTY_WAIT` seconds before being refused. A missing path passes.
+    for up to :data:`FRESH_EMPTY_WAIT` seconds before being refused. ``allow_empty``: an empty file
+    passes (the default journal in robust_hpo's own output folder, left empty by a run killed before
+    its first record). A missing path passes.
     """
     path = Path(path)
     if not os.path.lexists(path):
@@ -313,6 +315,8 @@ def check_journal_file(path: str | Path) -> None:
         raise StorageError(f"storage {path} is not a regular file (a device, pipe or broken link), not an "
                            f"Optuna journal file; {untouched}")
     head = _read_head(path)
+    if not head and allow_empty:
+        return
     deadline = time.monotonic() + FRESH_EMPTY_WAIT
     while not head and time.time() - _mtime(path) < FRESH_EMPTY_SECONDS and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -366,16 +370,17 @@ def _starts_like_journal(head: bytes) -> bool:
     return first.startswith(start) or start.startswith(first)  # a first record cut by a killed write
 
 
-def open_journal(path: str | Path, *, create: bool, lock_grace: float = DEFAULT_LOCK_GRACE) -> JournalStorage:
+def open_journal(path: str | Path, *, create: bool, lock_grace: float = DEFAULT_LOCK_GRACE,
+                 allow_empty: bool = False) -> JournalStorage:
     """Optuna's :class:`JournalStorage` (:class:`OwnedJournalStorage`: trials record their owner) on
     the journal file ``path`` with :class:`CheckedJournalBackend`.
 
     ``create=False`` (reading) requires the file and writes nothing. A file that is not a journal is
-    refused untouched (:func:`check_journal_file`). A damaged journal raises :class:`StorageError`
-    naming the file, the first damaged line and the repair command.
+    refused untouched (:func:`check_journal_file`; ``allow_empty`` as there). A damaged journal raises
+    :class:`StorageError` naming the file, the first damaged line and the repair command.
     """
     path = Path(path)
-    check_journal_file(path)
+    check_journal_file(path, allow_empty=allow_empty)
     if not create and not path.is_file():
         raise MissingFileError(f"no study storage at {path}; run `robust-hpo run` first or pass --storage")
     if create:

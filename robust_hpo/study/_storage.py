@@ -18,7 +18,7 @@ import importlib.util
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,9 @@ class StorageSpec:
 
     url: str | None = None
     journal: Path | None = None
+    default: bool = field(default=False, compare=False)
+    """True for the journal robust_hpo chose itself (``<output root>/<name>/study.log``): an empty file
+    there is the journal of a run killed before its first record, not someone else's file."""
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.journal is None):
@@ -88,7 +91,7 @@ class StorageSpec:
     @classmethod
     def parse(cls, spec: str | None, *, default_journal: Path) -> StorageSpec:
         if spec is None:
-            return cls(journal=Path(default_journal))
+            return cls(journal=Path(default_journal), default=True)
         if not isinstance(spec, str) or not spec.strip():
             raise ValidationError(f"storage must be a URL or a journal file path, got {spec!r}")
         if _DSN.match(spec):
@@ -123,7 +126,7 @@ class StorageSpec:
         """Refuse, touching nothing, a journal path holding something other than an Optuna journal
         (:func:`robust_hpo.study._journal.check_journal_file`); URLs are checked when opened."""
         if self.journal is not None:
-            check_journal_file(self.journal)
+            check_journal_file(self.journal, allow_empty=self.default)
 
     def open(self, *, create: bool = True, heartbeat: Heartbeat | None = None) -> BaseStorage:
         """Open the storage: ``create=True`` may create it (a journal file and its folder, an SQLite
@@ -132,7 +135,7 @@ class StorageSpec:
         :mod:`robust_hpo.study._orphans`). Errors are :class:`StorageError` (or
         :class:`MissingFileError`) naming the file or the masked URL."""
         if self.journal is not None:
-            return open_journal(self.journal, create=create)  # refuses a file that is not a journal, untouched
+            return open_journal(self.journal, create=create, allow_empty=self.default)  # refuses a file that is not a journal, untouched
         url = str(self.url)
         if url.startswith("grpc://"):
             return _open_grpc(url)

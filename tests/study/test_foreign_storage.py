@@ -76,3 +76,29 @@ def test_fresh_empty_file_of_a_concurrent_worker_is_awaited(tmp_path: Path) -> N
     finally:
         writer.join()
     assert optuna.get_all_study_names(StorageSpec(journal=shared).open()) == ["s"]
+
+
+def test_an_empty_default_journal_is_resumed_but_an_empty_named_file_is_refused(tmp_path: Path, monkeypatch,
+                                                                                capsys) -> None:
+    """A run killed between Optuna creating ``study.log`` and its first record leaves it empty; in
+    robust_hpo's own output folder that is our journal, not a foreign file. Named with --storage,
+    an empty file could be anybody's: refused, untouched."""
+    from robust_hpo.cli import main
+
+    root = tmp_path / "root"
+    monkeypatch.setenv("ROBUST_HPO_OUTPUT_ROOT", str(root))
+    study = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml"
+    left = root / "quickstart" / "study.log"
+    left.parent.mkdir(parents=True)
+    left.touch()
+    past = time.time() - 2 * FRESH_EMPTY_SECONDS
+    os.utime(left, (past, past))
+    assert main(["run", str(study), "--n-trials", "2", "--no-progress"]) == 0
+    assert "ran 2 trials" in capsys.readouterr().out
+    assert left.stat().st_size > 0
+    named = tmp_path / "named.log"
+    named.touch()
+    os.utime(named, (past, past))
+    assert main(["run", str(study), "--storage", str(named), "--n-trials", "2", "--no-progress"]) == 2
+    assert "is an empty file, not an Optuna journal file; nothing was written" in capsys.readouterr().err
+    assert named.read_bytes() == b""
