@@ -40,6 +40,8 @@ from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrial
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from robust_hpo.objective import trial_record  # reads the reason a trial failed from its record
+
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "studies" / "quickstart.toml"
 GRACE = 3
@@ -101,8 +103,8 @@ def kill_loop(kind: str, location: str, output: Path, args: argparse.Namespace) 
     resume_seconds = time.monotonic() - resumed
     trials = _trials(kind, location, name)
     states = Counter(t.state for t in trials)
-    lost = [t for t in trials if t.state == TrialState.FAIL and (
-        t.user_attrs.get("fail_reason", "").startswith("WorkerLost") or "fail_reason" not in t.user_attrs)]
+    lost = [t for t in trials if t.state == TrialState.FAIL  # WorkerLost, or failed by the heartbeat (no reason)
+            and (trial_record(t).fail_reason or "WorkerLost").startswith("WorkerLost")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retries = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) is not None]

@@ -38,7 +38,11 @@ time.sleep(600)
 
 
 def _leave_stale_lock(kind: str, journal: Path) -> None:
-    """A child takes the lock of ``journal`` and is killed while holding it."""
+    """A child takes the lock of ``journal`` and is killed while holding it (``empty``: killed between
+    creating the lock file and writing its owner, as a file left empty)."""
+    if kind == "empty":
+        Path(f"{journal}.lock").touch()
+        return
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", _HOLD, kind, str(journal)], stdout=subprocess.PIPE, text=True,
                              env=env)
@@ -66,6 +70,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="stale_lock_") as folder:
         cases = [("robust_hpo (owner gone)", "owned", OwnedLock),
+                 ("robust_hpo (killed before writing owner)", "empty", OwnedLock),
                  ("robust_hpo (Optuna's lock, no owner)", "symlink", OwnedLock)]
         if not args.skip_optuna:
             cases.insert(0, ("optuna (symlink lock, default)", "symlink", JournalFileSymlinkLock))

@@ -16,7 +16,9 @@ under a lock file (``<journal>.lock``). A writer killed mid-write (``kill -9``, 
 * a **stale lock** — the lock file of a killed writer. Optuna's locks wait 30 s, silently once its
   warnings are filtered. :class:`OwnedLock` (Optuna's ``O_EXCL`` lock-file protocol, so it excludes
   plain Optuna's symlink locks and theirs exclude it) writes its owner (:class:`ProcessIdentity`)
-  into the lock file: a lock whose owner is gone on this machine is broken at once, any other lock
+  into the lock file: a lock whose owner is gone on this machine is broken at once, a lock still
+  empty after :data:`EMPTY_LOCK_GRACE` seconds (its creator was killed between creating it and
+  writing its owner) then, any other lock
   left unchanged for ``grace_period`` seconds (default 10; a write holds it for milliseconds) is
   broken then; each break and any wait over 2 s is reported on stderr, naming the lock file.
 """
@@ -66,6 +68,11 @@ def repair_command(path: str | Path) -> str:
     return f"robust-hpo repair {path}"
 
 
+EMPTY_LOCK_GRACE = 2.0
+"""Seconds after which a lock file still empty (created with ``O_EXCL``, owner not yet written — a
+live process writes it at once) is broken: its creator was killed in between."""
+
+
 class OwnedLock(BaseJournalFileLock):
     """The journal's lock file, created with ``O_EXCL`` and holding its owner as JSON; see the module
     docstring for when a lock is broken. ``report`` receives each message (default: stderr)."""
@@ -93,7 +100,7 @@ class OwnedLock(BaseJournalFileLock):
                         self._report(f"broke the stale lock file {self.path} ({stale})")
                         continue
                     if not reported and time.monotonic() - started > self._report_after:
-                        owner, age, _ = holder
+                        owner, age, _, _ = holder
                         who = owner.describe() if owner is not None else "an unknown process"
                         self._report(f"waiting for the lock file {self.path}, held by {who} for {age:.0f} s; "
                                      f"it is broken once unchanged for {self.grace_period:g} s")
@@ -117,19 +124,26 @@ class OwnedLock(BaseJournalFileLock):
         except OSError:
             raise RuntimeError(f"did not hold the lock file {self.path}") from None
 
-    def _holder(self) -> tuple[ProcessIdentity | None, float, int] | None:
-        """(owner or None, age in seconds, inode) of the current lock; None if it just vanished."""
+    def _holder(self) -> tuple[ProcessIdentity | None, float, int, bool] | None:
+        """(owner or None, age in seconds, inode, empty) of the current lock; None if it just vanished."""
         try:
             stat = os.lstat(self.path)
             owner = None
             if not os.path.islink(self.path):  # plain Optuna's lock is a symlink without an owner
                 with open(self.path, "rb") as handle:
-                    owner = ProcessIdentity.from_json(_json_or_none(handle.read(4096)))
+                    content = handle.read(4096)
+                owner = ProcessIdentity.from_json(_json_or_none(content))
+                empty = not content
+            else:
+                empty = False
         except OSError:
             return None
-        return owner, max(0.0, time.time() - stat.st_mtime), stat.st_ino
+        return owner, max(0.0, time.time() - stat.st_mtime), stat.st_ino, empty
 
-    def _staleness(self, owner: ProcessIdentity | None, age: float, inode: int) -> str | None:
+    def _staleness(self, owner: ProcessIdentity | None, age: float, inode: int, empty: bool) -> str | None:
+        if empty:  # created, its owner not yet written: microseconds for a live process
+            return f"empty for {age:.1f} s: its creator died before writing its owner" \
+                if age > EMPTY_LOCK_GRACE else None
         if owner is not None and owner.is_gone():
             return f"its owner, {owner.describe()}, is gone"
         if age > self.grace_period:

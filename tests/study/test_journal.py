@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -19,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from robust_hpo.cli import main
 from robust_hpo.errors import MissingFileError, StorageError
 from robust_hpo.study import ProcessIdentity, StorageSpec, open_journal, repair_journal, scan_journal
-from robust_hpo.study._journal import OwnedLock
+from robust_hpo.study._journal import EMPTY_LOCK_GRACE, OwnedLock
 
 
 def _journal_with_trials(path: Path, n: int = 3) -> None:
@@ -170,6 +171,22 @@ def test_an_ownerless_lock_is_broken_after_the_grace_period(tmp_path: Path) -> N
     assert lock.acquire()
     assert len(messages) == 1 and messages[0].startswith(f"broke the stale lock file {lock_path} (held by an "
                                                          "unknown process, unchanged for")
+    lock.release()
+
+
+def test_an_empty_lock_is_broken_after_seconds_not_the_grace_period(tmp_path: Path) -> None:
+    """A writer killed between creating the lock (O_EXCL) and writing its owner leaves it empty."""
+    journal = tmp_path / "study.log"
+    lock_path = Path(f"{journal}.lock")
+    lock_path.touch()
+    messages: list[str] = []
+    lock = OwnedLock(journal, grace_period=3600, report=messages.append)
+    started = time.monotonic()
+    assert lock.acquire()
+    waited = time.monotonic() - started
+    assert EMPTY_LOCK_GRACE <= waited < 60  # not at once (its creator may be writing), not the grace period
+    assert len(messages) == 1 and messages[0].startswith(f"broke the stale lock file {lock_path} (empty for ")
+    assert "its creator died before writing its owner" in messages[0]
     lock.release()
 
 
