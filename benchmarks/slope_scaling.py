@@ -47,7 +47,7 @@ def even_odd_images(n_max: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
     if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         from robust_hpo.datasets import load_dataset
 
-        ds = load_dataset("mnist", root=SHARED_MNIST, n_train=n_max + 500, n_test=None, seed=seed)
+        ds = load_dataset("mnist", root=SHARED_MNIST, n_train=n_max + 500, n_test=10, seed=seed)  # (test split unused)
         X, y = ds.X_train, ds.y_train % 2
         source = f"MNIST 10k split from {SHARED_MNIST} (even vs odd digits)"
     else:
