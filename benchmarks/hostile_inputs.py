@@ -2,7 +2,7 @@
 
     python benchmarks/hostile_inputs.py --interrupts 40 --seed 3
 
-* ``--interrupts N``: N runs of ``robust-hpo run studies/quickstart.toml`` (400 trials, a fresh output
+* ``--interrupts N``: N runs of ``robust-hpo run studies/quickstart.toml`` (5000 trials, a fresh output
   folder each), each sent SIGINT after a random delay (half in the first 1.5 s, while the libraries
   load, half up to 10 s, during trials). Prints how each ended: the exit status (130, or death by
   SIGINT, which shells report as 130 too), the number of stderr lines, and any traceback.
@@ -35,12 +35,16 @@ def interrupts(runs: int, seed: int) -> None:
         for run in range(runs):
             delay = rng.uniform(0.05, 1.5) if run % 2 == 0 else rng.uniform(1.5, 10.0)
             command = [sys.executable, "-m", "robust_hpo.cli", "run", str(REPO / "studies" / "quickstart.toml"),
-                       "--n-trials", "400", "--no-progress", "--storage", f"{folder}/run{run}/study.log",
+                       "--n-trials", "5000", "--no-progress", "--storage", f"{folder}/run{run}/study.log",
                        "--output", f"{folder}/run{run}"]
             # SIGINT restored to its default: a background shell job starts with it ignored
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             time.sleep(delay)
+            if process.poll() is not None:  # finished before the interrupt: not a measurement
+                outcomes["finished before the interrupt (not counted)"] += 1
+                process.communicate()
+                continue
             process.send_signal(signal.SIGINT)
             _, err = process.communicate(timeout=120)
             lines = err.strip().splitlines()

@@ -25,14 +25,17 @@ under a lock file (``<journal>.lock``). A writer killed mid-write (``kill -9``, 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,6 +71,27 @@ def repair_command(path: str | Path) -> str:
     return f"robust-hpo repair {path}"
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back for the duration, so that an interrupt never leaves a lock taken nor a record
+    half-written: while it lasts, SIGINT is only recorded; when it ends the previous handler runs for
+    it (Python's raises ``KeyboardInterrupt`` there). Main thread only — where Python runs signal
+    handlers and raises ``KeyboardInterrupt``; elsewhere a no-op. (Blocking the signal with
+    ``pthread_sigmask`` would not do: the kernel then delivers it to another thread, e.g. a BLAS one,
+    and Python still raises it in the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, held[0])
+
+
 EMPTY_LOCK_GRACE = 2.0
 """Seconds after which a lock file still empty (created with ``O_EXCL``, owner not yet written — a
 live process writes it at once) is broken: its creator was killed in between."""
@@ -90,8 +114,15 @@ class OwnedLock(BaseJournalFileLock):
     def acquire(self) -> bool:
         delay, started, reported = 0.001, time.monotonic(), False
         while True:
+            taken = False
             try:
-                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with interrupts_deferred():  # created and owned, or not at all
+                    handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                    taken = True
+                    try:
+                        os.write(handle, self._owner)
+                    finally:
+                        os.close(handle)
             except FileExistsError:
                 holder = self._holder()
                 if holder is not None:
@@ -108,12 +139,13 @@ class OwnedLock(BaseJournalFileLock):
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
                 continue
-            except OSError as exc:
-                raise StorageError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
-            try:
-                os.write(handle, self._owner)
-            finally:
-                os.close(handle)
+            except BaseException as exc:  # the write failed, or a Ctrl-C held back meanwhile: give the lock back
+                if taken:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.path)
+                if isinstance(exc, OSError):
+                    raise StorageError(f"cannot take the lock file {self.path}: {exc.strerror}") from None
+                raise
             return True
 
     def release(self) -> None:
@@ -197,6 +229,10 @@ class CheckedJournalBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
+        with interrupts_deferred():  # a Ctrl-C neither tears the record nor leaves the lock taken
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
         self._lock.acquire()
         try:
             handle = os.open(self.path, os.O_RDWR | os.O_APPEND)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from robust_hpo.cli import main
 from robust_hpo.errors import MissingFileError, StorageError
 from robust_hpo.study import ProcessIdentity, StorageSpec, open_journal, repair_journal, scan_journal
-from robust_hpo.study._journal import EMPTY_LOCK_GRACE, OwnedLock
+from robust_hpo.study._journal import EMPTY_LOCK_GRACE, CheckedJournalBackend, OwnedLock
 
 
 def _journal_with_trials(path: Path, n: int = 3) -> None:
@@ -188,6 +189,43 @@ def test_an_empty_lock_is_broken_after_seconds_not_the_grace_period(tmp_path: Pa
     assert len(messages) == 1 and messages[0].startswith(f"broke the stale lock file {lock_path} (empty for ")
     assert "its creator died before writing its owner" in messages[0]
     lock.release()
+
+
+def test_an_interrupt_while_taking_the_lock_gives_it_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between creating the lock file and returning from acquire() (found by
+    benchmarks/hostile_inputs.py: the interrupted process then waited on its own lock)."""
+    journal = tmp_path / "study.log"
+    lock = OwnedLock(journal)
+
+    def interrupted(handle: int, data: bytes) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lock.acquire()
+    assert not lock.path.exists()
+    monkeypatch.undo()
+    assert lock.acquire()  # at once: nothing left behind
+    lock.release()
+
+
+def test_a_ctrl_c_during_an_append_comes_after_the_whole_record_and_the_lock(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = tmp_path / "study.log"
+    backend = CheckedJournalBackend(journal)
+    write = os.write
+
+    def interrupted_write(handle: int, data: bytes) -> int:  # Ctrl-C while the record is being written
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # without the deferral, KeyboardInterrupt is raised here
+        return write(handle, data)
+
+    monkeypatch.setattr(os, "write", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        backend.append_logs([{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}])
+    monkeypatch.undo()
+    assert journal.read_bytes().endswith(b"}\n") and journal.read_bytes().count(b"\n") == 1
+    assert not Path(f"{journal}.lock").exists()
 
 
 def test_a_live_owner_is_waited_for_and_reported(tmp_path: Path) -> None:
