@@ -48,6 +48,7 @@ __all__ = [
     "PostgresUnavailable",
     "throwaway_postgres",
     "tiny_split",
+    "tiny_study_toml",
 ]
 
 class FakeFitted:
@@ -153,6 +154,17 @@ FLAKY = FakeFamily("flaky", fail_above=1.0)
 NET = FakeFamily("fake_net", space={
     "epochs": IntDistribution(1, 50), "width": IntDistribution(8, 512, log=True),
     "C": FloatDistribution(1e-2, 1e2, log=True)}, margins=False)
+
+
+def tiny_study_toml(name: str, *, learners: tuple[str, ...] = ("logistic", "ridge"), n_train: int = 60,
+                    n_test: int = 30, n_trials: int | None = None, extra: str = "") -> str:
+    """The text of a small study file — digits 3 vs 8, BadNets 2×2, seed 0 — for tests of the runner,
+    the storages and the CLI; ``extra`` is appended (further TOML sections)."""
+    trials = f"n_trials = {n_trials}\n" if n_trials is not None else ""
+    names = ", ".join(f'"{learner}"' for learner in learners)
+    return (f'\n[study]\nname = "{name}"\n{trials}seed = 0\n\n[data]\ndataset = "digits"\nclasses = [3, 8]\n'
+            f"n_train = {n_train}\nn_test = {n_test}\n\n[attack]\nsize = 2\n\n[search]\nlearners = [{names}]\n"
+            + (f"\n{extra.strip()}\n" if extra.strip() else ""))
 
 
 def register_fakes() -> None:

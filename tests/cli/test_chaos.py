@@ -20,26 +20,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from robust_hpo.objective import trial_record
+from robust_hpo.testing import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-STUDY = """
-[study]
-name = "chaos"
-seed = 0
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 80
-n_test = 40
-
-[attack]
-size = 2
-
-[search]
-learners = ["logistic", "ridge", "linear_svm"]
-"""
+STUDY = tiny_study_toml('chaos', learners=("logistic", "ridge", "linear_svm"), n_train=80, n_test=40)
 
 KILLS = 5
 

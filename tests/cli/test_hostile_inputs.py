@@ -12,25 +12,9 @@ import pytest
 
 from robust_hpo.cli import main
 from robust_hpo.study import StorageSpec
+from robust_hpo.testing import tiny_study_toml
 
-SMALL = """
-[study]
-name = "hostile"
-n_trials = 2
-seed = 0
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 60
-n_test = 30
-
-[attack]
-size = 2
-
-[search]
-learners = ["logistic", "ridge"]
-"""
+SMALL = tiny_study_toml('hostile', n_trials=2)
 
 
 def _write(tmp_path: Path, text: str = SMALL) -> Path:

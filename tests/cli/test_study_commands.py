@@ -23,30 +23,11 @@ from robust_hpo.dashboard import dashboard_app
 from robust_hpo.cli import main
 from robust_hpo.study import StorageSpec
 from robust_hpo.objective import RECORD_ATTR, trial_record
+from robust_hpo.testing import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-SMALL = """
-[study]
-name = "cli"
-n_trials = 6
-seed = 0
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 60
-n_test = 30
-
-[attack]
-size = 2
-
-[search]
-learners = ["logistic", "ridge"]
-
-[constraint]
-min_accuracy = 0.8
-"""
+SMALL = tiny_study_toml('cli', n_trials=6, extra="[constraint]\nmin_accuracy = 0.8")
 
 
 def _write(tmp_path: Path, text: str = SMALL, name: str = "small.toml") -> Path:

@@ -21,26 +21,11 @@ from optuna.trial import TrialState
 from robust_hpo.objective import trial_record
 from robust_hpo.study import trial_owner
 from robust_hpo.study._storage import postgres_driver_url
+from robust_hpo.testing import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-STUDY = """
-[study]
-name = "crash"
-seed = 0
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 80
-n_test = 40
-
-[attack]
-size = 2
-
-[search]
-learners = ["logistic", "ridge", "linear_svm"]
-"""
+STUDY = tiny_study_toml('crash', learners=("logistic", "ridge", "linear_svm"), n_train=80, n_test=40)
 
 N_TRIALS = 12
 GRACE = 3

@@ -16,26 +16,11 @@ from optuna.trial import TrialState
 
 from robust_hpo.errors import StorageError, ValidationError
 from robust_hpo.study import StorageSpec
+from robust_hpo.testing import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-STUDY = """
-[study]
-name = "proxied"
-seed = 0
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 60
-n_test = 30
-
-[attack]
-size = 2
-
-[search]
-learners = ["logistic", "ridge"]
-"""
+STUDY = tiny_study_toml('proxied')
 
 
 def _free_port() -> int:

@@ -21,25 +21,9 @@ from robust_hpo.study import (
     storage_folder_name,
 )
 from robust_hpo.study import output_root as current_output_root
+from robust_hpo.testing import tiny_study_toml
 
-SMALL = """
-[study]
-name = "loc"
-n_trials = 3
-seed = 0
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 60
-n_test = 30
-
-[attack]
-size = 2
-
-[search]
-learners = ["logistic", "ridge"]
-"""
+SMALL = tiny_study_toml('loc', n_trials=3)
 
 
 def _study_file(tmp_path: Path, text: str = SMALL) -> Path:

@@ -22,27 +22,11 @@ from optuna.trial import FrozenTrial, TrialState
 from robust_hpo.cli import main
 from robust_hpo.objective import trial_record
 from robust_hpo.study import OWNER_ATTR, ProcessIdentity, StorageSpec, recover_orphans, summarize, trial_owner
+from robust_hpo.testing import tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
-SMALL = """
-[study]
-name = "orphans"
-n_trials = 2
-seed = 0
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 60
-n_test = 30
-
-[attack]
-size = 2
-
-[search]
-learners = ["logistic", "ridge"]
-"""
+SMALL = tiny_study_toml('orphans', n_trials=2)
 
 
 def _identity_of_exited_process() -> ProcessIdentity:
