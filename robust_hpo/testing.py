@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "throwaway_postgres",
     "tiny_split",
     "tiny_study_toml",
+    "serving",
 ]
 
 class FakeFitted:
@@ -165,6 +167,19 @@ def tiny_study_toml(name: str, *, learners: tuple[str, ...] = ("logistic", "ridg
     return (f'\n[study]\nname = "{name}"\n{trials}seed = 0\n\n[data]\ndataset = "digits"\nclasses = [3, 8]\n'
             f"n_train = {n_train}\nn_test = {n_test}\n\n[attack]\nsize = 2\n\n[search]\nlearners = [{names}]\n"
             + (f"\n{extra.strip()}\n" if extra.strip() else ""))
+
+
+@contextlib.contextmanager
+def serving(server: Any) -> Iterator[str]:
+    """Serve a bound WSGI ``server`` (e.g. :func:`robust_hpo.dashboard.dashboard_server` with
+    ``port=0``) from a daemon thread; yield its base URL; shut it down afterwards."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def register_fakes() -> None:

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from robust_hpo.dashboard import dashboard_server
 from robust_hpo.study import StorageSpec
+from robust_hpo.testing import serving
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "studies" / "quickstart.toml"
@@ -134,14 +134,8 @@ def test_every_written_page_renders_without_errors(quickstart: Path) -> None:
 
 @pytest.fixture(scope="module")
 def dashboard_url(quickstart: Path) -> Iterator[str]:
-    server = dashboard_server(StorageSpec(journal=quickstart / "study.log").open(), port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(dashboard_server(StorageSpec(journal=quickstart / "study.log").open(), port=0)) as url:
+        yield url
 
 
 def test_dashboard_shows_the_feasible_front_and_the_recommendation(dashboard_url: str, quickstart: Path) -> None:

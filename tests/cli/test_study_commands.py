@@ -8,22 +8,20 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
 import pytest
 
 from optuna.trial import TrialState
 
-from robust_hpo.dashboard import dashboard_app
+from robust_hpo.dashboard import dashboard_server
 from robust_hpo.cli import main
 from robust_hpo.study import StorageSpec
 from robust_hpo.objective import RECORD_ATTR, trial_record
-from robust_hpo.testing import tiny_study_toml
+from robust_hpo.testing import serving, tiny_study_toml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,25 +96,13 @@ def test_sqlite_storage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "storage: sqlite:///" in capsys.readouterr().out
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def served_study(tmp_path: Path) -> Iterator[str]:
     """A small study run through the CLI, served by optuna-dashboard on 127.0.0.1 (free port)."""
     out = tmp_path / "out"
     assert main(["run", str(_write(tmp_path)), "--storage", str(out / "study.log"), "--output", str(out), "--n-trials", "3", "--no-progress"]) == 0
-    server = make_server("127.0.0.1", 0, dashboard_app(StorageSpec(journal=out / "study.log").open()),
-                         handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(dashboard_server(StorageSpec(journal=out / "study.log").open(), port=0)) as url:
+        yield url
 
 
 def test_study_is_readable_through_optuna_dashboards_api(served_study: str) -> None:

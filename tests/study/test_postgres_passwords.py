@@ -7,24 +7,9 @@ from pathlib import Path
 import pytest
 
 from robust_hpo.cli import main
+from robust_hpo.testing import tiny_study_toml
 
-STUDY = """
-[study]
-name = "pw"
-n_trials = 2
-
-[data]
-dataset = "digits"
-classes = [3, 8]
-n_train = 60
-n_test = 30
-
-[attack]
-size = 2
-
-[search]
-learners = ["ridge"]
-"""
+STUDY = tiny_study_toml("pw", learners=("ridge",), n_trials=2)
 
 
 @pytest.mark.parametrize("form", ["userinfo", "query"])
