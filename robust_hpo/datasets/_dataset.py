@@ -1,11 +1,12 @@
-"""Datasets as arrays: images (n, C, H, W) float32 in [0, 1] and integer labels.
+"""Datasets as arrays: tabular rows (n, d) or images (n, C, H, W) float32 in [0, 1], and integer labels.
 
-The value object loaders return.
+The value object loaders (and :meth:`Dataset.from_arrays`) return.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,17 +16,24 @@ from robust_hpo.errors import ValidationError
 SPLITS: dict[str, str] = {
     "official": "the dataset's own train and test files",
     "stratified": "one pool of images split into disjoint train and test parts (seeded, stratified)",
+    "given": "train and test parts as the user gave them",
     "test-only": "only the official *test* file was available: train and test are disjoint parts of it",
     "train-only": "only the official *train* file was available: train and test are disjoint parts of it",
 }
 
 
+#: The two layouts of a dataset's inputs; triggers say which they need (``BaseTrigger.needs``).
+LAYOUTS: dict[str, str] = {"rows": "tabular rows (n, d)", "images": "images (n, C, H, W)"}
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """A train/test split of images.
+    """A train/test split of tabular rows or of images.
 
-    Conventions: ``X_*`` are float32 arrays of shape (n, C, H, W) with values in [0, 1]
-    (channels first, as torch expects; grayscale has C = 1). ``y_*`` are int64 class ids from
+    Conventions: ``X_*`` are either float arrays of rows (n, d) with finite values in the data's own
+    units (``layout == "rows"``; ``feature_names`` names the d columns), or float32 images
+    (n, C, H, W) with values in [0, 1] (``layout == "images"``; channels first, as torch expects;
+    grayscale has C = 1). ``y_*`` are int64 class ids from
     the *original* dataset (e.g. 7 and 1 for the MNIST pair 7-1). ``classes`` lists the ids kept,
     in order; ``class_names`` their human names. ``split`` says how train and test were formed
     (a key of :data:`SPLITS`; e.g. ``"test-only"`` when both parts come from MNIST's t10k file).
@@ -39,6 +47,7 @@ class Dataset:
     classes: tuple[int, ...]
     class_names: tuple[str, ...]
     split: str = "official"
+    feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -56,7 +65,7 @@ class Dataset:
             )
         for part in ("train", "test"):
             X, y = getattr(self, f"X_{part}"), getattr(self, f"y_{part}")
-            _check_images(f"X_{part}", X)
+            _check_inputs(f"X_{part}", X)
             if not isinstance(y, np.ndarray) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
                 raise ValidationError(f"y_{part} must be a 1-D integer array, got {_describe(y)}")
             if y.shape[0] != X.shape[0]:
@@ -68,14 +77,52 @@ class Dataset:
             if unknown.size:
                 raise ValidationError(f"y_{part} holds labels {unknown.tolist()} not in classes {classes}")
         if self.X_train.shape[1:] != self.X_test.shape[1:]:
+            what = "(d,) columns" if self.X_train.ndim == 2 else "(C, H, W)"
             raise ValidationError(
-                f"X_train images {self.X_train.shape[1:]} and X_test images {self.X_test.shape[1:]} "
-                "must have the same (C, H, W)"
+                f"X_train points {self.X_train.shape[1:]} and X_test points {self.X_test.shape[1:]} "
+                f"must have the same {what}"
             )
+        if self.X_train.ndim == 2:
+            names = self.feature_names
+            if names is None:
+                names = tuple(f"x{i}" for i in range(self.X_train.shape[1]))
+            names = tuple(names)
+            if len(names) != self.X_train.shape[1] or not all(isinstance(n, str) and n for n in names) \
+                    or len(set(names)) != len(names):
+                raise ValidationError(f"feature_names must be {self.X_train.shape[1]} distinct non-empty strings "
+                                      f"(one per column), got {names!r}")
+            object.__setattr__(self, "feature_names", names)
+        elif self.feature_names is not None:
+            raise ValidationError("feature_names applies to tabular rows (n, d) only, not to images")
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.X_train.shape[1:])  # type: ignore[return-value]
+    def layout(self) -> str:
+        """``"rows"`` (tabular (n, d)) or ``"images"`` ((n, C, H, W)): a key of :data:`LAYOUTS`."""
+        return "rows" if self.X_train.ndim == 2 else "images"
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The range every input value must keep (triggers included): [0, 1] for images, None for rows."""
+        return (0.0, 1.0) if self.layout == "images" else None
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W) for images, (d,) for rows."""
+        return tuple(self.X_train.shape[1:])
+
+    @classmethod
+    def from_arrays(cls, X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None, *, seed: int = 0,
+                    n_test: int | None = None, n_train: int | None = None, feature_names: Any = None,
+                    class_names: Any = None, classes: Any = None, name: str = "arrays") -> Dataset:
+        """A dataset from your own arrays: rows (n, d) or images (n, C, H, W), NumPy or pandas.
+
+        See :func:`robust_hpo.datasets.dataset_from_arrays` (this is the same function).
+        """
+        from robust_hpo.datasets._arrays import dataset_from_arrays
+
+        return dataset_from_arrays(X_train, y_train, X_test, y_test, seed=seed, n_test=n_test, n_train=n_train,
+                                   feature_names=feature_names, class_names=class_names, classes=classes,
+                                   name=name)
 
 
 def _describe(a: object) -> str:
@@ -84,11 +131,18 @@ def _describe(a: object) -> str:
     return f"{type(a).__name__}"
 
 
-def _check_images(name: str, X: object) -> None:
-    if not isinstance(X, np.ndarray) or X.ndim != 4 or not np.issubdtype(X.dtype, np.floating):
-        raise ValidationError(f"{name} must be a float array of shape (n, C, H, W), got {_describe(X)}")
-    if X.shape[0] == 0:
-        raise ValidationError(f"{name} must hold at least one image, got shape {X.shape}")
+def _check_inputs(name: str, X: object) -> None:
+    if not isinstance(X, np.ndarray) or X.ndim not in (2, 4) or not np.issubdtype(X.dtype, np.floating):
+        raise ValidationError(f"{name} must be a float array of rows (n, d) or images (n, C, H, W), "
+                              f"got {_describe(X)}")
+    if X.shape[0] == 0 or X.size == 0:
+        raise ValidationError(f"{name} must hold at least one point and one value each, got shape {X.shape}")
+    if X.ndim == 2:
+        if not np.all(np.isfinite(X)):
+            rows, cols = np.nonzero(~np.isfinite(X))
+            raise ValidationError(f"{name} contains NaN or infinite values (first at row {int(rows[0])}, "
+                                  f"column {int(cols[0])}); expected finite numbers")
+        return
     if not np.all(np.isfinite(X)):
         raise ValidationError(f"{name} contains NaN or infinite values; expected pixels in [0, 1]")
     lo, hi = float(X.min()), float(X.max())

@@ -16,6 +16,7 @@ from robust_hpo.datasets._folders import imagefolder_source, imagenette_source
 from robust_hpo.datasets._mnist import mnist_source
 from robust_hpo.datasets._select import check_count, resolve_classes, split_pool, stratified_choice
 from robust_hpo.datasets._source import Source
+from robust_hpo.datasets._tabular import breast_cancer_source, csv_source, npz_source
 from robust_hpo._validation import InstanceOf, Interval, check
 from robust_hpo.errors import ValidationError, requires_torch
 
@@ -23,6 +24,7 @@ from robust_hpo.errors import ValidationError, requires_torch
 DATA_ENV = "ROBUST_HPO_DATA"
 
 _LOADERS: dict[str, Callable[..., Source]] = {
+    "breast_cancer": lambda root, download, image_size: breast_cancer_source(),
     "digits": lambda root, download, image_size: digits_source(),
     "mnist": lambda root, download, image_size: mnist_source(root, download=download),
     "cifar10": lambda root, download, image_size: cifar10_source(root, download=download),
@@ -31,6 +33,11 @@ _LOADERS: dict[str, Callable[..., Source]] = {
     "imagefolder": lambda root, download, image_size: _imagefolder(root, download, image_size),
 }
 _RESIZABLE: frozenset[str] = frozenset({"imagenette", "imagefolder"})
+_FILES: dict[str, Callable[..., Source]] = {
+    "csv": lambda path, label: csv_source(path, label),
+    "npz": lambda path, label: npz_source(path),
+}
+"""Datasets read from one file of yours (``path``; ``label`` names a CSV file's label column)."""
 
 
 def _imagefolder(root: Path, download: bool, image_size: int | None) -> Source:
@@ -41,7 +48,7 @@ def _imagefolder(root: Path, download: bool, image_size: int | None) -> Source:
 
 def available_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset`."""
-    return sorted(_LOADERS)
+    return sorted([*_LOADERS, *_FILES])
 
 
 def default_root() -> Path:
@@ -60,10 +67,14 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
     image_size: int | None = None,
+    path: str | os.PathLike[str] | None = None,
+    label: str | None = None,
 ) -> Dataset:
-    """Load a dataset as float32 images (n, C, H, W) in [0, 1] with original class ids.
+    """Load a dataset as float32 images (n, C, H, W) in [0, 1] or float64 rows (n, d), with class ids.
 
-    name: ``"digits"`` (scikit-learn's 8×8, offline), ``"mnist"`` (IDX files), ``"cifar10"``
+    name: ``"breast_cancer"`` (scikit-learn's 569×30 table, offline), ``"csv"`` and ``"npz"`` (your
+        own file at ``path``, see :mod:`robust_hpo.datasets._tabular`; a CSV file needs ``label``, the
+        name of its label column), ``"digits"`` (scikit-learn's 8×8, offline), ``"mnist"`` (IDX files), ``"cifar10"``
         (python pickle batches), ``"imagenette"`` (fastai's class folders), ``"imagefolder"``
         (``root/train/<class>/*``, ``root/val/<class>/*`` or ``root/test/<class>/*``).
 
@@ -78,11 +89,21 @@ def load_dataset(
     image_size: side of the square images for the folder datasets (``imagenette``,
         ``imagefolder``; default 224): shorter side resized to it, then center-cropped.
     """
-    if not isinstance(name, str) or name not in _LOADERS:
+    if not isinstance(name, str) or name not in available_datasets():
         raise ValidationError(f"unknown dataset name {name!r}; expected one of {available_datasets()}")
     check_count("n_train", n_train)
     check_count("n_test", n_test)
     check("seed", seed, [Interval(Integral, 0, None)])
+    if name in _FILES:
+        if root is not None or download or image_size is not None:
+            raise ValidationError(f"dataset {name!r} reads the file at path; root, download and image_size do "
+                                  "not apply")
+        if label is not None and name != "csv":
+            raise ValidationError(f"label applies to dataset 'csv' only (an .npz file holds y arrays), not {name!r}")
+        source = _FILES[name](path, label)
+        return assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
+    if path is not None or label is not None:
+        raise ValidationError(f"path and label apply to datasets {sorted(_FILES)} only, not to {name!r}")
     if image_size is not None:
         if name not in _RESIZABLE:
             raise ValidationError(f"image_size applies to {sorted(_RESIZABLE)} only, not to {name!r}")
@@ -93,10 +114,10 @@ def load_dataset(
     root_path = Path(root).expanduser() if root is not None else default_root()
     with requires_torch(f"dataset {name!r}" + (" with download=True" if download else "")):
         source = _LOADERS[name](root_path, bool(download), image_size)
-        return _assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
+        return assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
 
 
-def _assemble(
+def assemble(
     source: Source,
     *,
     classes: Sequence[int | str] | None,
@@ -127,7 +148,7 @@ def _assemble(
         name=source.name,
         X_train=tr_pool.load(tr_idx), y_train=tr_pool.labels[tr_idx].astype(np.int64),
         X_test=te_pool.load(te_idx), y_test=te_pool.labels[te_idx].astype(np.int64),
-        classes=ids, class_names=names, split=source.split,
+        classes=ids, class_names=names, split=source.split, feature_names=source.feature_names,
     )
 
 

@@ -15,7 +15,8 @@ import numpy as np
 class Pool:
     """One split on disk: original class ids and a loader of images by index.
 
-    ``load(indices)`` returns float32 images (k, C, H, W) in [0, 1] for those indices.
+    ``load(indices)`` returns float32 images (k, C, H, W) in [0, 1] (or float64 rows (k, d)) for
+    those indices.
     ``where`` names the file(s) or folder, for error messages.
     """
 
@@ -39,6 +40,7 @@ class Source:
     train: Pool | None
     test: Pool | None
     split: str
+    feature_names: tuple[str, ...] | None = None
 
 
 def array_pool(images: np.ndarray, labels: np.ndarray, *, scale: float, where: str) -> Pool:

@@ -128,7 +128,7 @@ def _ok_dataset(**overrides) -> Dataset:
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"X_train": np.zeros((4, 2, 2), np.float32)}, r"X_train must be a float array of shape \(n, C, H, W\)"),
+        ({"X_train": np.zeros((4, 2, 2), np.float32)}, r"X_train must be a float array of rows \(n, d\) or images \(n, C, H, W\)"),
         ({"X_test": np.full((4, 1, 2, 2), 2.0, np.float32)}, r"X_test values must lie in \[0, 1\], got range \[2.0, 2.0\]"),
         ({"X_train": np.full((4, 1, 2, 2), np.nan, np.float32)}, r"X_train contains NaN"),
         ({"y_train": np.array([0, 1, 0], np.int64)}, r"y_train has 3 labels but X_train has 4 images"),
