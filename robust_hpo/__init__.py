@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from robust_hpo.attacks import (
         BadNets,
+        FeatureTrigger,
         InvisibleGrid,
         PoisonedSplit,
         ThreatModel,
@@ -66,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "parameter_deviation": "robust_hpo.analysis",
     "verify_study": "robust_hpo.analysis",
     "BadNets": "robust_hpo.attacks",
+    "FeatureTrigger": "robust_hpo.attacks",
     "InvisibleGrid": "robust_hpo.attacks",
     "PoisonedSplit": "robust_hpo.attacks",
     "ThreatModel": "robust_hpo.attacks",
@@ -123,6 +125,7 @@ __all__ = [
     "AccuracyConstraint",
     "BackdoorSlopeObjective",
     "BadNets",
+    "FeatureTrigger",
     "CurveResult",
     "Dataset",
     "DegenerateSolveError",

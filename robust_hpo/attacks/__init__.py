@@ -1,4 +1,5 @@
-"""Backdoor triggers and poisoning: ``poison(dataset, BadNets()) -> PoisonedSplit``; several attacks
+"""Backdoor triggers and poisoning: ``poison(dataset, BadNets()) -> PoisonedSplit`` (tabular rows:
+``FeatureTrigger(features=..., values=...)``; all-to-one: ``target=<class>``); several attacks
 on one shared clean set with ``poison_many(dataset, [ThreatModel(...), ...]) -> MultiSplit``.
 
 :data:`TRIGGERS` is the trigger registry (kind -> class); each trigger class declares its own
@@ -8,11 +9,12 @@ parameters (:meth:`BaseTrigger.parameters`).
 from __future__ import annotations
 
 from robust_hpo.attacks._badnets import POSITIONS, BadNets
+from robust_hpo.attacks._features import FeatureTrigger
 from robust_hpo.attacks._grid import InvisibleGrid
 from robust_hpo.attacks._poison import poison, poison_many
 from robust_hpo.attacks._registry import TRIGGERS, make_trigger, trigger_class
 from robust_hpo.attacks._split import CLEAN_TRAIN_AND_TEST, PoisonedSplit, shared_splits
-from robust_hpo.attacks._target import POLICIES, target_labels
+from robust_hpo.attacks._target import POLICIES, resolve_target, target_labels
 from robust_hpo.attacks._threats import MultiSplit, ThreatModel, default_name, threat_grid
 from robust_hpo.attacks._trigger import BaseTrigger, Trigger, TriggerParameter
 
@@ -23,6 +25,7 @@ __all__ = [
     "TRIGGERS",
     "BadNets",
     "BaseTrigger",
+    "FeatureTrigger",
     "InvisibleGrid",
     "MultiSplit",
     "PoisonedSplit",
@@ -33,6 +36,7 @@ __all__ = [
     "make_trigger",
     "poison",
     "poison_many",
+    "resolve_target",
     "shared_splits",
     "target_labels",
     "threat_grid",

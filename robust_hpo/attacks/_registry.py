@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from robust_hpo.attacks._badnets import BadNets
+from robust_hpo.attacks._features import FeatureTrigger
 from robust_hpo.attacks._grid import InvisibleGrid
 from robust_hpo.attacks._trigger import BaseTrigger
 from robust_hpo.errors import ValidationError
@@ -20,6 +21,7 @@ from robust_hpo.errors import ValidationError
 TRIGGERS: Mapping[str, type[BaseTrigger]] = MappingProxyType({
     BadNets.kind: BadNets,
     InvisibleGrid.kind: InvisibleGrid,
+    FeatureTrigger.kind: FeatureTrigger,
 })
 """Every registered trigger class by its ``kind``."""
 

@@ -43,6 +43,8 @@ class TriggerParameter:
 
     @property
     def type(self) -> type:
+        if isinstance(self.default, tuple):  # a list-valued parameter (command-line flags take several words)
+            return tuple
         kinds = {c.kind for c in self.constraints if isinstance(c, Interval)}
         if kinds == {Integral}:
             return int
@@ -71,6 +73,8 @@ class BaseTrigger:
     """
 
     kind: ClassVar[str]
+    needs: ClassVar[str] = "images"
+    """The input layout the trigger works on: a key of ``robust_hpo.datasets.LAYOUTS``."""
     parameter_constraints: ClassVar[dict[str, ConstraintSpec]]
     parameter_help: ClassVar[dict[str, str]]
 
@@ -82,7 +86,9 @@ class BaseTrigger:
                                   f"expected some of {sorted(declared)}")
         for name, parameter in declared.items():
             value = check(name, params.get(name, parameter.default), parameter.constraints, note=parameter.help)
-            if parameter.type is int:
+            if parameter.type is tuple:
+                value = tuple(value)
+            elif parameter.type is int:
                 value = int(value)
             elif parameter.type is float:
                 value = float(value)
@@ -129,20 +135,25 @@ def check_trigger_inputs(images: object, base_labels: object) -> tuple[np.ndarra
             f"images must be a float array of shape (n, C, H, W), got {type(images).__name__} "
             f"with shape {shape} and dtype {getattr(images, 'dtype', None)}"
         )
+    return images, check_trigger_labels(base_labels, images.shape[0], what="images")
+
+
+def check_trigger_labels(base_labels: object, n: int, *, what: str = "rows") -> np.ndarray:
+    """``base_labels`` as int64 class ids, one per input; ``ValidationError`` otherwise."""
     labels = np.asarray(base_labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValidationError(
             f"base_labels must be a 1-D integer array of class ids, got shape {labels.shape} "
             f"and dtype {labels.dtype}"
         )
-    if labels.shape[0] != images.shape[0]:
+    if labels.shape[0] != n:
         raise ValidationError(
-            f"base_labels has {labels.shape[0]} labels but images has {images.shape[0]} images; "
+            f"base_labels has {labels.shape[0]} labels but {what} has {n} {what}; "
             "expected equal lengths"
         )
     if labels.size and labels.min() < 0:
         raise ValidationError(f"base_labels must be non-negative class ids, found {int(labels.min())}")
-    return images, labels.astype(np.int64)
+    return labels.astype(np.int64)
 
 
 def class_rng(seed: int, label: int, stream: int) -> np.random.Generator:

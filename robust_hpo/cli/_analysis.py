@@ -102,7 +102,9 @@ def _add_flag_arguments(parser: argparse.ArgumentParser, *, grid: bool = True) -
         parameter = users[0][1]
         kinds = " and ".join(kind for kind, _ in users)
         defaults = ", ".join(f"{p.default!r} for {kind}" for kind, p in users)
-        data.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parameter.type, choices=parameter.choices,
+        listed = parameter.type is tuple  # a list-valued parameter: several words
+        data.add_argument(f"--{name.replace('_', '-')}", dest=name, type=str if listed else parameter.type,
+                          nargs="+" if listed else None, choices=parameter.choices,
                           help=f"{parameter.help} ({kinds} only; default {defaults})")
     data.add_argument("--fraction", type=positive_float, default=0.1, help="poisoned fraction (default: 0.1)")
     data.add_argument("--attack-seed", type=non_negative_int, default=0, help="poison/trigger seed (default: 0)")

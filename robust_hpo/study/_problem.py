@@ -13,7 +13,7 @@ Format 3 (this version)::
     {"format": 3,
      "data": {dataset, classes, n_train, n_test, seed, download, image_size},   # which data
      "content": {x_train, y_train, x_test, y_test: {shape, dtype, sha256}} | null,  # what the data are
-     "location": {"data_root", "features_cache_dir", "features_batch_size"},   # where / how computed
+     "location": {"data_root", "data_path", "features_cache_dir", "features_batch_size"},  # where / how
      "attacks": [{trigger, fraction, target, seed, <trigger parameters>, [name]}, ...],
      "aggregate": "max" | "mean",
      "objective": "slope" | "predicted_backdoor_accuracy" | "normalised_margin",   # absent: "slope"
@@ -117,12 +117,14 @@ def stored_problem(config: StudyConfig, *, content: Mapping[str, Any] | None = N
             "classes": list(config.data.classes) if config.data.classes is not None else None,
             "n_train": config.data.n_train, "n_test": config.data.n_test, "seed": config.data.seed,
             "download": config.data.download, "image_size": config.data.image_size}
+    if config.data.label is not None:
+        data["label"] = config.data.label
     features = config.features
     problem: dict[str, Any] = {
         "format": PROBLEM_FORMAT,
         "data": data,
         "content": dict(content) if content is not None else None,
-        "location": {"data_root": config.data.root,
+        "location": {"data_root": config.data.root, "data_path": config.data.path,
                      "features_cache_dir": features.cache_dir if features is not None else None,
                      "features_batch_size": features.batch_size if features is not None else None},
         "attacks": [attack.table() for attack in config.attacks],
@@ -216,7 +218,8 @@ def _study_file(problem: Mapping[str, Any], name: str) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "study": {"name": name, "aggregate": problem.get("aggregate", "max"),
                   "objective": problem.get("objective", "slope")},
-        "data": _without_none({**problem["data"], "root": location.get("data_root")}),
+        "data": _without_none({**problem["data"], "root": location.get("data_root"),
+                               "path": location.get("data_path")}),
         "attacks": [dict(a) for a in problem["attacks"]],
         "search": {"learners": list(problem["search"])},
     }

@@ -93,6 +93,9 @@ class StudySettings:
         return Heartbeat(interval=self.heartbeat_interval, grace_period=self.grace_period, max_retry=self.max_retry)
 
 
+DATA_FILES = ("csv", "npz")
+"""``[data] dataset`` values that read one file of yours (``path``; ``label`` for CSV)."""
+
 _CLASS_IDS = Satisfies(
     lambda v: isinstance(v, (list, tuple)) and len(v) >= 2
     and all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in v),
@@ -115,6 +118,8 @@ class DataSettings:
         "root": [NON_EMPTY_STRING, None],
         "download": [BOOLEAN],
         "image_size": [_POSITIVE, None],
+        "path": [NON_EMPTY_STRING, None],
+        "label": [NON_EMPTY_STRING, None],
     }
 
     dataset: str = "digits"
@@ -125,17 +130,39 @@ class DataSettings:
     root: str | None = None
     download: bool = False
     image_size: int | None = None
+    path: str | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         _validate(self, "data")
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(self.classes))
+        if self.dataset in DATA_FILES:
+            if self.path is None:
+                raise ValidationError(f"data.path is required for dataset {self.dataset!r} (the file to read, "
+                                      "relative to the study file)")
+            for key in ("root", "image_size"):
+                if getattr(self, key) is not None:
+                    raise ValidationError(f"data.{key} does not apply to dataset {self.dataset!r} (it reads data.path)")
+            if self.download:
+                raise ValidationError(f"data.download does not apply to dataset {self.dataset!r} (it reads data.path)")
+            if self.dataset == "csv" and self.label is None:
+                raise ValidationError("data.label is required for dataset 'csv' (the name of the label column)")
+            if self.dataset != "csv" and self.label is not None:
+                raise ValidationError(f"data.label applies to dataset 'csv' only, not {self.dataset!r}")
+        else:
+            for key in ("path", "label"):
+                if getattr(self, key) is not None:
+                    raise ValidationError(f"data.{key} applies to datasets {list(DATA_FILES)} only, not "
+                                          f"{self.dataset!r}")
 
     def load_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"classes": self.classes, "n_train": self.n_train, "n_test": self.n_test,
                                   "seed": self.seed, "root": self.root, "download": self.download}
         if self.image_size is not None:
             kwargs["image_size"] = self.image_size
+        if self.dataset in DATA_FILES:
+            kwargs.update(path=self.path, label=self.label)
         return kwargs
 
 
@@ -154,14 +181,14 @@ class AttackSettings:
     constraints: ClassVar[dict[str, ConstraintSpec]] = {
         "trigger": [Options(TRIGGERS)],
         "fraction": [Interval(Real, 0, 1, closed="neither")],
-        "target": [Options(POLICIES)],
+        "target": [Options(POLICIES), NON_EMPTY_STRING, _NON_NEGATIVE],
         "seed": [_SEED],
         "name": [NON_EMPTY_STRING, None],
     }
 
     trigger: str = "badnets"
     fraction: float = 0.1
-    target: str = "next"
+    target: str | int = "next"
     seed: int = 0
     name: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)

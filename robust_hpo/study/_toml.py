@@ -1,7 +1,8 @@
 """Study files (TOML): strict parsing into the settings of :mod:`robust_hpo.study._settings`.
 
 Sections: ``[study]`` (name, storage, n_trials, timeout, seed, sampler, n_jobs, aggregate, objective, threads),
-``[data]`` (dataset, classes, n_train, n_test, seed, root, download, image_size), ``[attack]``
+``[data]`` (dataset, classes, n_train, n_test, seed, root, download, image_size; path and label for
+``dataset = "csv"`` / ``"npz"``), ``[attack]``
 (trigger, fraction, target, seed and the trigger's own keys, see ``robust_hpo.attacks.TRIGGERS``)
 *or* ``[[attacks]]`` (several such tables, each with an optional ``name``), ``[search]`` (learners,
 then one ``[search.<learner>]`` table of parameter overrides each), ``[options.<learner>]`` (fixed,
@@ -120,6 +121,8 @@ def parse_study_config(raw: Mapping[str, Any], *, base: Path = Path("."), path: 
     data = dict(_known(raw.get("data", {}), DataSettings, "data"))
     if isinstance(data.get("root"), str):
         data["root"] = str(base / Path(data["root"]).expanduser())
+    if isinstance(data.get("path"), str) and data["path"]:
+        data["path"] = str(base / Path(data["path"]).expanduser())
     if "timeout" in study and isinstance(study["timeout"], int) and not isinstance(study["timeout"], bool):
         study["timeout"] = float(study["timeout"])
     if "attack" in raw and "name" in raw["attack"]:

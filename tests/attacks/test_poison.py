@@ -26,7 +26,7 @@ def test_target_labels_next_policy() -> None:
 @pytest.mark.parametrize(
     ("y", "classes", "policy", "match"),
     [
-        (np.array([0, 1]), (0, 1), "all-to-one", r"policy must be one of \['next'\], got 'all-to-one'"),
+        (np.array([0, 1]), (0, 1), "all-to-one", r"policy must be one of \['next'\] or a class id, got 'all-to-one'"),
         (np.array([0, 2]), (0, 1), "next", r"y holds labels \[2\] not in classes \(0, 1\)"),
         (np.array([0]), (0,), "next", r"classes must hold at least two class ids"),
         (np.array([0]), (0, 0), "next", r"classes must not repeat a class id"),
@@ -112,10 +112,10 @@ class _BadTrigger:
         ({"fraction": "0.1"}, r"fraction must be a number"),
         ({"fraction": 0.003}, r"fraction=0.003 of the 150 training points rounds to 0 poison points"),
         ({"fraction": 0.998}, r"fraction=0.998 of the 150 training points poisons all of them"),
-        ({"target": "previous"}, r"target must be 'next' \(the target label policy\), got 'previous'"),
+        ({"target": "previous"}, r"target 'previous' is neither 'next' nor a class name of the data"),
         ({"seed": -2}, r"seed must be a non-negative integer"),
         ({"trigger": "badnets"}, r"trigger must provide apply\(images, base_labels\) and describe\(\)"),
-        ({"trigger": _BadTrigger("shape")}, r"trigger \{'kind': 'bad'\} returned \(1, 1, 8, 8\) for poison images of shape"),
+        ({"trigger": _BadTrigger("shape")}, r"trigger \{'kind': 'bad'\} returned \(1, 1, 8, 8\) for poison inputs of shape"),
         ({"trigger": _BadTrigger("range")}, r"returned poison pixels outside \[0, 1\]"),
     ],
 )
