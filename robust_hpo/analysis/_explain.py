@@ -125,6 +125,11 @@ class ExplanationMaps:
             if getattr(self, name).shape != self.image.shape:
                 raise ValidationError(f"{name} has shape {getattr(self, name).shape}; expected {self.image.shape}")
 
+    @property
+    def layout(self) -> str:
+        """``"rows"`` (tabular: the maps are per-feature weights (d,)) or ``"images"`` ((C, H, W) maps)."""
+        return "rows" if self.image.ndim == 1 else "images"
+
     def window_shares(self) -> tuple[float, float]:
         """(clean, poisoned) share of |map| inside the trigger window; ``ValueError`` without a window."""
         if self.window is None:
@@ -192,11 +197,17 @@ class InfluenceResult:
     top_images: np.ndarray
     zero_reason: str | None = None
     notes: tuple[str, ...] = ()
+    attack: dict[str, Any] = field(default_factory=dict)
 
     @property
     def all_zero(self) -> bool:
         """Every training point's influence is 0 (``zero_reason`` says why)."""
         return not bool(np.any(self.influence))
+
+    @property
+    def layout(self) -> str:
+        """``"rows"`` (tabular points (d,)) or ``"images"`` ((C, H, W) points)."""
+        return "rows" if self.image.ndim == 1 else "images"
 
     @property
     def top_poison_count(self) -> int:
@@ -267,7 +278,7 @@ def influential_points(estimator: Any, split: PoisonedSplit, *, index: int = 0, 
                            points=points, quantity=quantity, index=index, image=X_pts[index].astype(np.float64),
                            point_label=int(y_pts[index]), influence=influence, is_poison=is_poison,
                            train_labels=np.concatenate([split.y_clean, split.y_poison]), order=order,
-                           top=top, top_images=images, zero_reason=reason)
+                           top=top, top_images=images, zero_reason=reason, attack=dict(split.attack))
 
 
 def _zero_reason(fitted: Any, xt: np.ndarray, yt: np.ndarray, quantity: str, model: str) -> str:

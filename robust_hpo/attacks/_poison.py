@@ -113,6 +113,8 @@ def poison_many(dataset: Dataset, threats: Sequence[ThreatModel], *, target: str
             "n_poison": m, "n_clean": int(rest.size), "n_candidates": M, "shared_clean": len(threats) > 1,
             "n_test": int(y_test.shape[0]), "n_trigger": int(X_trigger.shape[0]),
         }
+        if dataset.feature_names is not None:  # tabular rows: what each column is (figures name them)
+            attack["feature_names"] = list(dataset.feature_names)
         splits[threat.name] = PoisonedSplit(
             X_clean=X_clean, y_clean=y_clean, X_poison=X_poison, y_poison=y_target_train[chosen],
             poison_indices=chosen, X_test=X_test, y_test=y_test, X_trigger=X_trigger,

@@ -5,7 +5,7 @@ The value object loaders (and :meth:`Dataset.from_arrays`) return.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -109,6 +109,18 @@ class Dataset:
     def image_shape(self) -> tuple[int, ...]:
         """The shape of one input: (C, H, W) for images, (d,) for rows."""
         return tuple(self.X_train.shape[1:])
+
+    def standardized(self) -> Dataset:
+        """Rows with each column centred and scaled by the *training* part's mean and standard deviation
+        (constant columns are only centred); the test part uses the same statistics. Rows only: images
+        keep their [0, 1] pixels."""
+        if self.layout != "rows":
+            raise ValidationError(f"standardize applies to tabular rows (n, d); dataset {self.name!r} holds images, "
+                                  "whose pixels stay in [0, 1]")
+        mean = self.X_train.mean(axis=0)
+        std = self.X_train.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        return replace(self, X_train=(self.X_train - mean) / std, X_test=(self.X_test - mean) / std)
 
     @classmethod
     def from_arrays(cls, X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None, *, seed: int = 0,

@@ -69,6 +69,7 @@ def load_dataset(
     image_size: int | None = None,
     path: str | os.PathLike[str] | None = None,
     label: str | None = None,
+    standardize: bool = False,
 ) -> Dataset:
     """Load a dataset as float32 images (n, C, H, W) in [0, 1] or float64 rows (n, d), with class ids.
 
@@ -86,6 +87,8 @@ def load_dataset(
     root: data directory (default :func:`default_root`); ``download=True`` fetches missing files
         with torchvision. ``digits`` is bundled with scikit-learn and ignores both;
         ``imagefolder`` needs ``root``.
+    standardize: tabular rows only: centre and scale each column by the training part's mean and
+        standard deviation (:meth:`Dataset.standardized`); trigger values are then in these units.
     image_size: side of the square images for the folder datasets (``imagenette``,
         ``imagefolder``; default 224): shorter side resized to it, then center-cropped.
     """
@@ -94,6 +97,12 @@ def load_dataset(
     check_count("n_train", n_train)
     check_count("n_test", n_test)
     check("seed", seed, [Interval(Integral, 0, None)])
+    if not isinstance(standardize, bool):
+        raise ValidationError(f"standardize must be true or false, got {standardize!r}")
+    if standardize:
+        dataset = load_dataset(name, classes=classes, n_train=n_train, n_test=n_test, seed=seed, root=root,
+                               download=download, image_size=image_size, path=path, label=label)
+        return dataset.standardized()
     if name in _FILES:
         if root is not None or download or image_size is not None:
             raise ValidationError(f"dataset {name!r} reads the file at path; root, download and image_size do "

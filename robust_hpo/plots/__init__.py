@@ -6,13 +6,12 @@ folder's ``index.html``. Imports plotly; nothing in the numerical packages impor
 
 from __future__ import annotations
 
-from robust_hpo.plots._analysis import (
-    curves_figure,
-    deviation_figure,
+from robust_hpo.plots._analysis import curves_figure, deviation_figure, grid_figure, verification_figure
+from robust_hpo.plots._features import (
     explanation_figure,
-    grid_figure,
+    feature_explanation_figure,
+    feature_influence_figure,
     influence_figure,
-    verification_figure,
 )
 from robust_hpo.plots._html import PLOTLY_CONFIG, plotly_bundle_name, write_html
 from robust_hpo.plots._index import INDEX_HTML, describe_output, write_index
@@ -28,6 +27,8 @@ __all__ = [
     "describe_output",
     "deviation_figure",
     "explanation_figure",
+    "feature_explanation_figure",
+    "feature_influence_figure",
     "grid_figure",
     "influence_figure",
     "pareto_figure",

@@ -119,6 +119,8 @@ def stored_problem(config: StudyConfig, *, content: Mapping[str, Any] | None = N
             "download": config.data.download, "image_size": config.data.image_size}
     if config.data.label is not None:
         data["label"] = config.data.label
+    if config.data.standardize:
+        data["standardize"] = True
     features = config.features
     problem: dict[str, Any] = {
         "format": PROBLEM_FORMAT,

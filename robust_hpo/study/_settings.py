@@ -120,6 +120,7 @@ class DataSettings:
         "image_size": [_POSITIVE, None],
         "path": [NON_EMPTY_STRING, None],
         "label": [NON_EMPTY_STRING, None],
+        "standardize": [BOOLEAN],
     }
 
     dataset: str = "digits"
@@ -132,6 +133,7 @@ class DataSettings:
     image_size: int | None = None
     path: str | None = None
     label: str | None = None
+    standardize: bool = False
 
     def __post_init__(self) -> None:
         _validate(self, "data")
@@ -163,6 +165,8 @@ class DataSettings:
             kwargs["image_size"] = self.image_size
         if self.dataset in DATA_FILES:
             kwargs.update(path=self.path, label=self.label)
+        if self.standardize:
+            kwargs["standardize"] = True
         return kwargs
 
 
