@@ -357,9 +357,10 @@ def verify_study(study: optuna.Study, split: PoisonedSplit | Mapping[str, Poison
                               + (" (no feasible candidate; try --trials all)" if trials == "candidates" else ""))
     verified: list[VerifiedTrial] = []
     for i, trial in enumerate(chosen):
-        learner, params = learner_config(trial.params)
-        used = trial_attack(trial, list(splits), attack)
         record = trial_record(trial, names)
+        # score_trial's trials name their learner in the record (your own parameter names)
+        learner, params = (record.learner, record.learner_params) if record.learner else learner_config(trial.params)
+        used = trial_attack(trial, list(splits), attack)
         clean, backdoor = retrain_poisoned(learner, params, splits[used], family_lookup=family_lookup, seed=seed)
         verified.append(VerifiedTrial(number=trial.number, learner=learner, params=params,
                                       slope=attack_slope(trial, used, len(splits), names),

@@ -176,6 +176,11 @@ def _study_context(args: argparse.Namespace) -> _Context:
 
     _check_no_flags(args)
     resolved = resolve_study(args)
+    if resolved.config is None:
+        raise ValidationError(f"study {resolved.location.name!r} was scored by your own objective (score_trial): its "
+                              "data are yours; give a study file whose [data] and [attack] describe them "
+                              "(robust-hpo COMMAND STUDY.toml --storage URL --study-name NAME), or call "
+                              "robust_hpo.analysis.verify_study(study, split) in Python")
     _check_attack_choice(args, [a.name for a in resolved.config.attacks])
     dataset = load_data(resolved.config)
     check_data_content(resolved.study, dataset)

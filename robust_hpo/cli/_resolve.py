@@ -5,7 +5,9 @@
   by section (else the trials would be analysed on another problem).
 * With ``--storage`` alone: the storage's only study (or ``--study-name``), and its problem rebuilt
   from what the study stored (:func:`robust_hpo.study.config_from_problem`): data, every attack,
-  features, options, search space, constraint, aggregate and report tolerance.
+  features, options, search space, constraint, aggregate and report tolerance. A study scored by
+  your own objective (:func:`robust_hpo.objective.score_trial`) has no problem to rebuild
+  (``config`` None): ``report`` reads it; the analysis commands need its data, from a study file.
 
 ``--data-root`` and ``--set SECTION.KEY=VALUE`` apply to either. ``--output DIR`` is the folder for
 the command's files and nothing else: it never changes where the storage is looked up (the default
@@ -22,6 +24,7 @@ import optuna
 
 from robust_hpo.cli._args import overrides
 from robust_hpo.errors import MissingFileError, StorageError, ValidationError
+from robust_hpo.objective import DEFAULT_TOLERANCE, USER_OBJECTIVE_ATTR
 from robust_hpo.study import (
     OUTPUT_ROOT,
     OUTPUT_ROOT_ENV,
@@ -44,7 +47,7 @@ from robust_hpo.study import (
 class ResolvedStudy:
     """An existing study, its location, and its problem as settings (from the file or the storage)."""
 
-    config: StudyConfig
+    config: StudyConfig | None
     location: StudyLocation
     study: optuna.Study
     from_file: bool
@@ -52,7 +55,7 @@ class ResolvedStudy:
     @property
     def tolerance(self) -> float:
         """The study's ``[report] tolerance`` (the default one when neither file nor study sets it)."""
-        return self.config.report.tolerance
+        return self.config.report.tolerance if self.config is not None else DEFAULT_TOLERANCE
 
 
 def add_study_arguments(parser: argparse.ArgumentParser, *, file_required: bool = False) -> None:
@@ -81,7 +84,7 @@ def resolve_study(args: argparse.Namespace) -> ResolvedStudy:
         config = load_study_config(args.study, overrides=overrides(args))
         location = locate(config, storage=args.storage, study_name=args.study_name, output=args.output)
         study = open_study(location)
-        refuse_foreign_study(study, location)
+        refuse_foreign_study(study, location, analysis=True)
         stored = study.user_attrs.get(PROBLEM_ATTR)
         if stored is not None:
             differ = problem_differences(stored, stored_problem(config))
@@ -95,8 +98,10 @@ def resolve_study(args: argparse.Namespace) -> ResolvedStudy:
         raise ValidationError("give a study file (STUDY.toml) or --storage")
     location = locate_storage(args.storage, study_name=args.study_name, output=args.output)
     study = open_study(location)
-    refuse_foreign_study(study, location)
+    refuse_foreign_study(study, location, analysis=True)
     stored = study.user_attrs.get(PROBLEM_ATTR)
+    if stored is None and isinstance(study.user_attrs.get(USER_OBJECTIVE_ATTR), dict):
+        return ResolvedStudy(config=None, location=location, study=study, from_file=False)  # score_trial's study
     if not isinstance(stored, dict):
         raise StorageError(f"study {location.name!r} does not record its problem ({PROBLEM_ATTR!r}) and has no "
                            "trials: nothing to analyse")

@@ -110,7 +110,10 @@ def load_dataset(
         if label is not None and name != "csv":
             raise ValidationError(f"label applies to dataset 'csv' only (an .npz file holds y arrays), not {name!r}")
         source = _FILES[name](path, label)
-        return assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
+        try:
+            return assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
+        except ValidationError as exc:  # too few rows for the split, classes not in the file: name the file
+            raise ValidationError(f"{Path(path).expanduser()}: {exc}") from None
     if path is not None or label is not None:
         raise ValidationError(f"path and label apply to datasets {sorted(_FILES)} only, not to {name!r}")
     if image_size is not None:

@@ -107,6 +107,9 @@ def csv_source(path: str | os.PathLike[str] | None, label: str | None) -> Source
 def npz_source(path: str | os.PathLike[str] | None) -> Source:
     """From a ``numpy.savez`` file: ``X``, ``y`` (one pool) or ``X_train``, ``y_train``, ``X_test``, ``y_test``."""
     file = data_file(path, "npz")
+    with file.open("rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise ValidationError(f"{file}: not a readable .npz file (not a zip archive as numpy.savez writes)")
     try:
         with np.load(file, allow_pickle=False) as archive:
             keys = set(archive.files)

@@ -1,5 +1,5 @@
 """The drop-in Optuna objective (clean accuracy ↑, backdoor slope ↓ or another robustness measure), its
-accuracy constraint, the aggregation of several attacks into one objective value, what a trial
+accuracy constraint, :func:`score_trial` for your own objective, the aggregation of several attacks into one objective value, what a trial
 records (:func:`trial_record` reads it) and the recommendation (:func:`recommend`)."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from robust_hpo.objective._objective import (
     BackdoorSlopeObjective,
     Evaluation,
 )
+from robust_hpo.objective._score import USER_OBJECTIVE_ATTR, score_trial
 from robust_hpo.objective._recommend import RULES, Candidates, Recommendation, candidates, recommend
 from robust_hpo.objective._record import (
     MARGIN_QUANTITIES,
@@ -60,6 +61,7 @@ __all__ = [
     "Evaluation",
     "Recommendation",
     "TrialRecord",
+    "USER_OBJECTIVE_ATTR",
     "aggregate_quantity",
     "aggregate_slopes",
     "best_clean_accuracy",
@@ -68,6 +70,7 @@ __all__ = [
     "is_feasible",
     "recommend",
     "record_constraint",
+    "score_trial",
     "trial_record",
     "trial_records",
 ]

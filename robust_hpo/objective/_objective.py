@@ -203,33 +203,38 @@ class BackdoorSlopeObjective:
         One attribute on purpose: every attribute is one storage write (a journal file fsyncs each,
         a database makes a round trip).
         """
-        worst = evaluation.worst_attack
-        combined: dict[str, float | None] = {}
-        for quantity in ("slope", *MARGIN_QUANTITIES):
-            try:
-                combined[quantity] = evaluation.combined(quantity).value
-            except ValidationError:  # an attack without margins (networks, finite differences)
-                combined[quantity] = None
-        record: dict[str, Any] = {
-            "format": RECORD_FORMAT,
-            "objective": evaluation.objective,
-            "aggregate": evaluation.aggregate,
-            "worst_attack": worst,
-            **combined,
-            "exact": all(r.exact for r in evaluation.slopes.values()),
-            "fit_seconds": evaluation.fit_seconds,
-            "predict_seconds": evaluation.predict_seconds,
-            "slope_seconds": sum(evaluation.slope_seconds.values()),
-            "attack": self.splits[worst].attack,
-            "attacks": {name: {"slope": r.slope, "derivative": r.derivative, "influence": r.influence,
-                               "n_poison": r.n_poison, "n_clean": r.n_clean, "n_trigger": r.n_trigger,
-                               "method": r.method, "loss": r.loss, "damping": r.damping, "exact": r.exact,
-                               "slope_seconds": evaluation.slope_seconds[name],
-                               **{q: getattr(r, q) for q in MARGIN_QUANTITIES},
-                               "details": r.details}
-                        for name, r in evaluation.slopes.items()},
-        }
-        return jsonable(record)
+        return evaluation_record(evaluation, self.splits)
+
+
+def evaluation_record(evaluation: Evaluation, splits: Mapping[str, PoisonedSplit]) -> dict[str, Any]:
+    """The JSON-ready trial record of ``evaluation`` on ``splits`` (see :meth:`BackdoorSlopeObjective.record`)."""
+    worst = evaluation.worst_attack
+    combined: dict[str, float | None] = {}
+    for quantity in ("slope", *MARGIN_QUANTITIES):
+        try:
+            combined[quantity] = evaluation.combined(quantity).value
+        except ValidationError:  # an attack without margins (networks, finite differences)
+            combined[quantity] = None
+    record: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "objective": evaluation.objective,
+        "aggregate": evaluation.aggregate,
+        "worst_attack": worst,
+        **combined,
+        "exact": all(r.exact for r in evaluation.slopes.values()),
+        "fit_seconds": evaluation.fit_seconds,
+        "predict_seconds": evaluation.predict_seconds,
+        "slope_seconds": sum(evaluation.slope_seconds.values()),
+        "attack": splits[worst].attack,
+        "attacks": {name: {"slope": r.slope, "derivative": r.derivative, "influence": r.influence,
+                           "n_poison": r.n_poison, "n_clean": r.n_clean, "n_trigger": r.n_trigger,
+                           "method": r.method, "loss": r.loss, "damping": r.damping, "exact": r.exact,
+                           "slope_seconds": evaluation.slope_seconds[name],
+                           **{q: getattr(r, q) for q in MARGIN_QUANTITIES},
+                           "details": r.details}
+                    for name, r in evaluation.slopes.items()},
+    }
+    return jsonable(record)
 
 
 def _as_named_splits(splits: PoisonedSplit | Mapping[str, PoisonedSplit]) -> dict[str, PoisonedSplit]:

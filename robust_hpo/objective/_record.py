@@ -199,6 +199,8 @@ def trial_record(trial: FrozenTrial, metric_names: Sequence[str] | None = None) 
     legacy = not isinstance(stored, Mapping)
     data: dict[str, Any] = _legacy_record(trial) if legacy else dict(stored)
     learner, own = _learner(trial.params)
+    if learner is None and isinstance(data.get("learner"), str):  # score_trial: your own parameter names
+        learner, own = data["learner"], dict(data.get("learner_params") or {})
     complete = trial.state == TrialState.COMPLETE
     objective = str(data.get("objective") or _objective_from_names(metric_names))
     accuracy, second = _values(trial, metric_names, objective)

@@ -34,7 +34,7 @@ from robust_hpo._validation import check, check_params
 from robust_hpo.attacks import PoisonedSplit, poison_many
 from robust_hpo.datasets import Dataset, load_dataset
 from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError, requires_torch
-from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, trial_record
+from robust_hpo.objective import FAIL_EXCEPTIONS, USER_OBJECTIVE_ATTR, BackdoorSlopeObjective, trial_record
 from robust_hpo.study._features import featurize_splits
 from robust_hpo.study._location import StudyLocation, locate
 from robust_hpo.study._orphans import recover_orphans, with_owner
@@ -219,16 +219,20 @@ def open_study(location: StudyLocation, *, objective: BackdoorSlopeObjective | N
     return study
 
 
-def refuse_foreign_study(study: optuna.Study, location: StudyLocation) -> None:
+def refuse_foreign_study(study: optuna.Study, location: StudyLocation, *, analysis: bool = False) -> None:
     """:class:`StorageError` when ``study`` was not created by robust_hpo: it has trials or attributes
     but no robust_hpo problem (``PROBLEM_ATTR``), or one that is not a problem. Its trials are not
     robust_hpo's, so none is added to it and none is recommended. An empty study without attributes
-    passes (robust_hpo creates the study, then records its problem, before its first trial).
+    passes (robust_hpo creates the study, then records its problem, before its first trial). With
+    ``analysis=True`` (reading, not adding trials) a study scored by your own objective
+    (:func:`robust_hpo.objective.score_trial`, attribute ``USER_OBJECTIVE_ATTR``) passes too.
     """
     n_trials = len(study.get_trials(deepcopy=False))  # before the attributes: a worker records its problem first
     attrs = study.user_attrs  # one read (each access asks the storage, and another worker may write meanwhile)
     stored = attrs.get(PROBLEM_ATTR)
     if isinstance(stored, dict) or (stored is None and not n_trials and not attrs):
+        return
+    if analysis and stored is None and isinstance(attrs.get(USER_OBJECTIVE_ATTR), dict):
         return
     why = (f"its {PROBLEM_ATTR!r} attribute is not a robust_hpo problem" if stored is not None else
            f"it has no {PROBLEM_ATTR!r} attribute" + (f", only {sorted(attrs)}" if attrs else ""))
