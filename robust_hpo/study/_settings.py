@@ -377,4 +377,4 @@ class StudyConfig:
 
 def settings_fields(cls: type) -> list[str]:
     """The keys a section's table may hold (the dataclass's init fields)."""
-    return [f.name for f in fields(cls) if f.init and f.name != "path"]
+    return [f.name for f in fields(cls) if f.init and not (cls is StudyConfig and f.name == "path")]

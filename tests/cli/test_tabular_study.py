@@ -1,0 +1,136 @@
+"""A tabular study from a CSV file, end to end through the CLI: run, report, curves, deviation, explain,
+verify, heatmap, the dashboard and summary.json — the same commands as on images."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from robust_hpo.cli import main
+from robust_hpo.dashboard import dashboard_server
+from robust_hpo.objective import trial_record
+from robust_hpo.study import StorageSpec, load_study_config
+from robust_hpo.study import build_splits
+from robust_hpo.testing import serving
+
+STUDY = """
+[study]
+name = "loans"
+n_trials = 8
+seed = 0
+sampler = "random"
+
+[data]
+dataset = "csv"
+path = "rows.csv"
+label = "outcome"
+standardize = true
+n_train = 200
+n_test = 100
+
+[attack]
+trigger = "features"
+features = ["worst texture", "worst concave points"]
+values = ["q99"]
+fraction = 0.05
+target = "benign"
+
+[search]
+learners = ["logistic", "linear_svm", "rbf_svm"]
+
+[search.linear_svm]
+C = { low = 1e-3, high = 100.0, log = true }
+
+[search.rbf_svm]
+C = { low = 0.1, high = 10.0, log = true }
+gamma = { low = 1e-3, high = 0.1, log = true }
+
+[constraint]
+min_accuracy = 0.8
+"""
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tabular")
+    bunch = load_breast_cancer()
+    header = ",".join([*bunch.feature_names, "outcome"])
+    rows = [",".join([*(f"{v:.6g}" for v in x), bunch.target_names[t]]) for x, t in zip(bunch.data, bunch.target)]
+    (folder / "rows.csv").write_text("\n".join([header, *rows]) + "\n")
+    (folder / "loans.toml").write_text(STUDY)
+    out = folder / "out"
+    assert main(["run", str(folder / "loans.toml"), "--storage", str(out / "study.log"), "--output", str(out),
+                 "--no-progress"]) == 0
+    return folder / "loans.toml", out
+
+
+def _args(path: Path, out: Path, *more: str) -> list[str]:
+    return [str(path), "--storage", str(out / "study.log"), "--output", str(out), *more]
+
+
+def test_run_and_report_on_a_csv_study(tabular, capsys):
+    path, out = tabular
+    study = optuna.load_study(study_name="loans", storage=StorageSpec(journal=out / "study.log").open())
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(study.trials) == 8 and len(complete) == 8  # C up to 100 on standardised rows: no trial fails
+    record = trial_record(complete[0])
+    assert record.attack["trigger"]["kind"] == "features" and record.attack["target"] == 0  # benign = id 0
+    assert record.attack["feature_names"][21] == "worst texture"
+    assert main(["report", *_args(path, out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recommended"]["number"] in {t.number for t in complete}
+    # the stored problem alone (the CSV's path is where the data lie; its content is checked)
+    capsys.readouterr()
+    assert main(["report", "--storage", str(out / "study.log"), "--output", str(out / "again")]) == 0
+    assert "Recommended: trial" in capsys.readouterr().out
+
+
+def test_analysis_commands_on_a_csv_study(tabular, capsys):
+    path, out = tabular
+    assert main(["curves", *_args(path, out, "--betas", "0", "0.1", "1")]) == 0
+    assert (out / "curves.html").is_file()
+    assert main(["deviation", *_args(path, out, "--trial", "0", "--betas", "0", "1")]) == 0
+    assert main(["explain", *_args(path, out, "--trial", "0", "-k", "4")]) == 0
+    text = capsys.readouterr().out
+    assert "carry the trigger" in text
+    maps = next(out.glob("explain_maps*.html")).read_text()
+    assert "worst texture (trigger)" in maps and "worst concave points (trigger)" in maps  # per-feature bars
+    assert "values on the trigger's columns" in next(out.glob("explain_influence*.html")).read_text()
+    assert main(["verify", *_args(path, out, "--trials", "all")]) == 0
+    verified = (out / "verification.csv").read_text().splitlines()
+    assert len(verified) == 1 + 8
+
+
+def test_heatmap_on_a_csv_study(tabular):
+    path, out = tabular
+    assert main(["heatmap", *_args(path, out)]) == 0
+    assert list(out.glob("heatmap_*.html"))
+
+
+def test_verify_retrains_on_the_poisoned_rows(tabular):
+    """The verification is an independent computation: refit on clean ∪ poison and read the triggered rows."""
+    path, out = tabular
+    from sklearn.linear_model import LogisticRegression
+
+    split = next(iter(build_splits(load_study_config(path)).values()))
+    model = LogisticRegression(C=100.0, max_iter=5000).fit(split.X_train_poisoned, split.y_train_poisoned)
+    backdoor = float(np.mean(model.predict(split.X_trigger) == split.y_trigger))
+    clean = LogisticRegression(C=100.0, max_iter=5000).fit(split.X_clean, split.y_clean)
+    assert backdoor > float(np.mean(clean.predict(split.X_trigger) == split.y_trigger))  # the trigger is learned
+
+
+def test_dashboard_serves_the_tabular_study(tabular):
+    _, out = tabular
+    with serving(dashboard_server(StorageSpec(journal=out / "study.log").open(), port=0)) as url:
+        with urllib.request.urlopen(f"{url}/api/studies", timeout=60) as response:
+            summaries = json.load(response)["study_summaries"]
+        assert [s["study_name"] for s in summaries] == ["loans"]
+        with urllib.request.urlopen(f"{url}/api/studies/{summaries[0]['study_id']}", timeout=60) as response:
+            detail = json.load(response)
+    assert len(detail["trials"]) == 8 and all(len(t["constraints"]) == 1 for t in detail["trials"])
