@@ -15,7 +15,8 @@ Images are flattened to rows; the slope is exact (``robust_hpo.slope``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +24,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
-from robust_hpo._validation import flatten_images
+from robust_hpo._validation import Interval, Options, check, flatten_images
 from robust_hpo.errors import ValidationError
 from robust_hpo.search_space import format_config
 from robust_hpo.slope import ConvexSlopeModel, GramCache, SlopeResult, slope_model
@@ -81,6 +82,21 @@ class ConvexFamily:
     def search_space(self) -> dict[str, BaseDistribution]:
         return dict(self.space)
 
+    @property
+    def option_keys(self) -> tuple[str, ...]:
+        """The estimator's fixed options a study file may set (``[options.<learner>]``), all of which the
+        exact slope supports: the solver's stopping rule (``tol``, ``max_iter``) and its cache."""
+        return tuple(key for key in CONVEX_OPTIONS if key in self.estimator_class().get_params())
+
+    def with_options(self, **options: Any) -> ConvexFamily:
+        """A copy whose estimators get these fixed options, e.g. ``LINEAR_SVM.with_options(tol=1e-5)``."""
+        for key, value in options.items():
+            if key not in self.option_keys:
+                raise ValidationError(f"unknown option {key!r} for learner {self.name!r}; expected some of "
+                                      f"{list(self.option_keys)}")
+            check(key, value, CONVEX_OPTIONS[key])
+        return replace(self, fixed={**self.fixed, **options})
+
     def estimator(self, params: Mapping[str, Any]) -> Any:
         """The unfitted scikit-learn estimator of the configuration ``params``."""
         unknown = set(params) - set(self.space)
@@ -114,6 +130,15 @@ class ConvexFamily:
         X = self.cache.flat(X_clean) if isinstance(X_clean, np.ndarray) else flatten_images(np.asarray(X_clean))
         model = slope_model(self.estimator(params), cache=self.cache).fit(X, y_clean)
         return FittedConvexLearner(model)
+
+
+CONVEX_OPTIONS: dict[str, list[Any]] = {
+    "tol": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [Interval(Integral, 1, None), Options([-1])],
+    "cache_size": [Interval(Real, 0, None, closed="neither")],
+}
+"""Fixed options of the convex families (``[options.<learner>]``) and their constraints; each family
+takes those its estimator has (``ConvexFamily.option_keys``)."""
 
 
 def _log(low: float, high: float) -> FloatDistribution:

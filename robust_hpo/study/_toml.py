@@ -169,19 +169,23 @@ def _parse_options(table: Mapping[str, Any], search: SearchSettings) -> dict[str
             raise ValidationError(f"options.{learner} must be a table of fixed options, got {values!r}")
         family = get_family(learner)
         if not callable(getattr(family, "with_options", None)):
-            raise ValidationError(f"options.{learner}: learner {learner!r} takes no fixed options (only network "
-                                  f"families do); set its parameters in [search.{learner}]")
-        from robust_hpo.learners.networks import PARAM_KEYS
+            raise ValidationError(f"options.{learner}: learner {learner!r} takes no fixed options; set its "
+                                  f"parameters in [search.{learner}]")
+        keys = getattr(family, "option_keys", None)  # convex families: the estimator's solver options
+        if keys is None:
+            from robust_hpo.learners.networks import PARAM_KEYS as keys
 
         for key in values:
-            if key not in PARAM_KEYS:
+            if key not in keys:
                 raise ValidationError(f"unknown key 'options.{learner}.{key}'; expected some of "
-                                      f"{sorted(PARAM_KEYS)}")
+                                      f"{sorted(keys)}")
             if key in space.learners.get(learner, {}):
                 raise ValidationError(f"options.{learner}.{key} is searched; fix it in [search.{learner}] "
                                       f"instead ({key} = <value>)")
         try:
-            family.with_options(**values).configs({})
+            fixed = family.with_options(**values)
+            if callable(getattr(fixed, "configs", None)):
+                fixed.configs({})
         except (ValueError, TypeError) as exc:
             raise ValidationError(f"options.{learner}: {exc}") from None
         options[learner] = dict(values)

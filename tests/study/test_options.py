@@ -85,7 +85,7 @@ def test_finite_difference_chosen_through_options_end_to_end(tmp_path: Path,
     ('slope_method = "finite-difference"', 'slope_method = "exact"', r"options.mlp: slope_method must be one of"),
     ("[options.mlp]", "[options]\nmlp = 3\n[options.x]", r"options.mlp must be a table of fixed options, got 3"),
     ('learners = ["mlp"]', 'learners = ["mlp", "ridge"]\n[options.ridge]\nC = 1.0',
-     r"options.ridge: learner 'ridge' takes no fixed options"),
+     r"unknown key 'options.ridge.C'; expected some of \['max_iter', 'tol'\]"),
     ("threads = 1", "threads = 0", r"study.threads must be a positive integer, got 0"),
 ])
 def test_option_errors_name_file_and_key(tmp_path: Path, old: str, new: str, message: str) -> None:
