@@ -3,7 +3,6 @@ arrays with ``Dataset.from_arrays(X_train, y_train, ...)``."""
 
 from __future__ import annotations
 
-from robust_hpo.datasets._arrays import dataset_from_arrays
 from robust_hpo.datasets._dataset import LAYOUTS, SPLITS, Dataset
 from robust_hpo.datasets._idx import read_idx
 from robust_hpo.datasets._load import DATA_ENV, available_datasets, default_root, load_dataset
@@ -16,7 +15,6 @@ __all__ = [
     "MAX_FILE_BYTES",
     "SPLITS",
     "available_datasets",
-    "dataset_from_arrays",
     "default_root",
     "load_dataset",
     "read_idx",

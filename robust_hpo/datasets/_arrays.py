@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 
 from robust_hpo._validation import Interval, check
-from robust_hpo.datasets._dataset import Dataset
+from robust_hpo.datasets._assemble import assemble
 from robust_hpo.datasets._source import Pool, Source
 from robust_hpo.errors import ValidationError
 
 
-def dataset_from_arrays(X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None, *, seed: int = 0,
-                        n_test: int | None = None, n_train: int | None = None, feature_names: Any = None,
-                        class_names: Any = None, classes: Any = None, name: str = "arrays") -> Dataset:
-    """A dataset from your own arrays.
+def dataset_fields(X_train: Any, y_train: Any, X_test: Any = None, y_test: Any = None, *, seed: int = 0,
+                   n_test: int | None = None, n_train: int | None = None, feature_names: Any = None,
+                   class_names: Any = None, classes: Any = None, name: str = "arrays") -> dict[str, Any]:
+    """The fields of a dataset from your own arrays (:meth:`Dataset.from_arrays` builds it).
 
     X_train, X_test: rows (n, d) of numbers (float64 is kept) or images (n, C, H, W) with values in
         [0, 1] (float32 is kept); NumPy arrays, lists or pandas DataFrames.
@@ -68,8 +68,6 @@ def dataset_from_arrays(X_train: Any, y_train: Any, X_test: Any = None, y_test: 
     source = Source(name=name, ids=tuple(ids), names=tuple(label_names), train=train, test=test,
                     split="given" if test is not None else "stratified",
                     feature_names=names)
-    from robust_hpo.datasets._load import assemble
-
     return assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from robust_hpo.datasets._arrays import dataset_fields
 from robust_hpo.errors import ValidationError
 
 #: How the train and test parts of a :class:`Dataset` were formed.
@@ -128,13 +129,19 @@ class Dataset:
                     class_names: Any = None, classes: Any = None, name: str = "arrays") -> Dataset:
         """A dataset from your own arrays: rows (n, d) or images (n, C, H, W), NumPy or pandas.
 
-        See :func:`robust_hpo.datasets.dataset_from_arrays` (this is the same function).
+        X_train, X_test: rows (n, d) of numbers (kept as float64) or images (n, C, H, W) with values
+            in [0, 1] (float32); NumPy arrays, lists or pandas DataFrames (columns = feature names).
+        y_train, y_test: labels, integers or strings, no missing values (string labels get ids
+            0..k-1 in sorted order and are the class names).
+        X_test, y_test: ``None`` = one pool split disjointly and stratified (``n_test`` default 25 %;
+            split ``"stratified"``); given = kept as the test part (split ``"given"``).
+        feature_names, class_names (a name per class id, ascending, or a mapping), classes (ids or
+        names to keep), n_train, n_test, seed: as :func:`robust_hpo.datasets.load_dataset` takes them.
+        Details: :mod:`robust_hpo.datasets._arrays`.
         """
-        from robust_hpo.datasets._arrays import dataset_from_arrays
-
-        return dataset_from_arrays(X_train, y_train, X_test, y_test, seed=seed, n_test=n_test, n_train=n_train,
-                                   feature_names=feature_names, class_names=class_names, classes=classes,
-                                   name=name)
+        return cls(**dataset_fields(X_train, y_train, X_test, y_test, seed=seed, n_test=n_test, n_train=n_train,
+                                    feature_names=feature_names, class_names=class_names, classes=classes,
+                                    name=name))
 
 
 def _describe(a: object) -> str:

@@ -7,14 +7,14 @@ from collections.abc import Callable, Sequence
 from numbers import Integral
 from pathlib import Path
 
-import numpy as np
 
 from robust_hpo.datasets._dataset import Dataset
 from robust_hpo.datasets._cifar import cifar10_source
 from robust_hpo.datasets._digits import digits_source
 from robust_hpo.datasets._folders import imagefolder_source, imagenette_source
 from robust_hpo.datasets._mnist import mnist_source
-from robust_hpo.datasets._select import check_count, resolve_classes, split_pool, stratified_choice
+from robust_hpo.datasets._assemble import assemble
+from robust_hpo.datasets._select import check_count
 from robust_hpo.datasets._source import Source
 from robust_hpo.datasets._tabular import breast_cancer_source, csv_source, npz_source
 from robust_hpo._validation import InstanceOf, Interval, check
@@ -111,7 +111,7 @@ def load_dataset(
             raise ValidationError(f"label applies to dataset 'csv' only (an .npz file holds y arrays), not {name!r}")
         source = _FILES[name](path, label)
         try:
-            return assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
+            return Dataset(**assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed)))
         except ValidationError as exc:  # too few rows for the split, classes not in the file: name the file
             raise ValidationError(f"{Path(path).expanduser()}: {exc}") from None
     if path is not None or label is not None:
@@ -126,46 +126,4 @@ def load_dataset(
     root_path = Path(root).expanduser() if root is not None else default_root()
     with requires_torch(f"dataset {name!r}" + (" with download=True" if download else "")):
         source = _LOADERS[name](root_path, bool(download), image_size)
-        return assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed))
-
-
-def assemble(
-    source: Source,
-    *,
-    classes: Sequence[int | str] | None,
-    n_train: int | None,
-    n_test: int | None,
-    seed: int,
-) -> Dataset:
-    ids, names = resolve_classes(classes, source.ids, source.names, source.name)
-    rng = np.random.default_rng(seed)
-    kept = np.asarray(ids, dtype=np.int64)
-    if source.test is not None and source.train is not None:
-        parts = []
-        for pool, n, arg in ((source.train, n_train, "n_train"), (source.test, n_test, "n_test")):
-            idx = _kept_indices(pool.labels, kept, pool.where)
-            if n is not None:
-                where = f"classes {ids} of {pool.where}"
-                idx = idx[stratified_choice(pool.labels[idx], n, rng, name=arg, pool=where)]
-            parts.append((pool, idx))
-    else:
-        pool = source.train if source.train is not None else source.test
-        assert pool is not None
-        idx = _kept_indices(pool.labels, kept, pool.where)
-        train_idx, test_idx = split_pool(pool.labels[idx], n_train, n_test, rng,
-                                         pool=f"classes {ids} of {pool.where}")
-        parts = [(pool, idx[train_idx]), (pool, idx[test_idx])]
-    (tr_pool, tr_idx), (te_pool, te_idx) = parts
-    return Dataset(
-        name=source.name,
-        X_train=tr_pool.load(tr_idx), y_train=tr_pool.labels[tr_idx].astype(np.int64),
-        X_test=te_pool.load(te_idx), y_test=te_pool.labels[te_idx].astype(np.int64),
-        classes=ids, class_names=names, split=source.split, feature_names=source.feature_names,
-    )
-
-
-def _kept_indices(labels: np.ndarray, kept: np.ndarray, where: str) -> np.ndarray:
-    missing = [int(c) for c in kept if not np.any(labels == c)]
-    if missing:
-        raise ValidationError(f"classes: {missing} have no images in {where}")
-    return np.flatnonzero(np.isin(labels, kept))
+        return Dataset(**assemble(source, classes=classes, n_train=n_train, n_test=n_test, seed=int(seed)))

@@ -17,6 +17,7 @@ with the attribute :data:`USER_OBJECTIVE_ATTR` (the attacks and a fingerprint of
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from collections.abc import Mapping
@@ -64,7 +65,7 @@ def score_trial(trial: optuna.Trial, estimator: Any, split: PoisonedSplit | Mapp
     A trial whose fit or slope fails records its ``fail_reason`` and re-raises (pass
     ``catch=FAIL_EXCEPTIONS`` to ``study.optimize``).
     """
-    if not isinstance(trial, (optuna.Trial, optuna.trial.FixedTrial)) and not hasattr(trial, "set_user_attr"):
+    if not hasattr(trial, "set_user_attr") or not hasattr(trial, "suggest_float"):
         raise ValidationError(f"trial must be an optuna Trial, got {type(trial).__name__}")
     splits = _as_named_splits(split)
     if aggregate not in AGGREGATES:
@@ -147,11 +148,7 @@ def _mark_study(trial: Any, splits: dict[str, PoisonedSplit]) -> None:
     study = getattr(trial, "study", None)
     if study is None or USER_OBJECTIVE_ATTR in study.user_attrs:
         return
-    from robust_hpo.datasets import Dataset  # noqa: F401 - the fingerprint below reads the same arrays
-
     first = next(iter(splits.values()))
-    import hashlib
-
     content = {name: hashlib.sha256(np.ascontiguousarray(getattr(first, name)).tobytes()).hexdigest()
                for name in ("X_clean", "y_clean", "X_test", "y_test")}
     study.set_user_attr(USER_OBJECTIVE_ATTR, {"attacks": {n: s.attack for n, s in splits.items()},
