@@ -234,7 +234,7 @@ class NetworkFamily:
         """Train on the clean set (β = 0) under ``seed``."""
         config, slope_options = self.configs(params)
         check("seed", seed, [Interval(Integral, None, None)])
-        X = _images("X_clean", X_clean)
+        X = _images("X_clean", X_clean, rows=self.architecture == "mlp")
         y = np.asarray(y_clean)
         if y.ndim != 1 or len(y) != len(X):
             raise ValidationError(f"y_clean must be a 1-D array with one label per image ({len(X)}), got "
@@ -254,20 +254,32 @@ class NetworkFamily:
 
 
 def _builder(config: NetworkConfig, shape: tuple[int, ...], n_classes: int) -> Callable[[], nn.Module]:
-    """A function building a fresh, untrained network for ``config`` (seeded by the trainer)."""
-    channels, height, width = shape
+    """A function building a fresh, untrained network for ``config`` (seeded by the trainer); rows (d,)
+    enter the MLP as (d, 1, 1)."""
+    channels, height, width = tuple(shape) + (1,) * (3 - len(shape))
     return lambda: build_network(config.architecture, input_shape=(channels, height, width),
                                  width=int(config.width), n_classes=n_classes, depth=int(config.depth),
                                  pretrained=config.pretrained)
 
 
-def _images(name: str, X: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """(n, C, H, W) float32 in [0, 1], C-contiguous; ``ValidationError`` naming ``name`` otherwise."""
+def _images(name: str, X: Any, shape: tuple[int, ...] | None = None, *, rows: bool = False) -> np.ndarray:
+    """(n, C, H, W) float32 in [0, 1], C-contiguous; ``ValidationError`` naming ``name`` otherwise.
+
+    Tabular rows (n, d) of finite floats are taken where ``rows`` (an MLP being fitted) or when the
+    network was trained on rows (``shape`` = (d,))."""
     arr = np.asarray(X)
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValidationError(f"{name} must be float images in [0, 1], got dtype {arr.dtype}")
+    if (rows or (shape is not None and len(shape) == 1)) and arr.ndim == 2 and arr.shape[0] and arr.shape[1]:
+        if shape is not None and arr.shape[1:] != tuple(shape):
+            raise ValidationError(f"{name} must have rows of {shape[0]} columns (as trained), got {arr.shape[1]}")
+        if not np.all(np.isfinite(arr)):
+            raise ValidationError(f"{name} must hold finite values")
+        return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.ndim != 4 or arr.shape[0] == 0:
-        raise ValidationError(f"{name} must be a non-empty (n, C, H, W) array, got shape {arr.shape}")
+        hint = "" if arr.ndim != 2 else ("; tabular rows (n, d) need the learner 'mlp'" if not rows else "")
+        raise ValidationError(f"{name} must be a non-empty (n, C, H, W) array{' or rows (n, d)' if rows else ''}, "
+                              f"got shape {arr.shape}{hint}")
     if shape is not None and arr.shape[1:] != tuple(shape):
         raise ValidationError(f"{name} must have images of shape {tuple(shape)} (as trained), got {arr.shape[1:]}")
     if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
