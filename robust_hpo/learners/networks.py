@@ -277,7 +277,8 @@ def _images(name: str, X: Any, shape: tuple[int, ...] | None = None, *, rows: bo
             raise ValidationError(f"{name} must hold finite values")
         return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.ndim != 4 or arr.shape[0] == 0:
-        hint = "" if arr.ndim != 2 else ("; tabular rows (n, d) need the learner 'mlp'" if not rows else "")
+        hint = ("; tabular rows (n, d) need the learner 'mlp'" if arr.ndim == 2 and shape is None and not rows
+                else " (as trained)" if shape is not None else "")
         raise ValidationError(f"{name} must be a non-empty (n, C, H, W) array{' or rows (n, d)' if rows else ''}, "
                               f"got shape {arr.shape}{hint}")
     if shape is not None and arr.shape[1:] != tuple(shape):

@@ -355,8 +355,9 @@ def test_input_errors(pair38):
     s = pair38
     fitted = MLP.fit({"epochs": 1, "width": 8}, s.X_clean, s.y_clean)
     args = (s.X_poison, s.y_poison, s.X_trigger, s.y_trigger)
-    with pytest.raises(ValueError, match=r"X_clean must be a non-empty \(n, C, H, W\) array"):
-        MLP.fit({}, s.X_clean.reshape(len(s.X_clean), -1), s.y_clean)
+    with pytest.raises(ValueError, match=r"X must be a non-empty \(n, C, H, W\) array, got shape \(\d+, 64\) "
+                                         r"\(as trained\)"):
+        fitted.predict(s.X_clean.reshape(len(s.X_clean), -1))  # rows for a network trained on images
     with pytest.raises(ValueError, match=r"X_clean must hold finite values in \[0, 1\]"):
         MLP.fit({}, s.X_clean * 16, s.y_clean)
     with pytest.raises(ValueError, match="X_clean must be float images"):
