@@ -21,11 +21,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from optuna.distributions import BaseDistribution, FloatDistribution
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
 from robust_hpo._validation import Interval, Options, check, flatten_images
-from robust_hpo.errors import ValidationError
+from robust_hpo.errors import NotConvergedError, ValidationError
 from robust_hpo.search_space import format_config
 from robust_hpo.slope import ConvexSlopeModel, GramCache, SlopeResult, slope_model
 
@@ -128,9 +129,25 @@ class ConvexFamily:
     def fit(self, params: Mapping[str, Any], X_clean: np.ndarray, y_clean: np.ndarray,
             *, seed: int = 0) -> FittedConvexLearner:
         X = self.cache.flat(X_clean) if isinstance(X_clean, np.ndarray) else flatten_images(np.asarray(X_clean))
-        model = slope_model(self.estimator(params), cache=self.cache).fit(X, y_clean)
+        estimator = self.estimator(params)
+        try:
+            model = slope_model(estimator, cache=self.cache).fit(X, y_clean)
+        except NotConvergedError:
+            # the error's advice, followed once: the solver's tol lowered RETRY_TOL_FACTOR times
+            tol = estimator.get_params().get("tol")
+            if not isinstance(tol, (int, float)) or tol * RETRY_TOL_FACTOR < MIN_RETRY_TOL:
+                raise
+            retried = clone(estimator).set_params(tol=tol * RETRY_TOL_FACTOR)
+            model = slope_model(retried, cache=self.cache).fit(X, y_clean)
+            model.details_["retry_tol"] = tol * RETRY_TOL_FACTOR
         return FittedConvexLearner(model)
 
+
+RETRY_TOL_FACTOR = 1e-3
+"""A fit whose solution the exact slope cannot bring to the optimum (``NotConvergedError``) is retried
+once with the estimator's ``tol`` times this factor (not below ``MIN_RETRY_TOL``); the slope's
+details record ``retry_tol``."""
+MIN_RETRY_TOL = 1e-12
 
 CONVEX_OPTIONS: dict[str, list[Any]] = {
     "tol": [Interval(Real, 0, None, closed="neither")],

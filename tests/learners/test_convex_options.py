@@ -88,3 +88,28 @@ def test_linear_svm_at_large_C_on_standardised_rows(C):
         fitted = get_family("linear_svm").fit({"C": C}, split.X_clean, split.y_clean)
         result = fitted.backdoor_slope(split.X_poison, split.y_poison, split.X_trigger, split.y_trigger)
         assert result.exact and -1 < result.slope < 1
+
+
+def test_a_fit_the_slope_cannot_polish_is_retried_at_a_lower_tol():
+    """A standardised table where libsvm's default solution (tol 1e-3) and its built-in refit do not settle:
+    the family follows the error's advice once (tol × 1e-3) instead of failing the trial."""
+    import numpy as np
+    from sklearn.datasets import make_classification
+
+    from robust_hpo import Dataset
+    from robust_hpo.attacks import FeatureTrigger, poison
+    from robust_hpo.errors import NotConvergedError
+    from robust_hpo.slope import slope_model
+
+    X, y = make_classification(n_samples=500, n_features=20, n_informative=6, class_sep=1.0, flip_y=0.02,
+                               random_state=5)
+    data = Dataset.from_arrays(X * np.linspace(1, 50, 20), y, n_train=300, n_test=150, seed=5).standardized()
+    split = poison(data, FeatureTrigger(features=[3, 11, 17], values=["q97"]), fraction=0.1, target=0, seed=5)
+    C = 2.918180853690098
+    with pytest.raises(NotConvergedError):  # the precondition: the default tol fails
+        slope_model(SVC(kernel="linear", C=C)).fit(split.X_clean, split.y_clean)
+    fitted = get_family("linear_svm").fit({"C": C}, split.X_clean, split.y_clean)
+    assert fitted.model.details_["retry_tol"] == pytest.approx(1e-6)
+    result = fitted.backdoor_slope(split.X_poison, split.y_poison, split.X_trigger, split.y_trigger)
+    expected = backdoor_slope(SVC(kernel="linear", C=C, tol=1e-6), split)
+    assert result.slope == pytest.approx(expected.slope, rel=1e-9)
