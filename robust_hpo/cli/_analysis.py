@@ -172,6 +172,7 @@ def _check_no_flags(args: argparse.Namespace) -> None:
 
 
 def _study_context(args: argparse.Namespace) -> _Context:
+    from robust_hpo.objective import check_user_split
     from robust_hpo.study import build_splits, check_data_content, load_data
 
     _check_no_flags(args)
@@ -185,7 +186,9 @@ def _study_context(args: argparse.Namespace) -> _Context:
     dataset = load_data(resolved.config)
     check_data_content(resolved.study, dataset)
     location = resolved.location
-    return _Context(splits=build_splits(resolved.config, dataset=dataset, progress=True), output=location.output,
+    splits = build_splits(resolved.config, dataset=dataset, progress=True)
+    check_user_split(resolved.study, splits)  # a study scored by your own objective (score_trial)
+    return _Context(splits=splits, output=location.output,
                     study=resolved.study, tolerance=resolved.tolerance, seed=resolved.config.data.seed,
                     index_title=f"robust_hpo study {location.name!r}",
                     index_details=[f"Storage: {location.storage.describe()}"])

@@ -27,7 +27,7 @@ from robust_hpo.objective._objective import (
     BackdoorSlopeObjective,
     Evaluation,
 )
-from robust_hpo.objective._score import USER_OBJECTIVE_ATTR, score_trial
+from robust_hpo.objective._score import USER_OBJECTIVE_ATTR, check_user_split, score_trial
 from robust_hpo.objective._recommend import RULES, Candidates, Recommendation, candidates, recommend
 from robust_hpo.objective._record import (
     MARGIN_QUANTITIES,
@@ -66,6 +66,7 @@ __all__ = [
     "aggregate_slopes",
     "best_clean_accuracy",
     "candidates",
+    "check_user_split",
     "evaluate_threats",
     "is_feasible",
     "recommend",

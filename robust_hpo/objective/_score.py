@@ -39,7 +39,7 @@ from robust_hpo.objective._constraint import AccuracyConstraint, record_constrai
 from robust_hpo.objective._objective import FAIL_EXCEPTIONS, Evaluation, _as_named_splits, evaluation_record
 from robust_hpo.objective._record import OBJECTIVES, RECORD_ATTR, failure_record
 
-__all__ = ["USER_OBJECTIVE_ATTR", "score_trial"]
+__all__ = ["USER_OBJECTIVE_ATTR", "check_user_split", "score_trial"]
 
 USER_OBJECTIVE_ATTR = "robust_hpo:user_objective"
 """Study user attribute written by :func:`score_trial`: ``{"attacks": {name: description}, "content":
@@ -143,16 +143,34 @@ def _fitted_predictions(estimator: Any, X: np.ndarray) -> np.ndarray | None:
     return np.asarray(estimator.predict(X))
 
 
+_CONTENT = ("X_clean", "y_clean", "X_test", "y_test")
+
+
+def _content(split: PoisonedSplit) -> dict[str, str]:
+    return {name: hashlib.sha256(np.ascontiguousarray(getattr(split, name)).tobytes()).hexdigest()
+            for name in _CONTENT}
+
+
+def check_user_split(study: optuna.Study, splits: Mapping[str, PoisonedSplit]) -> None:
+    """``ValidationError`` when ``study`` was scored by :func:`score_trial` on other clean data than
+    ``splits`` hold (the arrays that differ are named); nothing to check for other studies."""
+    marker = study.user_attrs.get(USER_OBJECTIVE_ATTR)
+    if not isinstance(marker, Mapping) or not isinstance(marker.get("content"), Mapping) or not splits:
+        return
+    current = _content(next(iter(splits.values())))
+    differ = [name for name in _CONTENT if marker["content"].get(name) != current[name]]
+    if differ:
+        raise ValidationError(f"study {study.study_name!r} was scored (score_trial) on other data: {', '.join(differ)} "
+                              "differ from what the study file builds; describe the data and attack it ran on")
+
+
 def _mark_study(trial: Any, splits: dict[str, PoisonedSplit]) -> None:
     """Write :data:`USER_OBJECTIVE_ATTR` and the metric names once per study (the first trial does)."""
     study = getattr(trial, "study", None)
     if study is None or USER_OBJECTIVE_ATTR in study.user_attrs:
         return
-    first = next(iter(splits.values()))
-    content = {name: hashlib.sha256(np.ascontiguousarray(getattr(first, name)).tobytes()).hexdigest()
-               for name in ("X_clean", "y_clean", "X_test", "y_test")}
     study.set_user_attr(USER_OBJECTIVE_ATTR, {"attacks": {n: s.attack for n, s in splits.items()},
-                                              "content": content})
+                                              "content": _content(next(iter(splits.values())))})
     if study.metric_names is None and len(study.directions) == 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)

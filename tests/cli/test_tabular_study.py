@@ -134,3 +134,60 @@ def test_dashboard_serves_the_tabular_study(tabular):
         with urllib.request.urlopen(f"{url}/api/studies/{summaries[0]['study_id']}", timeout=60) as response:
             detail = json.load(response)
     assert len(detail["trials"]) == 8 and all(len(t["constraints"]) == 1 for t in detail["trials"])
+
+
+BAD_BASE = """
+[study]
+name = "bad"
+n_trials = 2
+
+[data]
+dataset = "csv"
+path = "d.csv"
+label = "y"
+
+[attack]
+trigger = "features"
+features = ["a"]
+
+[search]
+learners = ["logistic"]
+"""
+GOOD_CSV = "a,b,y\n1,2,0\n3,1,1\n4,5,1\n2,2,0\n5,5,0\n6,1,1\n7,3,0\n8,8,1\n"
+
+
+@pytest.mark.parametrize(("csv", "edit", "message"), [
+    ("a,b,y\n1,2,0\n3,1\n4,5,1\n", None, r"d.csv: line 3 has 2 cells but the header has 3"),
+    ("a,b,y\n1,2,0\n3,x,1\n4,5,1\n", None, r"d.csv: column 'b' is not numeric \('x' on line 3\)"),
+    ("a,b,y\n1,2,0\n3,1,NaN\n4,5,1\n", None, r"d.csv: label column 'y' has a missing value on line 3"),
+    ("a,b,label\n1,2,0\n", None, r"d.csv: no label column 'y'; its columns are \['a', 'b', 'label'\]"),
+    ("a,b,y\n1,2,0\n3,1,0\n4,5,0\n", None, r"d.csv: labels hold a single class \('0'\)"),
+    (GOOD_CSV, ('path = "d.csv"', 'path = "nope.csv"'), r"\[data\] path: data file not found: .*nope.csv"),
+    (GOOD_CSV, ('path = "d.csv"', 'path = ""'), r"data.path must be a non-empty string"),
+    (GOOD_CSV, ('path = "d.csv"', 'path = "."'), r"is not a regular file; expected a CSV file"),
+    (GOOD_CSV, ('path = "d.csv"', 'path = 3'), r"data.path must be a non-empty string, got 3"),
+    (GOOD_CSV, ('label = "y"', 'root = "."\nlabel = "y"'), r"data.root does not apply to dataset 'csv'"),
+    (GOOD_CSV, ('label = "y"\n', ''), r"data.label is required for dataset 'csv'"),
+    (GOOD_CSV, ('features = ["a"]', 'features = [99]'), r"\[attack\] features: column index 99 is out of range; "
+                                                         r"dataset 'd' has 2 columns"),
+    (GOOD_CSV, ('features = ["a"]', 'features = ["a"]\nvalues = [100.0]'),
+     r"\[attack\] values: 100 for feature 'a' lies outside the training data's range \[1, 8\]"),
+    (GOOD_CSV, ('features = ["a"]', 'features = ["a"]\nvalues = ["q200"]'), r"attack.values must be a non-empty list"),
+    (GOOD_CSV, ('features = ["a"]', 'features = ["a"]\ntarget = "maybe"'),
+     r"\[attack\] target 'maybe' is neither 'next' nor a class name of the data"),
+    (GOOD_CSV, ('trigger = "features"\nfeatures = ["a"]', 'trigger = "badnets"'),
+     r"trigger 'badnets' needs images \(n, C, H, W\), but dataset 'd' holds tabular rows"),
+])
+def test_bad_tabular_input_is_one_line_naming_the_file_and_nothing_is_written(tmp_path, capsys, csv, edit, message):
+    import re
+
+    (tmp_path / "d.csv").write_text(csv)
+    text = BAD_BASE if edit is None else BAD_BASE.replace(edit[0], edit[1], 1)
+    assert edit is None or text != BAD_BASE
+    (tmp_path / "s.toml").write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.toml"), "--storage", str(out / "study.log"), "--output", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path / "s.toml") in err and re.search(message, err), err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "s.toml"]

@@ -141,6 +141,10 @@ def test_verify_the_users_study(user_study, capsys):
     assert len((out / "verification.csv").read_text().splitlines()) == 9
     assert main(["verify", "--storage", storage, "--study-name", "mine", "--output", str(out)]) == 2
     assert "scored by your own objective (score_trial)" in capsys.readouterr().err
+    other = folder / "other.toml"  # a study file describing other data is refused, naming what differs
+    other.write_text(STUDY.replace("n_train = 200", "n_train = 180"))
+    assert main(["verify", str(other), "--storage", storage, "--study-name", "mine", "--output", str(out)]) == 2
+    assert "was scored (score_trial) on other data: X_clean, y_clean" in capsys.readouterr().err
 
 
 def test_run_refuses_to_add_trials_to_the_users_study(user_study, capsys):
