@@ -191,3 +191,29 @@ def test_bad_tabular_input_is_one_line_naming_the_file_and_nothing_is_written(tm
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(tmp_path / "s.toml") in err and re.search(message, err), err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "s.toml"]
+
+
+def test_the_stored_problem_finds_the_csv_and_checks_its_content(tabular, tmp_path, capsys):
+    from robust_hpo.study import config_from_problem, stored_problem
+
+    path, out = tabular
+    config = load_study_config(path)
+    again = config_from_problem(stored_problem(config), name="loans")
+    assert (again.data.path, again.data.label, again.data.standardize) == (str(path.parent / "rows.csv"), "outcome",
+                                                                            True)
+    assert again.attacks == config.attacks
+    # --storage alone: the data are read where the study found them
+    assert main(["deviation", "--storage", str(out / "study.log"), "--output", str(tmp_path / "a"), "--trial", "1",
+                 "--betas", "0", "1"]) == 0
+    # a byte-identical copy elsewhere is the same data; an edited copy is refused, naming the arrays
+    moved = tmp_path / "copy.csv"
+    moved.write_bytes((path.parent / "rows.csv").read_bytes())
+    assert main(["deviation", "--storage", str(out / "study.log"), "--output", str(tmp_path / "b"), "--trial", "1",
+                 "--betas", "0", "1", "--set", f"data.path={moved}"]) == 0
+    header, *rows = moved.read_text().splitlines()
+    rows = [",".join([str(float(r.split(",")[0]) + 1.0), *r.split(",")[1:]]) for r in rows]  # every row edited
+    moved.write_text("\n".join([header, *rows]) + "\n")
+    capsys.readouterr()
+    assert main(["deviation", "--storage", str(out / "study.log"), "--output", str(tmp_path / "c"), "--trial", "1",
+                 "--betas", "0", "1", "--set", f"data.path={moved}"]) == 2
+    assert "was created with other data" in capsys.readouterr().err
