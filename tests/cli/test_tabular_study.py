@@ -211,7 +211,8 @@ def test_the_stored_problem_finds_the_csv_and_checks_its_content(tabular, tmp_pa
     assert main(["deviation", "--storage", str(out / "study.log"), "--output", str(tmp_path / "b"), "--trial", "1",
                  "--betas", "0", "1", "--set", f"data.path={moved}"]) == 0
     header, *rows = moved.read_text().splitlines()
-    rows = [",".join([str(float(r.split(",")[0]) + 1.0), *r.split(",")[1:]]) for r in rows]  # every row edited
+    rows = [",".join([str(float(r.split(",")[0]) + (i % 7)), *r.split(",")[1:]])  # every row, unevenly
+            for i, r in enumerate(rows)]                                           # (standardising keeps it)
     moved.write_text("\n".join([header, *rows]) + "\n")
     capsys.readouterr()
     assert main(["deviation", "--storage", str(out / "study.log"), "--output", str(tmp_path / "c"), "--trial", "1",
