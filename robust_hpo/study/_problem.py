@@ -13,7 +13,7 @@ Format 3 (this version)::
     {"format": 3,
      "data": {dataset, classes, n_train, n_test, seed, download, image_size},   # which data
      "content": {x_train, y_train, x_test, y_test: {shape, dtype, sha256}} | null,  # what the data are
-     "location": {"data_root", "data_path", "features_cache_dir", "features_batch_size"},  # where / how
+     "location": {"data_root", ["data_path"], "features_cache_dir", "features_batch_size"},  # where / how
      "attacks": [{trigger, fraction, target, seed, <trigger parameters>, [name]}, ...],
      "aggregate": "max" | "mean",
      "objective": "slope" | "predicted_backdoor_accuracy" | "normalised_margin",   # absent: "slope"
@@ -126,7 +126,7 @@ def stored_problem(config: StudyConfig, *, content: Mapping[str, Any] | None = N
         "format": PROBLEM_FORMAT,
         "data": data,
         "content": dict(content) if content is not None else None,
-        "location": {"data_root": config.data.root, "data_path": config.data.path,
+        "location": {"data_root": config.data.root, **({"data_path": config.data.path} if config.data.path else {}),
                      "features_cache_dir": features.cache_dir if features is not None else None,
                      "features_batch_size": features.batch_size if features is not None else None},
         "attacks": [attack.table() for attack in config.attacks],
