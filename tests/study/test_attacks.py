@@ -101,7 +101,9 @@ def test_mean_aggregate_and_shared_clean_set(tmp_path: Path) -> None:
     ("epsilon = 0.1", "epsilon = 0.1\nsize = 3", r"attacks\[2\].size applies to trigger 'badnets'"),
     ("size = 4\n", "size = 4\nposition = 'middle'\n", r"attacks\[1\].position must be one of .*got 'middle'"),
     ('name = "big"', 'name = "small"', r"attacks: names must be distinct, repeated \['small'\]"),
-    ('name = "big"', 'name = "big"\ntarget = "0"', r"attacks\[1\].target must be 'next', got '0'"),
+    ('name = "big"', 'name = "big"\ntarget = "0"', r"attacks: every attack must have the same target"),
+    ('name = "big"', 'name = "big"\ntarget = 1.5', r"attacks\[1\].target must be 'next', a non-empty string or a "
+                                                   r"non-negative integer, got 1.5"),
     ('seed = 0\n', 'seed = 0\naggregate = "min"\n', r"study.aggregate must be one of \['max', 'mean'\]"),
     ("[search]", "[attack]\nname = 'x'\n[search]", r"give either|attack.name applies to \[\[attacks\]\] entries only"),
 ])
