@@ -33,7 +33,8 @@ def test_trigger_class_instead_of_instance_is_named(split: rh.PoisonedSplit) -> 
 
 def test_target_policy_and_classes_are_named() -> None:
     ds = rh.load_dataset("digits", classes=[3, 8], n_train=40, n_test=20)
-    with pytest.raises(RobustHPOError, match=r"target must be 'next'"):
+    with pytest.raises(RobustHPOError, match=r"target 'previous' is neither 'next' nor a class name of the data; "
+                                             r"expected one of: 3='3', 8='8'"):
         rh.poison(ds, rh.BadNets(), target="previous")
     with pytest.raises(RobustHPOError, match=r"classes must be a sequence of integer class ids, got 5"):
         rh.target_labels(ds.y_test, 5)
