@@ -14,24 +14,34 @@ from robust_hpo.plots._analysis import (
     influence_figure,
     verification_figure,
 )
+from robust_hpo.plots._answer import VULNERABLE_AT, answer_lines, is_vulnerable, short_rule, trial_summary
 from robust_hpo.plots._html import PLOTLY_CONFIG, plotly_bundle_name, write_html
 from robust_hpo.plots._index import INDEX_HTML, describe_output, write_index
 from robust_hpo.plots._pareto import ACCURACY_TITLE, OBJECTIVE_TITLES, SLOPE_TITLE, pareto_figure
+from robust_hpo.plots._style import LEARNER_COLORS, learner_color, log_axis
 
 __all__ = [
     "ACCURACY_TITLE",
     "INDEX_HTML",
+    "LEARNER_COLORS",
     "OBJECTIVE_TITLES",
     "PLOTLY_CONFIG",
     "SLOPE_TITLE",
+    "VULNERABLE_AT",
+    "answer_lines",
     "curves_figure",
     "describe_output",
     "deviation_figure",
     "explanation_figure",
     "grid_figure",
     "influence_figure",
+    "is_vulnerable",
+    "learner_color",
+    "log_axis",
     "pareto_figure",
     "plotly_bundle_name",
+    "short_rule",
+    "trial_summary",
     "verification_figure",
     "write_html",
     "write_index",
