@@ -14,9 +14,16 @@ from robust_hpo.plots._analysis import (
     influence_figure,
     verification_figure,
 )
-from robust_hpo.plots._answer import VULNERABLE_AT, answer_lines, is_vulnerable, short_rule, trial_summary
+from robust_hpo.plots._answer import (
+    VULNERABLE_AT,
+    answer_lines,
+    configuration,
+    is_vulnerable,
+    short_rule,
+    trial_summary,
+)
 from robust_hpo.plots._html import PLOTLY_CONFIG, plotly_bundle_name, write_html
-from robust_hpo.plots._index import INDEX_HTML, describe_output, write_index
+from robust_hpo.plots._index import INDEX_HTML, answer_html, describe_output, write_index
 from robust_hpo.plots._pareto import ACCURACY_TITLE, OBJECTIVE_TITLES, SLOPE_TITLE, pareto_figure
 from robust_hpo.plots._style import LEARNER_COLORS, learner_color, log_axis
 
@@ -28,7 +35,9 @@ __all__ = [
     "PLOTLY_CONFIG",
     "SLOPE_TITLE",
     "VULNERABLE_AT",
+    "answer_html",
     "answer_lines",
+    "configuration",
     "curves_figure",
     "describe_output",
     "deviation_figure",
