@@ -309,7 +309,7 @@ def _trial_configs(args: argparse.Namespace, ctx: _Context, *, single: bool) -> 
         learner, params = learner_config(t.params)
         for attack in (names if choice == ALL else [trial_attack(t, names, choice)]):
             slope = attack_slope(t, attack, len(names), study.metric_names)
-            role = " (recommended)" if t.number == recommended and not single else ""
+            role = " (recommended)" if t.number == recommended and not single else ""  # plots.RECOMMENDED_MARK
             configs.append(_Config(learner, params, f"trial {t.number}{role}: {format_config(learner, params)}",
                                    attack, slope, t.number))
     return configs

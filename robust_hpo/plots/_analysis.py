@@ -37,8 +37,21 @@ LOSS_UNITS = {"log-loss": "mean log-loss, nats", "squared": "mean squared error,
 _PALETTE = qualitative.Plotly
 
 
+RECOMMENDED_MARK = "(recommended)"
+"""A configuration whose label contains this is drawn in the recommendation's gold, thicker, in the
+curves and deviation figures (the CLI labels the study's recommended trial so)."""
+RECOMMENDED_COLOR = "#e6a700"
+
+
 def _color(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
+
+
+def _line(i: int, label: str) -> dict[str, Any]:
+    """Line style of configuration ``i``: gold and thicker for the recommended one."""
+    if RECOMMENDED_MARK in label:
+        return {"color": RECOMMENDED_COLOR, "width": 4}
+    return {"color": _color(i), "width": 2}
 
 
 def _loss_title(losses: Sequence[str], where: str) -> str:
@@ -78,9 +91,10 @@ def curves_figure(curves: Sequence[CurveResult], *, title: str | None = None, zo
     zpad = 0.05 * max(float(np.ptp(near)), 1e-9)
     zlo, zhi = float(near.min()) - zpad, float(near.max()) + zpad
     for i, c in enumerate(curves):
-        color, group = _color(i), f"curve{i}"
+        line, group = _line(i, c.label), f"curve{i}"
+        color = line["color"]
         name = f"{c.label} (slope {c.slope.slope:.3f})"
-        kw = {"legendgroup": group, "line": {"color": color}}
+        kw = {"legendgroup": group, "line": line}
         hover = "β=%{x:.4g}<br>%{y:.4g}<extra>" + c.label + "</extra>"
         fig.add_trace(go.Scatter(x=c.betas, y=c.trigger_loss, mode="lines+markers", name=name,
                                  hovertemplate=hover, **kw), row=1, col=1)
@@ -162,7 +176,7 @@ def deviation_figure(results: Sequence[DeviationResult], *, title: str | None = 
         "weight norm ‖w_β‖₂ (the regulariser's measure of complexity)",
         "angle between w_0 and w_β, rescaled: arccos(cos∠)/π"))
     for i, r in enumerate(results):
-        kw = {"legendgroup": f"dev{i}", "line": {"color": _color(i)}, "mode": "lines+markers"}
+        kw = {"legendgroup": f"dev{i}", "line": _line(i, r.label), "mode": "lines+markers"}
         space = "RKHS" if r.space == "rkhs" else "Euclidean"
         fig.add_trace(go.Scatter(x=r.betas, y=r.norm, name=f"{r.label} ({space})",
                                  hovertemplate="β=%{x:.4g}<br>‖w‖=%{y:.4g}<extra>" + r.label + "</extra>", **kw),

@@ -155,3 +155,15 @@ def test_verification_pins_non_positive_slopes_on_a_log_axis() -> None:
     points = next(t for t in figure.data if t.x and t.x[0] is not None and len(t.x) == 4)
     assert points.x[0] == pytest.approx(1e-4 / 2) and points.marker.symbol[0] == "triangle-left"
     assert any(t.name == "◄ slope ≤ 0 (at the left edge)" for t in figure.data)
+
+
+def test_the_recommended_configuration_is_drawn_in_gold() -> None:
+    from robust_hpo.analysis import DeviationResult
+    from robust_hpo.plots import deviation_figure
+
+    betas = np.array([0.0, 0.5, 1.0])
+    results = [DeviationResult(label, betas, np.ones(3), np.zeros(3), "euclidean")
+               for label in ("trial 3 (recommended): ridge C=1", "trial 5: ridge C=10")]
+    lines = {t.name: t.line for t in deviation_figure(results).data if t.name}
+    assert lines["trial 3 (recommended): ridge C=1 (Euclidean)"].color == "#e6a700"
+    assert lines["trial 3 (recommended): ridge C=1 (Euclidean)"].width > lines["trial 5: ridge C=10 (Euclidean)"].width
