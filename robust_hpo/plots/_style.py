@@ -38,10 +38,10 @@ def learner_color(learner: str) -> str:
 
 
 def number_label(value: float) -> str:
-    """A tick label that is the whole number: ``0.002``, ``0.05``, ``1``, ``20``; ``1e-5`` below 0.001."""
+    """A tick label that is the whole number: ``0.002``, ``0.05``, ``1``, ``20``; ``1e-5`` below 0.0001."""
     if value == 0:
         return "0"
-    if 1e-3 <= abs(value) < 1e5:
+    if 1e-4 <= abs(value) < 1e5:
         return f"{value:.6g}"
     mantissa, exponent = f"{value:.0e}".split("e")
     return f"{mantissa}e{int(exponent)}"

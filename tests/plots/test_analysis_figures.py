@@ -137,7 +137,7 @@ def test_verification_slope_axis_is_logarithmic_when_slopes_span_decades() -> No
     ring = next(t for t in figure.data if t.name == "recommended: trial 2")
     assert list(ring.x) == [1e-3] and ring.marker.symbol == "circle-open"
     assert verification_figure(_report([0.2, 0.3, 0.5])).layout.xaxis.type == "linear"
-    assert list(figure.layout.xaxis.ticktext) == ["1e-5", "1e-4", "0.001", "0.01", "0.1", "1"]
+    assert list(figure.layout.xaxis.ticktext) == ["1e-5", "0.0001", "0.001", "0.01", "0.1", "1"]
 
 
 def test_one_colour_per_learner_in_every_figure() -> None:
