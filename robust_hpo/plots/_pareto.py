@@ -91,6 +91,25 @@ def _threshold(trials: Sequence[FrozenTrial]) -> float | None:
     return values.pop() if len(values) == 1 else None
 
 
+_PX_PER_UNIT = 360.0
+"""About how many pixels one unit of estimated backdoor accuracy takes in the right panel."""
+
+
+def _label_offsets(points: Sequence[tuple[float, float]], x_range: Sequence[float]) -> list[tuple[float, float]]:
+    """Arrow offsets ``(ax, ay)`` in pixels for the right panel's number boxes at ``points`` (x = accuracy,
+    y = estimate, 0..1): each box beside its point, on the side with room, nudged towards the panel's
+    middle, two boxes at least a box height apart, all inside the panel."""
+    gap, low, high = 0.25, 0.12, 0.88
+    centres = [min(max(y + (0.15 if y < 0.5 else -0.15), low), high) for _, y in points]
+    if len(centres) == 2 and abs(centres[0] - centres[1]) < gap:
+        order = sorted(range(2), key=lambda i: (points[i][1], i))
+        middle = min(max(sum(centres) / 2, low + gap / 2), high - gap / 2)
+        centres[order[0]], centres[order[1]] = middle - gap / 2, middle + gap / 2
+    width = max(float(x_range[1] - x_range[0]), 1e-9)
+    return [(150.0 if (x - x_range[0]) / width < 0.45 else -150.0, -(centre - y) * _PX_PER_UNIT)
+            for (x, y), centre in zip(points, centres, strict=True)]
+
+
 def _estimate_front(trials: Sequence[FrozenTrial], estimates: dict[int, float]) -> list[FrozenTrial]:
     """The trials not dominated in (clean accuracy ↑, estimated backdoor accuracy ↓), by accuracy."""
     points = [(t, float(t.values[0]), estimates[t.number]) for t in trials if t.number in estimates]
@@ -167,7 +186,7 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
                           row=1, col=col, exclude_empty_subplots=False)
             fig.add_vline(x=threshold, line={"color": INFEASIBLE_COLOR, "dash": "dot", "width": 1.5}, row=1, col=col,
                           exclude_empty_subplots=False)
-        fig.add_annotation(x=threshold, xanchor="right", y=0.0, yref="y domain", yanchor="bottom", showarrow=False,
+        fig.add_annotation(x=threshold, xanchor="right", y=1.0, yref="y domain", yanchor="top", showarrow=False,
                            text=f"constraint:<br>accuracy ≥ {threshold:g}", align="right",
                            font={"color": "#666", "size": 10}, row=1, col=1)
 
@@ -314,6 +333,7 @@ def _estimate_panel(fig: go.Figure, feasible: Sequence[FrozenTrial], estimates: 
         return (f"clean accuracy {trial.values[0]:.3f}<br>est. backdoor accuracy <b>{estimates[trial.number]:.2f}</b>"
                 + ("" if base is None else f"<br>(clean model {base:.2f})"))
 
+    labels = []  # (trial, text, colours)
     if recommended is not None and recommended.number in estimates:
         fig.add_trace(go.Scatter(
             x=[recommended.values[0]], y=[estimates[recommended.number]], mode="markers",
@@ -321,19 +341,17 @@ def _estimate_panel(fig: go.Figure, feasible: Sequence[FrozenTrial], estimates: 
             marker={"symbol": "circle-open", "size": 26, "color": RECOMMENDED_COLOR, "line": {"width": 3.5}},
             customdata=[_hover_row(recommended, "recommended", objective)], hovertemplate=_HOVER), row=1, col=2)
         same = most_accurate is not None and most_accurate.number == recommended.number
-        fig.add_annotation(x=recommended.values[0], y=estimates[recommended.number],
-                           text=f"<b>recommended: trial {recommended.number}</b>"
-                                + (" (also the most accurate)" if same else "") + "<br>" + numbers(recommended),
-                           showarrow=True, arrowhead=2, arrowcolor=RECOMMENDED_COLOR, ax=-110, ay=-100, align="left",
-                           font={"color": "#7a5a00", "size": 11}, bgcolor="rgba(255,255,255,0.9)",
-                           bordercolor=RECOMMENDED_COLOR, borderwidth=1, row=1, col=2)
+        labels.append((recommended, f"<b>recommended: trial {recommended.number}</b>"
+                       + (" (also the most accurate)" if same else "") + "<br>" + numbers(recommended),
+                       (RECOMMENDED_COLOR, "#7a5a00", RECOMMENDED_COLOR)))
     if most_accurate is not None and most_accurate.number in estimates and (
             recommended is None or most_accurate.number != recommended.number):
-        high = estimates[most_accurate.number] > 0.6
-        fig.add_annotation(x=most_accurate.values[0], y=estimates[most_accurate.number],
-                           text=f"<b>most accurate: trial {most_accurate.number}</b><br>" + numbers(most_accurate),
-                           showarrow=True, arrowhead=2, arrowcolor="#555", ax=-170, ay=30 if high else -30,
-                           align="left", font={"color": "#333", "size": 11}, bgcolor="rgba(255,255,255,0.9)",
-                           bordercolor="#999", borderwidth=1, row=1, col=2)
+        labels.append((most_accurate, f"<b>most accurate: trial {most_accurate.number}</b><br>" + numbers(most_accurate),
+                       ("#555", "#333", "#999")))
+    offsets = _label_offsets([(t.values[0], estimates[t.number]) for t, _, _ in labels], x_range)
+    for (trial, text, (arrow, font, border)), (ax, ay) in zip(labels, offsets, strict=True):
+        fig.add_annotation(x=trial.values[0], y=estimates[trial.number], text=text, showarrow=True, arrowhead=2,
+                           arrowcolor=arrow, ax=ax, ay=ay, align="left", font={"color": font, "size": 11},
+                           bgcolor="rgba(255,255,255,0.9)", bordercolor=border, borderwidth=1, row=1, col=2)
     fig.update_yaxes(title={"text": ESTIMATE_TITLE}, range=[-0.04, 1.04], tickvals=[0, 0.25, 0.5, 0.75, 1],
                      zeroline=False, row=1, col=2)

@@ -153,3 +153,16 @@ def test_figures_in_one_folder_share_one_plotly_js(tmp_path: Path) -> None:
         assert "cdn.plot.ly" not in text and len(text) < 200_000  # opens offline, without its own copy
     standalone = write_html(figure, tmp_path / "alone" / "c.html", standalone=True)
     assert standalone.stat().st_size > 1_000_000 and not list(standalone.parent.glob("*.js"))
+
+
+def test_the_number_boxes_of_the_estimate_panel_never_overlap() -> None:
+    """Two boxes beside points of close estimates (0.61 and 0.88, the case that overlapped) are pushed a
+    box height apart; a point near the left edge gets its box on the right."""
+    from robust_hpo.plots._pareto import _PX_PER_UNIT, _label_offsets
+
+    (ax1, ay1), (ax2, ay2) = _label_offsets([(0.99, 0.61), (1.0, 0.88)], [0.96, 1.004])
+    box_centres = [0.61 - ay1 / _PX_PER_UNIT, 0.88 - ay2 / _PX_PER_UNIT]
+    assert box_centres[1] - box_centres[0] >= 0.25 - 1e-9 and all(0.1 <= c <= 0.9 for c in box_centres)
+    assert ax1 < 0 and ax2 < 0  # room on the left of both
+    ((ax, _),) = _label_offsets([(0.961, 0.1)], [0.96, 1.004])
+    assert ax > 0
