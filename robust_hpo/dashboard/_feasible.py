@@ -136,7 +136,9 @@ def recommendation_note(study: optuna.Study, front: list[FrozenTrial], chosen: R
                   "`robust-hpo report` prints."]
     if chosen is not None and all(t.number != chosen.trial.number for t in front):
         lines.append(f"The recommended trial {chosen.trial.number} is not among them: the front trades clean "
-                     "accuracy against the slope, the rule above ranks the candidates differently.")
+                     "accuracy against the slope, the rule above ranks the candidates by the estimated backdoor "
+                     "accuracy — on the front of clean accuracy against that estimate it is the lowest point "
+                     "within the tolerance (the home page's figure, right panel).")
     if constraint is not None or infeasible:
         lines.append(f"Constraint: {constraint or 'set by the objective'}; {len(infeasible)} of {len(complete)} "
                      "completed trials violate it (grey in the Pareto-front plot; each trial's `feasible` "
