@@ -91,6 +91,38 @@ def _threshold(trials: Sequence[FrozenTrial]) -> float | None:
     return values.pop() if len(values) == 1 else None
 
 
+_POSITIONS = {  # textposition -> the label box's (x0, x1, y0, y1) around its point, in axis fractions
+    "middle right": (0.01, 0.07, -0.02, 0.02), "middle left": (-0.07, -0.01, -0.02, 0.02),
+    "top center": (-0.03, 0.03, 0.015, 0.055), "bottom center": (-0.03, 0.03, -0.055, -0.015)}
+
+
+def _text_positions(points: Sequence[tuple[float, float]], x_range: Sequence[float], y_range: Sequence[float],
+                    log_y: bool) -> list[str]:
+    """A label position per point (right of it unless that box would overlap an earlier label or another
+    point, then left, above, below): no two trial labels on top of each other."""
+    def frac(x: float, y: float) -> tuple[float, float]:
+        y = math.log10(y) if log_y and y > 0 else y
+        return ((x - x_range[0]) / max(x_range[1] - x_range[0], 1e-12),
+                (y - y_range[0]) / max(y_range[1] - y_range[0], 1e-12))
+
+    where = [frac(x, y) for x, y in points]
+    boxes: list[tuple[float, float, float, float]] = []
+    out = []
+    for i, (px, py) in enumerate(where):
+        others = [q for j, q in enumerate(where) if j != i]
+        for name, (x0, x1, y0, y1) in _POSITIONS.items():
+            box = (px + x0, px + x1, py + y0, py + y1)
+            free = all(box[1] < b[0] or b[1] < box[0] or box[3] < b[2] or b[3] < box[2] for b in boxes)
+            clear = not any(box[0] <= qx <= box[1] and box[2] <= qy <= box[3] for qx, qy in others)
+            if free and clear:
+                break
+        else:
+            name, box = "middle right", (px + 0.01, px + 0.07, py - 0.02, py + 0.02)
+        boxes.append(box)
+        out.append(name)
+    return out
+
+
 _PX_PER_UNIT = 360.0
 """About how many pixels one unit of estimated backdoor accuracy takes in the right panel."""
 
@@ -212,7 +244,9 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
             name=f"Pareto front ({len(front)} trial{'s' if len(front) != 1 else ''})", legendgroup="front",
             legendgrouptitle={"text": "best trade-offs"},
             text=["" if recommended is not None and t.number == recommended.number else f"#{t.number}"
-                  for t in front], textposition="middle right", cliponaxis=False,
+                  for t in front], cliponaxis=False,
+            textposition=_text_positions([(t.values[0], y) for t, (y, _) in zip(front, ys, strict=True)],
+                                         x_range, y_range, log_y),
             textfont={"color": FRONT_COLOR, "size": 11},
             line={"color": FRONT_COLOR, "width": 2, "shape": "vh"},  # the staircase: lowest slope per accuracy
             marker={"color": FRONT_COLOR, "size": 12, "line": {"width": 1.5, "color": "white"},

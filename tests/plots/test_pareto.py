@@ -166,3 +166,13 @@ def test_the_number_boxes_of_the_estimate_panel_never_overlap() -> None:
     assert ax1 < 0 and ax2 < 0  # room on the left of both
     ((ax, _),) = _label_offsets([(0.961, 0.1)], [0.96, 1.004])
     assert ax > 0
+
+
+def test_front_labels_do_not_sit_on_each_other() -> None:
+    from robust_hpo.plots._pareto import _text_positions
+
+    # three front points a hair apart: the second and third labels move off the first
+    positions = _text_positions([(0.970, 0.010), (0.971, 0.0101), (0.972, 0.0102)], [0.96, 1.0], [-3.0, 0.0], True)
+    assert len(set(positions)) == 3  # three different sides, none over another label or point
+    # far apart: all to the right of their point
+    assert set(_text_positions([(0.97, 0.001), (0.99, 0.1)], [0.96, 1.0], [-3.0, 0.0], True)) == {"middle right"}
