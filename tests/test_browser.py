@@ -1,6 +1,8 @@
 """What a user opens, in a real browser: every HTML file the quickstart and its analyses write, and the
 dashboard's study page, rendered by headless Chromium. A page fails when its screenshot is blank (one
-colour almost everywhere) or the browser logs a JavaScript error.
+colour almost everywhere) or the browser logs a JavaScript error. The index page must state the answer
+`report` prints, and the figures must agree with it and with each other (the same recommended trial and
+numbers, one colour per learner); the dashboard's study home must open with the recommendation.
 
 Skipped (with the reason) when no Chromium is installed; `.ci/run` installs Debian's ``chromium``.
 """
@@ -109,6 +111,92 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _report(out: Path) -> str:
+    return subprocess.run([sys.executable, "-m", "robust_hpo.cli", "report", str(QUICKSTART), "--storage",
+                           str(out / "study.log"), "--output", str(out)], check=True, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=out).stdout
+
+
+def _figure(page: Path) -> tuple[list[dict], dict]:
+    """The (data, layout) plotly.js draws on ``page`` (the arguments of its ``Plotly.newPlot`` call)."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index("Plotly.newPlot(")
+    decoder = json.JSONDecoder()
+    _, at = decoder.raw_decode(text, text.index('"', start))  # the div id
+    data, at = decoder.raw_decode(text, text.index("[", at))
+    layout, _ = decoder.raw_decode(text, text.index("{", at))
+    return data, layout
+
+
+def test_the_index_page_opens_with_the_answer_report_prints(quickstart: Path) -> None:
+    report = _report(quickstart)
+    summary = json.loads((quickstart / "summary.json").read_text())
+    recommended, best = summary["recommended"], summary["most_accurate"]
+    lines = [line for line in report.splitlines() if line.startswith(("Recommended: ", "Most accurate: ", "Rule: "))]
+    assert [line.split(":", 1)[0] for line in lines] == ["Recommended", "Most accurate", "Rule"]
+    assert lines[0].startswith(f"Recommended: trial {recommended['number']} (")
+    shots = quickstart.parent / "shots"
+    shots.mkdir(exist_ok=True)
+    messages, text = _browse((quickstart / "index.html").as_uri(), shots / "index.png", dom=True)
+    assert not _errors(messages) and _blank_reason(shots / "index.png") is None
+    answer = text.split("Answer", 1)[1].split("Figures, in reading order", 1)[0]  # the answer comes first
+    assert f"Deploy trial {recommended['number']} :" in answer
+    estimate = f"{recommended['predicted_backdoor_accuracy']:.2f}"
+    assert re.search(rf"recommended trial {recommended['number']} \S+ .*? {recommended['clean_accuracy']:.3f} "
+                     rf"{estimate} ", answer), answer
+    if best["number"] != recommended["number"]:
+        assert re.search(rf"most accurate trial {best['number']} \S+ .*? {best['clean_accuracy']:.3f} "
+                         rf"{best['predicted_backdoor_accuracy']:.2f} ", answer), answer
+    assert lines[2] in answer  # the same one-sentence rule as `report`
+    assert ("Warning:" in answer) is (recommended["predicted_backdoor_accuracy"] >= 0.5
+                                      if "vulnerable" not in recommended else recommended["vulnerable"])
+    figures = re.findall(r"(\S+\.html) ", text.split("Figures, in reading order", 1)[1])
+    assert figures[:2] == ["pareto.html", "verification.html"], figures
+
+
+def test_the_figures_agree_with_the_answer_and_with_each_other(quickstart: Path) -> None:
+    """The Pareto figure rings and annotates the recommended trial with summary.json's numbers; a learner
+    has one colour in pareto.html, verification.html and its C-only chart."""
+    from robust_hpo.plots import learner_color
+
+    summary = json.loads((quickstart / "summary.json").read_text())
+    recommended = summary["recommended"]
+    data, layout = _figure(quickstart / "pareto.html")
+    rings = [t for t in data if t.get("name") == f"recommended: trial {recommended['number']}"]
+    assert len(rings) == 2  # ringed in both panels ...
+    right = next(t for t in rings if t.get("xaxis") == "x2")
+    assert right["x"] == [recommended["clean_accuracy"]] and right["y"] == [recommended["predicted_backdoor_accuracy"]]
+    front = next(t for t in data if str(t.get("name", "")).startswith("front on estimated backdoor accuracy"))
+    assert (right["x"][0], right["y"][0]) in set(zip(front["x"], front["y"], strict=True))  # ... on that front
+    notes = [a.get("text", "") for a in layout["annotations"]]
+    assert any(n.startswith(f"<b>recommended: trial {recommended['number']}</b>")
+               and f"<b>{recommended['predicted_backdoor_accuracy']:.2f}</b>" in n for n in notes), notes
+    best = summary["most_accurate"]
+    if best["number"] != recommended["number"]:
+        assert any(n.startswith(f"<b>most accurate: trial {best['number']}</b>")
+                   and f"<b>{best['predicted_backdoor_accuracy']:.2f}</b>" in n for n in notes), notes
+    colours: dict[str, set[str]] = {}
+    for t in data:
+        if str(t.get("name", "")).endswith(" (dominated)"):
+            colours.setdefault(t["name"].split(" ")[0], set()).add(t["marker"]["color"])
+    verification, _ = _figure(quickstart / "verification.html")
+    for t in verification:
+        if "(Spearman" in str(t.get("name", "")):
+            colours.setdefault(t["name"].split(" ")[0], set()).add(t["marker"]["color"])
+    for page in quickstart.glob("heatmap_*.html"):
+        for t in _figure(page)[0]:
+            if t.get("name") == "backdoor learning slope (clean model)":
+                colours.setdefault(page.stem.removeprefix("heatmap_"), set()).add(t["line"]["color"])
+    assert len(colours) >= 3 and all(found == {learner_color(name)} for name, found in colours.items()), colours
+    # log axes say whole numbers: no bare "2" or "5" between decades
+    for page in ("pareto.html", "verification.html", "heatmap_linear_svm.html"):
+        _, layout = _figure(quickstart / page)
+        for name, axis in layout.items():
+            if name.startswith(("xaxis", "yaxis")) and axis.get("type") == "log":
+                assert all(float(label) == value for label, value in
+                           zip(axis["ticktext"], axis["tickvals"], strict=True)), (page, name, axis["ticktext"])
+
+
 def _pages(out: Path) -> list[Path]:
     return sorted(out.glob("*.html"))
 
@@ -142,10 +230,7 @@ def test_dashboard_shows_the_feasible_front_and_the_recommendation(dashboard_url
     """The study page's Best Trials card lists exactly the feasible front; the Note page the recommendation."""
     with urllib.request.urlopen(f"{dashboard_url}/api/studies", timeout=60) as response:
         (summary,) = json.load(response)["study_summaries"]
-    report = subprocess.run([sys.executable, "-m", "robust_hpo.cli", "report", str(QUICKSTART), "--storage",
-                             str(quickstart / "study.log"), "--output", str(quickstart)], check=True,
-                            capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=quickstart).stdout
+    report = _report(quickstart)
     table = report.split("Pareto front", 1)[1].split("Candidates (", 1)[0].split("Recommended:", 1)[0]
     front = [int(n) for n in re.findall(r"^\s*(\d+)\s+learner=", table, re.MULTILINE)]
     recommended = re.search(r"^Recommended: trial (\d+)", report, re.MULTILINE).group(1)
@@ -161,7 +246,14 @@ def test_dashboard_shows_the_feasible_front_and_the_recommendation(dashboard_url
         if blank:
             problems.append(f"{name}: blank screenshot ({blank})")
         if name == "dashboard":
-            card = text.split("Best Trials", 1)[-1].split("Study User Attributes", 1)[0]
+            # the home opens with the recommendation and the feasible front, before optuna-dashboard's plots
+            if not (0 <= text.find(f"Deploy trial {recommended} :") < text.find("Log y scale")):
+                problems.append(f"the study home does not open with 'Deploy trial {recommended}': {text[:1500]}")
+            shown = [int(n) for n in re.findall(r"trial (\d+) \w+ \w+=", text.split("the feasible Pareto front", 1)[-1]
+                                                .split("Log y scale", 1)[0])]
+            if shown != front:
+                problems.append(f"the home card's front is {shown}; `report` prints {front}")
+            card = text.split("Log y scale", 1)[-1].split("Best Trials", 1)[-1].split("Study User Attributes", 1)[0]
             shown = [int(n) for n in re.findall(r"Trial (\d+)", card)]
             if shown != front:
                 problems.append(f"Best Trials card shows {shown}; `report` prints the front {front}")

@@ -272,7 +272,7 @@ class VerificationReport:
         attacks = any(t.attack is not None for t in self.trials)
         recommended = self.check.recommended.number if self.check is not None else None
         header = ("trial", "learner", "params", *(("attack",) if attacks else ()), "slope", "clean acc.",
-                  "clean acc. poisoned", "backdoor pred.", "backdoor acc.", "note")
+                  "clean acc. retrained", "backdoor est.", "backdoor retrained", "note")
         rows = []
         for t in self.trials:
             note = "recommended" if t.number == recommended else ("candidate" if t.candidate else "")
@@ -286,6 +286,9 @@ class VerificationReport:
         for row in [header, *rows]:
             lines.append("  ".join(c.ljust(w) if i in left else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        lines.append("  (slope, clean acc.: the clean model's, as the study recorded them; backdoor est.: the "
+                     "study's estimate of the backdoor accuracy after poisoning; retrained: measured after "
+                     "retraining on the poisoned training set)")
         lines.append(self.check.render() if self.check is not None else
                      "Recommendation check: no recommendation (no feasible trial with an exact slope)")
         lines.append("Spearman(slope, backdoor accuracy after retraining):")
@@ -297,8 +300,9 @@ class VerificationReport:
                      f"the best feasible, and backdoor accuracy after retraining <= {self.max_backdoor:g}): "
                      + (", ".join(f"trial {t.number}" for t in self.robust) if self.robust else "empty"))
         for t in self.robust:
-            lines.append(f"  trial {t.number}: {format_config(t.learner, t.params)}  clean {t.poisoned_clean_accuracy:.4f}  "
-                         f"backdoor {t.backdoor_accuracy:.4f}  slope {t.slope:.4f}")
+            lines.append(f"  trial {t.number}: {format_config(t.learner, t.params)}  clean accuracy after retraining "
+                         f"{t.poisoned_clean_accuracy:.4f}, backdoor accuracy after retraining "
+                         f"{t.backdoor_accuracy:.4f}, slope of the clean model {t.slope:.4f}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

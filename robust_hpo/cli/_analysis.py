@@ -120,7 +120,7 @@ def _add_flag_arguments(parser: argparse.ArgumentParser, *, grid: bool = True) -
 
 def _add_trial_argument(parser: argparse.ArgumentParser, *, many: bool) -> None:
     parser.add_argument("--trial", metavar="N", type=non_negative_int, nargs="+" if many else None,
-                        help=("trial numbers (default: the Pareto front)" if many else
+                        help=("trial numbers (default: the recommended trial and the Pareto front)" if many else
                               "trial number (default: the recommended trial)"))
 
 
@@ -289,6 +289,7 @@ def _trial_configs(args: argparse.Namespace, ctx: _Context, *, single: bool) -> 
     from robust_hpo.study import pareto_trials, recommend
 
     study = ctx.study
+    recommended = None
     numbers = _as_list(getattr(args, "trial", None))
     if numbers:
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -304,11 +305,13 @@ def _trial_configs(args: argparse.Namespace, ctx: _Context, *, single: bool) -> 
         if not front:
             raise ValidationError(f"study {study.study_name!r} has no completed trial on its Pareto front; "
                                   "pass --trial")
+        chosen = recommend(study, ctx.tolerance)
         if single:
-            chosen = recommend(study, ctx.tolerance)
             trials = [chosen.trial if chosen is not None else front[0]]
-        else:
-            trials = front
+        else:  # the recommended trial first, then the front it is compared with
+            trials = ([chosen.trial] if chosen is not None else []) + [
+                t for t in front if chosen is None or t.number != chosen.trial.number]
+        recommended = chosen.trial.number if chosen is not None else None
     configs = []
     names = list(ctx.splits)
     choice = getattr(args, "attack", WORST)
@@ -316,8 +319,9 @@ def _trial_configs(args: argparse.Namespace, ctx: _Context, *, single: bool) -> 
         learner, params = learner_config(t.params)
         for attack in (names if choice == ALL else [trial_attack(t, names, choice)]):
             slope = attack_slope(t, attack, len(names), study.metric_names)
-            configs.append(_Config(learner, params, f"trial {t.number}: {format_config(learner, params)}", attack,
-                                   slope, t.number))
+            role = " (recommended)" if t.number == recommended and not single else ""  # plots.RECOMMENDED_MARK
+            configs.append(_Config(learner, params, f"trial {t.number}{role}: {format_config(learner, params)}",
+                                   attack, slope, t.number))
     return configs
 
 
@@ -675,8 +679,19 @@ def _study_heatmaps(trials: list[Any], ctx: _Context, args: argparse.Namespace, 
         grid = bin_trials(trials, learner=learner, n_bins=bins)
         cells = grid.cells_of([recommended]) if recommended is not None else set()
         figure = grid_figure(grid, title=f"{learner}: verified trials on {on}", robust_cells=grid.cells_of(robust),
-                             recommended_cell=next(iter(cells), None), robust_rule=rule)
+                             recommended_cell=next(iter(cells), None), robust_rule=rule,
+                             min_accuracy=_min_accuracy(ctx.study))
         _write(figure, ctx.output / _file_name(f"heatmap_{learner}", args, ctx, attack=attack), ctx)
+
+
+def _min_accuracy(study: Any) -> float | None:
+    """The study's ``[constraint] min_accuracy`` (None without one, or with ``within_best``)."""
+    from robust_hpo.study import PROBLEM_ATTR
+
+    problem = study.user_attrs.get(PROBLEM_ATTR)
+    constraint = problem.get("constraint") if isinstance(problem, dict) else None
+    value = constraint.get("min_accuracy") if isinstance(constraint, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _add_heatmap(subparsers: argparse._SubParsersAction) -> None:

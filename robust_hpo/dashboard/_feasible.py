@@ -7,12 +7,17 @@ that one JSON response, reading the study through Optuna (nothing is written to 
 * ``best_trials``: Optuna's ``study.best_trials`` (feasible trials only when the study has constraints),
   the front ``robust-hpo report`` prints;
 * every trial gains two user-attribute rows, listed first: ``feasible`` (``yes``, or ``no`` and why: its clean
-  accuracy against the required one) and ``pareto_front`` (``recommended``, ``yes`` or ``no``);
+  accuracy against the required one) and ``pareto_front`` (``recommended``, ``yes`` or ``no``), both
+  sortable columns of the trials table;
 * the study note starts with the recommendation ``report`` prints (robust_hpo studies only), followed
   by the user's own note. That generated block is never saved: a note saved from the dashboard's
-  editor (``PUT /api/studies/<id>/note``) has it stripped before optuna-dashboard stores it.
+  editor (``PUT /api/studies/<id>/note``) has it stripped before optuna-dashboard stores it;
+* a study's home page opens with a card of the recommendation, the feasible front and the Pareto
+  figure (:mod:`robust_hpo.dashboard._home`: read-only routes under ``/robust-hpo/`` and one script
+  tag added to the dashboard's HTML pages).
 
-Every other request (and any response that is not a 200 JSON study detail) passes through unchanged.
+Every other request (and any response that is not a 200 JSON study detail or HTML page) passes through
+unchanged.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from robust_hpo.objective import (
     AccuracyConstraint,
     Recommendation,
     is_feasible,
+    trial_records,
 )
-from robust_hpo.study import PROBLEM_ATTR, pareto_trials, recommend
+from robust_hpo.dashboard import _home
+from robust_hpo.plots import answer_lines, is_vulnerable, short_rule
+from robust_hpo.study import PROBLEM_ATTR, most_accurate, pareto_trials, recommend
 
 FEASIBLE_ROW = "feasible"
 """User-attribute row added to each trial: ``yes`` / ``no: <why>`` / ``not evaluated (<state>)``."""
@@ -113,15 +121,24 @@ def recommendation_note(study: optuna.Study, front: list[FrozenTrial], chosen: R
     if chosen is None:
         lines.append("**None**: no completed feasible trial with an exact slope yet.")
     else:
-        lines.append(f"**Recommended: {chosen.describe()}** (as `robust-hpo report` prints it).")
-        lines += ["", chosen.rule_sentence(), *[f"* warning: {w}" for w in chosen.warnings()]]
+        records = trial_records(front, study.metric_names)
+        best = most_accurate(records) if records else None
+        first, second = answer_lines(chosen.to_dict(), best.to_dict() if best is not None else None)
+        lines += [f"**{first}** (as `robust-hpo report` prints it)", "", second, "",
+                  short_rule(chosen.to_dict())]
+        if is_vulnerable(chosen.to_dict()):
+            lines += ["", f"**Warning: the recommended configuration is still vulnerable** (estimated backdoor "
+                          f"accuracy after poisoning ≥ 0.5): try stronger regularisation or a lower tolerance."]
+        lines += ["", *[f"* warning: {w}" for w in chosen.warnings()]]
     constraint = _constraint_text(study)
     numbers = ", ".join(str(t.number) for t in front) or "none"
     lines += ["", f"**Best Trials** are the feasible Pareto front ({len(front)} trials: {numbers}), the one "
                   "`robust-hpo report` prints."]
     if chosen is not None and all(t.number != chosen.trial.number for t in front):
         lines.append(f"The recommended trial {chosen.trial.number} is not among them: the front trades clean "
-                     "accuracy against the slope, the rule above ranks the candidates differently.")
+                     "accuracy against the slope, the rule above ranks the candidates by the estimated backdoor "
+                     "accuracy — on the front of clean accuracy against that estimate it is the lowest point "
+                     "within the tolerance (the home page's figure, right panel).")
     if constraint is not None or infeasible:
         lines.append(f"Constraint: {constraint or 'set by the objective'}; {len(infeasible)} of {len(complete)} "
                      "completed trials violate it (grey in the Pareto-front plot; each trial's `feasible` "
@@ -154,6 +171,14 @@ class FeasibleFront:
         detail = _DETAIL.match(path)
         if detail and method == "GET":
             return self._study_detail(int(detail.group(1)), environ, start_response)
+        if method == "GET" and path.startswith(_home.PREFIX):
+            answer = _home.route(path, self._home_data)
+            if answer is not None:
+                status, kind, body = answer
+                return _respond(start_response, status, [("Content-Type", kind), ("Cache-Control", "no-store")],
+                                body)
+        if method == "GET" and (path == "/dashboard" or path.startswith("/dashboard/")):
+            return self._with_home_script(environ, start_response)
         if _NOTE.match(path) and method == "PUT":
             environ = self._without_generated_note(environ)
         return self.app(environ, start_response)
@@ -201,9 +226,29 @@ class FeasibleFront:
             keys = {row["key"] for row in trial["user_attrs"]}
             extra = [r for r in _extra_rows(frozen, front_numbers, recommended) if r["key"] not in keys]
             trial["user_attrs"] = extra + trial["user_attrs"]  # first: visible above long JSON attributes
-        known = {a["key"] for a in detail.get("union_user_attrs", [])}
-        detail.setdefault("union_user_attrs", []).extend(
-            {"key": key, "sortable": False} for key in (FEASIBLE_ROW, FRONT_ROW) if key not in known)
+        attrs = [a for a in detail.get("union_user_attrs", []) if a.get("key") not in (FEASIBLE_ROW, FRONT_ROW)]
+        # sortable: the trials table sorts these text columns (yes/no…, recommended/yes/no) alphabetically
+        detail["union_user_attrs"] = [{"key": key, "sortable": True} for key in (FEASIBLE_ROW, FRONT_ROW)] + attrs
+
+    # -- the home page's card ---------------------------------------------------------------------
+    def _home_data(self, study_id: int) -> tuple[optuna.Study, list[FrozenTrial], Recommendation | None] | None:
+        try:
+            study = optuna.load_study(study_name=self.storage.get_study_name_from_id(study_id), storage=self.storage)
+        except KeyError:
+            return None
+        if len(study.directions) != 2:
+            return None
+        chosen = recommend(study, _tolerance(study, self.tolerances)) if _is_robust_hpo(study) else None
+        return study, pareto_trials(study), chosen
+
+    def _with_home_script(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        status, headers, body = _call(self.app, environ)
+        html_page = any(k.lower() == "content-type" and v.startswith("text/html") for k, v in headers)
+        if not status.startswith("200") or not html_page or b"</body>" not in body:
+            return _respond(start_response, status, headers, body)
+        body = body.replace(b"</body>", _home.home_script_tag() + b"</body>", 1)
+        headers = [(k, v) for k, v in headers if k.lower() not in ("etag", "last-modified")]
+        return _respond(start_response, status, headers, body)
 
     # -- PUT /api/studies/<id>/note --------------------------------------------------------------
     @staticmethod

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from robust_hpo.analysis import CurveResult, DeviationResult, ExplanationMaps, GridResult, InfluenceResult, VerificationReport
 from robust_hpo.errors import ValidationError
+from robust_hpo.plots._style import learner_color, log_axis
 from robust_hpo.plots._text import wrap
 
 __all__ = [
@@ -36,8 +37,21 @@ LOSS_UNITS = {"log-loss": "mean log-loss, nats", "squared": "mean squared error,
 _PALETTE = qualitative.Plotly
 
 
+RECOMMENDED_MARK = "(recommended)"
+"""A configuration whose label contains this is drawn in the recommendation's gold, thicker, in the
+curves and deviation figures (the CLI labels the study's recommended trial so)."""
+RECOMMENDED_COLOR = "#e6a700"
+
+
 def _color(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
+
+
+def _line(i: int, label: str) -> dict[str, Any]:
+    """Line style of configuration ``i``: gold and thicker for the recommended one."""
+    if RECOMMENDED_MARK in label:
+        return {"color": RECOMMENDED_COLOR, "width": 4}
+    return {"color": _color(i), "width": 2}
 
 
 def _loss_title(losses: Sequence[str], where: str) -> str:
@@ -77,9 +91,10 @@ def curves_figure(curves: Sequence[CurveResult], *, title: str | None = None, zo
     zpad = 0.05 * max(float(np.ptp(near)), 1e-9)
     zlo, zhi = float(near.min()) - zpad, float(near.max()) + zpad
     for i, c in enumerate(curves):
-        color, group = _color(i), f"curve{i}"
+        line, group = _line(i, c.label), f"curve{i}"
+        color = line["color"]
         name = f"{c.label} (slope {c.slope.slope:.3f})"
-        kw = {"legendgroup": group, "line": {"color": color}}
+        kw = {"legendgroup": group, "line": line}
         hover = "β=%{x:.4g}<br>%{y:.4g}<extra>" + c.label + "</extra>"
         fig.add_trace(go.Scatter(x=c.betas, y=c.trigger_loss, mode="lines+markers", name=name,
                                  hovertemplate=hover, **kw), row=1, col=1)
@@ -161,7 +176,7 @@ def deviation_figure(results: Sequence[DeviationResult], *, title: str | None = 
         "weight norm ‖w_β‖₂ (the regulariser's measure of complexity)",
         "angle between w_0 and w_β, rescaled: arccos(cos∠)/π"))
     for i, r in enumerate(results):
-        kw = {"legendgroup": f"dev{i}", "line": {"color": _color(i)}, "mode": "lines+markers"}
+        kw = {"legendgroup": f"dev{i}", "line": _line(i, r.label), "mode": "lines+markers"}
         space = "RKHS" if r.space == "rkhs" else "Euclidean"
         fig.add_trace(go.Scatter(x=r.betas, y=r.norm, name=f"{r.label} ({space})",
                                  hovertemplate="β=%{x:.4g}<br>‖w‖=%{y:.4g}<extra>" + r.label + "</extra>", **kw),
@@ -310,7 +325,7 @@ def verification_figure(report: VerificationReport, *, title: str | None = None,
 
     robust = {t.number for t in report.robust}
     learners = sorted({t.learner for t in report.trials})
-    for i, learner in enumerate(learners):
+    for learner in learners:
         mine = [t for t in report.trials if t.learner == learner]
         text = [f"trial {t.number}: " + ", ".join(f"{k}={v:.3g}" for k, v in t.params.items())
                 + (f"<br>attack {t.attack}" if t.attack else "") + f"<br>slope {t.slope:.4g}" for t in mine]
@@ -319,12 +334,13 @@ def verification_figure(report: VerificationReport, *, title: str | None = None,
         rho, _, _ = report.per_learner.get(learner, (None, None, ""))
         name = f"{learner} (Spearman {'undefined' if rho is None else f'{rho:.2f}'})"
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, legendgroup=learner,
-                                 marker={"color": _color(i), "symbol": "circle", "size": 11}), row=1, col=1)
+                                 marker={"color": learner_color(learner), "symbol": "circle", "size": 11}),
+                      row=1, col=1)
         for col, attr in ((1, "backdoor_accuracy"), (2, "poisoned_clean_accuracy")):
             fig.add_trace(go.Scatter(
                 x=[x_of(t.slope) for t in mine], y=[getattr(t, attr) for t in mine], mode="markers", name=learner,
                 legendgroup=learner, showlegend=False, text=text,
-                marker={"color": _color(i), "symbol": symbols, "size": 11, "opacity": 0.85,
+                marker={"color": learner_color(learner), "symbol": symbols, "size": 11, "opacity": 0.85,
                         "line": {"width": 1, "color": "black"}},
                 hovertemplate="%{text}<br>%{y:.4f}<extra>" + learner + "</extra>"),
                 row=1, col=col)
@@ -342,8 +358,8 @@ def verification_figure(report: VerificationReport, *, title: str | None = None,
     if floor is not None and np.any(slopes <= 0):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="◄ slope ≤ 0 (at the left edge)",
                                  marker={"symbol": "triangle-left", "color": "gray", "size": 11}), row=1, col=1)
-    fig.update_xaxes(title_text="slope of the clean model (normalised" + (", log scale)" if log_x else ")"),
-                     type="log" if log_x else "linear")
+    x_axis = log_axis(float(positive.min()), float(positive.max())) if log_x else {"type": "linear"}
+    fig.update_xaxes(title_text="slope of the clean model (normalised" + (", log scale)" if log_x else ")"), **x_axis)
     fig.update_yaxes(title_text="triggered test points classified as the target (fraction)", range=[-0.03, 1.03],
                      row=1, col=1)
     fig.update_yaxes(title_text="clean test accuracy of the poisoned model (fraction)", row=1, col=2)
@@ -366,6 +382,8 @@ _GRID_PANELS = (
     ("slope", "backdoor learning slope (clean model)", "RdYlGn_r", "normalised"),
 )
 EMPTY_COLOR = "#ececec"
+BELOW_COLOR = "#d4d4d4"
+"""Cells (or C bands) whose clean model is below the accuracy constraint."""
 
 
 def _labels(values: np.ndarray, binned: bool) -> list[str]:
@@ -396,49 +414,74 @@ def _colour_range(values: np.ndarray, unit: str) -> tuple[float, float]:
 
 
 def _grid_notes(grid: GridResult, robust_cells: set[tuple[int, int]], recommended_cell: tuple[int, int] | None,
-                robust_rule: str | None) -> str:
+                robust_rule: str | None, min_accuracy: float | None = None) -> str:
     rho, _, note = grid.spearman()
     rho_text = "undefined" if rho is None else f"{rho:.3f}"
+    lines_chart = grid.gamma is None
     if grid.binned:
-        source = ("binned study trials: each cell is the mean of the verified trials in a log-spaced bin "
-                  "(grey: no trial)")
+        source = ("binned study trials: each " + ("point" if lines_chart else "cell") + " is the mean of the verified "
+                  "trials in a log-spaced bin of C" + ("" if lines_chart else " and γ")
+                  + (" (a gap in a line: no trial in that bin)" if lines_chart else " (grey, 'no trial': none)"))
         trial = ""
         if grid.trial_spearman is not None:
             t_rho, _, t_note = grid.trial_spearman
             trial = f"; over the trials themselves {'undefined' if t_rho is None else f'{t_rho:.3f}'} ({t_note})"
         spearman = f"Spearman(slope, backdoor accuracy) over bins = {rho_text} ({note}){trial}."
     else:
-        source = "grid evaluated directly: one clean fit and one poisoned retraining per cell"
+        source = ("grid evaluated directly: one clean fit and one poisoned retraining per "
+                  + ("value of C" if lines_chart else "cell"))
         spearman = f"Spearman(slope, backdoor accuracy) = {rho_text} ({note})."
     lines = [f"{grid.learner}; {source}.", spearman]
     marks = []
     if robust_rule is not None:
-        mark = "green frame" if grid.gamma is not None else "green band"
+        mark = "green band" if lines_chart else "green frame"
         marks.append(f"{mark}: robust region ({robust_rule})" + ("" if robust_cells else " — empty"))
     if recommended_cell is not None:
-        marks.append("★ and gold dashed frame: the bin of the study's recommended trial")
+        marks.append("★: the bin of the study's recommended trial" + ("" if lines_chart else " (gold dotted frame)"))
+    if min_accuracy is not None:
+        marks.append(f"grey {'band' if lines_chart else 'cells in the backdoor and slope panels'}: the clean model's "
+                     f"accuracy is below the constraint {min_accuracy:g} (not admissible"
+                     + (", left out of the colour scales)" if not lines_chart else ")"))
     if marks:
         lines.append("; ".join(marks) + ".")
-    lines.append("Colours: green = good (high clean accuracy, low backdoor accuracy, low slope); each panel's scale "
-                 "spans its own values.")
+    if lines_chart:
+        lines.append("Above: clean accuracy after poisoning (higher is better) and backdoor accuracy after poisoning "
+                     "(lower is better); below: the slope of the clean model (lower is better).")
+    else:
+        lines.append("Colours: green = good (high clean accuracy, low backdoor accuracy, low slope); each panel's "
+                     "scale spans its own values.")
     return "<br>".join(wrap(line, 170) for line in lines)
 
 
+def _below_constraint(grid: GridResult, min_accuracy: float | None) -> np.ndarray:
+    """Cells whose clean model's accuracy is below ``min_accuracy`` (none when it is None)."""
+    if min_accuracy is None:
+        return np.zeros(grid.counts.shape, dtype=bool)
+    accuracy = np.asarray(grid.clean_accuracy, dtype=float)
+    return np.isfinite(accuracy) & (accuracy < float(min_accuracy) - 1e-12)
+
+
 def grid_figure(grid: GridResult, *, title: str | None = None, robust_cells: set[tuple[int, int]] | None = None,
-                recommended_cell: tuple[int, int] | None = None, robust_rule: str | None = None) -> go.Figure:
+                recommended_cell: tuple[int, int] | None = None, robust_rule: str | None = None,
+                min_accuracy: float | None = None) -> go.Figure:
     """Heatmaps over (C, γ) of clean accuracy, backdoor accuracy and slope (the paper's Fig. 8).
 
     Every cell shows its value; empty cells are grey and say so; each panel's colour scale spans its
     own data (the slope's is logarithmic when its values span decades). ``robust_cells`` (framed in
     green, described by ``robust_rule``) and ``recommended_cell`` (★) are ``(row, column)`` cells.
-    For learners with C only, the metrics are drawn against C (accuracies above, slope below).
+    Cells whose clean model is below ``min_accuracy`` (the study's constraint) are greyed out in the
+    backdoor and slope panels and left out of their colour scales: a low slope or backdoor accuracy
+    there belongs to a useless (near-constant) model.
+    For learners with C only, the metrics are drawn as lines against C (accuracies above, slope below).
     """
     if not isinstance(grid, GridResult):
         raise ValidationError(f"grid must be a GridResult, got {type(grid).__name__}")
     robust_cells = set(robust_cells or ())
-    sub = _grid_notes(grid, robust_cells, recommended_cell, robust_rule)
+    below = _below_constraint(grid, min_accuracy)
+    sub = _grid_notes(grid, robust_cells, recommended_cell, robust_rule, min_accuracy if below.any() else None)
     if grid.gamma is None:
-        return _grid_lines(grid, title=title, sub=sub, robust_cells=robust_cells, recommended_cell=recommended_cell)
+        return _grid_lines(grid, title=title, sub=sub, robust_cells=robust_cells, recommended_cell=recommended_cell,
+                           below=below[0])
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.1, subplot_titles=[p[1] for p in _GRID_PANELS])
     x, y = _labels(grid.C, grid.binned), _labels(grid.gamma, grid.binned)
     rows, cols = grid.counts.shape
@@ -449,7 +492,19 @@ def grid_figure(grid: GridResult, *, title: str | None = None, robust_cells: set
             hover_text[r, c] = grid.errors.get(key, f"{grid.counts[r, c]} trial(s)" if grid.binned else "")
     empty = np.where(grid.counts == 0, 0.0, np.nan)
     for col, (attr, name, scale, unit) in enumerate(_GRID_PANELS, start=1):
-        values = getattr(grid, attr)
+        values = np.array(getattr(grid, attr), dtype=float)
+        masked = below if attr != "poisoned_clean_accuracy" else np.zeros_like(below)
+        digits = ".2g" if attr == "slope" else ".2f"
+        if masked.any():
+            accuracy = _cell_text(np.asarray(grid.clean_accuracy, dtype=float), ".2f")
+            marked = np.char.add(np.char.add(_cell_text(values, digits).astype(str), "<br>acc. "), accuracy.astype(str))
+            fig.add_trace(go.Heatmap(
+                z=np.where(masked, 0.0, np.nan), x=x, y=y, colorscale=[[0, BELOW_COLOR], [1, BELOW_COLOR]],
+                showscale=False, text=np.where(masked, marked, ""), texttemplate="%{text}",
+                textfont={"color": "#8a8a8a", "size": 10}, customdata=accuracy,
+                hovertemplate="C %{x}, γ %{y}<br>" + name + " %{text}<br>not admissible: clean accuracy "
+                              "%{customdata} < " + f"{min_accuracy:g}<extra></extra>"), row=1, col=col)
+            values = np.where(masked, np.nan, values)
         log = attr == "slope" and _spans_decades(values)
         width = (1 - 2 * 0.1) / 3  # each panel's share of the width (horizontal_spacing 0.1)
         bar_x = (col - 1) * (width + 0.1) + width + 0.008
@@ -461,9 +516,10 @@ def grid_figure(grid: GridResult, *, title: str | None = None, robust_cells: set
         lo, hi = _colour_range(z, "log" if log else unit)
         colorbar: dict[str, Any] = {"x": bar_x, "len": 0.75, "thickness": 10}
         if log:
-            ticks = np.arange(np.floor(lo), np.ceil(hi) + 1)
-            colorbar.update(tickvals=ticks.tolist(), ticktext=[f"{10 ** t:g}" for t in ticks], title={"text": "log"})
-        text = _cell_text(values, ".2g" if attr == "slope" else ".2f")
+            axis = log_axis(10 ** lo, 10 ** hi)
+            colorbar.update(tickvals=[float(np.log10(v)) for v in axis["tickvals"]], ticktext=axis["ticktext"],
+                            title={"text": "log scale"})
+        text = _cell_text(values, digits)
         if recommended_cell is not None:
             text[recommended_cell] = "★ " + text[recommended_cell]
         fig.add_trace(go.Heatmap(
@@ -488,43 +544,58 @@ def grid_figure(grid: GridResult, *, title: str | None = None, robust_cells: set
     return fig
 
 
+_LINE_STYLES = {
+    # attribute -> (colour, dash, marker)
+    "poisoned_clean_accuracy": ("#333333", "solid", "circle"),
+    "backdoor_accuracy": ("#c0392b", "dash", "square"),
+}
+
+
 def _grid_lines(grid: GridResult, *, title: str | None, sub: str, robust_cells: set[tuple[int, int]],
-                recommended_cell: tuple[int, int] | None) -> go.Figure:
-    """C-only learners: accuracies (top) and slope (bottom, log when it spans decades) against C."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.55, 0.45])
+                recommended_cell: tuple[int, int] | None, below: np.ndarray) -> go.Figure:
+    """C-only learners: accuracies (top) and slope (bottom, log when it spans decades) against C, as lines
+    with gaps where a bin has no trial; the slope in the learner's colour."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.55, 0.45],
+                        subplot_titles=("accuracy after poisoned retraining", "backdoor learning slope of the clean model"))
     counts = grid.counts[0]
-    extra = np.array([f"{n} trial(s)" if grid.binned else "" for n in counts], dtype=object)
-    for i, (attr, name, _, _) in enumerate(_GRID_PANELS):
+    extra = np.array([f"{n} trial(s) in the bin" if grid.binned else "" for n in counts], dtype=object)
+    for attr, name, _, _ in _GRID_PANELS:
         row = 2 if attr == "slope" else 1
-        fig.add_trace(go.Scatter(x=grid.C, y=getattr(grid, attr)[0], mode="lines+markers+text", name=name,
-                                 connectgaps=False, line={"color": _color(i)}, customdata=extra,
-                                 text=_cell_text(getattr(grid, attr)[0], ".2g" if attr == "slope" else ".2f"),
-                                 textposition="top center", textfont={"size": 10, "color": _color(i)},
+        color, dash, symbol = _LINE_STYLES.get(attr, (learner_color(grid.learner), "solid", "diamond"))
+        fig.add_trace(go.Scatter(x=grid.C, y=getattr(grid, attr)[0], mode="lines+markers", name=name,
+                                 connectgaps=False, line={"color": color, "dash": dash, "width": 2},
+                                 marker={"color": color, "symbol": symbol, "size": 8}, customdata=extra,
                                  hovertemplate="C %{x:.3g}<br>%{y:.4g}<br>%{customdata}<extra>" + name + "</extra>"),
                       row=row, col=1)
-    empty = counts == 0
-    if empty.any():
-        fig.add_trace(go.Scatter(x=grid.C[empty], y=[0.0] * int(empty.sum()), mode="markers+text", name="no trial in bin",
-                                 text=["no trial"] * int(empty.sum()), textposition="bottom center",
-                                 marker={"symbol": "x", "color": "#999", "size": 9}, hoverinfo="skip"), row=1, col=1)
     log_c = np.log10(grid.C)
     half = 0.5 * float(np.diff(log_c).min()) if grid.C.size > 1 else 0.5
+    for c in np.flatnonzero(below):
+        fig.add_vrect(x0=10 ** (log_c[c] - half), x1=10 ** (log_c[c] + half), fillcolor=BELOW_COLOR, opacity=0.6,
+                      line_width=0, layer="below", row="all", col=1)
     for _, c in sorted(robust_cells):
         fig.add_vrect(x0=10 ** (log_c[c] - half), x1=10 ** (log_c[c] + half), fillcolor="#00a000", opacity=0.12,
                       line_width=0, row="all", col=1)
     if recommended_cell is not None:
         c = recommended_cell[1]
+        values = (f"clean {grid.poisoned_clean_accuracy[0, c]:.2f}, backdoor {grid.backdoor_accuracy[0, c]:.2f}, "
+                  f"slope {grid.slope[0, c]:.2g}")
         fig.add_trace(go.Scatter(x=[grid.C[c]], y=[grid.poisoned_clean_accuracy[0, c]], mode="markers",
-                                 name="recommended trial's bin", marker={"symbol": "star", "size": 16, "color": "gold",
-                                                                         "line": {"color": "black", "width": 1}}),
-                      row=1, col=1)
-    fig.update_xaxes(type="log", title_text="C (inverse regularisation strength, log scale)", row=2, col=1)
-    fig.update_xaxes(type="log", row=1, col=1)
-    fig.update_yaxes(title_text="accuracy (fraction)", range=[-0.08, 1.08], row=1, col=1)
-    fig.update_yaxes(title_text="slope (normalised)", type="log" if _spans_decades(grid.slope[0]) else "linear",
-                     row=2, col=1)
+                                 name=f"★ recommended trial's bin ({values})",
+                                 marker={"symbol": "star", "size": 16, "color": "gold",
+                                         "line": {"color": "black", "width": 1}},
+                                 hovertemplate=f"recommended trial's bin<br>{values}<extra></extra>"), row=1, col=1)
+    finite_c = grid.C[np.isfinite(grid.C) & (grid.C > 0)]
+    c_axis = log_axis(float(finite_c.min()), float(finite_c.max())) if finite_c.size else {"type": "log"}
+    fig.update_xaxes(title_text="C (inverse regularisation strength, log scale)", row=2, col=1, **c_axis)
+    fig.update_xaxes(row=1, col=1, **c_axis)
+    fig.update_yaxes(title_text="accuracy (fraction)", range=[-0.05, 1.05], row=1, col=1)
+    slope = grid.slope[0]
+    slope_axis = ({"type": "linear"} if not _spans_decades(slope) else
+                  log_axis(float(np.nanmin(slope)), float(np.nanmax(slope))))
+    fig.update_yaxes(title_text="slope (normalised)", row=2, col=1, **slope_axis)
     fig.update_layout(title={"text": (title or "Accuracy after poisoning and slope against C")
                              + f"<br><sup>{sub}</sup>", "y": 1.0, "yanchor": "top", "pad": {"t": 16}},
-                      height=660, margin={"t": 80 + 22 * (sub.count("<br>") + 1)}, legend={"title": {"text": "metric"}},
+                      height=700, margin={"t": 90 + 22 * (sub.count("<br>") + 1), "r": 30},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0.0},
                       template="plotly_white")
     return fig

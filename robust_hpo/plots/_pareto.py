@@ -1,4 +1,5 @@
-"""The Pareto figure: clean accuracy (↑, x) against the backdoor learning slope (↓, y).
+"""The Pareto figure: clean accuracy (↑, x) against the backdoor learning slope (↓, y), and beside it
+clean accuracy against the estimated backdoor accuracy after poisoning, where the recommendation is chosen.
 
 The second objective is the study's (its second metric name: the slope by default, or the predicted
 backdoor accuracy or normalised margin); "slope" below stands for it. What a reader sees:
@@ -7,12 +8,19 @@ backdoor accuracy or normalised margin); "slope" below stands for it. What a rea
   into a corner by a few useless configurations; infeasible trials are drawn compactly as small grey
   ◄ markers pinned to the left edge (hover shows their true accuracy), and the constraint threshold
   is a dotted line when it falls inside the axes;
-* the slope axis is logarithmic when the feasible slopes span more than a decade (non-positive slopes
-  are pinned to the floor as ▼);
-* dominated feasible trials are small, pale and coloured by learner family;
+* the slope axis is logarithmic when the feasible slopes span more than a decade, labelled with whole
+  numbers (:func:`robust_hpo.plots._style.log_axis`; non-positive slopes are pinned to the floor as ▼);
+* dominated feasible trials are small, pale and coloured by learner family (the same colour in every
+  figure: :func:`robust_hpo.plots._style.learner_color`);
 * the **Pareto front** is one colour (crimson), larger, labelled with trial numbers and joined by its
   staircase (the lowest slope reachable at each accuracy);
-* the **recommended** trial is ringed in gold (the point stays visible) and named in an annotation;
+* the **recommended** trial is ringed in gold (the point stays visible) and named with its numbers;
+* the second panel (when the trials have an estimate and the objective is not already it) draws the
+  same feasible trials against the estimated backdoor accuracy (``predicted_backdoor_accuracy`` of the
+  trial's record): the candidates' band (clean accuracy ≥ best − tolerance) shaded, the front on
+  these two axes joined in black, the slope front's trials as crimson diamonds, the recommendation
+  ringed on that front, and the deciding numbers written beside the recommended and the most
+  accurate trial (not only in the hover);
 * hovering any point shows a short table: trial, learner, hyperparameters, clean accuracy, the objective,
   and from the trial's record (:func:`robust_hpo.objective.trial_record`) the slope and the predicted
   backdoor accuracy when it has them.
@@ -29,9 +37,12 @@ import numpy as np
 import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
+from plotly.subplots import make_subplots
 
 from robust_hpo.errors import ValidationError
 from robust_hpo.objective import is_feasible, trial_record
+from robust_hpo.plots._answer import VULNERABLE_AT
+from robust_hpo.plots._style import learner_color, log_axis
 from robust_hpo.plots._text import wrap
 from robust_hpo.search_space import format_values, learner_config
 
@@ -49,8 +60,8 @@ OBJECTIVE_TITLES = {
 FRONT_COLOR = "crimson"
 RECOMMENDED_COLOR = "#e6a700"
 INFEASIBLE_COLOR = "#9a9a9a"
-LEARNER_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
-"""Learner colours of dominated trials (no red: red is the front's)."""
+ESTIMATE_FRONT_COLOR = "#222222"
+ESTIMATE_TITLE = "estimated backdoor accuracy after poisoning (lower = more robust)"
 
 def _hover_row(trial: FrozenTrial, role: str, objective: str) -> list[str]:
     try:
@@ -80,11 +91,71 @@ def _threshold(trials: Sequence[FrozenTrial]) -> float | None:
     return values.pop() if len(values) == 1 else None
 
 
+_POSITIONS = {  # textposition -> the label box's (x0, x1, y0, y1) around its point, in axis fractions
+    "middle right": (0.01, 0.07, -0.02, 0.02), "middle left": (-0.07, -0.01, -0.02, 0.02),
+    "top center": (-0.03, 0.03, 0.015, 0.055), "bottom center": (-0.03, 0.03, -0.055, -0.015)}
+
+
+def _text_positions(points: Sequence[tuple[float, float]], x_range: Sequence[float], y_range: Sequence[float],
+                    log_y: bool) -> list[str]:
+    """A label position per point (right of it unless that box would overlap an earlier label or another
+    point, then left, above, below): no two trial labels on top of each other."""
+    def frac(x: float, y: float) -> tuple[float, float]:
+        y = math.log10(y) if log_y and y > 0 else y
+        return ((x - x_range[0]) / max(x_range[1] - x_range[0], 1e-12),
+                (y - y_range[0]) / max(y_range[1] - y_range[0], 1e-12))
+
+    where = [frac(x, y) for x, y in points]
+    boxes: list[tuple[float, float, float, float]] = []
+    out = []
+    for i, (px, py) in enumerate(where):
+        others = [q for j, q in enumerate(where) if j != i]
+        for name, (x0, x1, y0, y1) in _POSITIONS.items():
+            box = (px + x0, px + x1, py + y0, py + y1)
+            free = all(box[1] < b[0] or b[1] < box[0] or box[3] < b[2] or b[3] < box[2] for b in boxes)
+            clear = not any(box[0] <= qx <= box[1] and box[2] <= qy <= box[3] for qx, qy in others)
+            if free and clear:
+                break
+        else:
+            name, box = "middle right", (px + 0.01, px + 0.07, py - 0.02, py + 0.02)
+        boxes.append(box)
+        out.append(name)
+    return out
+
+
+_PX_PER_UNIT = 360.0
+"""About how many pixels one unit of estimated backdoor accuracy takes in the right panel."""
+
+
+def _label_offsets(points: Sequence[tuple[float, float]], x_range: Sequence[float]) -> list[tuple[float, float]]:
+    """Arrow offsets ``(ax, ay)`` in pixels for the right panel's number boxes at ``points`` (x = accuracy,
+    y = estimate, 0..1): each box beside its point, on the side with room, nudged towards the panel's
+    middle, two boxes at least a box height apart, all inside the panel."""
+    gap, low, high = 0.25, 0.12, 0.88
+    centres = [min(max(y + (0.15 if y < 0.5 else -0.15), low), high) for _, y in points]
+    if len(centres) == 2 and abs(centres[0] - centres[1]) < gap:
+        order = sorted(range(2), key=lambda i: (points[i][1], i))
+        middle = min(max(sum(centres) / 2, low + gap / 2), high - gap / 2)
+        centres[order[0]], centres[order[1]] = middle - gap / 2, middle + gap / 2
+    width = max(float(x_range[1] - x_range[0]), 1e-9)
+    return [(150.0 if (x - x_range[0]) / width < 0.45 else -150.0, -(centre - y) * _PX_PER_UNIT)
+            for (x, y), centre in zip(points, centres, strict=True)]
+
+
+def _estimate_front(trials: Sequence[FrozenTrial], estimates: dict[int, float]) -> list[FrozenTrial]:
+    """The trials not dominated in (clean accuracy ↑, estimated backdoor accuracy ↓), by accuracy."""
+    points = [(t, float(t.values[0]), estimates[t.number]) for t in trials if t.number in estimates]
+    front = [t for t, a, e in points
+             if not any(a2 >= a and e2 <= e and (a2 > a or e2 < e) for _, a2, e2 in points)]
+    return sorted(front, key=lambda t: (t.values[0], estimates[t.number], t.number))
+
+
 def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None, title: str | None = None,
-                  recommendation_note: str | None = None) -> go.Figure:
+                  recommendation_note: str | None = None, tolerance: float | None = None) -> go.Figure:
     """The study's trials, front and recommendation (see the module docstring for what is drawn).
 
-    ``recommendation_note`` is one line under the title saying why the recommended trial was chosen.
+    ``recommendation_note`` is one line under the title saying why the recommended trial was chosen;
+    ``tolerance`` (the recommendation's) shades the candidates' band in the second panel.
     """
     if len(study.directions) != 2:
         raise ValidationError(f"study must have two objectives (clean accuracy, slope), got {len(study.directions)}")
@@ -99,6 +170,11 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
     constrained = any(t.constraints for t in complete)
     threshold = _threshold(complete)
     shown = feasible or complete
+    records = {t.number: trial_record(t, study.metric_names) for t in complete}
+    estimates = {n: float(r.predicted_backdoor_accuracy) for n, r in records.items()
+                 if r.predicted_backdoor_accuracy is not None}
+    second = objective != "predicted_backdoor_accuracy" and any(t.number in estimates for t in shown)
+    most_accurate = max(front, key=lambda t: (t.values[0], -t.values[1], -t.number)) if front else None
 
     # x: the feasible trials (and the threshold when it is near them), a little padded.
     acc = np.array([t.values[0] for t in shown], dtype=float) if shown else np.array([0.0, 1.0])
@@ -131,25 +207,35 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
             return y_floor, True
         return value, False
 
-    fig = go.Figure()
+    left_title = ("clean accuracy vs the slope: the Pareto front" if objective == "slope"
+                  else f"clean accuracy vs {what}: the Pareto front")
+    fig = make_subplots(rows=1, cols=2 if second else 1, horizontal_spacing=0.09,
+                        subplot_titles=(left_title, "clean accuracy vs estimated backdoor accuracy: the recommendation")
+                        if second else None)
     if threshold is not None and x_range[0] < threshold < x_range[1]:
-        fig.add_vrect(x0=x_range[0], x1=threshold, fillcolor="#eeeeee", opacity=0.6, line_width=0, layer="below")
-        fig.add_vline(x=threshold, line={"color": INFEASIBLE_COLOR, "dash": "dot", "width": 1.5},
-                      annotation_text=f"constraint: accuracy ≥ {threshold:g}", annotation_position="top left",
-                      annotation_font={"color": "#666", "size": 11})
+        for col in (1, 2) if second else (1,):
+            fig.add_vrect(x0=x_range[0], x1=threshold, fillcolor="#eeeeee", opacity=0.6, line_width=0, layer="below",
+                          row=1, col=col, exclude_empty_subplots=False)
+            fig.add_vline(x=threshold, line={"color": INFEASIBLE_COLOR, "dash": "dot", "width": 1.5}, row=1, col=col,
+                          exclude_empty_subplots=False)
+        fig.add_annotation(x=threshold, xanchor="right", y=1.0, yref="y domain", yanchor="top", showarrow=False,
+                           text=f"constraint:<br>accuracy ≥ {threshold:g}", align="right",
+                           font={"color": "#666", "size": 10}, row=1, col=1)
 
-    learners = sorted({t.params.get("learner", "?") for t in dominated})
-    for i, learner in enumerate(learners):
+    learners = sorted({t.params.get("learner", "?") for t in feasible})
+    for learner in learners:
         mine = [t for t in dominated if t.params.get("learner", "?") == learner]
+        if not mine:
+            continue
         ys = [y_of(t.values[1]) for t in mine]
         fig.add_trace(go.Scatter(
             x=[t.values[0] for t in mine], y=[y for y, _ in ys], mode="markers",
             name=f"{learner} (dominated)", legendgroup="dominated",
             legendgrouptitle={"text": "feasible, dominated" if constrained else "dominated"},
-            marker={"color": LEARNER_COLORS[i % len(LEARNER_COLORS)], "size": 8, "opacity": 0.55,
+            marker={"color": learner_color(learner), "size": 8, "opacity": 0.6,
                     "symbol": ["triangle-down" if pinned else "circle" for _, pinned in ys],
                     "line": {"width": 0.5, "color": "white"}},
-            customdata=[_hover_row(t, "dominated", objective) for t in mine], hovertemplate=_HOVER))
+            customdata=[_hover_row(t, "dominated", objective) for t in mine], hovertemplate=_HOVER), row=1, col=1)
 
     if front:
         ys = [y_of(t.values[1]) for t in front]
@@ -158,12 +244,14 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
             name=f"Pareto front ({len(front)} trial{'s' if len(front) != 1 else ''})", legendgroup="front",
             legendgrouptitle={"text": "best trade-offs"},
             text=["" if recommended is not None and t.number == recommended.number else f"#{t.number}"
-                  for t in front], textposition="middle right",
+                  for t in front], cliponaxis=False,
+            textposition=_text_positions([(t.values[0], y) for t, (y, _) in zip(front, ys, strict=True)],
+                                         x_range, y_range, log_y),
             textfont={"color": FRONT_COLOR, "size": 11},
             line={"color": FRONT_COLOR, "width": 2, "shape": "vh"},  # the staircase: lowest slope per accuracy
             marker={"color": FRONT_COLOR, "size": 12, "line": {"width": 1.5, "color": "white"},
                     "symbol": ["triangle-down" if pinned else "diamond" for _, pinned in ys]},
-            customdata=[_hover_row(t, "Pareto front", objective) for t in front], hovertemplate=_HOVER))
+            customdata=[_hover_row(t, "Pareto front", objective) for t in front], hovertemplate=_HOVER), row=1, col=1)
 
     if infeasible:
         ys = [y_of(t.values[1])[0] for t in infeasible]
@@ -173,7 +261,8 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
             name=f"infeasible ({rule}): {len(infeasible)}, pinned left", legendgroup="infeasible",
             legendgrouptitle={"text": "not admissible"},
             marker={"color": INFEASIBLE_COLOR, "size": 7, "symbol": "triangle-left", "opacity": 0.8},
-            customdata=[_hover_row(t, f"infeasible ({rule})", objective) for t in infeasible], hovertemplate=_HOVER))
+            customdata=[_hover_row(t, f"infeasible ({rule})", objective) for t in infeasible], hovertemplate=_HOVER),
+            row=1, col=1)
 
     if recommended is not None and recommended.values:
         y, _ = y_of(recommended.values[1])
@@ -181,30 +270,122 @@ def pareto_figure(study: optuna.Study, *, recommended: FrozenTrial | None = None
             x=[recommended.values[0]], y=[y], mode="markers", name=f"recommended: trial {recommended.number}",
             legendgroup="recommended", legendgrouptitle={"text": "choice"},
             marker={"symbol": "circle-open", "size": 26, "color": RECOMMENDED_COLOR, "line": {"width": 3.5}},
-            customdata=[_hover_row(recommended, "recommended", objective)], hovertemplate=_HOVER))
+            customdata=[_hover_row(recommended, "recommended", objective)], hovertemplate=_HOVER), row=1, col=1)
         learner = recommended.params.get("learner", "")
         fig.add_annotation(x=recommended.values[0], y=math.log10(y) if log_y else y,
-                           text=f"recommended: trial {recommended.number} ({learner})", showarrow=True,
-                           arrowhead=2, arrowcolor=RECOMMENDED_COLOR, ax=-70, ay=-45,
-                           font={"color": "#7a5a00", "size": 12}, bgcolor="rgba(255,255,255,0.85)")
+                           text=f"<b>recommended: trial {recommended.number}</b> ({learner})<br>"
+                                f"accuracy {recommended.values[0]:.3f}, {what} {recommended.values[1]:.3g}",
+                           showarrow=True, arrowhead=2, arrowcolor=RECOMMENDED_COLOR, ax=-80, ay=-55, align="left",
+                           font={"color": "#7a5a00", "size": 11}, bgcolor="rgba(255,255,255,0.85)", row=1, col=1)
+
+    if second:
+        _estimate_panel(fig, feasible, estimates, front_numbers, recommended, most_accurate, records, objective,
+                        x_range=x_range, tolerance=tolerance)
 
     counts = (f"{len(complete)} completed trials: {len(feasible)} feasible, {len(infeasible)} infeasible"
               if constrained else f"{len(complete)} completed trials")
-    lines = [counts + (" (◄ at the left edge; hover for their accuracy)" if infeasible else "")
-             + f". Front: {len(front)} trials, joined by its staircase.",
+    lines = [counts + (" (◄ at the left edge of the left panel; hover for their accuracy)" if infeasible else "")
+             + f". Pareto front: {len(front)} trials, joined by its staircase.",
              (("Slope: how fast training on poisoned points teaches the backdoor (0 = not at all)"
                if objective == "slope" else f"{what.capitalize()}: lower = more robust")
               + ("; log scale" if log_y else "") + f". ▼ = {what} ≤ 0 or below the axis.")]
+    if second:
+        lines.append("Right: the same feasible trials against the estimated backdoor accuracy after poisoning; "
+                     "black staircase: the front on these axes; the recommendation is its lowest point in the "
+                     "shaded band of candidates.")
     if recommendation_note:
-        lines += wrap(recommendation_note, 160).split("<br>")
+        lines += wrap(recommendation_note, 170).split("<br>")
+    fig.update_xaxes(title={"text": ACCURACY_TITLE}, range=x_range, zeroline=False)
+    y_axis = log_axis(float(positive.min()), float(positive.max())) if log_y else {"type": "linear"}
+    fig.update_yaxes(title={"text": OBJECTIVE_TITLES.get(objective, what)}, range=y_range, zeroline=False,
+                     row=1, col=1, **y_axis)
     fig.update_layout(
         title={"text": (title or f"{study.study_name}: clean accuracy vs "
-                                 + ("backdoor learning slope" if objective == "slope" else what))
+                                 + ("backdoor learning slope" if objective == "slope" else what)
+                        + (" and estimated backdoor accuracy" if second else ""))
                + "<br><sup>" + "<br>".join(lines) + "</sup>", "y": 1.0, "yanchor": "top", "pad": {"t": 16}},
-        xaxis={"title": {"text": ACCURACY_TITLE}, "range": x_range, "zeroline": False},
-        yaxis={"title": {"text": OBJECTIVE_TITLES.get(objective, what)}, "type": "log" if log_y else "linear", "range": y_range,
-               "zeroline": False},
-        template="plotly_white", height=620 + 22 * len(lines), margin={"t": 75 + 22 * len(lines), "r": 30},
-        legend={"groupclick": "toggleitem", "yanchor": "top", "y": 1.0, "xanchor": "left", "x": 1.02},
+        template="plotly_white", height=640 + 20 * len(lines), margin={"t": 90 + 20 * len(lines), "r": 30, "b": 150},
+        legend={"groupclick": "toggleitem", "orientation": "h", "yanchor": "top", "y": -0.13, "xanchor": "left",
+                "x": 0.0},
         hoverlabel={"align": "left"})
     return fig
+
+
+def _estimate_panel(fig: go.Figure, feasible: Sequence[FrozenTrial], estimates: dict[int, float],
+                    front_numbers: set[int], recommended: FrozenTrial | None, most_accurate: FrozenTrial | None,
+                    records: dict, objective: str, *, x_range: list[float], tolerance: float | None) -> None:
+    """The right panel: clean accuracy against the estimated backdoor accuracy (see the module docstring)."""
+    mine = [t for t in feasible if t.number in estimates]
+    if recommended is not None and tolerance is not None and mine:
+        band = max(t.values[0] for t in feasible) - tolerance
+        fig.add_vrect(x0=max(band, x_range[0]), x1=x_range[1], fillcolor="#fff1c2", opacity=0.55, line_width=0,
+                      layer="below", row=1, col=2, exclude_empty_subplots=False)
+        fig.add_annotation(x=max(band, x_range[0]), xanchor="left", y=0.0, yref="y2 domain", yanchor="bottom",
+                           showarrow=False, text=f"candidates:<br>accuracy ≥ {band:.3g}", align="left",
+                           font={"color": "#7a5a00", "size": 10}, row=1, col=2)
+    fig.add_hline(y=VULNERABLE_AT, line={"color": "#b22222", "dash": "dot", "width": 1}, row=1, col=2,
+                  exclude_empty_subplots=False)
+    fig.add_annotation(x=0.0, xref="x2 domain", xanchor="left", y=VULNERABLE_AT, yanchor="top", showarrow=False,
+                       text=f"above: still vulnerable (≥ {VULNERABLE_AT:g})", font={"color": "#b22222", "size": 10},
+                       row=1, col=2)
+    for learner in sorted({t.params.get("learner", "?") for t in mine}):
+        group = [t for t in mine if t.params.get("learner", "?") == learner and t.number not in front_numbers]
+        if group:
+            fig.add_trace(go.Scatter(
+                x=[t.values[0] for t in group], y=[estimates[t.number] for t in group], mode="markers", name=learner,
+                legendgroup="dominated", showlegend=False,
+                marker={"color": learner_color(learner), "size": 8, "opacity": 0.6, "line": {"width": 0.5,
+                                                                                            "color": "white"}},
+                customdata=[_hover_row(t, "dominated (slope front)", objective) for t in group],
+                hovertemplate=_HOVER), row=1, col=2)
+    on_front = [t for t in mine if t.number in front_numbers]
+    if on_front:
+        fig.add_trace(go.Scatter(
+            x=[t.values[0] for t in on_front], y=[estimates[t.number] for t in on_front], mode="markers",
+            name="Pareto front (slope)", legendgroup="front", showlegend=False,
+            marker={"color": FRONT_COLOR, "size": 11, "symbol": "diamond", "line": {"width": 1.5, "color": "white"}},
+            customdata=[_hover_row(t, "Pareto front", objective) for t in on_front], hovertemplate=_HOVER),
+            row=1, col=2)
+    labelled = {(t.values[0], estimates.get(t.number)) for t in (recommended, most_accurate) if t is not None}
+    est_front = _estimate_front(mine, estimates)
+    if est_front:
+        fig.add_trace(go.Scatter(
+            x=[t.values[0] for t in est_front], y=[estimates[t.number] for t in est_front], mode="lines+markers+text",
+            name=f"front on estimated backdoor accuracy ({len(est_front)} trials)", legendgroup="estimate front",
+            legendgrouptitle={"text": "right panel"},
+            line={"color": ESTIMATE_FRONT_COLOR, "width": 1.5, "shape": "vh"},
+            marker={"symbol": "diamond-open", "size": 13, "color": ESTIMATE_FRONT_COLOR, "line": {"width": 1.5}},
+            text=["" if (t.values[0], estimates[t.number]) in labelled else f"#{t.number}" for t in est_front],
+            textposition="middle right",
+            textfont={"color": ESTIMATE_FRONT_COLOR, "size": 10}, cliponaxis=False,
+            customdata=[_hover_row(t, "front on estimated backdoor accuracy", objective) for t in est_front],
+            hovertemplate=_HOVER), row=1, col=2)
+
+    def numbers(trial: FrozenTrial) -> str:
+        record = records[trial.number]
+        base = record.baseline_backdoor_accuracy
+        return (f"clean accuracy {trial.values[0]:.3f}<br>est. backdoor accuracy <b>{estimates[trial.number]:.2f}</b>"
+                + ("" if base is None else f"<br>(clean model {base:.2f})"))
+
+    labels = []  # (trial, text, colours)
+    if recommended is not None and recommended.number in estimates:
+        fig.add_trace(go.Scatter(
+            x=[recommended.values[0]], y=[estimates[recommended.number]], mode="markers",
+            name=f"recommended: trial {recommended.number}", legendgroup="recommended", showlegend=False,
+            marker={"symbol": "circle-open", "size": 26, "color": RECOMMENDED_COLOR, "line": {"width": 3.5}},
+            customdata=[_hover_row(recommended, "recommended", objective)], hovertemplate=_HOVER), row=1, col=2)
+        same = most_accurate is not None and most_accurate.number == recommended.number
+        labels.append((recommended, f"<b>recommended: trial {recommended.number}</b>"
+                       + (" (also the most accurate)" if same else "") + "<br>" + numbers(recommended),
+                       (RECOMMENDED_COLOR, "#7a5a00", RECOMMENDED_COLOR)))
+    if most_accurate is not None and most_accurate.number in estimates and (
+            recommended is None or most_accurate.number != recommended.number):
+        labels.append((most_accurate, f"<b>most accurate: trial {most_accurate.number}</b><br>" + numbers(most_accurate),
+                       ("#555", "#333", "#999")))
+    offsets = _label_offsets([(t.values[0], estimates[t.number]) for t, _, _ in labels], x_range)
+    for (trial, text, (arrow, font, border)), (ax, ay) in zip(labels, offsets, strict=True):
+        fig.add_annotation(x=trial.values[0], y=estimates[trial.number], text=text, showarrow=True, arrowhead=2,
+                           arrowcolor=arrow, ax=ax, ay=ay, align="left", font={"color": font, "size": 11},
+                           bgcolor="rgba(255,255,255,0.9)", bordercolor=border, borderwidth=1, row=1, col=2)
+    fig.update_yaxes(title={"text": ESTIMATE_TITLE}, range=[-0.04, 1.04], tickvals=[0, 0.25, 0.5, 0.75, 1],
+                     zeroline=False, row=1, col=2)

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from robust_hpo._files import atomic_open, atomic_write_text
 from robust_hpo.objective import RECORD_ATTR, Recommendation, TrialRecord, is_feasible, recommend, trial_records
-from robust_hpo.plots import INDEX_HTML, pareto_figure, write_html, write_index
+from robust_hpo.plots import INDEX_HTML, answer_lines, pareto_figure, short_rule, write_html, write_index
 from robust_hpo.search_space import format_params
 
 
@@ -169,7 +169,11 @@ def study_summary(study: optuna.Study, front: Sequence[FrozenTrial], recommendat
          "recommended": {number, learner, params, clean_accuracy, slope, predicted_backdoor_accuracy,
                          baseline_backdoor_accuracy, normalised_margin, exact, local_only, rule,
                          rule_sentence, best_accuracy, tolerance, candidates, ranking, warnings, ...} | null,
-         "pareto_front": [TrialRecord.to_dict() without per-attack details, ...]}
+         "pareto_front": [TrialRecord.to_dict() without per-attack details, ...],
+         "most_accurate": the front's most accurate trial, as a pareto_front entry | null}
+
+    ``most_accurate`` (the first of ``front``, ordered as :func:`pareto_trials` orders it) is what the
+    recommendation is compared with in ``report``, ``index.html`` and the Pareto figure.
     """
     objective = list(study.metric_names or ["clean_accuracy", "slope"])[-1]
     front_records = trial_records(front, study.metric_names)
@@ -181,7 +185,13 @@ def study_summary(study: optuna.Study, front: Sequence[FrozenTrial], recommendat
         "trials": trial_counts(study),
         "recommended": recommendation.to_dict() if recommendation is not None else None,
         "pareto_front": [_brief(r) for r in front_records],
+        "most_accurate": _brief(most_accurate(front_records)) if front_records else None,
     }
+
+
+def most_accurate(records: Sequence[TrialRecord]) -> TrialRecord:
+    """The most accurate of ``records`` (ties: the lower objective, then the lower trial number)."""
+    return min(records, key=lambda r: (-float(r.clean_accuracy or 0.0), float(r.objective_value or 0.0), r.number))
 
 
 def _brief(record: TrialRecord) -> dict[str, Any]:
@@ -220,7 +230,7 @@ class StudyReport:
             lines += [f"Candidates ({len(rec.candidates.records)} feasible trials within {rec.tolerance:g} of the "
                       f"best clean accuracy {rec.best_accuracy:.4f}{more}):",
                       format_trials(shown, objective=objective, recommended=chosen), "",
-                      f"Recommended: {rec.describe()}", rec.rule_sentence()]
+                      *answer_lines(rec.to_dict(), self._most_accurate()), short_rule(rec.to_dict())]
             lines += [f"  warning: {w}" for w in rec.warnings()]
         else:
             lines.append("Recommended: none (no completed feasible trial with an exact slope)")
@@ -229,6 +239,10 @@ class StudyReport:
             lines.append(f"Summary:     {self.summary}")
         lines.append(f"All files:   {self.html.parent / INDEX_HTML}")
         return "\n".join(lines)
+
+    def _most_accurate(self) -> dict[str, Any] | None:
+        records = trial_records(self.front, self.study.metric_names)
+        return most_accurate(records).to_dict() if records else None
 
 
 def report_study(study: optuna.Study, output: str | Path, *, tolerance: float,
@@ -240,8 +254,9 @@ def report_study(study: optuna.Study, output: str | Path, *, tolerance: float,
     output = Path(output).expanduser().absolute()
     figure = pareto_figure(study, recommended=recommendation.trial if recommendation else None,
                            recommendation_note=(f"Ringed: trial {recommendation.trial.number}, the recommendation. "
-                                                f"{recommendation.rule_sentence()}"
-                                                if recommendation else None))
+                                                + short_rule(recommendation.to_dict())
+                                                if recommendation else None),
+                           tolerance=recommendation.tolerance if recommendation else None)
     html = write_html(figure, output / PARETO_HTML)
     csv_path = write_trials_csv(study, output / TRIALS_CSV)
     summary = atomic_write_text(output / SUMMARY_JSON, json.dumps(study_summary(study, front, recommendation,

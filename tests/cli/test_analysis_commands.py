@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -54,6 +55,16 @@ def test_study_commands(study_file, capsys):
     assert main(["curves", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--betas", "0", "0.01", "0.1", "1"]) == 0
     out = capsys.readouterr().out
     assert "slope" in out and (output / "curves.html").is_file()
+    # by default: the recommended trial (labelled so) first, then the Pareto front it is compared with
+    from robust_hpo.objective import DEFAULT_TOLERANCE
+    from robust_hpo.study import pareto_trials, recommend
+
+    tiny = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(output / "study.log"))))
+    chosen = recommend(tiny, DEFAULT_TOLERANCE).trial.number
+    expected = [chosen] + [t.number for t in pareto_trials(tiny) if t.number != chosen]
+    assert [int(n) for n in re.findall(r"^fitted trial (\d+)", out, re.MULTILINE)] == expected
+    assert f"fitted trial {chosen} (recommended): " in out
     assert main(["deviation", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--trial", "0", "1", "--betas", "0", "1"]) == 0
     assert "angle/π" in capsys.readouterr().out and (output / "deviation_trials-0-1.html").is_file()
     assert main(["explain", str(path), "--storage", str(output / "study.log"), "--output", str(output), "--trial", "0", "-k", "3"]) == 0

@@ -130,6 +130,53 @@ def test_study_note_shows_the_recommendation_of_report(served: str, quickstart: 
     assert "feasible Pareto front" in body and "clean accuracy ≥ 0.9" in body
 
 
+def test_the_feasibility_columns_sort_as_the_docs_say(served: str) -> None:
+    (summary,) = _get(f"{served}/api/studies")["study_summaries"]
+    attrs = _get(f"{served}/api/studies/{summary['study_id']}")["union_user_attrs"]
+    assert attrs[:2] == [{"key": FEASIBLE_ROW, "sortable": True}, {"key": FRONT_ROW, "sortable": True}]
+    assert [a["key"] for a in attrs].count(FEASIBLE_ROW) == 1
+    assert "as sortable columns of the trials table" in (REPO / "docs" / "plugin.md").read_text()
+
+
+def _page(app: Any, path: str) -> tuple[str, dict[str, str], str]:
+    captured: dict[str, Any] = {}
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "test",
+               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+               "wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "0"}
+    chunks = app(environ, lambda status, headers, exc_info=None: captured.update(status=status, headers=dict(headers)))
+    return captured["status"], captured["headers"], b"".join(chunks).decode("utf-8")
+
+
+def test_the_study_home_opens_with_the_recommendation_and_the_feasible_front(quickstart: dict[str, Any]) -> None:
+    """The dashboard's HTML loads home.js, which puts the card first on a study's home page; the card has
+    the answer (recommended vs most accurate), the front `report` prints, in the figures' learner colours."""
+    from robust_hpo.plots import learner_color
+
+    journal = quickstart["journal"]
+    before = journal.read_bytes()
+    app = dashboard_app(StorageSpec(journal=journal).open())
+    study_id = _study_id(app)
+    status, headers, page = _page(app, f"/dashboard/studies/{study_id}")
+    assert status.startswith("200") and page.count('<script defer src="/robust-hpo/home.js"></script>') == 1
+    assert int(headers["Content-Length"]) == len(page.encode()) and "Etag" not in headers
+    status, headers, script = _page(app, "/robust-hpo/home.js")
+    assert status.startswith("200") and headers["Content-Type"].startswith("text/javascript")
+    assert "/robust-hpo/studies/" in script and "insertBefore" in script
+    status, _, card = _page(app, f"/robust-hpo/studies/{study_id}/card")
+    text = " ".join(re.sub(r"<style>.*?</style>|<[^>]+>", " ", card, flags=re.DOTALL).split())
+    assert status.startswith("200") and f"Deploy trial {quickstart['recommended']} :" in text
+    assert "most accurate trial" in text and "Rule: the lowest estimated backdoor accuracy" in text
+    assert text.index("robust_hpo: the answer") < text.index("Best Trials: the feasible Pareto front")
+    table = text.split("Best Trials: the feasible Pareto front", 1)[1]
+    assert [int(n) for n in re.findall(r"trial (\d+) \w+ \w+=", table)] == quickstart["front"]
+    assert f"background:{learner_color('rbf_svm')}" in card
+    status, _, figure = _page(app, f"/robust-hpo/studies/{study_id}/pareto")
+    assert status.startswith("200") and 'src="/robust-hpo/plotly.min.js"' in figure and "estimated backdoor" in figure
+    assert _page(app, "/robust-hpo/plotly.min.js")[0].startswith("200")
+    assert _page(app, "/robust-hpo/studies/999/card")[0].startswith("404")
+    assert journal.read_bytes() == before  # nothing written
+
+
 def test_incremental_polling_keeps_the_whole_front(quickstart: dict[str, Any]) -> None:
     app = dashboard_app(StorageSpec(journal=quickstart["journal"]).open())
     study_id = _study_id(app)

@@ -86,10 +86,42 @@ def test_c_only_learners_get_accuracy_and_log_slope_panels() -> None:
     grid = bin_trials(trials, learner="logistic", n_bins=4)
     figure = grid_figure(grid, robust_cells={(0, 0)})
     assert figure.layout.yaxis2.type == "log"
-    names = {t.name for t in figure.data}
-    assert "no trial in bin" in names  # bin 3 of 4 is empty: marked, not interpolated
-    assert all(t.connectgaps is False for t in figure.data if t.mode and "lines" in t.mode)
+    lines = [t for t in figure.data if t.mode and "lines" in t.mode]
+    assert len(lines) == 3 and all(t.connectgaps is False for t in lines)
+    empty = int(np.flatnonzero(grid.counts[0] == 0)[0])  # bin 3 of 4: a gap in every line, no mark at 0
+    assert all(np.isnan(t.y[empty]) for t in lines)
+    assert not any(0.0 in [v for v in t.y if v is not None and np.isfinite(v)] for t in figure.data if t.y is not None)
+    assert all(t.text is None for t in figure.data)  # no value labels to clip or overlap: hover and the ★ entry
     assert len(figure.layout.shapes) == 2  # the robust bin shaded in both panels
+    assert "gap in a line: no trial" in figure.layout.title.text and "Colours: green" not in figure.layout.title.text
+    ticks = list(figure.layout.xaxis2.ticktext)  # whole numbers at each decade, never a bare "2" or "5"
+    assert len(ticks) >= 2 and set(ticks) <= {"0.001", "0.01", "0.1", "1", "10"}
+    assert [float(t) for t in ticks] == list(figure.layout.xaxis2.tickvals)
+
+
+def test_c_only_bins_below_the_constraint_are_greyed_out() -> None:
+    trials = [_trial(i, C, None, s, a, b, learner="logistic")
+              for i, (C, s, a, b) in enumerate([(0.001, 0.0002, 0.5, 0.5), (0.1, 0.003, 0.97, 0.1),
+                                                (10.0, 0.5, 0.98, 0.9)])]
+    grid = bin_trials(trials, learner="logistic", n_bins=3)
+    figure = grid_figure(grid, min_accuracy=0.9)
+    grey = [s for s in figure.layout.shapes if s.fillcolor == "#d4d4d4"]
+    assert len(grey) == 2 and all(s.x0 < grid.C[0] < s.x1 < grid.C[1] for s in grey)  # C = 0.001 bin, both panels
+    assert "grey band: the clean model's accuracy is below the constraint 0.9" in figure.layout.title.text
+
+
+def test_heatmap_cells_below_the_constraint_are_grey_in_the_backdoor_and_slope_panels() -> None:
+    grid = bin_trials(TRIALS, learner="rbf_svm", n_bins=2)  # bin (γ low, C low): trials 0, 1 at accuracy 0.72
+    figure = grid_figure(grid, min_accuracy=0.9)
+    clean, backdoor, slope = _heatmaps(figure)
+    assert np.isfinite(clean.z[0][0])  # the accuracy panel still shows why
+    assert np.isnan(backdoor.z[0][0]) and np.isnan(slope.z[0][0])  # left out of the colour scales ...
+    assert backdoor.zmin == pytest.approx(0.30)  # ... which span the admissible cells only (0.30 .. 0.535)
+    grey = [t for t in figure.data if t.type == "heatmap" and t.showscale is False and "not admissible" in
+            (t.hovertemplate or "")]
+    assert len(grey) == 2 and all(t.text[0][0].endswith("acc. 0.72") and t.text[0][1] == "" for t in grey)
+    assert "grey cells in the backdoor and slope panels" in figure.layout.title.text
+    assert not [t for t in grid_figure(grid).data if "not admissible" in (t.hovertemplate or "")]
 
 
 def _report(slopes: list[float]) -> VerificationReport:
@@ -105,6 +137,17 @@ def test_verification_slope_axis_is_logarithmic_when_slopes_span_decades() -> No
     ring = next(t for t in figure.data if t.name == "recommended: trial 2")
     assert list(ring.x) == [1e-3] and ring.marker.symbol == "circle-open"
     assert verification_figure(_report([0.2, 0.3, 0.5])).layout.xaxis.type == "linear"
+    assert list(figure.layout.xaxis.ticktext) == ["1e-5", "0.0001", "0.001", "0.01", "0.1", "1"]
+
+
+def test_one_colour_per_learner_in_every_figure() -> None:
+    from robust_hpo.plots import learner_color
+
+    trials = (_trial(0, 1.0, 0.1, 0.01, 0.97, 0.2), _trial(1, 1.0, None, 0.02, 0.96, 0.5, learner="logistic"))
+    report = VerificationReport(trials=trials, spearman=None, pvalue=None, spearman_note="", robust=(),
+                                tolerance=0.02, max_backdoor=0.2, which="all")
+    colours = {t.name.split(" ")[0]: t.marker.color for t in verification_figure(report).data if "Spearman" in t.name}
+    assert colours["rbf_svm"] == learner_color("rbf_svm") != colours["logistic"] == learner_color("logistic")
 
 
 def test_verification_pins_non_positive_slopes_on_a_log_axis() -> None:
@@ -112,3 +155,15 @@ def test_verification_pins_non_positive_slopes_on_a_log_axis() -> None:
     points = next(t for t in figure.data if t.x and t.x[0] is not None and len(t.x) == 4)
     assert points.x[0] == pytest.approx(1e-4 / 2) and points.marker.symbol[0] == "triangle-left"
     assert any(t.name == "◄ slope ≤ 0 (at the left edge)" for t in figure.data)
+
+
+def test_the_recommended_configuration_is_drawn_in_gold() -> None:
+    from robust_hpo.analysis import DeviationResult
+    from robust_hpo.plots import deviation_figure
+
+    betas = np.array([0.0, 0.5, 1.0])
+    results = [DeviationResult(label, betas, np.ones(3), np.zeros(3), "euclidean")
+               for label in ("trial 3 (recommended): ridge C=1", "trial 5: ridge C=10")]
+    lines = {t.name: t.line for t in deviation_figure(results).data if t.name}
+    assert lines["trial 3 (recommended): ridge C=1 (Euclidean)"].color == "#e6a700"
+    assert lines["trial 3 (recommended): ridge C=1 (Euclidean)"].width > lines["trial 5: ridge C=10 (Euclidean)"].width

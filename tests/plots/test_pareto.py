@@ -18,8 +18,9 @@ from robust_hpo.testing import synthetic_study as _study
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def _traces(figure):
-    return {trace.name: trace for trace in figure.data}
+def _traces(figure, panel: str = "x"):
+    """The traces of one panel by name (``"x"``: the slope panel, ``"x2"``: the estimate panel)."""
+    return {trace.name: trace for trace in figure.data if (trace.xaxis or "x") == panel}
 
 
 def test_front_is_joined_distinct_and_the_recommendation_ringed() -> None:
@@ -91,8 +92,47 @@ def test_slope_axis_is_logarithmic_when_slopes_span_decades(slopes, log) -> None
 
 def test_unconstrained_figure_has_no_infeasible_trace() -> None:
     study = _study([(0.9, 0.1, None), (0.8, 0.05, None), (0.7, 0.2, None)])
-    names = {trace.name for trace in pareto_figure(study).data}
+    names = set(_traces(pareto_figure(study)))
     assert names == {"Pareto front (2 trials)", "logistic (dominated)"}
+
+
+def test_the_recommendation_sits_on_the_front_of_the_estimate_panel_with_its_numbers() -> None:
+    """Right panel: accuracy against the estimated backdoor accuracy; the front on those axes holds the
+    recommendation (chosen by that estimate), which the slope front need not; the deciding numbers of the
+    recommended and the most accurate trial are written in the figure."""
+    study = _study()
+    recommendation = recommend(study, 0.02)
+    figure = pareto_figure(study, recommended=recommendation.trial, tolerance=0.02)
+    right = _traces(figure, "x2")
+    front = right["front on estimated backdoor accuracy (3 trials)"]
+    assert list(zip(front.x, front.y, strict=True)) == [(0.95, 0.05), (0.98, 0.20), (0.99, 0.60)]  # 2 is dominated
+    ring = right["recommended: trial 1"]
+    assert (ring.x[0], ring.y[0]) in set(zip(front.x, front.y, strict=True))
+    assert figure.layout.xaxis2.title.text == ACCURACY_TITLE and "estimated backdoor accuracy" in \
+        figure.layout.yaxis2.title.text
+    texts = [a.text or "" for a in figure.layout.annotations]
+    rec = next(t for t in texts if t.startswith("<b>recommended: trial 1</b><br>"))
+    assert "clean accuracy 0.980" in rec and "est. backdoor accuracy <b>0.20</b>" in rec and "clean model 0.10" in rec
+    best = next(t for t in texts if t.startswith("<b>most accurate: trial 0</b>"))
+    assert "clean accuracy 0.990" in best and "<b>0.60</b>" in best
+    band = [s for s in figure.layout.shapes if s.fillcolor == "#fff1c2"]  # the candidates: accuracy ≥ 0.99 − 0.02
+    assert len(band) == 1 and band[0].x0 == pytest.approx(0.97) and band[0].xref == "x2"
+    assert any(s.y0 == s.y1 == 0.5 and s.yref == "y2" for s in figure.layout.shapes)  # the "vulnerable" line
+
+
+def test_the_estimate_panel_is_left_out_without_estimates_or_when_it_is_the_objective() -> None:
+    without = _study([(0.99, 0.3, None), (0.98, 0.1, None)])
+    assert not _traces(pareto_figure(without), "x2")
+    study = _study()
+    study.set_metric_names(["clean_accuracy", "predicted_backdoor_accuracy"])
+    assert not _traces(pareto_figure(study), "x2")
+
+
+def test_log_slope_axis_labels_are_whole_numbers() -> None:
+    study = _study([(0.99, 0.5, None, 0.2), (0.98, 0.02, None, 0.1), (0.97, 0.001, None, 0.3)])
+    axis = pareto_figure(study).layout.yaxis
+    assert axis.type == "log" and list(axis.ticktext) == ["0.001", "0.01", "0.1", "1"]
+    assert list(axis.tickvals) == [0.001, 0.01, 0.1, 1.0] and 0.002 in axis.minor.tickvals  # unlabelled minor ticks
 
 
 def test_pareto_figure_needs_two_objectives() -> None:
@@ -113,3 +153,26 @@ def test_figures_in_one_folder_share_one_plotly_js(tmp_path: Path) -> None:
         assert "cdn.plot.ly" not in text and len(text) < 200_000  # opens offline, without its own copy
     standalone = write_html(figure, tmp_path / "alone" / "c.html", standalone=True)
     assert standalone.stat().st_size > 1_000_000 and not list(standalone.parent.glob("*.js"))
+
+
+def test_the_number_boxes_of_the_estimate_panel_never_overlap() -> None:
+    """Two boxes beside points of close estimates (0.61 and 0.88, the case that overlapped) are pushed a
+    box height apart; a point near the left edge gets its box on the right."""
+    from robust_hpo.plots._pareto import _PX_PER_UNIT, _label_offsets
+
+    (ax1, ay1), (ax2, ay2) = _label_offsets([(0.99, 0.61), (1.0, 0.88)], [0.96, 1.004])
+    box_centres = [0.61 - ay1 / _PX_PER_UNIT, 0.88 - ay2 / _PX_PER_UNIT]
+    assert box_centres[1] - box_centres[0] >= 0.25 - 1e-9 and all(0.1 <= c <= 0.9 for c in box_centres)
+    assert ax1 < 0 and ax2 < 0  # room on the left of both
+    ((ax, _),) = _label_offsets([(0.961, 0.1)], [0.96, 1.004])
+    assert ax > 0
+
+
+def test_front_labels_do_not_sit_on_each_other() -> None:
+    from robust_hpo.plots._pareto import _text_positions
+
+    # three front points a hair apart: the second and third labels move off the first
+    positions = _text_positions([(0.970, 0.010), (0.971, 0.0101), (0.972, 0.0102)], [0.96, 1.0], [-3.0, 0.0], True)
+    assert len(set(positions)) == 3  # three different sides, none over another label or point
+    # far apart: all to the right of their point
+    assert set(_text_positions([(0.97, 0.001), (0.99, 0.1)], [0.96, 1.0], [-3.0, 0.0], True)) == {"middle right"}

@@ -124,9 +124,11 @@ def test_report_study_writes_files_and_summary(tmp_path: Path) -> None:
     assert report.recommendation is not None and report.recommendation.trial.number == 1
     text = report.render()
     assert "Pareto front (3 trials" in text
-    assert "Recommended: trial 1 (learner=logistic, C=0.2): clean accuracy 0.9800 (best 0.9900, tolerance 0.02), " \
-           "predicted backdoor accuracy 0.200 (clean model 0.100), slope 0.1000" in text
-    assert "Rule: among the 3 feasible trials with clean accuracy ≥ 0.9900 − 0.02" in text
+    # the comparison in two lines, then the rule in one short sentence
+    assert ("\nRecommended: trial 1 (logistic C=0.2): clean accuracy 0.980, estimated backdoor accuracy after "
+            "poisoning 0.20 (clean model 0.10)\nMost accurate: trial 0 (logistic C=0.1): clean accuracy 0.990, "
+            "estimated backdoor accuracy after poisoning 0.60 (clean model 0.30)\nRule: the lowest estimated backdoor "
+            "accuracy among the 3 feasible trials within 0.02 of the best clean accuracy 0.990.\n") in text
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["trials"] == {"COMPLETE": 5, "FAIL": 1, "RUNNING": 1, "WAITING": 0, "PRUNED": 0,
                                  "FEASIBLE": 4, "TOTAL": 7}
@@ -137,3 +139,4 @@ def test_report_study_writes_files_and_summary(tmp_path: Path) -> None:
     assert rec["rule"] == "predicted_backdoor_accuracy" and rec["rule_sentence"].startswith("Rule: among the 3")
     assert [t["number"] for t in summary["pareto_front"]] == [0, 1, 2]
     assert summary["pareto_front"][2]["predicted_backdoor_accuracy"] == 0.4
+    assert summary["most_accurate"]["number"] == 0 and summary["most_accurate"]["clean_accuracy"] == 0.99
