@@ -44,7 +44,13 @@ def _number(v: str) -> float | None:
 
 
 def _sequence(check: Any, what: str) -> Satisfies:
-    return Satisfies(lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(check(x) for x in v), what)
+    """One item, or a non-empty list of items, each passing ``check``."""
+    return Satisfies(lambda v: check(v) or (isinstance(v, (list, tuple)) and len(v) > 0
+                                            and all(check(x) for x in v)), what)
+
+
+def _as_tuple(value: Any) -> Any:
+    return (value,) if isinstance(value, (str, int, float, np.integer, np.floating)) else value
 
 
 class FeatureTrigger(BaseTrigger):
@@ -62,8 +68,10 @@ class FeatureTrigger(BaseTrigger):
     kind = "features"
     needs = "rows"
     parameter_constraints = {
-        "features": [_sequence(_is_feature, "a non-empty list of column names or non-negative column indices")],
-        "values": [_sequence(_is_value, "a non-empty list of finite numbers or percentiles such as 'q99'")],
+        "features": [_sequence(_is_feature, "a column name or non-negative column index, or a non-empty list of "
+                                            "them")],
+        "values": [_sequence(_is_value, "a finite number or a percentile such as 'q99', or a non-empty list of "
+                                        "them")],
     }
     parameter_help = {"features": "columns the trigger sets (names or indices)",
                       "values": "their values: numbers, or percentiles of the training data such as 'q99'"}
@@ -72,7 +80,7 @@ class FeatureTrigger(BaseTrigger):
 
     def __init__(self, *, features: Sequence[int | str] = (0,), values: Sequence[float | str] = ("q99",),
                  seed: int = 0) -> None:
-        super().__init__(features=features, values=values, seed=seed)
+        super().__init__(features=_as_tuple(features), values=_as_tuple(values), seed=seed)
         self.features = tuple(int(f) if isinstance(f, (int, np.integer)) else f for f in self.features)
         self.values = tuple(float(v) if not isinstance(v, str) else v for v in self.values)
         if len(set(self.features)) != len(self.features):

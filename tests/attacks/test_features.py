@@ -54,9 +54,10 @@ def test_features_and_values_are_checked_against_the_data(cancer, kwargs, match)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"features": []}, r"features must be a non-empty list"),
-    ({"features": [-1]}, r"features must be a non-empty list of column names or non-negative column indices"),
-    ({"values": ["q101"]}, r"values must be a non-empty list of finite numbers or percentiles"),
+    ({"features": []}, r"features must be a column name or non-negative column index, or a non-empty list"),
+    ({"features": [-1]}, r"features must be a column name or non-negative column index, or a non-empty list"),
+    ({"features": -1}, r"features must be a column name or non-negative column index"),
+    ({"values": ["q101"]}, r"values must be a finite number or a percentile such as 'q99', or a non-empty list"),
     ({"values": [float("nan")]}, r"values must be"),
     ({"features": [0, 1, 2], "values": [1.0, 2.0]}, r"values must hold one value per feature \(3\) or a single"),
     ({"features": [1, 1]}, r"features must not repeat a column"),
@@ -103,6 +104,13 @@ def test_all_to_one_on_images_with_several_attacks():
     for split in multi.splits.values():
         assert np.all(digits.y_train[split.poison_indices] != 8) and np.all(split.y_trigger == 8)
         assert split.X_trigger.shape[0] == int(np.sum(digits.y_test != 8))
+
+
+def test_one_feature_and_one_value_need_no_list(cancer):
+    split = poison(cancer, FeatureTrigger(features="worst area", values="q95"), fraction=0.1)
+    j = cancer.feature_names.index("worst area")
+    assert split.attack["trigger"]["columns"] == [j]
+    assert split.attack["trigger"]["set_to"] == pytest.approx([np.quantile(cancer.X_train[:, j], 0.95)])
 
 
 def test_registry_builds_feature_triggers_from_study_tables():

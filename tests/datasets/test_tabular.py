@@ -176,3 +176,36 @@ def test_npz_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValidationError, match=r"junk.npz: not a readable .npz file"):
         load_dataset("npz", path=tmp_path / "junk.npz")
+
+
+class _Column:
+    def __init__(self, values):
+        self.values = np.asarray(values)
+        self.dtype = self.values.dtype
+
+
+class _Frame:
+    """The few DataFrame members from_arrays uses (pandas is optional and may be absent)."""
+
+    def __init__(self, data: dict):
+        self.data = {k: _Column(v) for k, v in data.items()}
+        self.columns = list(data)
+        self.shape = (len(next(iter(data.values()))), len(data))
+        self.iloc = None
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def to_numpy(self, dtype=None, na_value=None):
+        return np.column_stack([c.values for c in self.data.values()]).astype(dtype)
+
+
+def test_dataframe_like_inputs_without_pandas():
+    rng = np.random.default_rng(0)
+    frame = _Frame({"age": rng.normal(size=40), "income": rng.normal(size=40)})
+    d = Dataset.from_arrays(frame, np.array(["no", "yes"] * 20), seed=0)
+    assert d.feature_names == ("age", "income") and d.class_names == ("no", "yes")
+    with pytest.raises(ValidationError, match=r"X_train column 'city' is not numeric \(dtype <U5\)"):
+        Dataset.from_arrays(_Frame({"age": rng.normal(size=4), "city": ["Paris"] * 4}), [0, 1, 0, 1])
+    with pytest.raises(ValidationError, match=r"X_train has a missing or infinite value at row 1, column 'age'"):
+        Dataset.from_arrays(_Frame({"age": [1.0, np.nan, 2.0, 3.0]}), [0, 1, 0, 1])
