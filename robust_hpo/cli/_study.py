@@ -159,9 +159,11 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "repair", help="repair a damaged journal file (stop every worker first)",
         description="Repair a journal file that a killed or disk-full write damaged: a full backup copy "
-                    "(JOURNAL.<time>.bak) is kept, a record glued after a torn one is recovered, unreadable "
-                    "lines and a torn last record are removed, and the result must load in Optuna. An intact "
-                    "journal is left untouched. A torn last record alone is repaired by `run` itself.")
+                    "(JOURNAL.<time>.bak, never overwriting another) is kept, a damaged trial creation is rebuilt "
+                    "in place (trial numbers hold), a record glued after a torn one is recovered, unreadable, "
+                    "duplicated or appended lines and a torn last record are removed, each named with its reason, "
+                    "and the result must load in Optuna. An intact journal is left untouched. A torn last record "
+                    "alone is repaired by `run` itself.")
     parser.add_argument("journal", metavar="JOURNAL", type=Path, help="the journal file (e.g. OUTPUT/study.log)")
     parser.set_defaults(handler=_repair)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from robust_hpo.study._features import featurize_splits
-from robust_hpo.study._journal import JournalDamage, RepairReport, open_journal, repair_journal, scan_journal
+from robust_hpo.study._journal import JournalDamage, open_journal, scan_journal
+from robust_hpo.study._journal_repair import RepairReport, repair_journal
 from robust_hpo.study._orphans import OWNER_ATTR, recover_orphans, trial_owner
 from robust_hpo.study._owner import ProcessIdentity
 from robust_hpo.study._problem import (

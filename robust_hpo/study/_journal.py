@@ -46,6 +46,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock  # the lock interface JournalFileBackend takes
 
 from robust_hpo.errors import MissingFileError, StorageError, ValidationError
+from robust_hpo.study._journal_ledger import JournalLedger
 from robust_hpo.study._orphans import OwnedJournalStorage
 from robust_hpo.study._owner import ProcessIdentity
 
@@ -225,7 +226,24 @@ class CheckedJournalBackend(JournalFileBackend):
                  report: Callable[[str], None] = _stderr) -> None:
         self.path = Path(path)
         self._report = report
+        self._ledger = JournalLedger()
+        self._checked_upto = 0
         super().__init__(str(self.path), lock_obj=OwnedLock(self.path, grace_period=lock_grace, report=report))
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        """Optuna's reader, refusing a record that cannot belong to this journal (a duplicated line,
+        a second journal appended, a record of a trial never created; see :class:`JournalLedger`)
+        with a :class:`StorageError` naming the file, the line and the repair command."""
+        for number, record in enumerate(super().read_logs(log_number_from), start=log_number_from):
+            if number >= self._checked_upto:
+                problem = self._ledger.problem(record) if isinstance(record, dict) else "it is not a record"
+                if problem is not None:
+                    raise StorageError(
+                        f"the journal {self.path} is damaged: line {number + 1} cannot belong to it: {problem}. "
+                        f"Stop every worker, then run `{repair_command(self.path)}` (it keeps a backup copy)")
+                self._ledger.apply(record, number + 1)
+                self._checked_upto = number + 1
+            yield record
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
@@ -457,99 +475,6 @@ def _damaged(path: Path, exc: BaseException) -> StorageError:
         where = f"{type(exc).__name__}: {exc}"
     return StorageError(f"the journal {path} is damaged: {where}. Stop every worker, then run "
                         f"`{repair_command(path)}` (it keeps a backup copy)")
-
-
-@dataclass(frozen=True)
-class RepairReport:
-    """What :func:`repair_journal` did: records kept, glued records recovered, lines dropped, torn bytes
-    removed, and the backup copy (None when the journal was intact and left untouched)."""
-
-    path: Path
-    kept: int
-    recovered: tuple[int, ...]
-    dropped: tuple[int, ...]
-    torn_bytes: int
-    backup: Path | None
-
-    def describe(self) -> str:
-        if self.backup is None:
-            return f"{self.path}: intact ({self.kept} records); nothing to repair"
-        parts = [f"kept {self.kept} records"]
-        if self.recovered:
-            parts.append(f"recovered {len(self.recovered)} record(s) glued to a torn one (lines "
-                         f"{_numbers(self.recovered)})")
-        if self.dropped:
-            parts.append(f"dropped {len(self.dropped)} unreadable line(s) ({_numbers(self.dropped)})")
-        if self.torn_bytes:
-            parts.append(f"removed a torn last record ({self.torn_bytes} bytes)")
-        return f"{self.path}: repaired: {'; '.join(parts)}; the original is kept in {self.backup}"
-
-
-def _numbers(values: tuple[int, ...], limit: int = 10) -> str:
-    shown = ", ".join(str(v) for v in values[:limit])
-    return shown + (f", … ({len(values)} in all)" if len(values) > limit else "")
-
-
-def repair_journal(path: str | Path, *, lock_grace: float = DEFAULT_LOCK_GRACE) -> RepairReport:
-    """Repair the journal at ``path`` in place (stop every worker first).
-
-    Under the journal lock: a full backup copy ``<journal>.<time>.bak``, then each line that is not a
-    record is replaced by the record glued after a torn prefix when there is one (what appending after
-    a torn record left) or dropped, and a torn tail is removed. The result is written to a temporary
-    file and renamed over the journal, then replayed by Optuna's :class:`JournalStorage`; if that
-    fails the original is restored and :class:`StorageError` raised. An intact journal is not touched.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"no journal file at {path}")
-    check_journal_file(path)  # never "repair" a file that is not a journal
-    lock = OwnedLock(path, grace_period=lock_grace)
-    lock.acquire()
-    try:
-        original = path.read_bytes()
-        kept: list[bytes] = []
-        recovered: list[int] = []
-        dropped: list[int] = []
-        torn = 0
-        lines = original.splitlines(keepends=True)
-        for number, line in enumerate(lines, start=1):
-            if not line.endswith(b"\n"):
-                torn = len(line)
-            elif _is_record(line):
-                kept.append(line)
-            else:
-                glued = _glued_record(line)
-                if glued is not None:
-                    kept.append(glued)
-                    recovered.append(number)
-                else:
-                    dropped.append(number)
-        if not (recovered or dropped or torn):
-            return RepairReport(path=path, kept=len(kept), recovered=(), dropped=(), torn_bytes=0, backup=None)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        backup = path.with_name(f"{path.name}.{stamp}.bak")
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.repair")
-        try:
-            backup.write_bytes(original)
-            with open(temporary, "wb") as handle:
-                handle.write(b"".join(kept))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise StorageError(f"cannot repair the journal {path}: {exc.strerror or exc}") from None
-        try:
-            JournalStorage(JournalFileBackend(str(path)))
-        except Exception as exc:
-            os.replace(backup, path)
-            raise StorageError(f"the journal {path} cannot be repaired automatically: after removing the "
-                               f"damaged lines Optuna still cannot replay it ({type(exc).__name__}: {exc}); "
-                               "it was left as it was") from None
-        return RepairReport(path=path, kept=len(kept), recovered=tuple(recovered), dropped=tuple(dropped),
-                            torn_bytes=torn, backup=backup)
-    finally:
-        lock.release()
 
 
 def _glued_record(line: bytes) -> bytes | None:
