@@ -124,13 +124,16 @@ def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=fraction, metavar="T",
                         help="clean accuracy the recommendation may give up (default: the study's [report] "
                              f"tolerance, else {DEFAULT_TOLERANCE})")
+    parser.add_argument("--allow-writes", action="store_true",
+                        help="let the dashboard change the storage (save notes, delete studies...); without it "
+                             "the dashboard is read-only (it has no authentication)")
     parser.set_defaults(handler=_dashboard)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
     import optuna
 
-    from robust_hpo.dashboard import dashboard_server
+    from robust_hpo.dashboard import dashboard_server, exposed_warning
 
     spec = resolve_storage(args)
     storage = spec.open(create=False)
@@ -142,8 +145,13 @@ def _dashboard(args: argparse.Namespace) -> int:
             tolerances[args.study_name or config.study.name] = config.report.tolerance
         if args.tolerance is not None:
             tolerances = {name: args.tolerance for name in names}
-    server = dashboard_server(storage, host=args.host, port=args.port, tolerances=tolerances)
-    print(f"optuna-dashboard on {spec.describe()}: http://{args.host}:{server.server_port}/ (Ctrl-C to stop)",
+    server = dashboard_server(storage, host=args.host, port=args.port, tolerances=tolerances,
+                              allow_writes=args.allow_writes)
+    warning = exposed_warning(args.host, allow_writes=args.allow_writes)
+    if warning is not None:
+        print(f"{PROG}: {warning}", file=sys.stderr, flush=True)
+    print(f"optuna-dashboard on {spec.describe()}: http://{args.host}:{server.server_port}/ "
+          f"({'writable' if args.allow_writes else 'read-only'}; Ctrl-C to stop)",
           flush=True)
     try:
         server.serve_forever()
