@@ -3,8 +3,9 @@
 One command table (:data:`COMMANDS`: ``run``, ``report``, ``dashboard``, ``curves``,
 ``deviation``, ``explain``, ``verify``, ``heatmap``, …), one :func:`main`. Every library error
 (:class:`~robust_hpo.errors.RobustHPOError`, and ``ValueError``/``FileNotFoundError`` from the
-libraries below) prints ``robust-hpo: error: <one line>`` (passwords masked) and exits with status
-2; Ctrl-C at any moment — while the libraries load, in a trial, inside Optuna's bookkeeping —
+libraries below), a storage failing mid-run (SQLite, PostgreSQL, the gRPC proxy) and a failed file
+write (a full disk, a read-only folder) print ``robust-hpo: error: <one line>`` (passwords masked) and
+exit with status 2; Ctrl-C at any moment — while the libraries load, in a trial, inside Optuna's bookkeeping —
 prints one line and exits with 130; other exceptions keep their traceback.
 
 The commands (and the libraries they need) are imported inside :func:`main`, so that an
@@ -70,7 +71,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if _raised_by_interrupt(exc):
             return _interrupted()
-        raise
+        line = _environment_failure(exc)
+        if line is None:
+            raise
+        from robust_hpo.study import mask_secrets
+
+        print(f"{PROG}: error: {mask_secrets(line)}", file=sys.stderr)
+        return 2
+
+
+def _environment_failure(exc: BaseException) -> str | None:
+    """One line for a failure of the storage or the file system behind ``exc`` (its cause or context
+    chain), or None: Optuna reports a storage that failed mid-run as ``UnboundLocalError``,
+    ``AssertionError: Should not reach.`` or ``StorageInternalError`` around the database's error."""
+    from robust_hpo.study import storage_failure
+
+    storage = storage_failure(exc)
+    if storage is not None:
+        return storage
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.strerror:
+            where = f" {current.filename}" if current.filename else ""
+            return f"cannot write or read{where}: {current.strerror}"
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _interrupted() -> int:

@@ -70,7 +70,7 @@ from robust_hpo.study._settings import (
     StudySettings,
 )
 from robust_hpo.study._sampling import TrialSeededSampler, trial_seed
-from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec, mask_secrets
+from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec, mask_secrets, storage_failure
 from robust_hpo.study._toml import apply_overrides, load_study_config, parse_study_config
 
 __all__ = [
@@ -138,6 +138,7 @@ __all__ = [
     "scan_journal",
     "set_threads",
     "storage_folder_name",
+    "storage_failure",
     "stored_problem",
     "study_summary",
     "summarize",

@@ -134,14 +134,81 @@ class StorageSpec:
         ``heartbeat`` applies to RDB storages (journal files have none; see
         :mod:`robust_hpo.study._orphans`). Errors are :class:`StorageError` (or
         :class:`MissingFileError`) naming the file or the masked URL."""
+        _OPENED.append(self.describe())
         if self.journal is not None:
             return open_journal(self.journal, create=create, allow_empty=self.default)  # refuses a file that is not a journal, untouched
         url = str(self.url)
+        if _in_memory(url):
+            raise ValidationError(f"storage {mask_secrets(url)} is an in-memory database: each process would have "
+                                  "its own, nothing is saved and other workers cannot see it. Give a file, e.g. "
+                                  "sqlite:///study.db")
         if url.startswith("grpc://"):
             return _open_grpc(url)
         if not create:
             _check_database_exists(url)
         return _open_rdb(url, create=create, heartbeat=heartbeat)
+
+
+def _in_memory(url: str) -> bool:
+    """Whether ``url`` is an SQLite in-memory database (``sqlite://``, ``sqlite:///:memory:``, ``mode=memory``)."""
+    if not url.startswith("sqlite"):
+        return False
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    database = rest[1:] if rest.startswith("/") else rest
+    return database in ("", ":memory:") or database.startswith(":memory:") or "mode=memory" in database
+
+
+_OPENED: list[str] = []
+"""The storages this process opened (described, passwords masked), most recent last."""
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """One line for a storage that failed while in use, found in ``exc``'s cause/context chain (a
+    database error, Optuna's ``StorageInternalError``, a gRPC error), naming the storage last
+    opened; None when no storage error is behind ``exc``."""
+    import optuna.exceptions
+
+    kinds: list[type[BaseException]] = [optuna.exceptions.StorageInternalError]
+    try:
+        import sqlalchemy.exc
+
+        kinds.append(sqlalchemy.exc.SQLAlchemyError)
+    except ImportError:  # pragma: no cover - sqlalchemy ships with optuna
+        pass
+    try:
+        import grpc
+
+        kinds.append(grpc.RpcError)
+    except ImportError:
+        pass
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: BaseException | None = None
+    while current is not None and id(current) not in seen:
+        if isinstance(current, tuple(kinds)):
+            found = current
+            if not isinstance(current, optuna.exceptions.StorageInternalError):
+                break  # the database's own error says most
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    if found is None:
+        return None
+    reason = _short_reason(found)
+    where = f"storage {_OPENED[-1]}" if _OPENED else "the study storage"
+    return mask_secrets(f"{where} failed: {reason}. Trials finished before are saved; once the storage answers "
+                        "again, run the same command: the trial that was running is failed and retried")
+
+
+def _short_reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper: the driver's own message
+    code = getattr(exc, "code", None)
+    if callable(code) and callable(getattr(exc, "details", None)):  # grpc.RpcError
+        try:
+            return f"gRPC {code().name}: {exc.details()}"  # type: ignore[attr-defined]
+        except Exception:  # pragma: no cover - a malformed RpcError
+            pass
+    text = str(orig if orig is not None else exc) or type(exc).__name__
+    return f"{type(orig if orig is not None else exc).__name__}: {' '.join(text.split())[:300]}"
 
 
 def postgres_driver_url(url: str) -> str:
@@ -253,7 +320,12 @@ def _has_optuna_tables(url: str) -> bool:
         engine.dispose()
 
 
-def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attempts: int = 5) -> RDBStorage:
+_SCHEMA_RACE = ("already exists", "duplicate", "unique constraint failed", "database is locked")
+"""What a database says when another process is creating Optuna's schema at the same moment (SQLite:
+"table studies already exists", "UNIQUE constraint failed: alembic_version.version_num")."""
+
+
+def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attempts: int = 8) -> RDBStorage:
     """``RDBStorage(url)``, retried when another process is creating the same schema at that moment.
 
     Workers started together on a fresh database race to create Optuna's tables; the loser sees
@@ -263,9 +335,9 @@ def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attemp
     for attempt in range(attempts):
         try:
             return RDBStorage(url, **kwargs)
-        except (errors.IntegrityError, errors.ProgrammingError) as exc:
+        except (errors.IntegrityError, errors.ProgrammingError, errors.OperationalError) as exc:
             text = str(exc).lower()
-            if attempt == attempts - 1 or not ("already exists" in text or "duplicate" in text):
+            if attempt == attempts - 1 or not any(sign in text for sign in _SCHEMA_RACE):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
