@@ -110,3 +110,56 @@ def test_sqlite_in_memory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["run", str(study), "--storage", "sqlite:///:memory:", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "sqlite:///:memory:" in err and "nothing is saved" in err and len(err.strip().splitlines()) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _proxy(url: str, port: int, tmp_path: Path) -> subprocess.Popen:
+    proxy = subprocess.Popen([sys.executable, "-m", "robust_hpo.cli", "storage-proxy", "--storage", url, "--port",
+                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    assert "gRPC storage proxy for" in proxy.stdout.readline()
+    return proxy
+
+
+def test_grpc_proxy_killed_mid_run_is_one_line_and_the_next_run_recovers(tmp_path: Path) -> None:
+    pytest.importorskip("grpc")
+    db = tmp_path / "proxied.db"
+    port = _free_port()
+    study = tmp_path / "s.toml"
+    study.write_text(tiny_study_toml("proxied"))
+    grpc_url = f"grpc://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study), "--storage", grpc_url, "--no-progress",
+               "--output", str(tmp_path / "out")]
+    proxy = _proxy(f"sqlite:///{db}", port, tmp_path)
+    try:
+        worker = subprocess.Popen([*command, "--n-trials", "100000"], env=_env(tmp_path), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while _complete(db) < 2:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        proxy.kill()
+        _, err = worker.communicate(timeout=120)
+    finally:
+        proxy.kill()
+        proxy.communicate()
+    assert worker.returncode not in (0, None)
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"robust-hpo: error: storage {grpc_url} failed: gRPC UNAVAILABLE"), err
+    proxy = _proxy(f"sqlite:///{db}", port, tmp_path)
+    try:
+        again = subprocess.run([*command, "--n-trials", "1"], env=_env(tmp_path), capture_output=True, text=True,
+                               timeout=300)
+    finally:
+        proxy.kill()
+        proxy.communicate()
+    assert again.returncode == 0, again.stderr
+    trials = optuna.load_study(study_name="proxied", storage=StorageSpec(url=f"sqlite:///{db}").open()).trials
+    assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING], again.stderr
