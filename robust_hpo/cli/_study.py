@@ -19,6 +19,7 @@ from robust_hpo.cli._args import (
     positive_int,
     seed,
 )
+from robust_hpo.cli._output import check_writable
 from robust_hpo.cli._resolve import add_study_arguments, resolve_storage, resolve_study
 from robust_hpo.errors import MissingDependencyError, ValidationError
 from robust_hpo.objective import DEFAULT_TOLERANCE
@@ -26,6 +27,7 @@ from robust_hpo.study import (
     StorageSpec,
     StudySettings,
     load_study_config,
+    locate,
     mask_secrets,
     print_failure,
     print_note,
@@ -72,6 +74,7 @@ _CRASH_KEYS = ("heartbeat_interval", "grace_period", "max_retry")
 def _run(args: argparse.Namespace) -> int:
     crash_settings = {f"study.{key}": getattr(args, key) for key in _CRASH_KEYS if getattr(args, key) is not None}
     config = load_study_config(args.study, overrides={**overrides(args), **crash_settings})
+    check_writable(locate(config, storage=args.storage, study_name=args.study_name, output=args.output).output)
     outcome = run_study(config, storage=args.storage, study_name=args.study_name, output=args.output,
                         n_trials=args.n_trials, timeout=args.timeout, n_jobs=args.n_jobs, seed=args.seed,
                         progress=not args.no_progress, on_failure=print_failure, threads=args.threads,
@@ -105,6 +108,7 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     resolved = resolve_study(args)
+    check_writable(resolved.location.output)
     tolerance = args.tolerance if args.tolerance is not None else resolved.tolerance
     print(report_study(resolved.study, resolved.location.output, tolerance=tolerance,
                        storage=resolved.location.storage.describe()).render())
