@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _interrupted()
         from robust_hpo.study import mask_secrets
 
-        print(f"{PROG}: error: {mask_secrets(' '.join(str(exc).split()))}", file=sys.stderr)
+        print(f"{PROG}: error: {mask_secrets(' '.join(mask_secrets(str(exc)).split()))}", file=sys.stderr)
         return 2
     except Exception as exc:
         if _raised_by_interrupt(exc):

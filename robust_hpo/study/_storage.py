@@ -94,6 +94,8 @@ class StorageSpec:
             return cls(journal=Path(default_journal), default=True)
         if not isinstance(spec, str) or not spec.strip():
             raise ValidationError(f"storage must be a URL or a journal file path, got {spec!r}")
+        if "://" in spec or _DSN.match(spec):
+            remember_secrets(spec)
         if _DSN.match(spec):
             raise ValidationError(
                 f"storage {mask_secrets(spec)!r} is a PostgreSQL key=value DSN, which is not a storage: give a "
@@ -351,9 +353,56 @@ _KEY_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('(?:[^'\\]|\\.
 _DSN = re.compile(r"(?i)^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*=")
 
 
+_SECRETS: set[str] = set()
+"""Passwords seen in storage locations this process parsed (:func:`remember_secrets`), masked
+wherever they appear — also where no URL surrounds them (a driver's "invalid literal for int()")."""
+
+MIN_SECRET_LENGTH = 4
+"""Shorter passwords are masked by the URL patterns only (masking every "ab" in a message would
+garble it and still tell the password)."""
+
+
+def remember_secrets(location: str) -> None:
+    """Note the password(s) in ``location`` (a storage URL or DSN), so :func:`mask_secrets` masks them
+    everywhere: ``user:PASSWORD@`` (any characters, spaces and newlines too), ``user:PASSWORD`` with no
+    ``@host`` (a non-numeric "port"), and ``password=...``."""
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    scheme, sep, rest = location.partition("://")
+    if sep:
+        if "@" in rest:
+            userinfo = rest[:rest.rfind("@")]
+            if ":" in userinfo:
+                found.append(userinfo.split(":", 1)[1])
+        else:
+            netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+            port = netloc.rpartition(":")[2] if ":" in netloc else ""
+            if port and not port.isdigit():
+                found.append(port)
+    found += [m.group(3).strip("'\"") for m in _KEY_PASSWORD.finditer(location)]
+    for secret in found:
+        for form in (secret, unquote(secret)):
+            for variant in (form, " ".join(form.split())):
+                if len(variant) >= MIN_SECRET_LENGTH:
+                    _SECRETS.add(variant)
+
+
 def mask_secrets(text: str) -> str:
     """``text`` with every password replaced by ``***``: ``scheme://user:***@host``, ``password=***``
-    in URL queries and libpq key=value DSNs (quoted or not). Applied to every storage location and
-    error message robust-hpo prints."""
+    in URL queries and libpq key=value DSNs (quoted or not), and every password of a storage location
+    parsed before (:func:`remember_secrets`) wherever it appears. Applied to every storage location
+    and error message robust-hpo prints."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
     text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _NO_HOST_PASSWORD.sub(_mask_port, text)
     return _KEY_PASSWORD.sub(r"\1\2***", text)
+
+
+# scheme://user:SOMETHING with no "@": SOMETHING is a password unless it is a port number
+_NO_HOST_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)([^/?#@\s]+)(?=[/?#\s'\"]|$)", re.IGNORECASE)
+
+
+def _mask_port(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(2).isdigit() or match.group(2) == "***" else f"{match.group(1)}***"
