@@ -407,7 +407,7 @@ class CheckedJournalBackend(JournalFileBackend):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         backup = self.path.with_name(f"{self.path.name}.torn-{stamp}")
         try:
-            backup.write_bytes(torn)
+            _write_new(backup, torn)
         except OSError as exc:
             raise StorageError(
                 f"the journal {self.path} ends with a torn record ({len(torn)} bytes from a killed or "
@@ -417,6 +417,20 @@ class CheckedJournalBackend(JournalFileBackend):
         os.fsync(handle)
         self._report(f"{self.path}: removed a torn last record ({len(torn)} bytes, from a write that was "
                      f"killed or ran out of space; no process had read it); the bytes are kept in {backup}")
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to the new file ``path`` and sync it; on failure (a full disk) nothing is left."""
+    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        _write_all(handle, data)
+        os.fsync(handle)
+    except BaseException:
+        os.close(handle)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(handle)
 
 
 def _write_all(handle: int, data: bytes) -> None:

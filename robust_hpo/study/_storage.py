@@ -30,7 +30,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from robust_hpo._validation import Interval, check
 from robust_hpo.errors import MissingDependencyError, MissingFileError, StorageError, ValidationError
 from robust_hpo.study._journal import check_journal_file, open_journal
-from robust_hpo.study._orphans import OwnedCachedStorage
+from robust_hpo.study._orphans import OwnedCachedStorage, enqueue_retry
 
 JOURNAL_FILE = "study.log"
 """Name of the default journal file inside the output folder."""
@@ -54,14 +54,15 @@ class Heartbeat:
         check("max_retry", self.max_retry, [Interval(Integral, 0, None), None])
 
     def retry_callback(self) -> Any:
-        """Optuna's retry callback for stale trials (``None`` when ``max_retry`` is 0)."""
+        """The retry callback for stale trials (``None`` when ``max_retry`` is 0): a WAITING copy of
+        the trial's parameters linked as Optuna's ``RetryHeartbeatStaleTrialCallback`` links them
+        (:func:`robust_hpo.study._orphans.enqueue_retry`, as journal orphans get) — but without the
+        failed trial's other attributes, which Optuna's copies: its owner, its failure record and its
+        constraint value (the retry's own ``set_constraint`` then warned "The constraint value is
+        ignored" and kept the failed trial's)."""
         if self.max_retry == 0:
             return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
-                or optuna.storages.RetryFailedTrialCallback  # Optuna < 4.9
-            return retry(max_retry=self.max_retry)
+        return _RetryStale(self.max_retry)
 
     def rdb_arguments(self) -> dict[str, Any]:
         """``RDBStorage`` keyword arguments for these settings."""
@@ -72,6 +73,16 @@ class Heartbeat:
                         else "failed_trial_callback")
         return {"heartbeat_interval": self.interval, "grace_period": self.grace_period,
                 callback_key: self.retry_callback()}
+
+
+@dataclass(frozen=True)
+class _RetryStale:
+    """``heartbeat_stale_trial_callback``: enqueue a retry of a stale trial (see Heartbeat.retry_callback)."""
+
+    max_retry: int | None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        enqueue_retry(study, trial, max_retry=self.max_retry)
 
 
 @dataclass(frozen=True)

@@ -386,3 +386,26 @@ def test_journal_errors_name_the_file(tmp_path: Path) -> None:
     blocked.write_text("x")
     with pytest.raises(StorageError, match=f"journal {blocked / 'study.log'}"):
         open_journal(blocked / "study.log", create=True)
+
+
+def test_a_torn_backup_that_cannot_be_written_leaves_no_empty_file(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the torn bytes' backup fails, the append is refused, and no 0-byte backup is left."""
+    import errno
+
+    path = tmp_path / "study.log"
+    _journal_with_trials(path)
+    _tear_last_record(path)
+    backend = CheckedJournalBackend(path, report=lambda m: None)
+    write = os.write
+
+    def full(handle: int, data: bytes) -> int:
+        if os.readlink(f"/proc/self/fd/{handle}").split("/")[-1].startswith("study.log.torn-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(handle, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StorageError, match="its backup .* cannot be written"):
+        backend.append_logs([{"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"k": 1}}])
+    monkeypatch.undo()
+    assert list(tmp_path.glob("study.log.torn-*")) == []

@@ -213,3 +213,29 @@ def test_on_a_database_a_trial_killed_before_its_first_heartbeat_is_recovered_by
     for orphan in (old, recent):
         retry = [t for t in trials if t.system_attrs.get("failed_trial") == orphan]
         assert len(retry) == 1 and retry[0].state in (TrialState.COMPLETE, TrialState.WAITING)
+
+
+def test_a_database_retry_copies_neither_the_constraint_nor_the_owner(tmp_path: Path) -> None:
+    """Optuna's RetryHeartbeatStaleTrialCallback copied every attribute of the stale trial, so the
+    retry's own set_constraint warned "The constraint value is ignored" and kept the stale value."""
+    import warnings
+
+    from robust_hpo.study._storage import Heartbeat
+
+    url = f"sqlite:///{tmp_path / 'retry.db'}"
+    study = optuna.create_study(storage=url, study_name="r")
+    stale = study.ask()
+    stale.suggest_float("x", 0, 1)
+    stale.set_constraint("clean_accuracy", 0.5)
+    stale.set_user_attr("robust_hpo", {"fail_reason": "old"})
+    study.tell(stale, state=TrialState.FAIL)
+    Heartbeat().retry_callback()(study, study.trials[0])
+    retry = study.trials[1]
+    assert retry.state == TrialState.WAITING and retry.params == study.trials[0].params
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+    assert retry.user_attrs == {} and not any(k.startswith("constraints") for k in retry.system_attrs)
+    taken = study.ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        taken.set_constraint("clean_accuracy", -0.1)
+    assert taken.number == 1
