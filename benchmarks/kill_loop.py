@@ -152,7 +152,7 @@ def freeze_loop(location: str, output: Path, args: argparse.Namespace) -> dict[s
     env = {**os.environ, "PYTHONPATH": str(code)}
     lock = Path(f"{location}.lock")
     workers = [subprocess.Popen([*command, "--n-trials", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=env) for _ in range(args.workers)]
+                                text=True, env=env, cwd=code) for _ in range(args.workers)]  # cwd: -m puts it first
     by_pid = {w.pid: w for w in workers}
     held_frozen = 0
     try:

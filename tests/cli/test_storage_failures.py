@@ -163,3 +163,93 @@ def test_grpc_proxy_killed_mid_run_is_one_line_and_the_next_run_recovers(tmp_pat
     assert again.returncode == 0, again.stderr
     trials = optuna.load_study(study_name="proxied", storage=StorageSpec(url=f"sqlite:///{db}").open()).trials
     assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING], again.stderr
+
+
+class _Postgres:
+    """A PostgreSQL server this test can stop and start again (trust authentication, 127.0.0.1)."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import socket
+        import tempfile
+
+        pytest.importorskip("psycopg2")
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            pytest.skip("PostgreSQL is not installed")
+        self.bin = Path(bins[-1]).parent
+        self.user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.user and shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser")
+        folder = Path(tempfile.mkdtemp(prefix="robust_hpo_pg_"))  # the postgres user cannot enter pytest's folders
+        if self.user:
+            shutil.chown(folder, user="postgres")
+        self.folder, self.data = folder, folder / "data"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        subprocess.run([*self.user, str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True, timeout=120)
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run([*self.user, str(self.bin / "pg_ctl"), "-D", str(self.data), *args], check=True,
+                       capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self.ctl("-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder}", "-l", str(self.folder / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self.ctl("-m", "immediate", "stop")
+
+    def remove(self) -> None:
+        import shutil
+
+        subprocess.run([*self.user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+def test_postgres_stopped_mid_run_is_one_line_and_the_next_run_recovers(tmp_path: Path) -> None:
+    server = _Postgres()
+    server.start()
+    try:
+        url = server.url()
+        study = tmp_path / "s.toml"
+        study.write_text(tiny_study_toml("pg"))
+        command = [sys.executable, "-m", "robust_hpo.cli", "run", str(study), "--storage", url, "--no-progress",
+                   "--output", str(tmp_path / "out")]
+        worker = subprocess.Popen([*command, "--n-trials", "100000"], env=_env(tmp_path), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        storage = StorageSpec(url=url)
+        deadline = time.monotonic() + 120
+        while True:
+            assert worker.poll() is None and time.monotonic() < deadline
+            try:
+                done = [t for t in optuna.load_study(study_name="pg", storage=storage.open(create=False)).trials
+                        if t.state == optuna.trial.TrialState.COMPLETE]
+            except Exception:
+                done = []
+            if len(done) >= 2:
+                break
+            time.sleep(0.2)
+        server.stop()
+        try:
+            _, err = worker.communicate(timeout=180)
+        finally:
+            worker.kill()
+            server.start()
+        assert worker.returncode not in (0, None)
+        assert "Traceback" not in err, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"robust-hpo: error: storage {url} failed: OperationalError"), err
+        again = subprocess.run([*command, "--n-trials", "1"], env=_env(tmp_path), capture_output=True, text=True,
+                               timeout=300)
+        assert again.returncode == 0, again.stderr
+        trials = optuna.load_study(study_name="pg", storage=StorageSpec(url=url).open()).trials
+        assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING], again.stderr
+    finally:
+        server.remove()
