@@ -93,12 +93,27 @@ def interrupts_deferred() -> Iterator[None]:
         return
     held: list[Any] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    _HELD.append(held)
     try:
         yield
     finally:
+        del _HELD[next(i for i in range(len(_HELD) - 1, -1, -1) if _HELD[i] is held)]
         signal.signal(signal.SIGINT, previous)
         if held and callable(previous):
             previous(signal.SIGINT, held[0])
+
+
+_HELD: list[list[Any]] = []
+"""The interrupts held back by the active :func:`interrupts_deferred` blocks (main thread only)."""
+
+
+def _stop_waiting_if_interrupted() -> None:
+    """In a wait for the lock, before anything is taken: a Ctrl-C held back meanwhile ends the wait
+    with ``KeyboardInterrupt`` (a frozen holder is waited for indefinitely; Ctrl-C must still work)."""
+    if threading.current_thread() is threading.main_thread() and any(_HELD):
+        for held in _HELD:
+            held.clear()
+        raise KeyboardInterrupt
 
 
 EMPTY_LOCK_GRACE = 2.0
@@ -167,6 +182,7 @@ class OwnedLock(BaseJournalFileLock):
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(handle)
+                _stop_waiting_if_interrupted()
                 if not reported and time.monotonic() - started > self._report_after:
                     self._report(f"waiting for the journal {self.journal}: another process on this machine is "
                                  "writing it (or is frozen while writing); it is never taken from a live process")
@@ -219,6 +235,7 @@ class OwnedLock(BaseJournalFileLock):
                     if not reported and now - started > self._report_after:
                         self._report(self._waiting(owner, now - started))
                         reported = True
+                _stop_waiting_if_interrupted()
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
                 continue

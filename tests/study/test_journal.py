@@ -308,6 +308,34 @@ def test_a_frozen_holder_keeps_the_lock_and_releases_it_after_continue(tmp_path:
         holder.wait()
 
 
+def test_ctrl_c_ends_a_wait_for_a_live_holder(tmp_path: Path) -> None:
+    """A frozen holder is waited for indefinitely, so Ctrl-C must end the wait (appends defer Ctrl-C
+    while they hold the lock, not while they wait for it); nothing is left taken."""
+    from robust_hpo.study._journal import interrupts_deferred
+
+    journal = tmp_path / "study.log"
+    journal.write_bytes(b"")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_path = Path(f"{journal}.lock")
+        lock_path.write_text(json.dumps(_identity_of(sleeper.pid).to_json()))
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                OwnedLock(journal, report=lambda m: None).acquire()
+        assert time.monotonic() - started < 10
+        assert lock_path.read_text() == json.dumps(_identity_of(sleeper.pid).to_json())  # the holder's, untouched
+        other = OwnedLock(journal, grace_period=0.1)  # our flock was given back: only the lock file waits
+        sleeper.kill()
+        sleeper.wait()
+        assert other.acquire()
+        other.release()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_a_release_removes_only_the_callers_own_lock(tmp_path: Path) -> None:
     journal = tmp_path / "study.log"
     messages: list[str] = []
