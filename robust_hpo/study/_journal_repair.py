@@ -46,10 +46,8 @@ from robust_hpo.study._journal import (
     _json_or_none,
     check_journal_file,
 )
-from robust_hpo.study._journal_ledger import CREATE_TRIAL, JournalLedger
+from robust_hpo.study._journal_ledger import CREATE_TRIAL, REPAIR_WORKER, JournalLedger
 
-REPAIR_WORKER = "robust-hpo-repair"
-"""``worker_id`` of the records the repair writes."""
 
 REPAIRED_ATTR = "robust_hpo:repaired"
 """Trial system attribute of a trial whose damaged creation record the repair rebuilt."""
@@ -124,8 +122,12 @@ class _Plan:
         self.dropped: list[int] = []
         self.recovered: list[int] = []
         self.rebuilt: dict[int, dict[str, Any]] = {}
-        self.foreign_from: int | None = None
-        self.home_workers: frozenset[str] = frozenset()
+        self.foreign_workers: dict[str, int] = {}
+        """Workers of another journal -> the line that showed it."""
+        self.lines: dict[int, int] = {}
+        """id(record) -> its line number."""
+        self.foreign_creations: set[int] = set()
+        """id() of the creations of another journal's workers, kept as FAIL trials."""
 
     def drop(self, number: int, reason: str) -> None:
         self.dropped.append(number)
@@ -139,8 +141,10 @@ class _Plan:
             study = before[-1] if before else min(self.ledger.studies, default=0)
         slot.record = {"op_code": CREATE_TRIAL, "worker_id": REPAIR_WORKER, "study_id": study,
                        "datetime_start": None, "system_attrs": {REPAIRED_ATTR: f"line {slot.number}"}}
-        self.ledger.trials += 1
-        self.ledger.trial_study.insert(slot.creations_before, study)
+        self.ledger.insert_creation(slot.creations_before, study)
+        for later in self.items:  # the open slots after it now come after one more creation
+            if isinstance(later, _Slot) and later.record is None and later.number > slot.number:
+                later.creations_before += 1
         self.rebuilt[slot.number] = slot.record
         self.reasons[slot.number] = f"a damaged trial creation ({why}): rebuilt in place"
 
@@ -158,28 +162,80 @@ class _Plan:
 
     def add_record(self, number: int, record: dict[str, Any]) -> None:
         worker = record.get("worker_id")
-        if self.foreign_from is not None and worker not in self.home_workers:
-            self.drop(number, f"written by a worker of the journal appended at line {self.foreign_from}")
+        if worker in self.foreign_workers:
+            self.add_foreign(number, record)
             return
         problem = self.ledger.problem(record)
         trial_id = record.get("trial_id")
-        while problem is not None and "no earlier record created" in problem and isinstance(trial_id, int) \
-                and trial_id >= 0:
+        while problem is not None and isinstance(trial_id, int) and trial_id >= 0 and (
+                "no earlier record created" in problem or self.ledger.foreign(problem)):
+            # a damaged line of unknown kind before this record, which names a trial the kept creations
+            # do not account for: it was that trial's creation
             slot = next((s for s in self.items if isinstance(s, _Slot) and s.record is None), None)
             if slot is None:
                 break
-            self.rebuild(slot, f"line {number} refers to trial id {self.ledger.trials}")
+            self.rebuild(slot, f"line {number} refers to a trial the kept creations do not account for")
             problem = self.ledger.problem(record)
+        if problem is not None and self.ledger.foreign(problem):
+            self.foreign_workers[str(worker)] = number
+            self.disown(str(worker), number)
+            self.add_foreign(number, record)
+            return
         if problem is not None:
-            if "a second time" in problem:
-                self.foreign_from = number
-                self.home_workers = frozenset(self.ledger.workers)
             self.drop(number, problem)
             return
         self.ledger.apply(record, number)
         self.items.append(record)
+        self.lines[id(record)] = number
+
+    def _fail_in_place(self, record: dict[str, Any], number: int, worker: str) -> None:
+        """A creation by a worker of another journal: kept as a FAIL trial (numbering holds)."""
+        first = self.foreign_workers[worker]
+        reason = (f"RepairedJournal: created by worker {worker} of another journal (its records name trials it "
+                  f"did not create, from line {first})")
+        record.update({"state": TrialState.FAIL.value, "datetime_complete": record.get("datetime_start"),
+                       "user_attrs": {RECORD_ATTR: {"format": RECORD_FORMAT, "fail_reason": reason}},
+                       "params": {}, "distributions": {}, "values": None, "value": None})
+        self.reasons[number] = (f"a trial created by worker {worker}, whose records from line {first} belong to "
+                                "another journal: kept as a FAIL trial so that later trials keep their numbers")
+        self.foreign_creations.add(id(record))
+
+    def add_foreign(self, number: int, record: dict[str, Any]) -> None:
+        """A record of a worker of another journal: its creations become FAIL trials, the rest is dropped."""
+        worker = str(record.get("worker_id"))
+        if record.get("op_code") == CREATE_TRIAL and record.get("study_id") in self.ledger.studies:
+            self.ledger.apply(record, number)
+            self._fail_in_place(record, number, worker)
+            self.items.append(record)
+            self.lines[id(record)] = number
+            return
+        self.drop(number, f"written by worker {worker}, whose records from line {self.foreign_workers[worker]} name "
+                          "trials it neither created nor took (another journal appended to this one?)")
+
+    def disown(self, worker: str, number: int) -> None:
+        """Apply :meth:`add_foreign` to the records ``worker`` wrote before line ``number``."""
+        kept: list[dict[str, Any] | _Slot] = []
+        for item in self.items:
+            if isinstance(item, dict) and item.get("worker_id") == worker:
+                line = self.lines[id(item)]
+                if item.get("op_code") == CREATE_TRIAL:
+                    self._fail_in_place(item, line, worker)
+                else:
+                    self.drop(line, f"written by worker {worker}, whose records from line {number} name trials it "
+                                    "neither created nor took (another journal appended to this one?)")
+                    continue
+            kept.append(item)
+        self.items = kept
 
     def records(self) -> list[dict[str, Any]]:
+        last_own = max((i for i, item in enumerate(self.items) if isinstance(item, _Slot) or (
+            item.get("op_code") == CREATE_TRIAL and id(item) not in self.foreign_creations)), default=-1)
+        for item in self.items[last_own + 1:]:  # no later trial needs their numbers: dropped
+            if isinstance(item, dict) and id(item) in self.foreign_creations:
+                self.drop(self.lines[id(item)], self.reasons[self.lines[id(item)]].replace(
+                    "kept as a FAIL trial so that later trials keep their numbers", "no later trial needs its number"))
+        self.items = self.items[:last_own + 1] + [item for item in self.items[last_own + 1:]
+                                                  if not (isinstance(item, dict) and id(item) in self.foreign_creations)]
         result = []
         for item in self.items:
             if isinstance(item, _Slot):

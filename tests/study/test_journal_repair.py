@@ -108,7 +108,8 @@ def test_two_concatenated_journals_are_refused_and_the_appended_one_dropped(tmp_
     expected = _trials(path)
     n = len(path.read_bytes().splitlines())
     path.write_bytes(path.read_bytes() + other.read_bytes())
-    with pytest.raises(StorageError, match=rf"line {n + 1} cannot belong to it: it creates the study 's' a second"):
+    with pytest.raises(StorageError, match=rf"cannot belong to it: its worker writes to trial id 0, which it neither "
+                                           rf"created nor took; that worker created the study again at line {n + 1}"):
         StorageSpec(journal=path).open()
     report = repair_journal(path)
     assert report.dropped == tuple(range(n + 1, n + 1 + len(other.read_bytes().splitlines())))
@@ -133,3 +134,38 @@ def test_backups_of_two_repairs_in_the_same_second_never_overwrite_each_other(tm
         repair_journal(path)
     backups = sorted(tmp_path.glob("study.log.*.bak"))
     assert len(backups) == 2 and sorted(b.read_bytes() for b in backups) == sorted(originals)
+
+
+def test_workers_racing_to_create_the_study_are_not_taken_for_another_journal(tmp_path: Path) -> None:
+    """Workers started together both write the study's creation; Optuna ignores the second: legitimate."""
+    path = tmp_path / "study.log"
+    _study(path, 2)
+    late = JournalStorage(JournalFileBackend(str(path)))  # a second worker: its creation loses the race
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+        late.create_new_study([optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE], "s")
+    study = optuna.load_study(study_name="s", storage=late)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    study.tell(trial, [5, -5])
+    storage = StorageSpec(journal=path).open()  # robust_hpo's reader accepts it
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 3
+    assert repair_journal(path).backup is None  # intact
+
+
+def test_a_journal_appended_while_the_first_still_runs_keeps_every_trial(tmp_path: Path) -> None:
+    """`cat other.log >> study.log` while study.log's worker still runs: the other journal's trials are
+    kept as FAIL trials where later trials need their numbers, its other records dropped."""
+    path, other = tmp_path / "study.log", tmp_path / "other.log"
+    _study(path, 3)
+    _study(other, 2)
+    path.write_bytes(path.read_bytes() + other.read_bytes())
+    study = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    trial = study.ask()  # the first journal's worker goes on (plain Optuna: it sees nothing wrong)
+    trial.suggest_float("x", 0, 1)
+    trial.suggest_int("k", 1, 9)
+    study.tell(trial, [7, -7])
+    report = repair_journal(path)
+    trials = _trials(path)
+    assert [s for s, _, _ in trials] == ["COMPLETE"] * 3 + ["FAIL", "FAIL", "COMPLETE"]
+    assert trials[5][2] == [7, -7] and set(trials[5][1]) == {"x", "k"}
+    assert "another journal" in report.describe()
