@@ -10,11 +10,12 @@ replay would create) and names the first one that cannot belong:
 * a creation or state record (op codes 0, 4, 6 — they carry a name or a microsecond time stamp, so
   no two genuine ones are equal) identical to an earlier one;
 * a trial record naming a trial id no earlier record created;
-* a worker writing a parameter, an intermediate value or a system attribute (op codes 5, 7, 9) of a
-  trial it neither created nor took from the queue: what the workers of a second journal appended
+* a worker writing a parameter or an intermediate value (op codes 5, 7) of a trial it neither
+  created nor took from the queue: what the workers of a second journal appended
   to this one do, numbering trials their own way. (A study created a second time is no sign alone:
   workers started together on a new journal race to create it, and Optuna ignores the losers'
-  records; failing another worker's orphan writes only a state and a user attribute.)
+  records; failing another worker's orphan writes only a state and a user attribute, a dashboard
+  notes and attributes.)
 
 Used by the reader (:class:`robust_hpo.study._journal.CheckedJournalBackend`) and by ``repair``.
 """
@@ -31,9 +32,9 @@ STAMPED_OPS = frozenset({0, 4, 6})
 """Op codes whose records never repeat: a study's name, or a microsecond time stamp."""
 TRIAL_OPS = frozenset({5, 6, 7, 8, 9})
 """Op codes of records that name a trial by its id."""
-OWNER_OPS = frozenset({5, 7, 9})
-"""Op codes only the worker running a trial writes (parameters, intermediate values, system attributes)."""
-SET_STATE, RUNNING = 6, 1
+OWNER_OPS = frozenset({5, 7})
+"""Op codes only the worker running a trial writes (parameters, intermediate values)."""
+SET_STATE, RUNNING = 6, 0  # TrialState.RUNNING
 REPAIR_WORKER = "robust-hpo-repair"
 """``worker_id`` of the records ``robust-hpo repair`` writes (a rebuilt creation: its trial's own
 records were written by a worker the repair cannot know)."""

@@ -169,3 +169,16 @@ def test_a_journal_appended_while_the_first_still_runs_keeps_every_trial(tmp_pat
     assert [s for s, _, _ in trials] == ["COMPLETE"] * 3 + ["FAIL", "FAIL", "COMPLETE"]
     assert trials[5][2] == [7, -7] and set(trials[5][1]) == {"x", "k"}
     assert "another journal" in report.describe()
+
+
+def test_a_trial_enqueued_by_one_worker_and_run_by_another_is_legitimate(tmp_path: Path) -> None:
+    path = tmp_path / "study.log"
+    _study(path, 1)
+    optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path)))).enqueue_trial(
+        {"x": 0.5, "k": 3})
+    runner = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    trial = runner.ask()  # pops the queued trial: state RUNNING by this worker, then its parameters
+    assert trial.suggest_float("x", 0, 1) == 0.5 and trial.suggest_int("k", 1, 9) == 3
+    runner.tell(trial, [1, -1])
+    storage = StorageSpec(journal=path).open()
+    assert [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials] == ["COMPLETE"] * 2
