@@ -172,8 +172,11 @@ class OwnedLock(BaseJournalFileLock):
         """Hold ``flock(LOCK_EX)`` on the journal file (none while it does not exist yet)."""
         delay, reported = 0.001, False
         while fcntl is not None:
-            try:
-                handle = os.open(self.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:  # writable where possible: NFS emulates flock with fcntl locks, which need it
+                try:
+                    handle = os.open(self.journal, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+                except PermissionError:
+                    handle = os.open(self.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except FileNotFoundError:
                 return  # nothing written yet: nothing a second writer could tear
             except OSError as exc:
