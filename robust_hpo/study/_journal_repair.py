@@ -10,8 +10,10 @@ onto the wrong trial, so the repair keeps the numbering instead:
   parameters, values, state). A rebuilt trial that is then still RUNNING, or COMPLETE without
   parameters (they were in the damaged line), is marked FAIL, with the reason in its record;
 * a record glued after a torn one is recovered; other unreadable lines are dropped;
-* a duplicated creation or state line, a study created a second time and the lines of the journal
-  appended with it (its workers), and records naming a trial no record created are dropped
+* a duplicated creation or state line and records naming a trial no record created are dropped; so
+  are the records of a worker of another journal appended to this one (it writes to trials it
+  neither created nor took), except its trial creations that a later trial of this journal needs
+  for its number: those are kept as FAIL trials
   (:class:`~robust_hpo.study._journal_ledger.JournalLedger`);
 * a torn last record is removed.
 
@@ -51,6 +53,9 @@ from robust_hpo.study._journal_ledger import CREATE_TRIAL, REPAIR_WORKER, Journa
 
 REPAIRED_ATTR = "robust_hpo:repaired"
 """Trial system attribute of a trial whose damaged creation record the repair rebuilt."""
+
+MAX_REASONS_SHOWN = 50
+"""Lines :meth:`RepairReport.describe` names one by one (the report's ``reasons`` has them all)."""
 
 _OP_HINT = re.compile(rb'"op_code"\s*:\s*(\d+)\s*,')
 _STUDY_HINT = re.compile(rb'"study_id"\s*:\s*(\d+)\s*[,}]')
@@ -92,7 +97,9 @@ class RepairReport:
         if self.torn_bytes:
             parts.append(f"removed a torn last record ({self.torn_bytes} bytes)")
         lines = [f"{self.path}: repaired: {'; '.join(parts)}; the original is kept in {self.backup}"]
-        lines += [f"  line {number}: {reason}" for number, reason in self.reasons]
+        lines += [f"  line {number}: {reason}" for number, reason in self.reasons[:MAX_REASONS_SHOWN]]
+        if len(self.reasons) > MAX_REASONS_SHOWN:
+            lines.append(f"  … {len(self.reasons) - MAX_REASONS_SHOWN} more lines (RepairReport.reasons lists all)")
         lines.append(f"  after the repair: {counts}")
         return "\n".join(lines)
 
@@ -234,8 +241,9 @@ class _Plan:
             if isinstance(item, dict) and id(item) in self.foreign_creations:
                 self.drop(self.lines[id(item)], self.reasons[self.lines[id(item)]].replace(
                     "kept as a FAIL trial so that later trials keep their numbers", "no later trial needs its number"))
-        self.items = self.items[:last_own + 1] + [item for item in self.items[last_own + 1:]
-                                                  if not (isinstance(item, dict) and id(item) in self.foreign_creations)]
+        tail = [item for item in self.items[last_own + 1:]
+                if not (isinstance(item, dict) and id(item) in self.foreign_creations)]
+        self.items = self.items[:last_own + 1] + tail
         result = []
         for item in self.items:
             if isinstance(item, _Slot):
