@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
+    previous_hook = threading.excepthook
+    threading.excepthook = _thread_failure
+    try:
+        return _main(argv)
+    finally:
+        threading.excepthook = previous_hook
+
+
+def _thread_failure(args: threading.ExceptHookArgs) -> None:
+    """A storage failure in a background thread (Optuna's heartbeat) is one line, not a traceback; the
+    main thread meets the same failure at its next write and ends the command."""
+    from robust_hpo.study import mask_secrets, storage_failure
+
+    line = storage_failure(args.exc_value) if args.exc_value is not None else None
+    if line is None:
+        threading.__excepthook__(args)
+        return
+    name = args.thread.name if args.thread is not None else "a background thread"
+    print(f"{PROG}: {name}: {mask_secrets(line.split('. ', 1)[0])}", file=sys.stderr, flush=True)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler

@@ -253,3 +253,28 @@ def test_postgres_stopped_mid_run_is_one_line_and_the_next_run_recovers(tmp_path
         assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING], again.stderr
     finally:
         server.remove()
+
+
+def test_a_storage_failure_in_a_background_thread_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Optuna's heartbeat thread meets the failure too; its traceback used to precede the one line."""
+    import threading
+
+    import sqlalchemy.exc
+
+    from robust_hpo.cli import _thread_failure
+
+    def beat() -> None:
+        raise sqlalchemy.exc.OperationalError("UPDATE trial_heartbeats", {}, Exception("server closed the connection"))
+
+    thread = threading.Thread(target=beat, name="heartbeat")
+    previous = threading.excepthook
+    threading.excepthook = _thread_failure
+    try:
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook = previous
+    err = capsys.readouterr().err
+    assert err == "robust-hpo: heartbeat: the study storage failed: Exception: server closed the connection\n" or \
+        (err.startswith("robust-hpo: heartbeat: storage ") and "server closed the connection" in err
+         and len(err.splitlines()) == 1), err
