@@ -17,6 +17,16 @@ Per storage (a fresh journal file, SQLite file or database each):
 Run: ``python benchmarks/kill_loop.py [--storage journal sqlite postgres] [--rounds 10] [--workers 3]``
 (``postgres`` starts a throwaway server with ``robust_hpo.testing.throwaway_postgres``; skipped when
 PostgreSQL is not installed).
+
+**Freeze loop** (``--freeze``, journal only): ``--workers`` workers run; each round waits until the
+journal's lock file names one of them, freezes that worker (SIGSTOP) *while it holds the lock* for
+``--freeze-seconds`` (default 13, past the 10 s grace period of locks of unknown owners), then
+continues it (SIGCONT). At the end every worker is interrupted (SIGINT: exit 130 expected) and one
+resume runs. Printed: rounds frozen while holding the lock, locks broken while their owner lived,
+workers that ended otherwise than 130 or printed a traceback, torn records cut, whether the journal
+is intact (every line a record that belongs) and loads in Optuna, and the trials the resume left
+RUNNING. ``--code DIR`` runs the workers from another checkout (e.g. an older commit, extracted with
+``git archive``) to compare. Run: ``python benchmarks/kill_loop.py --freeze [--rounds 5]``.
 """
 
 from __future__ import annotations
@@ -122,6 +132,70 @@ def kill_loop(kind: str, location: str, output: Path, args: argparse.Namespace) 
     }
 
 
+def _lock_holder(lock: Path) -> int | None:
+    """The pid named in the journal's lock file, or None."""
+    import json
+
+    try:
+        return int(json.loads(lock.read_bytes())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def freeze_loop(location: str, output: Path, args: argparse.Namespace) -> dict[str, object]:
+    """See the module docstring (``--freeze``)."""
+    from robust_hpo.study import scan_journal
+
+    code = Path(args.code).resolve() if args.code else REPO
+    command = [sys.executable, "-m", "robust_hpo.cli", "run", str(args.study), "--storage", location,
+               "--output", str(output), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    lock = Path(f"{location}.lock")
+    workers = [subprocess.Popen([*command, "--n-trials", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=env, cwd=code) for _ in range(args.workers)]  # cwd: -m puts it first
+    by_pid = {w.pid: w for w in workers}
+    held_frozen = 0
+    try:
+        while not Path(location).exists() or Path(location).stat().st_size == 0:
+            time.sleep(0.05)
+        for _ in range(args.rounds):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                pid = _lock_holder(lock)
+                if pid in by_pid and by_pid[pid].poll() is None:
+                    by_pid[pid].send_signal(signal.SIGSTOP)
+                    held_frozen += _lock_holder(lock) == pid  # still its lock once stopped
+                    time.sleep(args.freeze_seconds)
+                    by_pid[pid].send_signal(signal.SIGCONT)
+                    break
+                time.sleep(0.0005)
+            time.sleep(1.0)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGCONT)
+            worker.send_signal(signal.SIGINT)
+    errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    resume = subprocess.run([*command, "--n-trials", str(args.resume_trials)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    damage = scan_journal(location)
+    try:
+        trials = _trials("journal", location, "quickstart")
+        loads = "yes"
+    except Exception as exc:  # plain Optuna cannot read it
+        trials, loads = [], f"no ({type(exc).__name__})"
+    return {
+        "code": "this checkout" if code == REPO else str(code), "rounds": args.rounds,
+        "frozen holding lock": held_frozen,
+        "live locks broken": sum(e.count("broke the stale lock file") - e.count("is gone)") for e in errors),
+        "workers failed": sum(w.returncode != 130 or "Traceback" in e for w, e in zip(workers, errors)),
+        "torn cut": sum(e.count("removed a torn last record") for e in errors),
+        "journal intact": "yes" if damage.intact else f"no ({len(damage.damaged_lines)} damaged lines)",
+        "Optuna loads": loads, "resume rc": resume.returncode,
+        "RUNNING left": sum(t.state == TrialState.RUNNING for t in trials),
+        "trials": len(trials),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--storage", nargs="+", choices=["journal", "sqlite", "postgres"],
@@ -132,11 +206,17 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=2.0, help="kills fall within this many seconds")
     parser.add_argument("--resume-trials", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--freeze", action="store_true", help="the freeze loop (journal) instead of the kill loop")
+    parser.add_argument("--freeze-seconds", type=float, default=13.0)
+    parser.add_argument("--code", help="run the workers from this checkout (default: this one)")
     args = parser.parse_args()
     rows = []
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kill_loop_")))
-        for kind in args.storage:
+        if args.freeze:
+            print(f"freeze loop: {args.rounds} rounds × {args.freeze_seconds:g} s, {args.workers} workers ...", flush=True)
+            rows.append(freeze_loop(str(folder / "journal" / "study.log"), folder / "out-freeze", args))
+        for kind in ([] if args.freeze else args.storage):
             if kind == "journal":
                 location = str(folder / "journal" / "study.log")
             elif kind == "sqlite":

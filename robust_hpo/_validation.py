@@ -200,6 +200,9 @@ def check_betas(betas: Any, *, include_zero: bool) -> tuple[float, ...]:
 
 def as_finite_2d(name: str, X: object) -> np.ndarray:
     """Return ``X`` as a C-contiguous 2-D float64 array, or raise ``ValidationError`` naming ``name``."""
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse: np.asarray makes a 0-d object array
+        raise ValidationError(f"{name} must be a dense numeric array, got a sparse {type(X).__name__}; "
+                              "convert it with .toarray()")
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as exc:  # ragged nested lists

@@ -93,3 +93,12 @@ def test_betas_are_sorted(betas, include_zero, expected):
 def test_betas_errors(betas, include_zero, message):
     with pytest.raises(ValidationError, match=message):
         check_betas(betas, include_zero=include_zero)
+
+
+def test_sparse_input_is_named_as_sparse_not_as_dtype_object() -> None:
+    import scipy.sparse
+
+    from robust_hpo._validation import as_finite_2d
+
+    with pytest.raises(ValidationError, match=r"X must be a dense numeric array, got a sparse csr_matrix; convert"):
+        as_finite_2d("X", scipy.sparse.csr_matrix(np.eye(3)))

@@ -43,6 +43,7 @@ from robust_hpo.errors import ValidationError
 from robust_hpo.learners import CONVEX_FAMILIES
 from robust_hpo.objective import DEFAULT_TOLERANCE
 from robust_hpo.search_space import format_config
+from robust_hpo.cli._output import check_writable
 from robust_hpo.study import OUTPUT_ROOT, output_root
 
 FLAGS_OUTPUT = OUTPUT_ROOT / "analysis"
@@ -182,6 +183,7 @@ def _study_context(args: argparse.Namespace) -> _Context:
                               "data are yours; give a study file whose [data] and [attack] describe them "
                               "(robust-hpo COMMAND STUDY.toml --storage URL --study-name NAME), or call "
                               "robust_hpo.analysis.verify_study(study, split) in Python")
+    check_writable(resolved.location.output)
     _check_attack_choice(args, [a.name for a in resolved.config.attacks])
     dataset = load_data(resolved.config)
     check_data_content(resolved.study, dataset)
@@ -222,7 +224,7 @@ def _flags_context(args: argparse.Namespace) -> _Context:
     what = (f"{args.dataset}-{'-'.join(map(str, args.classes))}-n{args.n_train}-{args.n_test}-s{args.data_seed}_"
             f"{threat.name}-s{args.attack_seed}")
     output = (Path(args.output) if args.output is not None else output_root() / FLAGS_OUTPUT.name / _slug(what))
-    return _Context(splits={threat.name: split}, output=output.expanduser().absolute(), seed=args.data_seed,
+    return _Context(splits={threat.name: split}, output=check_writable(output), seed=args.data_seed,
                     index_title=f"robust_hpo analysis of {args.dataset} classes {args.classes[0]}/{args.classes[1]}, "
                                 f"attack {threat.name!r}",
                     index_details=[f"{args.n_train} training and {args.n_test} test points (data seed "

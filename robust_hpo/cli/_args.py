@@ -56,6 +56,8 @@ def assignment(text: str) -> tuple[str, Any]:
         parsed: Any = tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"{key}: the value is nested too deeply to read") from None
     return key, parsed
 
 

@@ -17,12 +17,15 @@ journal is ``<root>/<study name>/study.log``; see :mod:`robust_hpo.study._locati
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 
-from robust_hpo.cli._args import overrides
+from robust_hpo.cli._args import PROG, overrides
 from robust_hpo.errors import MissingFileError, StorageError, ValidationError
 from robust_hpo.objective import DEFAULT_TOLERANCE, USER_OBJECTIVE_ATTR
 from robust_hpo.study import (
@@ -37,6 +40,7 @@ from robust_hpo.study import (
     locate,
     locate_storage,
     open_study,
+    output_root,
     problem_differences,
     refuse_foreign_study,
     stored_problem,
@@ -105,8 +109,41 @@ def resolve_study(args: argparse.Namespace) -> ResolvedStudy:
     if not isinstance(stored, dict):
         raise StorageError(f"study {location.name!r} does not record its problem ({PROBLEM_ATTR!r}) and has no "
                            "trials: nothing to analyse")
-    config = config_from_problem(stored, name=location.name, overrides=overrides(args))
+    given = overrides(args)
+    config = config_from_problem(stored, name=location.name, overrides={**stored_path_overrides(stored, given),
+                                                                        **given})
     return ResolvedStudy(config=config, location=location, study=study, from_file=False)
+
+
+def _inside(path: str | Path, root: Path) -> bool:
+    return Path(path).expanduser().absolute().resolve().is_relative_to(root.resolve())
+
+
+def stored_path_overrides(stored: dict[str, Any], given: dict[str, Any], *,
+                          report: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Settings that keep a stored problem (from a storage someone may have handed over) from deciding
+    where this process writes: no download (it would write into the stored data root), and a features
+    cache outside the output root replaced by ``<output root>/features_cache``. Reading data from a
+    stored root outside the output root is said on stderr. ``given``: the user's own ``--set`` /
+    ``--data-root`` values, which win and silence the notes."""
+    say = report or (lambda message: print(f"{PROG}: {message}", file=sys.stderr, flush=True))
+    root = output_root()
+    location = stored.get("location") if isinstance(stored.get("location"), dict) else {}
+    result: dict[str, Any] = {}
+    if "data.download" not in given:
+        result["data.download"] = False
+    data_root = location.get("data_root") or (stored.get("data") or {}).get("root")
+    if isinstance(data_root, str) and "data.root" not in given and not _inside(data_root, root):
+        say(f"reading the data from {data_root}, the data folder stored with the study (outside the output root "
+            f"{root}; nothing is written there); give --data-root DIR to read it elsewhere")
+    if stored.get("features") is not None and "features.cache_dir" not in given:
+        cache = location.get("features_cache_dir")
+        if not (isinstance(cache, str) and _inside(cache, root)):
+            result["features.cache_dir"] = str(root / "features_cache")
+            if isinstance(cache, str):
+                say(f"the features cache folder stored with the study, {cache}, is outside the output root {root}: "
+                    f"not used; features are cached in {root / 'features_cache'} (or --set features.cache_dir=DIR)")
+    return result
 
 
 def resolve_storage(args: argparse.Namespace) -> StorageSpec:

@@ -19,6 +19,7 @@ from robust_hpo.cli._args import (
     positive_int,
     seed,
 )
+from robust_hpo.cli._output import check_writable
 from robust_hpo.cli._resolve import add_study_arguments, resolve_storage, resolve_study
 from robust_hpo.errors import MissingDependencyError, ValidationError
 from robust_hpo.objective import DEFAULT_TOLERANCE
@@ -26,6 +27,7 @@ from robust_hpo.study import (
     StorageSpec,
     StudySettings,
     load_study_config,
+    locate,
     mask_secrets,
     print_failure,
     print_note,
@@ -72,6 +74,7 @@ _CRASH_KEYS = ("heartbeat_interval", "grace_period", "max_retry")
 def _run(args: argparse.Namespace) -> int:
     crash_settings = {f"study.{key}": getattr(args, key) for key in _CRASH_KEYS if getattr(args, key) is not None}
     config = load_study_config(args.study, overrides={**overrides(args), **crash_settings})
+    check_writable(locate(config, storage=args.storage, study_name=args.study_name, output=args.output).output)
     outcome = run_study(config, storage=args.storage, study_name=args.study_name, output=args.output,
                         n_trials=args.n_trials, timeout=args.timeout, n_jobs=args.n_jobs, seed=args.seed,
                         progress=not args.no_progress, on_failure=print_failure, threads=args.threads,
@@ -105,6 +108,7 @@ def _add_report(subparsers: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     resolved = resolve_study(args)
+    check_writable(resolved.location.output)
     tolerance = args.tolerance if args.tolerance is not None else resolved.tolerance
     print(report_study(resolved.study, resolved.location.output, tolerance=tolerance,
                        storage=resolved.location.storage.describe()).render())
@@ -124,13 +128,16 @@ def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=fraction, metavar="T",
                         help="clean accuracy the recommendation may give up (default: the study's [report] "
                              f"tolerance, else {DEFAULT_TOLERANCE})")
+    parser.add_argument("--allow-writes", action="store_true",
+                        help="let the dashboard change the storage (save notes, delete studies...); without it "
+                             "the dashboard is read-only (it has no authentication)")
     parser.set_defaults(handler=_dashboard)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
     import optuna
 
-    from robust_hpo.dashboard import dashboard_server
+    from robust_hpo.dashboard import dashboard_server, exposed_warning
 
     spec = resolve_storage(args)
     storage = spec.open(create=False)
@@ -142,8 +149,13 @@ def _dashboard(args: argparse.Namespace) -> int:
             tolerances[args.study_name or config.study.name] = config.report.tolerance
         if args.tolerance is not None:
             tolerances = {name: args.tolerance for name in names}
-    server = dashboard_server(storage, host=args.host, port=args.port, tolerances=tolerances)
-    print(f"optuna-dashboard on {spec.describe()}: http://{args.host}:{server.server_port}/ (Ctrl-C to stop)",
+    server = dashboard_server(storage, host=args.host, port=args.port, tolerances=tolerances,
+                              allow_writes=args.allow_writes)
+    warning = exposed_warning(args.host, allow_writes=args.allow_writes)
+    if warning is not None:
+        print(f"{PROG}: {warning}", file=sys.stderr, flush=True)
+    print(f"optuna-dashboard on {spec.describe()}: http://{args.host}:{server.server_port}/ "
+          f"({'writable' if args.allow_writes else 'read-only'}; Ctrl-C to stop)",
           flush=True)
     try:
         server.serve_forever()
@@ -159,9 +171,11 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "repair", help="repair a damaged journal file (stop every worker first)",
         description="Repair a journal file that a killed or disk-full write damaged: a full backup copy "
-                    "(JOURNAL.<time>.bak) is kept, a record glued after a torn one is recovered, unreadable "
-                    "lines and a torn last record are removed, and the result must load in Optuna. An intact "
-                    "journal is left untouched. A torn last record alone is repaired by `run` itself.")
+                    "(JOURNAL.<time>.bak, never overwriting another) is kept, a damaged trial creation is rebuilt "
+                    "in place (trial numbers hold), a record glued after a torn one is recovered, unreadable, "
+                    "duplicated or appended lines and a torn last record are removed, each named with its reason, "
+                    "and the result must load in Optuna. An intact journal is left untouched. A torn last record "
+                    "alone is repaired by `run` itself.")
     parser.add_argument("journal", metavar="JOURNAL", type=Path, help="the journal file (e.g. OUTPUT/study.log)")
     parser.set_defaults(handler=_repair)
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from robust_hpo.dashboard._feasible import FEASIBLE_ROW, FRONT_ROW, FeasibleFront, feasibility, strip_generated
-from robust_hpo.dashboard._server import dashboard_app, dashboard_server, serve_dashboard
+from robust_hpo.dashboard._server import ReadOnly, dashboard_app, dashboard_server, exposed_warning, serve_dashboard
 
-__all__ = ["FEASIBLE_ROW", "FRONT_ROW", "FeasibleFront", "dashboard_app", "dashboard_server", "feasibility",
-           "serve_dashboard", "strip_generated"]
+__all__ = ["FEASIBLE_ROW", "FRONT_ROW", "FeasibleFront", "ReadOnly", "dashboard_app", "dashboard_server",
+           "exposed_warning", "feasibility", "serve_dashboard", "strip_generated"]

@@ -29,6 +29,10 @@ TEST_BATCH = "test_batch"
 META = "batches.meta"
 #: Largest batch file read: 128 MiB, four times an official batch (31 MB).
 MAX_BATCH_BYTES = 128 * 1024 * 1024
+#: Rows of an official batch: a batch may hold at most this many images.
+BATCH_ROWS = 10_000
+#: Values per image: 3 channels of 32×32.
+IMAGE_VALUES = 3072
 
 
 def cifar10_dirs(root: Path) -> list[Path]:
@@ -106,11 +110,7 @@ def _read_batches(paths: list[Path]) -> Pool:
     for path in paths:
         batch = _unpickle(path)
         data, labs = batch.get(b"data"), batch.get(b"labels")
-        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
-            shape = getattr(data, "shape", None)
-            raise DataFileError(
-                f"{path}: expected b'data' as a uint8 array (n, 3072), got {type(data).__name__} {shape}"
-            )
+        data = _image_rows(data, path)
         labs_arr = _integer_labels(labs)
         if labs_arr is None or labs_arr.shape != (data.shape[0],):
             shape = None if labs_arr is None else labs_arr.shape
@@ -121,6 +121,22 @@ def _read_batches(paths: list[Path]) -> Pool:
         labels.append(labs_arr)
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent}/{{{','.join(p.name for p in paths)}}}"
     return array_pool(np.concatenate(images), np.concatenate(labels), scale=255.0, where=where)
+
+
+def _image_rows(data: object, path: Path) -> np.ndarray:
+    """``data`` as a C-ordered uint8 (n, 3072) array of at most :data:`BATCH_ROWS` rows backed by
+    its own ``n × 3072`` bytes; anything else (another shape or dtype, strides that reuse bytes)
+    is a :class:`DataFileError` naming ``path``."""
+    shape = getattr(data, "shape", None)
+    if (not isinstance(data, np.ndarray) or type(data) is not np.ndarray or data.dtype != np.uint8
+            or data.ndim != 2 or data.shape[1] != IMAGE_VALUES or not data.shape[0] <= BATCH_ROWS):
+        raise DataFileError(
+            f"{path}: expected b'data' as a uint8 array (n, {IMAGE_VALUES}) with n <= {BATCH_ROWS} rows, "
+            f"got {type(data).__name__} {getattr(data, 'dtype', '')} {shape}")
+    if data.strides != (IMAGE_VALUES, 1) or not data.flags.c_contiguous:
+        raise DataFileError(f"{path}: b'data' has strides {data.strides}, not the ({IMAGE_VALUES}, 1) of "
+                            "rows stored one after another; refused")
+    return data
 
 
 def _integer_labels(labs: object) -> np.ndarray | None:

@@ -45,6 +45,10 @@ def read_idx(path: str | Path, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
         raise DataFileError(f"{path} is not a valid gzip file (truncated or corrupt): {exc}") from exc
 
 
+_MAX_DIMS = 64
+"""NumPy's limit on an array's dimensions."""
+
+
 def _read_stream(stream: BinaryIO, path: Path, max_bytes: int) -> np.ndarray:
     magic = _read_exact(stream, 4)
     if len(magic) < 4:
@@ -55,6 +59,9 @@ def _read_stream(stream: BinaryIO, path: Path, max_bytes: int) -> np.ndarray:
             f"{[hex(c) for c in _DTYPES]} + a non-zero number of dimensions)"
         )
     dtype, ndim = np.dtype(_DTYPES[magic[2]]), magic[3]
+    if ndim > _MAX_DIMS:
+        raise DataFileError(f"{path} declares {ndim} dimensions, more than the {_MAX_DIMS} an array can have; "
+                            "not an IDX data file")
     dims_raw = _read_exact(stream, 4 * ndim)
     if len(dims_raw) < 4 * ndim:
         raise DataFileError(

@@ -11,6 +11,12 @@ global at all, and a NumPy array needs exactly these (as pickled by Python 2 and
 
 Each is wrapped so that it can only build a plain ``ndarray`` of a non-object dtype. Anything else
 stops the load with :class:`RefusedGlobal` before it is looked up, so nothing in the file runs.
+
+No array can be larger than the bytes the file holds: ``numpy.ndarray`` is admitted only as the
+*name* ``_reconstruct`` receives (:data:`NDARRAY`), never as something the pickle can call — calling
+``ndarray(shape, dtype, buffer, offset, strides)`` with zero strides would make any declared size
+out of a one-byte buffer — and the data then arrives through ``ndarray.__setstate__`` or
+``frombuffer``, which both require exactly ``shape × itemsize`` bytes.
 """
 
 from __future__ import annotations
@@ -57,8 +63,22 @@ def _dtype(spec: Any, align: bool = False, copy: bool = False) -> np.dtype:
     return dt
 
 
+class _NdarrayName:
+    """What ``numpy.ndarray`` resolves to: a name for :func:`_reconstruct`, not callable."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("the pickle calls numpy.ndarray(...) directly, which could make an array "
+                                     "far larger than the file (strides, buffer); refused")
+
+
+NDARRAY = _NdarrayName()
+
+
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    if subtype is not np.ndarray:
+    if subtype is not NDARRAY:
         raise pickle.UnpicklingError(f"only numpy.ndarray may be rebuilt, got {subtype!r}")
     # the real shape and data arrive with __setstate__, which checks them against each other
     return _multiarray._reconstruct(np.ndarray, (0,), _plain_dtype(dtype))
@@ -78,8 +98,8 @@ def _encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes
     return text.encode("latin-1", errors)
 
 
-_ALLOWED: dict[tuple[str, str], Callable[..., Any] | type] = {
-    ("numpy", "ndarray"): np.ndarray,
+_ALLOWED: dict[tuple[str, str], Callable[..., Any] | _NdarrayName] = {
+    ("numpy", "ndarray"): NDARRAY,
     ("numpy", "dtype"): _dtype,
     ("_codecs", "encode"): _encode,
     **{(mod, "_reconstruct"): _reconstruct for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},

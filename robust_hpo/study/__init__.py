@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from robust_hpo.study._features import featurize_splits
-from robust_hpo.study._journal import JournalDamage, RepairReport, open_journal, repair_journal, scan_journal
+from robust_hpo.study._journal import JournalDamage, open_journal, scan_journal
+from robust_hpo.study._journal_repair import RepairReport, repair_journal
 from robust_hpo.study._orphans import OWNER_ATTR, recover_orphans, trial_owner
 from robust_hpo.study._owner import ProcessIdentity
 from robust_hpo.study._problem import (
@@ -70,7 +71,7 @@ from robust_hpo.study._settings import (
     StudySettings,
 )
 from robust_hpo.study._sampling import TrialSeededSampler, trial_seed
-from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec, mask_secrets
+from robust_hpo.study._storage import JOURNAL_FILE, Heartbeat, StorageSpec, mask_secrets, storage_failure
 from robust_hpo.study._toml import apply_overrides, load_study_config, parse_study_config
 
 __all__ = [
@@ -139,6 +140,7 @@ __all__ = [
     "scan_journal",
     "set_threads",
     "storage_folder_name",
+    "storage_failure",
     "stored_problem",
     "study_summary",
     "summarize",

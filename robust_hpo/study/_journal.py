@@ -11,16 +11,19 @@ under a lock file (``<journal>.lock``). A writer killed mid-write (``kill -9``, 
   never applied it — so cutting them changes nothing any process has seen.
 * a **damaged line** inside the file (what appending after a torn record produced before this check,
   or any other damage) — :func:`open_journal` refuses it with a :class:`StorageError` naming the file,
-  the line and the command that repairs it, ``robust-hpo repair <journal>`` (:func:`repair_journal`:
-  a full backup copy first, then glued records are recovered and unreadable lines dropped).
+  the line and the command that repairs it, ``robust-hpo repair <journal>`` (:mod:`robust_hpo.study._journal_repair`).
 * a **stale lock** — the lock file of a killed writer. Optuna's locks wait 30 s, silently once its
   warnings are filtered. :class:`OwnedLock` (Optuna's ``O_EXCL`` lock-file protocol, so it excludes
   plain Optuna's symlink locks and theirs exclude it) writes its owner (:class:`ProcessIdentity`)
-  into the lock file: a lock whose owner is gone on this machine is broken at once, a lock still
-  empty after :data:`EMPTY_LOCK_GRACE` seconds (its creator was killed between creating it and
-  writing its owner) then, any other lock
-  left unchanged for ``grace_period`` seconds (default 10; a write holds it for milliseconds) is
-  broken then; each break and any wait over 2 s is reported on stderr, naming the lock file.
+  into the lock file: a lock whose owner is gone on this machine is broken at once, one whose owner
+  is alive on this machine never (a frozen or swapping writer is waited for), a lock still empty
+  after :data:`EMPTY_LOCK_GRACE` seconds (its creator was killed between creating it and writing its
+  owner) then, any other lock (remote or unknown owner) seen unchanged for ``grace_period`` seconds
+  (default 10) then; each break and any wait over 2 s is reported on stderr, naming the lock file.
+  Under the lock file, an ``flock`` on the journal keeps two robust_hpo writers apart even when a
+  lock file was broken; a release removes only the caller's own lock file.
+* **records that cannot belong** — a duplicated line, a second journal appended, a record of a trial
+  never created (:mod:`robust_hpo.study._journal_ledger`): refused by the reader like a damaged line.
 """
 
 from __future__ import annotations
@@ -45,7 +48,13 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock  # the lock interface JournalFileBackend takes
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the lock file alone
+    fcntl = None  # type: ignore[assignment]
+
 from robust_hpo.errors import MissingFileError, StorageError, ValidationError
+from robust_hpo.study._journal_ledger import JournalLedger
 from robust_hpo.study._orphans import OwnedJournalStorage
 from robust_hpo.study._owner import ProcessIdentity
 
@@ -84,12 +93,27 @@ def interrupts_deferred() -> Iterator[None]:
         return
     held: list[Any] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    _HELD.append(held)
     try:
         yield
     finally:
+        del _HELD[next(i for i in range(len(_HELD) - 1, -1, -1) if _HELD[i] is held)]
         signal.signal(signal.SIGINT, previous)
         if held and callable(previous):
             previous(signal.SIGINT, held[0])
+
+
+_HELD: list[list[Any]] = []
+"""The interrupts held back by the active :func:`interrupts_deferred` blocks (main thread only)."""
+
+
+def _stop_waiting_if_interrupted() -> None:
+    """In a wait for the lock, before anything is taken: a Ctrl-C held back meanwhile ends the wait
+    with ``KeyboardInterrupt`` (a frozen holder is waited for indefinitely; Ctrl-C must still work)."""
+    if threading.current_thread() is threading.main_thread() and any(_HELD):
+        for held in _HELD:
+            held.clear()
+        raise KeyboardInterrupt
 
 
 EMPTY_LOCK_GRACE = 2.0
@@ -98,44 +122,123 @@ live process writes it at once) is broken: its creator was killed in between."""
 
 
 class OwnedLock(BaseJournalFileLock):
-    """The journal's lock file, created with ``O_EXCL`` and holding its owner as JSON; see the module
-    docstring for when a lock is broken. ``report`` receives each message (default: stderr)."""
+    """The journal's lock: an ``flock`` on the journal file itself, then the lock file.
+
+    * The **flock** (the kernel's, on the journal's open file) is released only when its holder
+      releases it or dies; a frozen (SIGSTOP), swapping or paused holder keeps it. It is what makes
+      two robust_hpo writers exclusive even where the lock file has been broken (a lock file of a
+      remote or unknown owner is broken after its grace period), so the torn-tail check never sees
+      a record another writer is still writing. After taking it, the journal's inode is checked (a
+      repair renames a new file over the journal; the flock is then taken again on that one).
+    * The **lock file** ``<journal>.lock`` (Optuna's ``O_EXCL`` protocol: it excludes plain Optuna's
+      symlink locks and theirs exclude it) holds its owner (:class:`ProcessIdentity`). A lock whose
+      owner is gone on this machine is broken at once; one whose owner is *alive on this machine* is
+      never broken, however long it is held; one still empty :data:`EMPTY_LOCK_GRACE` seconds after
+      this process first saw it so (its creator died before writing its owner) is broken then; any
+      other (an owner on another machine, plain Optuna's symlink) once this process has seen it
+      unchanged for ``grace_period`` seconds. Ages are measured on this process's monotonic clock,
+      from when it first saw the lock, never from file times.
+    * :meth:`release` removes only the lock file this object created (same inode); one found
+      replaced is left to its holder and reported.
+
+    ``report`` receives each message (default: stderr): each break, a wait over ``report_after`` s.
+    """
 
     def __init__(self, journal: str | Path, *, grace_period: float = DEFAULT_LOCK_GRACE,
                  report: Callable[[str], None] = _stderr, report_after: float = WAIT_REPORT_AFTER) -> None:
         if not grace_period > 0:
             raise ValidationError(f"grace_period must be a positive number of seconds, got {grace_period!r}")
+        self.journal = Path(journal)
         self.path = Path(f"{journal}{LOCK_SUFFIX}")
         self.grace_period = float(grace_period)
         self._report = report
         self._report_after = report_after
-        self._owner = json.dumps(ProcessIdentity.current().to_json()).encode()
+        self._identity = ProcessIdentity.current().to_json()
+        self._owner = b""  # what this object wrote into the lock file it holds (its identity and a token)
+        self._held_inode: int | None = None
+        self._flock: int | None = None
 
     def acquire(self) -> bool:
-        delay, started, reported = 0.001, time.monotonic(), False
+        started = time.monotonic()
+        self._take_flock(started)
+        try:
+            self._take_lock_file(started)
+        except BaseException:
+            self._drop_flock()
+            raise
+        return True
+
+    def _take_flock(self, started: float) -> None:
+        """Hold ``flock(LOCK_EX)`` on the journal file (none while it does not exist yet)."""
+        delay, reported = 0.001, False
+        while fcntl is not None:
+            try:  # writable where possible: NFS emulates flock with fcntl locks, which need it
+                try:
+                    handle = os.open(self.journal, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+                except PermissionError:
+                    handle = os.open(self.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                return  # nothing written yet: nothing a second writer could tear
+            except OSError as exc:
+                raise StorageError(f"cannot open the journal {self.journal}: {exc.strerror}") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                _stop_waiting_if_interrupted()
+                if not reported and time.monotonic() - started > self._report_after:
+                    self._report(f"waiting for the journal {self.journal}: another process on this machine is "
+                                 "writing it (or is frozen while writing); it is never taken from a live process")
+                    reported = True
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            except OSError:  # a file system without flock: the lock file alone
+                os.close(handle)
+                return
+            try:
+                same = os.fstat(handle).st_ino == os.stat(self.journal).st_ino
+            except OSError:
+                same = False
+            if same:
+                self._flock = handle
+                return
+            os.close(handle)  # the journal was replaced (a repair) meanwhile: lock the new one
+
+    def _drop_flock(self) -> None:
+        if self._flock is not None:
+            handle, self._flock = self._flock, None
+            os.close(handle)  # closing releases the flock
+
+    def _take_lock_file(self, started: float) -> None:
+        delay, reported = 0.001, False
+        seen: dict[tuple[int, int, int], float] = {}  # (inode, mtime_ns, size) -> first seen (monotonic)
         while True:
             taken = False
             try:
                 with interrupts_deferred():  # created and owned, or not at all
+                    self._owner = json.dumps({**self._identity, "token": uuid.uuid4().hex}).encode()
                     handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                     taken = True
                     try:
                         os.write(handle, self._owner)
+                        self._held_inode = os.fstat(handle).st_ino
                     finally:
                         os.close(handle)
             except FileExistsError:
                 holder = self._holder()
                 if holder is not None:
-                    stale = self._staleness(*holder)
-                    if stale is not None and self._break(holder[2]):
+                    owner, key, empty = holder
+                    now = time.monotonic()
+                    unchanged = now - seen.setdefault(key, now)
+                    stale = self._staleness(owner, unchanged, empty)
+                    if stale is not None and self._break(key[0]):
                         self._report(f"broke the stale lock file {self.path} ({stale})")
                         continue
-                    if not reported and time.monotonic() - started > self._report_after:
-                        owner, age, _, _ = holder
-                        who = owner.describe() if owner is not None else "an unknown process"
-                        self._report(f"waiting for the lock file {self.path}, held by {who} for {age:.0f} s; "
-                                     f"it is broken once unchanged for {self.grace_period:g} s")
+                    if not reported and now - started > self._report_after:
+                        self._report(self._waiting(owner, now - started))
                         reported = True
+                _stop_waiting_if_interrupted()
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
                 continue
@@ -143,21 +246,52 @@ class OwnedLock(BaseJournalFileLock):
                 if taken:
                     with contextlib.suppress(OSError):
                         os.unlink(self.path)
+                self._held_inode = None
                 if isinstance(exc, OSError):
                     raise StorageError(f"cannot take the lock file {self.path}: {exc.strerror}") from None
                 raise
-            return True
+            return
+
+    def _waiting(self, owner: ProcessIdentity | None, waited: float) -> str:
+        who = owner.describe() if owner is not None else "an unknown process"
+        if owner is not None and owner.on_this_machine():
+            rule = "it is never broken while its owner lives"
+        else:
+            rule = f"it is broken once unchanged for {self.grace_period:g} s"
+        return f"waiting for the lock file {self.path}, held by {who} (waited {waited:.0f} s); {rule}"
 
     def release(self) -> None:
+        """Remove the lock file this object created, then give the flock back. A lock file found
+        replaced (broken by another process and taken again) is left to its holder and reported."""
+        try:
+            self._release_lock_file()
+        finally:
+            self._drop_flock()
+
+    def _release_lock_file(self) -> None:
+        inode, self._held_inode = self._held_inode, None
+        if inode is None:
+            raise RuntimeError(f"release() of the lock file {self.path} without acquire()")
         moved = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.released")
         try:
             os.rename(self.path, moved)
+        except FileNotFoundError:
+            self._report(f"the lock file {self.path} was removed by another process while this one held it")
+            return
+        if _is_ours(moved, inode, self._owner):
             os.unlink(moved)
+            return
+        try:  # not ours: give it back to its holder
+            os.link(moved, self.path, follow_symlinks=False)
         except OSError:
-            raise RuntimeError(f"did not hold the lock file {self.path}") from None
+            pass
+        with contextlib.suppress(OSError):
+            os.unlink(moved)
+        self._report(f"the lock file {self.path} had been broken by another process and taken again while this "
+                     "one held it; the new holder's lock was left in place")
 
-    def _holder(self) -> tuple[ProcessIdentity | None, float, int, bool] | None:
-        """(owner or None, age in seconds, inode, empty) of the current lock; None if it just vanished."""
+    def _holder(self) -> tuple[ProcessIdentity | None, tuple[int, int, int], bool] | None:
+        """(owner or None, (inode, mtime_ns, size), empty) of the current lock; None if it just vanished."""
         try:
             stat = os.lstat(self.path)
             owner = None
@@ -170,17 +304,18 @@ class OwnedLock(BaseJournalFileLock):
                 empty = False
         except OSError:
             return None
-        return owner, max(0.0, time.time() - stat.st_mtime), stat.st_ino, empty
+        return owner, (stat.st_ino, stat.st_mtime_ns, stat.st_size), empty
 
-    def _staleness(self, owner: ProcessIdentity | None, age: float, inode: int, empty: bool) -> str | None:
+    def _staleness(self, owner: ProcessIdentity | None, unchanged: float, empty: bool) -> str | None:
+        """Why the lock (seen unchanged by this process for ``unchanged`` s) may be broken, or None."""
         if empty:  # created, its owner not yet written: microseconds for a live process
-            return f"empty for {age:.1f} s: its creator died before writing its owner" \
-                if age > EMPTY_LOCK_GRACE else None
-        if owner is not None and owner.is_gone():
-            return f"its owner, {owner.describe()}, is gone"
-        if age > self.grace_period:
-            who = owner.describe() if owner is not None else "an unknown process"
-            return f"held by {who}, unchanged for {age:.0f} s"
+            return f"empty for {unchanged:.1f} s: its creator died before writing its owner" \
+                if unchanged >= EMPTY_LOCK_GRACE else None
+        if owner is not None and owner.on_this_machine():
+            return f"its owner, {owner.describe()}, is gone" if owner.is_gone() else None
+        if unchanged >= self.grace_period:
+            who = (f"{owner.describe()} on another machine" if owner is not None else "an unknown process")
+            return f"held by {who}, unchanged for {unchanged:.0f} s"
         return None
 
     def _break(self, inode: int) -> bool:
@@ -205,6 +340,18 @@ class OwnedLock(BaseJournalFileLock):
                 pass
 
 
+def _is_ours(path: Path, inode: int, content: bytes) -> bool:
+    """Whether the lock file at ``path`` is the one created with ``inode`` and ``content`` (inode
+    numbers are reused at once; the content holds a token unique to each acquisition)."""
+    try:
+        if os.lstat(path).st_ino != inode or os.path.islink(path):
+            return False
+        with open(path, "rb") as handle:
+            return handle.read(len(content) + 1) == content
+    except OSError:
+        return False
+
+
 def _json_or_none(data: bytes) -> Any:
     try:
         return json.loads(data)
@@ -225,7 +372,24 @@ class CheckedJournalBackend(JournalFileBackend):
                  report: Callable[[str], None] = _stderr) -> None:
         self.path = Path(path)
         self._report = report
+        self._ledger = JournalLedger()
+        self._checked_upto = 0
         super().__init__(str(self.path), lock_obj=OwnedLock(self.path, grace_period=lock_grace, report=report))
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        """Optuna's reader, refusing a record that cannot belong to this journal (a duplicated line,
+        a second journal appended, a record of a trial never created; see :class:`JournalLedger`)
+        with a :class:`StorageError` naming the file, the line and the repair command."""
+        for number, record in enumerate(super().read_logs(log_number_from), start=log_number_from):
+            if number >= self._checked_upto:
+                problem = self._ledger.problem(record) if isinstance(record, dict) else "it is not a record"
+                if problem is not None:
+                    raise StorageError(
+                        f"the journal {self.path} is damaged: line {number + 1} cannot belong to it: {problem}. "
+                        f"Stop every worker, then run `{repair_command(self.path)}` (it keeps a backup copy)")
+                self._ledger.apply(record, number + 1)
+                self._checked_upto = number + 1
+            yield record
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
@@ -263,7 +427,7 @@ class CheckedJournalBackend(JournalFileBackend):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         backup = self.path.with_name(f"{self.path.name}.torn-{stamp}")
         try:
-            backup.write_bytes(torn)
+            _write_new(backup, torn)
         except OSError as exc:
             raise StorageError(
                 f"the journal {self.path} ends with a torn record ({len(torn)} bytes from a killed or "
@@ -273,6 +437,20 @@ class CheckedJournalBackend(JournalFileBackend):
         os.fsync(handle)
         self._report(f"{self.path}: removed a torn last record ({len(torn)} bytes, from a write that was "
                      f"killed or ran out of space; no process had read it); the bytes are kept in {backup}")
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to the new file ``path`` and sync it; on failure (a full disk) nothing is left."""
+    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        _write_all(handle, data)
+        os.fsync(handle)
+    except BaseException:
+        os.close(handle)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(handle)
 
 
 def _write_all(handle: int, data: bytes) -> None:
@@ -457,99 +635,6 @@ def _damaged(path: Path, exc: BaseException) -> StorageError:
         where = f"{type(exc).__name__}: {exc}"
     return StorageError(f"the journal {path} is damaged: {where}. Stop every worker, then run "
                         f"`{repair_command(path)}` (it keeps a backup copy)")
-
-
-@dataclass(frozen=True)
-class RepairReport:
-    """What :func:`repair_journal` did: records kept, glued records recovered, lines dropped, torn bytes
-    removed, and the backup copy (None when the journal was intact and left untouched)."""
-
-    path: Path
-    kept: int
-    recovered: tuple[int, ...]
-    dropped: tuple[int, ...]
-    torn_bytes: int
-    backup: Path | None
-
-    def describe(self) -> str:
-        if self.backup is None:
-            return f"{self.path}: intact ({self.kept} records); nothing to repair"
-        parts = [f"kept {self.kept} records"]
-        if self.recovered:
-            parts.append(f"recovered {len(self.recovered)} record(s) glued to a torn one (lines "
-                         f"{_numbers(self.recovered)})")
-        if self.dropped:
-            parts.append(f"dropped {len(self.dropped)} unreadable line(s) ({_numbers(self.dropped)})")
-        if self.torn_bytes:
-            parts.append(f"removed a torn last record ({self.torn_bytes} bytes)")
-        return f"{self.path}: repaired: {'; '.join(parts)}; the original is kept in {self.backup}"
-
-
-def _numbers(values: tuple[int, ...], limit: int = 10) -> str:
-    shown = ", ".join(str(v) for v in values[:limit])
-    return shown + (f", … ({len(values)} in all)" if len(values) > limit else "")
-
-
-def repair_journal(path: str | Path, *, lock_grace: float = DEFAULT_LOCK_GRACE) -> RepairReport:
-    """Repair the journal at ``path`` in place (stop every worker first).
-
-    Under the journal lock: a full backup copy ``<journal>.<time>.bak``, then each line that is not a
-    record is replaced by the record glued after a torn prefix when there is one (what appending after
-    a torn record left) or dropped, and a torn tail is removed. The result is written to a temporary
-    file and renamed over the journal, then replayed by Optuna's :class:`JournalStorage`; if that
-    fails the original is restored and :class:`StorageError` raised. An intact journal is not touched.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"no journal file at {path}")
-    check_journal_file(path)  # never "repair" a file that is not a journal
-    lock = OwnedLock(path, grace_period=lock_grace)
-    lock.acquire()
-    try:
-        original = path.read_bytes()
-        kept: list[bytes] = []
-        recovered: list[int] = []
-        dropped: list[int] = []
-        torn = 0
-        lines = original.splitlines(keepends=True)
-        for number, line in enumerate(lines, start=1):
-            if not line.endswith(b"\n"):
-                torn = len(line)
-            elif _is_record(line):
-                kept.append(line)
-            else:
-                glued = _glued_record(line)
-                if glued is not None:
-                    kept.append(glued)
-                    recovered.append(number)
-                else:
-                    dropped.append(number)
-        if not (recovered or dropped or torn):
-            return RepairReport(path=path, kept=len(kept), recovered=(), dropped=(), torn_bytes=0, backup=None)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        backup = path.with_name(f"{path.name}.{stamp}.bak")
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.repair")
-        try:
-            backup.write_bytes(original)
-            with open(temporary, "wb") as handle:
-                handle.write(b"".join(kept))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise StorageError(f"cannot repair the journal {path}: {exc.strerror or exc}") from None
-        try:
-            JournalStorage(JournalFileBackend(str(path)))
-        except Exception as exc:
-            os.replace(backup, path)
-            raise StorageError(f"the journal {path} cannot be repaired automatically: after removing the "
-                               f"damaged lines Optuna still cannot replay it ({type(exc).__name__}: {exc}); "
-                               "it was left as it was") from None
-        return RepairReport(path=path, kept=len(kept), recovered=tuple(recovered), dropped=tuple(dropped),
-                            torn_bytes=torn, backup=backup)
-    finally:
-        lock.release()
 
 
 def _glued_record(line: bytes) -> bytes | None:

@@ -15,8 +15,9 @@ their orphans are found, at once. RDB storages have Optuna's heartbeat
 (:class:`robust_hpo.study._storage.Heartbeat`), which finds orphans on every machine after the grace
 period — except a trial whose worker died before its first heartbeat (Optuna creates the trial, then
 starts the heartbeat; on a busy SQLite file that can take seconds), which Optuna never fails. There
-the owner rule runs too, for trials RUNNING longer than twice the grace period, so the heartbeat
-acts first whenever it can.
+the owner rule runs too: at once for an owner gone on this machine (certain: no need to wait out the
+grace period, e.g. after a run stopped by a storage failure), and for the ownerless retries below
+only once RUNNING longer than twice the grace period, so the heartbeat acts first where it can.
 
 One gap remains: taking a queued retry is two records (the state change, then the owner, a few
 milliseconds apart), so a worker killed between them leaves a RUNNING retry without an owner. Such a
@@ -111,8 +112,9 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None, grace_period:
                     min_running: float = 0.0, report: Callable[[str], None] | None = None
                     ) -> list[tuple[int, int | None]]:
     """Fail every RUNNING trial whose owner is gone on this machine (and every retry left without an
-    owner for longer than ``grace_period`` seconds) and enqueue it again. Only trials RUNNING for more
-    than ``min_running`` seconds are considered (the heartbeat's turn comes first on RDB storages).
+    owner for longer than ``grace_period`` seconds) and enqueue it again. A gone owner is certain, so
+    its trials are recovered at once; the others only when RUNNING for more than ``min_running``
+    seconds (the heartbeat's turn comes first on RDB storages).
 
     Returns ``(failed trial number, retry trial number or None)`` pairs; ``report`` receives one line
     per orphan. A trial another worker failed first is skipped (the storage refuses the second FAIL),
@@ -122,13 +124,13 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None, grace_period:
     now = datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         running = (now - trial.datetime_start).total_seconds() if trial.datetime_start is not None else 0.0
-        if running <= min_running and min_running > 0:
-            continue
         owner = trial_owner(trial)
         if owner is not None:
-            if not owner.is_gone():
+            if not owner.is_gone():  # gone is certain (this machine): no need to wait for the heartbeat
                 continue
             who = f"{owner.describe()}, which is gone"
+        elif running <= min_running and min_running > 0:
+            continue
         elif grace_period is not None and FAILED_TRIAL_ATTR in trial.system_attrs and running > grace_period:
             who = f"a worker that took this retry and stopped before recording itself (over {grace_period:g} s ago)"
         else:

@@ -9,6 +9,7 @@ Parsing study files is :mod:`robust_hpo.study._toml`; the JSON form stored with 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field, fields
 from numbers import Integral, Real
@@ -315,6 +316,10 @@ class FeatureSettings:
         return {"model": self.model, "weights": self.weights}
 
 
+MIN_CLEAN_PER_CLASS = 2
+"""Clean training points per class a study must keep after poisoning (fewer fail every trial)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class StudyConfig:
     """A whole study file, validated; ``path`` is where it was read from (None if built in code).
@@ -357,6 +362,23 @@ class StudyConfig:
                 f"data.classes must name exactly two classes for the learners {binary} (their exact slope is "
                 f"binary only), got {list(self.data.classes)}; pick a pair such as [3, 8], or search network "
                 "learners only")
+        self._check_clean_points()
+
+    def _check_clean_points(self) -> None:
+        """Refuse ``n_train`` and attack fractions that leave too few clean training points for every
+        class (each trial would fail): the poison takes ``round(max fraction · n_train)`` points."""
+        n = self.data.n_train
+        if n is None:
+            return
+        classes = len(self.data.classes) if self.data.classes is not None else 2
+        poison = max(int(math.floor(a.fraction * n + 0.5)) for a in self.attacks)
+        needed = MIN_CLEAN_PER_CLASS * classes
+        if n - poison < needed:
+            fractions = ", ".join(f"{a.fraction:g}" for a in self.attacks)
+            raise ValidationError(
+                f"data.n_train = {n} with attack fraction {fractions} leaves {n - poison} clean training "
+                f"point(s) after {poison} are poisoned; every trial needs at least {needed} ({MIN_CLEAN_PER_CLASS} "
+                f"per class) — raise data.n_train or lower the fraction")
 
     def binary_learners(self) -> list[str]:
         """The searched learners whose families take two classes only (the convex ones)."""

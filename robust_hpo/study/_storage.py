@@ -30,7 +30,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from robust_hpo._validation import Interval, check
 from robust_hpo.errors import MissingDependencyError, MissingFileError, StorageError, ValidationError
 from robust_hpo.study._journal import check_journal_file, open_journal
-from robust_hpo.study._orphans import OwnedCachedStorage
+from robust_hpo.study._orphans import OwnedCachedStorage, enqueue_retry
 
 JOURNAL_FILE = "study.log"
 """Name of the default journal file inside the output folder."""
@@ -54,14 +54,15 @@ class Heartbeat:
         check("max_retry", self.max_retry, [Interval(Integral, 0, None), None])
 
     def retry_callback(self) -> Any:
-        """Optuna's retry callback for stale trials (``None`` when ``max_retry`` is 0)."""
+        """The retry callback for stale trials (``None`` when ``max_retry`` is 0): a WAITING copy of
+        the trial's parameters linked as Optuna's ``RetryHeartbeatStaleTrialCallback`` links them
+        (:func:`robust_hpo.study._orphans.enqueue_retry`, as journal orphans get) — but without the
+        failed trial's other attributes, which Optuna's copies: its owner, its failure record and its
+        constraint value (the retry's own ``set_constraint`` then warned "The constraint value is
+        ignored" and kept the failed trial's)."""
         if self.max_retry == 0:
             return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) \
-                or optuna.storages.RetryFailedTrialCallback  # Optuna < 4.9
-            return retry(max_retry=self.max_retry)
+        return _RetryStale(self.max_retry)
 
     def rdb_arguments(self) -> dict[str, Any]:
         """``RDBStorage`` keyword arguments for these settings."""
@@ -72,6 +73,16 @@ class Heartbeat:
                         else "failed_trial_callback")
         return {"heartbeat_interval": self.interval, "grace_period": self.grace_period,
                 callback_key: self.retry_callback()}
+
+
+@dataclass(frozen=True)
+class _RetryStale:
+    """``heartbeat_stale_trial_callback``: enqueue a retry of a stale trial (see Heartbeat.retry_callback)."""
+
+    max_retry: int | None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        enqueue_retry(study, trial, max_retry=self.max_retry)
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,8 @@ class StorageSpec:
             return cls(journal=Path(default_journal), default=True)
         if not isinstance(spec, str) or not spec.strip():
             raise ValidationError(f"storage must be a URL or a journal file path, got {spec!r}")
+        if "://" in spec or _DSN.match(spec):
+            remember_secrets(spec)
         if _DSN.match(spec):
             raise ValidationError(
                 f"storage {mask_secrets(spec)!r} is a PostgreSQL key=value DSN, which is not a storage: give a "
@@ -134,14 +147,81 @@ class StorageSpec:
         ``heartbeat`` applies to RDB storages (journal files have none; see
         :mod:`robust_hpo.study._orphans`). Errors are :class:`StorageError` (or
         :class:`MissingFileError`) naming the file or the masked URL."""
+        _OPENED.append(self.describe())
         if self.journal is not None:
             return open_journal(self.journal, create=create, allow_empty=self.default)  # refuses a file that is not a journal, untouched
         url = str(self.url)
+        if _in_memory(url):
+            raise ValidationError(f"storage {mask_secrets(url)} is an in-memory database: each process would have "
+                                  "its own, nothing is saved and other workers cannot see it. Give a file, e.g. "
+                                  "sqlite:///study.db")
         if url.startswith("grpc://"):
             return _open_grpc(url)
         if not create:
             _check_database_exists(url)
         return _open_rdb(url, create=create, heartbeat=heartbeat)
+
+
+def _in_memory(url: str) -> bool:
+    """Whether ``url`` is an SQLite in-memory database (``sqlite://``, ``sqlite:///:memory:``, ``mode=memory``)."""
+    if not url.startswith("sqlite"):
+        return False
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    database = rest[1:] if rest.startswith("/") else rest
+    return database in ("", ":memory:") or database.startswith(":memory:") or "mode=memory" in database
+
+
+_OPENED: list[str] = []
+"""The storages this process opened (described, passwords masked), most recent last."""
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """One line for a storage that failed while in use, found in ``exc``'s cause/context chain (a
+    database error, Optuna's ``StorageInternalError``, a gRPC error), naming the storage last
+    opened; None when no storage error is behind ``exc``."""
+    import optuna.exceptions
+
+    kinds: list[type[BaseException]] = [optuna.exceptions.StorageInternalError]
+    try:
+        import sqlalchemy.exc
+
+        kinds.append(sqlalchemy.exc.SQLAlchemyError)
+    except ImportError:  # pragma: no cover - sqlalchemy ships with optuna
+        pass
+    try:
+        import grpc
+
+        kinds.append(grpc.RpcError)
+    except ImportError:
+        pass
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: BaseException | None = None
+    while current is not None and id(current) not in seen:
+        if isinstance(current, tuple(kinds)):
+            found = current
+            if not isinstance(current, optuna.exceptions.StorageInternalError):
+                break  # the database's own error says most
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    if found is None:
+        return None
+    reason = _short_reason(found)
+    where = f"storage {_OPENED[-1]}" if _OPENED else "the study storage"
+    return mask_secrets(f"{where} failed: {reason}. Trials finished before are saved; once the storage answers "
+                        "again, run the same command: the trial that was running is failed and retried")
+
+
+def _short_reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper: the driver's own message
+    code = getattr(exc, "code", None)
+    if callable(code) and callable(getattr(exc, "details", None)):  # grpc.RpcError
+        try:
+            return f"gRPC {code().name}: {exc.details()}"  # type: ignore[attr-defined]
+        except Exception:  # pragma: no cover - a malformed RpcError
+            pass
+    text = str(orig if orig is not None else exc) or type(exc).__name__
+    return f"{type(orig if orig is not None else exc).__name__}: {' '.join(text.split())[:300]}"
 
 
 def postgres_driver_url(url: str) -> str:
@@ -253,7 +333,12 @@ def _has_optuna_tables(url: str) -> bool:
         engine.dispose()
 
 
-def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attempts: int = 5) -> RDBStorage:
+_SCHEMA_RACE = ("already exists", "duplicate", "unique constraint failed", "database is locked")
+"""What a database says when another process is creating Optuna's schema at the same moment (SQLite:
+"table studies already exists", "UNIQUE constraint failed: alembic_version.version_num")."""
+
+
+def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attempts: int = 8) -> RDBStorage:
     """``RDBStorage(url)``, retried when another process is creating the same schema at that moment.
 
     Workers started together on a fresh database race to create Optuna's tables; the loser sees
@@ -263,9 +348,9 @@ def _rdb_with_schema_retry(url: str, errors: Any, kwargs: dict[str, Any], attemp
     for attempt in range(attempts):
         try:
             return RDBStorage(url, **kwargs)
-        except (errors.IntegrityError, errors.ProgrammingError) as exc:
+        except (errors.IntegrityError, errors.ProgrammingError, errors.OperationalError) as exc:
             text = str(exc).lower()
-            if attempt == attempts - 1 or not ("already exists" in text or "duplicate" in text):
+            if attempt == attempts - 1 or not any(sign in text for sign in _SCHEMA_RACE):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
@@ -279,9 +364,56 @@ _KEY_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd)(\s*=\s*)('(?:[^'\\]|\\.
 _DSN = re.compile(r"(?i)^\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*=")
 
 
+_SECRETS: set[str] = set()
+"""Passwords seen in storage locations this process parsed (:func:`remember_secrets`), masked
+wherever they appear — also where no URL surrounds them (a driver's "invalid literal for int()")."""
+
+MIN_SECRET_LENGTH = 4
+"""Shorter passwords are masked by the URL patterns only (masking every "ab" in a message would
+garble it and still tell the password)."""
+
+
+def remember_secrets(location: str) -> None:
+    """Note the password(s) in ``location`` (a storage URL or DSN), so :func:`mask_secrets` masks them
+    everywhere: ``user:PASSWORD@`` (any characters, spaces and newlines too), ``user:PASSWORD`` with no
+    ``@host`` (a non-numeric "port"), and ``password=...``."""
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    scheme, sep, rest = location.partition("://")
+    if sep:
+        if "@" in rest:
+            userinfo = rest[:rest.rfind("@")]
+            if ":" in userinfo:
+                found.append(userinfo.split(":", 1)[1])
+        else:
+            netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+            port = netloc.rpartition(":")[2] if ":" in netloc else ""
+            if port and not port.isdigit():
+                found.append(port)
+    found += [m.group(3).strip("'\"") for m in _KEY_PASSWORD.finditer(location)]
+    for secret in found:
+        for form in (secret, unquote(secret)):
+            for variant in (form, " ".join(form.split())):
+                if len(variant) >= MIN_SECRET_LENGTH:
+                    _SECRETS.add(variant)
+
+
 def mask_secrets(text: str) -> str:
     """``text`` with every password replaced by ``***``: ``scheme://user:***@host``, ``password=***``
-    in URL queries and libpq key=value DSNs (quoted or not). Applied to every storage location and
-    error message robust-hpo prints."""
+    in URL queries and libpq key=value DSNs (quoted or not), and every password of a storage location
+    parsed before (:func:`remember_secrets`) wherever it appears. Applied to every storage location
+    and error message robust-hpo prints."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
     text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _NO_HOST_PASSWORD.sub(_mask_port, text)
     return _KEY_PASSWORD.sub(r"\1\2***", text)
+
+
+# scheme://user:SOMETHING with no "@": SOMETHING is a password unless it is a port number
+_NO_HOST_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/?#@\s]*:)([^/?#@\s]+)(?=[/?#\s'\"]|$)", re.IGNORECASE)
+
+
+def _mask_port(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(2).isdigit() or match.group(2) == "***" else f"{match.group(1)}***"

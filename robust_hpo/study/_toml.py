@@ -65,6 +65,9 @@ def load_study_config(path: str | Path, *, overrides: Mapping[str, Any] | None =
             raw = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ValidationError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ValidationError(f"{path}: values nested too deeply to read (arrays or inline tables within each "
+                              "other thousands of levels deep); a study file needs two or three") from None
     except UnicodeDecodeError as exc:  # TOML files are UTF-8
         line = exc.object[:exc.start].count(b"\n") + 1
         raise ValidationError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
@@ -76,6 +79,8 @@ def load_study_config(path: str | Path, *, overrides: Mapping[str, Any] | None =
         return parse_study_config(raw, base=path.parent, path=path)
     except ValueError as exc:  # ValidationError, and any ValueError a family's own checks raise
         raise ValidationError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ValidationError(f"{path}: values nested too deeply to check") from None
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

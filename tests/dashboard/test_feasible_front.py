@@ -193,7 +193,7 @@ def test_reading_writes_nothing_and_a_saved_note_keeps_only_the_users_text(tmp_p
     journal = tmp_path / "study.log"
     journal.write_bytes(quickstart["journal"].read_bytes())
     storage = StorageSpec(journal=journal).open()
-    app = dashboard_app(storage)
+    app = dashboard_app(storage, allow_writes=True)
     study_id = _study_id(app)
     before = journal.read_bytes()
     _, detail = _wsgi(app, f"/api/studies/{study_id}")

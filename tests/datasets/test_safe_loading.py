@@ -157,6 +157,51 @@ def test_oversized_batch_is_refused_unread(tmp_path: Path) -> None:
         load_dataset("cifar10", root=tmp_path)
 
 
+_ZERO_STRIDE_BOMB = """
+import pickle, sys
+from pathlib import Path
+import numpy as np
+from robust_hpo.datasets import load_dataset
+from robust_hpo.errors import DataFileError
+
+class Bomb:  # 60,000 rows of 3072 bytes declared over a one-byte buffer: zero strides
+    def __reduce__(self):
+        return np.ndarray, ((60000, 3072), np.dtype("u1"), b"x", 0, (0, 0))
+
+folder = Path(sys.argv[1]) / "cifar-10-batches-py"
+folder.mkdir(parents=True)
+names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+(folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+payload = pickle.dumps({b"data": Bomb(), b"labels": list(range(10)) * 6000}, protocol=2)
+(folder / "test_batch").write_bytes(payload)
+try:
+    load_dataset("cifar10", root=Path(sys.argv[1]))
+    outcome = "loaded"
+except DataFileError as exc:
+    outcome = "refused: " + str(exc)
+# VmHWM: this program's peak resident memory (ru_maxrss would include the parent's, kept across exec)
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024  # MiB
+print(len(payload), round(peak), outcome)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="VmHWM is read from /proc")
+def test_a_zero_stride_cifar_batch_is_refused_within_bounded_memory(tmp_path: Path) -> None:
+    """A few-hundred-byte batch declaring 60,000 images through numpy.ndarray(..., strides=(0, 0)):
+    refused, with the process's peak memory under 600 MB (it was 5.2 GB)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", _ZERO_STRIDE_BOMB, str(tmp_path)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    size, peak, outcome = out.stdout.strip().split(" ", 2)
+    assert int(size) < 200_000  # the labels list is most of it
+    assert outcome.startswith("refused: ") and "test_batch" in outcome and "numpy.ndarray" in outcome, outcome
+    assert int(peak) < 600, f"peak memory {peak} MiB"
+
+
 # ------------------------------------------------------------------ checkpoints
 
 @pytest.fixture
@@ -281,6 +326,13 @@ def _small(tmp_path: Path) -> Path:
     path = tmp_path / "small-idx.gz"
     path.write_bytes(gzip.compress(_idx_header(3) + bytes([7, 8, 9])))
     return path
+
+
+def test_more_than_64_dimensions_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "deep-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, 65]) + struct.pack(">I", 1) * 65 + b"\x00")
+    with pytest.raises(DataFileError, match=rf"{path} declares 65 dimensions, more than the 64"):
+        read_idx(path)
 
 
 def test_trailing_data_is_refused_plain_and_gzip(tmp_path: Path) -> None:

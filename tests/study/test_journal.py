@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -166,10 +167,12 @@ def test_an_ownerless_lock_is_broken_after_the_grace_period(tmp_path: Path) -> N
     journal.touch()
     lock_path = Path(f"{journal}.lock")
     os.symlink(journal, lock_path)  # plain Optuna's lock: a symlink with no owner
-    os.utime(lock_path, (0, 1_000_000_000), follow_symlinks=False)  # unchanged for years
+    os.utime(lock_path, (0, 1_000_000_000), follow_symlinks=False)  # unchanged for years: file times play no part
     messages: list[str] = []
-    lock = OwnedLock(journal, grace_period=10, report=messages.append)
+    lock = OwnedLock(journal, grace_period=0.5, report=messages.append, report_after=60)
+    started = time.monotonic()
     assert lock.acquire()
+    assert time.monotonic() - started >= 0.5  # seen unchanged by this process for the grace period
     assert len(messages) == 1 and messages[0].startswith(f"broke the stale lock file {lock_path} (held by an "
                                                          "unknown process, unchanged for")
     lock.release()
@@ -228,26 +231,153 @@ def test_a_ctrl_c_during_an_append_comes_after_the_whole_record_and_the_lock(tmp
     assert not Path(f"{journal}.lock").exists()
 
 
-def test_a_live_owner_is_waited_for_and_reported(tmp_path: Path) -> None:
+def _identity_of(pid: int) -> ProcessIdentity:
+    stat = open(f"/proc/{pid}/stat").read() if Path("/proc").is_dir() else None
+    started = int(stat[stat.rfind(")") + 2:].split()[19]) if stat else None
+    me = ProcessIdentity.current()
+    return ProcessIdentity(host=me.host, machine=me.machine, pid=pid, started=started)
+
+
+def test_a_live_owner_is_never_broken_however_long_it_holds_the_lock(tmp_path: Path) -> None:
+    """A live owner on this machine (frozen, swapping, paused) is waited for past any grace period;
+    its lock is broken only once it is gone."""
     journal = tmp_path / "study.log"
     lock_path = Path(f"{journal}.lock")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        stat = open(f"/proc/{sleeper.pid}/stat").read() if Path("/proc").is_dir() else None
-        started = int(stat[stat.rfind(")") + 2:].split()[19]) if stat else None
-        live = ProcessIdentity(host=ProcessIdentity.current().host, machine=ProcessIdentity.current().machine,
-                               pid=sleeper.pid, started=started)
+        live = _identity_of(sleeper.pid)
         assert not live.is_gone()
         lock_path.write_text(json.dumps(live.to_json()))
         messages: list[str] = []
-        lock = OwnedLock(journal, grace_period=1.0, report=messages.append, report_after=0.2)
-        assert lock.acquire()  # the live holder never releases: broken once unchanged for the grace period
+        lock = OwnedLock(journal, grace_period=0.2, report=messages.append, report_after=0.1)
+        killer = threading.Timer(2.0, sleeper.kill)
+        killer.start()
+        started = time.monotonic()
+        assert lock.acquire()
+        assert time.monotonic() - started >= 2.0  # ten grace periods: not broken while the owner lived
         assert messages[0].startswith(f"waiting for the lock file {lock_path}, held by pid {sleeper.pid}")
-        assert messages[1].startswith(f"broke the stale lock file {lock_path} (held by pid {sleeper.pid}")
+        assert "it is never broken while its owner lives" in messages[0]
+        assert messages[1] == f"broke the stale lock file {lock_path} (its owner, {live.describe()}, is gone)"
         lock.release()
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+_HOLDER = """
+import os, signal, sys
+from robust_hpo.study._journal import OwnedLock
+lock = OwnedLock(sys.argv[1], grace_period=0.2)
+lock.acquire()
+os.kill(os.getpid(), signal.SIGSTOP)  # frozen while holding the lock
+lock.release()
+print("released", flush=True)
+"""
+
+
+def test_a_frozen_holder_keeps_the_lock_and_releases_it_after_continue(tmp_path: Path) -> None:
+    """The freeze/continue case: a writer SIGSTOPped while holding the lock for many grace periods
+    keeps it; once continued it releases its own lock, and only then does the waiter get it."""
+    journal = tmp_path / "study.log"
+    journal.write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(journal)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not Path(f"/proc/{holder.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T":
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.05)
+        messages: list[str] = []
+        waiter = OwnedLock(journal, grace_period=0.2, report=messages.append, report_after=0.1)
+        got: list[float] = []
+        thread = threading.Thread(target=lambda: (waiter.acquire(), got.append(time.monotonic())))
+        thread.start()
+        time.sleep(2.0)  # ten grace periods frozen
+        assert not got and not any(m.startswith("broke") for m in messages)
+        continued = time.monotonic()
+        os.kill(holder.pid, signal.SIGCONT)
+        thread.join(30)
+        out, err = holder.communicate(timeout=30)
+        assert holder.returncode == 0 and out == "released\n", err  # its own lock, released without error
+        assert got and got[0] >= continued
+        waiter.release()
+        assert not Path(f"{journal}.lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_ctrl_c_ends_a_wait_for_a_live_holder(tmp_path: Path) -> None:
+    """A frozen holder is waited for indefinitely, so Ctrl-C must end the wait (appends defer Ctrl-C
+    while they hold the lock, not while they wait for it); nothing is left taken."""
+    from robust_hpo.study._journal import interrupts_deferred
+
+    journal = tmp_path / "study.log"
+    journal.write_bytes(b"")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_path = Path(f"{journal}.lock")
+        lock_path.write_text(json.dumps(_identity_of(sleeper.pid).to_json()))
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                OwnedLock(journal, report=lambda m: None).acquire()
+        assert time.monotonic() - started < 10
+        assert lock_path.read_text() == json.dumps(_identity_of(sleeper.pid).to_json())  # the holder's, untouched
+        other = OwnedLock(journal, grace_period=0.1)  # our flock was given back: only the lock file waits
+        sleeper.kill()
+        sleeper.wait()
+        assert other.acquire()
+        other.release()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_release_removes_only_the_callers_own_lock(tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    messages: list[str] = []
+    lock = OwnedLock(journal, report=messages.append)
+    lock.acquire()
+    lock.path.unlink()  # broken by someone else, who takes it
+    lock.path.write_text(json.dumps({"host": "h", "machine": "elsewhere", "pid": 1}))
+    lock.release()
+    assert lock.path.read_text() == json.dumps({"host": "h", "machine": "elsewhere", "pid": 1})
+    assert "the new holder's lock was left in place" in messages[0]
+
+
+def test_two_writers_forced_into_the_critical_section_keep_every_record(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock file protocol defeated (every lock file judged stale at once, as a remote owner's is
+    after its grace period) while one writer is half-way through a record: the other must neither
+    cut that record as torn nor write into the middle of it."""
+    journal = tmp_path / "study.log"
+    backends = [CheckedJournalBackend(journal, report=lambda m: None) for _ in range(2)]
+    monkeypatch.setattr(OwnedLock, "_staleness", lambda self, *a: "forced")
+    write = os.write
+    halfway = threading.Event()
+
+    def slow_write(handle: int, data: bytes) -> int:
+        if threading.current_thread().name == "slow" and len(data) > 40:
+            write(handle, bytes(data[:20]))
+            halfway.set()
+            time.sleep(0.5)  # the other writer comes now
+            return 20 + write(handle, bytes(data[20:]))
+        return write(handle, data)
+
+    monkeypatch.setattr(os, "write", slow_write)
+    record = {"op_code": 0, "worker_id": "w", "study_name": "x" * 40, "directions": [1]}
+    slow = threading.Thread(name="slow", target=backends[0].append_logs, args=([record],))
+    slow.start()
+    assert halfway.wait(10)
+    backends[1].append_logs([{**record, "study_name": "y" * 40}])
+    slow.join()
+    monkeypatch.undo()
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert [json.loads(line)["study_name"][0] for line in lines] == ["x", "y"]
+    assert not list(tmp_path.glob("study.log.torn-*"))
 
 
 def test_the_lock_excludes_plain_optuna_writers(tmp_path: Path) -> None:
@@ -284,3 +414,26 @@ def test_journal_errors_name_the_file(tmp_path: Path) -> None:
     blocked.write_text("x")
     with pytest.raises(StorageError, match=f"journal {blocked / 'study.log'}"):
         open_journal(blocked / "study.log", create=True)
+
+
+def test_a_torn_backup_that_cannot_be_written_leaves_no_empty_file(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the torn bytes' backup fails, the append is refused, and no 0-byte backup is left."""
+    import errno
+
+    path = tmp_path / "study.log"
+    _journal_with_trials(path)
+    _tear_last_record(path)
+    backend = CheckedJournalBackend(path, report=lambda m: None)
+    write = os.write
+
+    def full(handle: int, data: bytes) -> int:
+        if os.readlink(f"/proc/self/fd/{handle}").split("/")[-1].startswith("study.log.torn-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(handle, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StorageError, match="its backup .* cannot be written"):
+        backend.append_logs([{"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"k": 1}}])
+    monkeypatch.undo()
+    assert list(tmp_path.glob("study.log.torn-*")) == []

@@ -191,7 +191,8 @@ def test_run_fails_and_retries_a_dead_workers_trial_before_starting(tmp_path: Pa
 def test_on_a_database_a_trial_killed_before_its_first_heartbeat_is_recovered_by_its_owner(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Optuna's heartbeat never fails a trial that has no heartbeat yet (its worker died between creating
-    it and starting the heartbeat thread): the owner rule does, after twice the grace period."""
+    it and starting the heartbeat thread): the owner rule does, at once when its owner is gone on this
+    machine (certain, whatever the heartbeat says)."""
     study_file = tmp_path / "orphans.toml"
     study_file.write_text(SMALL)
     url = f"sqlite:///{tmp_path / 'study.db'}"
@@ -203,11 +204,38 @@ def test_on_a_database_a_trial_killed_before_its_first_heartbeat_is_recovered_by
     first = study.trials[0]
     old = _running_trial(study, dead, dict(first.params), first.distributions,
                          started=datetime.now() - timedelta(seconds=10))
-    recent = _running_trial(study, dead, dict(first.params), first.distributions)  # the heartbeat's turn first
+    recent = _running_trial(study, dead, dict(first.params), first.distributions)  # its owner is gone: at once too
     capsys.readouterr()
     assert main([*command, "--n-trials", "1"]) == 0
     assert f"trial {old} was left RUNNING by {dead.describe()}, which is gone" in capsys.readouterr().err
     trials = optuna.load_study(study_name="orphans", storage=StorageSpec(url=url).open()).trials
-    assert trials[old].state == TrialState.FAIL and trials[recent].state == TrialState.RUNNING
-    retry = [t for t in trials if t.system_attrs.get("failed_trial") == old]
-    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and trial_owner(retry[0]) == ProcessIdentity.current()
+    assert trials[old].state == TrialState.FAIL and trials[recent].state == TrialState.FAIL
+    for orphan in (old, recent):
+        retry = [t for t in trials if t.system_attrs.get("failed_trial") == orphan]
+        assert len(retry) == 1 and retry[0].state in (TrialState.COMPLETE, TrialState.WAITING)
+
+
+def test_a_database_retry_copies_neither_the_constraint_nor_the_owner(tmp_path: Path) -> None:
+    """Optuna's RetryHeartbeatStaleTrialCallback copied every attribute of the stale trial, so the
+    retry's own set_constraint warned "The constraint value is ignored" and kept the stale value."""
+    import warnings
+
+    from robust_hpo.study._storage import Heartbeat
+
+    url = f"sqlite:///{tmp_path / 'retry.db'}"
+    study = optuna.create_study(storage=url, study_name="r")
+    stale = study.ask()
+    stale.suggest_float("x", 0, 1)
+    stale.set_constraint("clean_accuracy", 0.5)
+    stale.set_user_attr("robust_hpo", {"fail_reason": "old"})
+    study.tell(stale, state=TrialState.FAIL)
+    Heartbeat().retry_callback()(study, study.trials[0])
+    retry = study.trials[1]
+    assert retry.state == TrialState.WAITING and retry.params == study.trials[0].params
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+    assert retry.user_attrs == {} and not any(k.startswith("constraints") for k in retry.system_attrs)
+    taken = study.ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        taken.set_constraint("clean_accuracy", -0.1)
+    assert taken.number == 1
