@@ -115,6 +115,8 @@ def recommendation_note(study: optuna.Study, front: list[FrozenTrial], chosen: R
     else:
         lines.append(f"**Recommended: {chosen.describe()}** (as `robust-hpo report` prints it).")
         lines += ["", chosen.rule_sentence(), *[f"* warning: {w}" for w in chosen.warnings()]]
+        if chosen.vulnerable:
+            lines += ["", f"**{chosen.vulnerability_warning()}**"]
     constraint = _constraint_text(study)
     numbers = ", ".join(str(t.number) for t in front) or "none"
     lines += ["", f"**Best Trials** are the feasible Pareto front ({len(front)} trials: {numbers}), the one "

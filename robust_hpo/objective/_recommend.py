@@ -32,7 +32,11 @@ from robust_hpo.errors import ValidationError
 from robust_hpo.objective._record import TrialRecord, jsonable, trial_record
 from robust_hpo.search_space import format_params
 
-__all__ = ["RULES", "Candidates", "Recommendation", "candidates", "recommend"]
+__all__ = ["RULES", "VULNERABLE_AT", "Candidates", "Recommendation", "candidates", "recommend"]
+
+VULNERABLE_AT = 0.5
+"""A recommendation whose estimated backdoor accuracy (β = 1) is at least this is *vulnerable*: the
+attack is expected to succeed on most triggered inputs even with the most robust candidate."""
 
 RULES: dict[str, str] = {
     "predicted_backdoor_accuracy": "the lowest predicted backdoor accuracy (triggered-point margins of the clean "
@@ -99,6 +103,26 @@ class Recommendation:
     def baseline_backdoor_accuracy(self) -> float | None:
         return self.record.baseline_backdoor_accuracy
 
+    @property
+    def vulnerable(self) -> bool:
+        """The estimated backdoor accuracy of the recommendation is ≥ :data:`VULNERABLE_AT` (False when
+        there is no estimate: the slope fallback)."""
+        p = self.record.predicted_backdoor_accuracy
+        return p is not None and p >= VULNERABLE_AT
+
+    def vulnerability_warning(self) -> str | None:
+        """``Warning: ...`` with the estimate and what to try, when :attr:`vulnerable`; else None."""
+        if not self.vulnerable:
+            return None
+        safer = [r for r in self.ranked if r.predicted_backdoor_accuracy is not None
+                 and r.predicted_backdoor_accuracy < VULNERABLE_AT]
+        return (f"Warning: the recommended trial {self.record.number} is still vulnerable — its estimated backdoor "
+                f"accuracy after training on the poisoned set is {self.record.predicted_backdoor_accuracy:.3f} "
+                f"(≥ {VULNERABLE_AT:g}){'' if safer else ', and no candidate is below that'}. Try stronger "
+                "regularisation (a smaller C, more weight decay), fewer epochs or a smaller network, or accept a lower "
+                f"clean accuracy (a larger tolerance than {self.tolerance:g}, e.g. `robust-hpo report --tolerance "
+                f"{min(1.0, 2 * self.tolerance + 0.02):g}`); check it with `robust-hpo verify`.")
+
     def rule_sentence(self) -> str:
         """One sentence: how the recommendation was chosen."""
         return (f"Rule: among the {len(self.candidates.records)} feasible trials with clean accuracy ≥ "
@@ -147,7 +171,8 @@ class Recommendation:
             "rule": self.rule, "rule_sentence": self.rule_sentence(),
             "best_accuracy": self.best_accuracy, "tolerance": self.tolerance,
             "candidates": self.candidates.numbers, "ranking": [c.number for c in self.ranked],
-            "skipped_inexact": list(self.skipped_inexact), "warnings": self.warnings()})
+            "skipped_inexact": list(self.skipped_inexact), "warnings": self.warnings(),
+            "vulnerable": self.vulnerable, "vulnerability_warning": self.vulnerability_warning()})
 
 
 def candidates(trials: optuna.Study | Sequence[FrozenTrial], tolerance: float,

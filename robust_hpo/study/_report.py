@@ -222,6 +222,8 @@ class StudyReport:
                       format_trials(shown, objective=objective, recommended=chosen), "",
                       f"Recommended: {rec.describe()}", rec.rule_sentence()]
             lines += [f"  warning: {w}" for w in rec.warnings()]
+            if rec.vulnerable:
+                lines.append(str(rec.vulnerability_warning()))
         else:
             lines.append("Recommended: none (no completed feasible trial with an exact slope)")
         lines += [f"Pareto plot: {self.html}", f"All trials:  {self.csv}"]
