@@ -7,17 +7,20 @@ scratch on the in-place poisoned set. This module measures it cheaply instead:
 
     continue SGD from the clean network (same lr, momentum, weight decay, batch size) on clean ∪
     poison for s = ⌈STEPS_FRACTION · T⌉ steps (T = the clean training's steps), the poison points
-    weighted β_ft = DOSE · T / s (≈ 2),
+    weighted β_ft = DOSE · T / s (≈ 3),
 
-so the poison points receive DOSE = ½ of the gradient "dose" (weight × epochs) they get in a full
+so the poison points receive DOSE = ¾ of the gradient "dose" (weight × epochs) they get in a full
 poisoned training, in a quarter of its steps. The triggered test points' target margins
 ``z_target − max_{k≠target} z_k`` of the fine-tuned network are the estimate at β = 1.
 
-Measured (docs/networks.md, ``benchmarks/nets_decision_quality.py``): a fine-tune of half the epochs
-at β = 1, a quarter at β = 2 and a third at β = 1.5 gave the same backdoor accuracy within ±0.05 on
-the digits MLP (the dose, not the steps, decides); the full dose (a quarter at β = 4) overshot
-short trainings, the linear and saturating margin models and a time-extrapolated fine-tune lost
-(MAE 0.17–0.47 against 0.03–0.09). Cost: ≈ 0.25 × (1 + m/n) of a clean training.
+How it was chosen (docs/networks.md; three digits grids, MLP and CNN, epochs 2–40, against the mean
+of three from-scratch poisoned trainings): fine-tunes of half the epochs at β = 1, a quarter at
+β = 2 and a third at β = 1.5 gave the same backdoor accuracy within ±0.05 on the MLP (the dose, not
+the number of steps, decides). Dose ½ underestimated long trainings (mean |error| 0.05–0.08), the
+full dose (a quarter at β = 4) overestimated short ones (0.09); ¾ gave 0.05–0.06. Lost: the linear
+margins (0.32–0.42), a saturating margin model fitted to β = 0 (0.08–0.30, its time constant
+differs between MLP and CNN), and fine-tune margins extrapolated linearly in time (0.30–0.47).
+Cost: ≈ 0.25 × (1 + m/n) of a clean training.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from robust_hpo.slope._torch_margins import target_margins
 STEPS_FRACTION = 0.25
 """The fine-tune's share of the clean training's SGD steps."""
 
-DOSE = 0.5
+DOSE = 0.75
 """The poison points' weight × epochs in the fine-tune over that in a full poisoned training."""
 
 SEED_OFFSET = 7919
