@@ -81,6 +81,8 @@ RANGES: dict[str, dict[str, Any]] = {
     "cnn": {"epochs": {"low": 2, "high": 20}, "width": {"low": 4, "high": 32, "log": True}, "lr": 0.05},
 }
 RULES = ("yours", "most accurate", "smallest slope", "random")
+EXTRA_RULES = ("estimate only", "rank mix")
+"""Diagnostics: the per-trial estimate without the shortlist check, and the mean rank of slope and estimate."""
 
 
 def study_config(case: Case, args: argparse.Namespace) -> Any:
@@ -117,6 +119,7 @@ class Outcome:
     cost: float
     study_seconds: float
     truth_seconds: float
+    lines: list[str]
 
 
 def run_case(case: Case, args: argparse.Namespace, folder: Path) -> Outcome:
@@ -151,13 +154,21 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> Outcome:
     regrets = {"yours": mean[chosen.record.number] - best, "most accurate": mean[accurate.number] - best,
                "smallest slope": mean[smallest.number] - best,
                "random": float(np.mean([mean[r.number] - best for r in records]))}
+    estimate_only = min(records, key=lambda r: (r.predicted_backdoor_accuracy, r.slope, -r.clean_accuracy, r.number))
+    rank_slope = {r.number: i for i, r in enumerate(sorted(records, key=lambda r: r.slope))}
+    rank_est = {r.number: i for i, r in enumerate(sorted(records, key=lambda r: (r.predicted_backdoor_accuracy, r.slope)))}
+    mix = min(records, key=lambda r: (rank_slope[r.number] + rank_est[r.number], r.slope))
+    regrets.update({"estimate only": mean[estimate_only.number] - best, "rank mix": mean[mix.number] - best})
     return Outcome(case=case, regrets=regrets,
                    estimates=[float(r.predicted_backdoor_accuracy) for r in records],
                    truths=[mean[r.number] for r in records],
                    spread=[float(np.max(v) - np.min(v)) for v in truth.values()],
                    recommended=chosen.record.number, predicted=chosen.record.predicted_backdoor_accuracy,
                    true_recommended=mean[chosen.record.number], cost=study_seconds / fits,
-                   study_seconds=study_seconds, truth_seconds=truth_seconds)
+                   study_seconds=study_seconds, truth_seconds=truth_seconds,
+                   lines=[f"trial {r.number:>3} {r.learner_params} acc {r.clean_accuracy:.3f} slope {r.slope:.3f} "
+                          f"est {r.predicted_backdoor_accuracy:.3f} true {mean[r.number]:.3f} "
+                          f"runs {[round(x, 3) for x in truth[r.number]]}" for r in records])
 
 
 def _rho(a: list[float], b: list[float]) -> float:
@@ -178,6 +189,8 @@ def main() -> None:
     parser.add_argument("--estimate", choices=("fine-tune", "linear"), default="fine-tune",
                         help="the networks' β = 1 estimate (docs/networks.md)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cases", type=int, nargs="+", default=None, help="run only these cases (indices)")
+    parser.add_argument("--verbose", action="store_true", help="print every candidate")
     parser.add_argument("--mnist-root", type=Path, default=MNIST)
     args = parser.parse_args()
     args.n_trials = args.n_trials or (8 if args.quick else 12)
@@ -190,6 +203,8 @@ def main() -> None:
             cases += list(MNIST_CASES)
         else:
             print(f"(MNIST not found at {args.mnist_root}: its cases are skipped)")
+    if args.cases is not None:
+        cases = [cases[i] for i in args.cases]
     cases = [replace(c, seed=c.seed + args.seed_offset) for c in cases]
     print(f"{len(cases)} network studies, {args.n_trials} TPE trials each, min_accuracy {args.min_accuracy}, "
           f"tolerance {args.tolerance}, estimate {args.estimate!r}; every candidate trained from scratch on the "
@@ -208,8 +223,11 @@ def main() -> None:
                   f"{'-' if o.predicted is None else f'{o.predicted:.3f}':>6} {o.true_recommended:>6.3f} | "
                   + " ".join(f"{o.regrets[r]:>14.3f}" for r in RULES)
                   + f" | {_rho(o.estimates, o.truths):>6.3f} {mae:>6.3f} {o.cost:>5.2f}x", flush=True)
+            if args.verbose:
+                for line in o.lines:
+                    print("    " + line)
     print("\nregret (chosen − best true backdoor accuracy among the candidates):")
-    for rule in RULES:
+    for rule in (*RULES, *EXTRA_RULES):
         values = [o.regrets[rule] for o in outcomes]
         print(f"  {rule:<15} mean {statistics.fmean(values):.3f}, <= 0.05 in {sum(v <= 0.05 + 1e-12 for v in values)}"
               f" of {len(values)}")

@@ -161,3 +161,21 @@ def test_a_vulnerable_recommendation_is_flagged_everywhere(tmp_path: Path, predi
         assert line in note
     else:
         assert warning == [] and summary["vulnerability_warning"] is None and "Warning:" not in note
+
+
+def test_checked_candidates_rank_by_their_measurement() -> None:
+    """The shortlist check's measured backdoor accuracy replaces a candidate's estimate in the ranking;
+    the vulnerability follows the measurement."""
+    points = [(0.99, 0.3, None, 0.1), (0.985, 0.2, None, 0.3), (0.98, 0.1, None, 0.6)]
+    study = _study(points)
+    assert recommend(study, 0.02).trial.number == 0
+    rec = recommend(study, 0.02, checked={0: 0.7})
+    assert rec.trial.number == 1 and rec.checked == {0: 0.7} and rec.checked_backdoor_accuracy is None
+    rec = recommend(study, 0.02, checked={0: 0.7, 1: 0.65})
+    assert rec.trial.number == 2 and rec.vulnerable  # its estimate 0.6 is the lowest left
+    rec = recommend(study, 0.02, checked={0: 0.7, 1: 0.4})
+    assert rec.trial.number == 1 and rec.checked_backdoor_accuracy == 0.4 and not rec.vulnerable
+    assert "after one training on the poisoned set 0.400" in rec.describe()
+    assert "trials 0, 1 were trained once on the poisoned set" in rec.rule_sentence()
+    study.set_user_attr("robust_hpo:shortlist", {"format": 1, "trials": {"0": 0.7, "1": 0.4}})
+    assert recommend(study, 0.02).trial.number == 1  # read from the study
