@@ -58,8 +58,9 @@ class NetworkSlopeOptions:
 
     method: "influence" (default: implicit differentiation at the clean network, no retraining) or
         "finite-difference" (Eq. 7: one retraining per β in ``betas``).
-    damping: "auto" (default) = the training horizon's damping ``(1 − momentum)/(lr · steps)``
-        (``TrainingConfig.horizon_damping``), or a number ≥ 0; added to H + λI.
+    damping: "auto" (default) = twice the training horizon's damping ``(1 − momentum)/(lr · steps)``
+        (``2 × TrainingConfig.horizon_damping``; the factor is a calibration against Eq. 7's finite
+        difference, ``robust_hpo.learners.networks.HORIZON_FACTOR``), or a number ≥ 0; added to H + λI.
     hessian, last_layers, hessian_samples, cg_tol, cg_max_iter, solve_dtype: see
         ``InfluenceConfig`` (``last_layers = None`` means all parameters; ``solve_dtype`` is its dtype).
     estimate: how the β = 1 backdoor accuracy is estimated: "fine-tune" (default: a short poisoned

@@ -62,6 +62,14 @@ __all__ = [
 ]
 
 
+HORIZON_FACTOR = 2.0
+"""``damping = "auto"`` is this times the training horizon's ``(1 − momentum)/(lr · steps)``: the
+calibration that puts the influence derivative in the units of the paper's Eq. 7. Measured against
+the finite difference at β = 0.01 (median |influence| / |FD|, digits, docs/networks.md): MLP 2.03,
+1.38, 1.39 at 2, 8, 30 epochs with factor 1 → 1.34, 0.85, 0.84 with 2; CNN 1.62, 2.30, 2.74 →
+0.85, 1.68, 1.78 (the CNN's long trainings would need ≈ 3.5)."""
+
+
 class FittedNetwork:
     """A network trained on the clean set (β = 0); predicts and computes backdoor slopes.
 
@@ -129,7 +137,7 @@ class FittedNetwork:
         Xp, yp = self._poison("X_poison", X_poison, "y_poison", y_poison)
         Xt, yt = self._poison("X_trigger", X_trigger, "y_trigger", y_trigger)
         training = self.config.training()
-        damping = (training.horizon_damping(len(self._X_clean)) if slope_options.damping == "auto"
+        damping = (HORIZON_FACTOR * training.horizon_damping(len(self._X_clean)) if slope_options.damping == "auto"
                    else slope_options.damping)
         config = slope_options.influence(damping=damping, weight_decay=training.weight_decay, seed=self.seed)
         test = self._test_set(X_test, y_test)
