@@ -43,8 +43,7 @@ import torch
 from scipy.stats import spearmanr
 
 from robust_hpo.learners import get_family
-from robust_hpo.objective import candidates, recommend, trial_record
-from robust_hpo.objective._shortlist import SHORTLIST_ATTR
+from robust_hpo.objective import SHORTLIST_ATTR, candidates, recommend, trial_record
 from robust_hpo.study import build_splits, parse_study_config, run_study
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,8 +34,7 @@ import torch
 from torch import nn
 
 from robust_hpo.learners._torch_training import TrainingConfig, train_network
-from robust_hpo.slope.networks import logits_of
-from robust_hpo.slope._torch_margins import target_margins
+from robust_hpo.slope.networks import logits_of, target_margins
 
 STEPS_FRACTION = 0.25
 """The fine-tune's share of the clean training's SGD steps."""

@@ -28,6 +28,7 @@ from robust_hpo.objective._objective import (
     Evaluation,
 )
 from robust_hpo.objective._recommend import RULES, Candidates, Recommendation, candidates, recommend
+from robust_hpo.objective._shortlist import SHORTLIST_ATTR, check_shortlist, checked_backdoor
 from robust_hpo.objective._record import (
     MARGIN_QUANTITIES,
     OBJECTIVES,
@@ -52,6 +53,7 @@ __all__ = [
     "RECORD_ATTR",
     "RECORD_FORMAT",
     "RULES",
+    "SHORTLIST_ATTR",
     "AccuracyConstraint",
     "Aggregate",
     "AttackRecord",
@@ -64,6 +66,8 @@ __all__ = [
     "aggregate_slopes",
     "best_clean_accuracy",
     "candidates",
+    "check_shortlist",
+    "checked_backdoor",
     "evaluate_threats",
     "is_feasible",
     "recommend",

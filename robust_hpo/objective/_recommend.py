@@ -35,7 +35,6 @@ from optuna.trial import FrozenTrial, TrialState
 from robust_hpo._validation import Interval, check
 from robust_hpo.errors import ValidationError
 from robust_hpo.objective._record import TrialRecord, jsonable, trial_record
-from robust_hpo.objective._shortlist import checked_backdoor
 from robust_hpo.search_space import format_params
 
 __all__ = ["RULES", "VULNERABLE_AT", "Candidates", "Recommendation", "candidates", "recommend"]
@@ -53,6 +52,23 @@ RULES: dict[str, str] = {
 """The two rankings, as the one sentence printed with a recommendation."""
 
 _EPS = 1e-12
+
+SHORTLIST_ATTR = "robust_hpo:shortlist"
+"""The study user attribute holding the shortlist check (:mod:`robust_hpo.objective._shortlist`)."""
+
+
+def checked_backdoor(study: optuna.Study) -> dict[int, float]:
+    """The stored shortlist measurements ``{trial number: backdoor accuracy}`` (empty when none)."""
+    stored = study.user_attrs.get(SHORTLIST_ATTR)
+    if not isinstance(stored, Mapping):
+        return {}
+    out = {}
+    for key, value in (stored.get("trials") or {}).items():
+        try:
+            out[int(key)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 @dataclass(frozen=True)

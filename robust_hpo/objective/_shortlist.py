@@ -31,28 +31,12 @@ import numpy as np
 import optuna
 
 from robust_hpo.objective._record import jsonable
+from robust_hpo.objective._recommend import SHORTLIST_ATTR, checked_backdoor, recommend
 
 __all__ = ["SHORTLIST_ATTR", "SHORTLIST_LIMIT", "check_shortlist", "checked_backdoor"]
 
-SHORTLIST_ATTR = "robust_hpo:shortlist"
-"""The study user attribute holding the checked candidates (see the module docstring)."""
-
 SHORTLIST_LIMIT = 3
 """At most this many poisoned trainings per :func:`check_shortlist` call."""
-
-
-def checked_backdoor(study: optuna.Study) -> dict[int, float]:
-    """The stored shortlist measurements ``{trial number: backdoor accuracy}`` (empty when none)."""
-    stored = study.user_attrs.get(SHORTLIST_ATTR)
-    if not isinstance(stored, Mapping):
-        return {}
-    out = {}
-    for key, value in (stored.get("trials") or {}).items():
-        try:
-            out[int(key)] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return out
 
 
 def check_shortlist(study: optuna.Study, objective: Any, tolerance: float, *,
@@ -61,8 +45,6 @@ def check_shortlist(study: optuna.Study, objective: Any, tolerance: float, *,
     docstring) until the recommended trial is checked or ``limit`` trainings were made; store and
     return every measurement. ``objective`` is the study's :class:`BackdoorSlopeObjective` (its
     splits, families, seed and aggregate)."""
-    from robust_hpo.objective._recommend import recommend
-
     checked = checked_backdoor(study)
     seconds = 0.0
     made = 0

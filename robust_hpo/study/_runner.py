@@ -34,8 +34,7 @@ from robust_hpo._validation import check, check_params
 from robust_hpo.attacks import PoisonedSplit, poison_many
 from robust_hpo.datasets import Dataset, load_dataset
 from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError, requires_torch
-from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, trial_record
-from robust_hpo.objective._shortlist import check_shortlist
+from robust_hpo.objective import FAIL_EXCEPTIONS, BackdoorSlopeObjective, check_shortlist, trial_record
 from robust_hpo.study._features import featurize_splits
 from robust_hpo.study._location import StudyLocation, locate
 from robust_hpo.study._orphans import recover_orphans, with_owner

@@ -68,7 +68,7 @@ def test_run_checks_the_recommended_network_on_poison_and_report_uses_it(tmp_pat
 
     from robust_hpo.learners import get_family
     from robust_hpo.objective import recommend
-    from robust_hpo.objective._shortlist import SHORTLIST_ATTR, checked_backdoor
+    from robust_hpo.objective import SHORTLIST_ATTR, checked_backdoor
     from robust_hpo.study import build_splits, run_study
     from robust_hpo.search_space import learner_config
 
