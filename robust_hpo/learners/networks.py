@@ -55,6 +55,7 @@ __all__ = [
     "RESNET18_FD",
     "RESNET50",
     "RESNET50_FD",
+    "HORIZON_FACTOR",
     "FittedNetwork",
     "NetworkConfig",
     "NetworkFamily",
