@@ -4,8 +4,7 @@
 clean accuracy is ≥ best − ``tolerance``, ``best`` being the best feasible clean accuracy.
 
 **Rule**: among the candidates whose slope is exact (``TrialRecord.exact``), the lowest *predicted
-backdoor accuracy* (the clean model's triggered-point margins linearised to β = 1, from the slope's
-own solve), ties broken by the lower slope, then the higher clean accuracy, then the lower trial
+backdoor accuracy* (each trial's estimate at β = 1, see below), ties broken by the lower slope, then the higher clean accuracy, then the lower trial
 number. A candidate with a non-positive slope (``local_only``: poison does not help the backdoor at
 β = 0, which says nothing about β = 1) ranks after every positive-slope candidate and is flagged.
 When a candidate has no predicted backdoor accuracy (a plugin family's slope without margins, a
@@ -44,9 +43,9 @@ VULNERABLE_AT = 0.5
 attack is expected to succeed on most triggered inputs even with the most robust candidate."""
 
 RULES: dict[str, str] = {
-    "predicted_backdoor_accuracy": "the lowest predicted backdoor accuracy (triggered-point margins of the clean "
-                                   "model linearised to β = 1, from the slope's own solve), ties broken by the "
-                                   "lower slope, then the higher clean accuracy",
+    "predicted_backdoor_accuracy": "the lowest predicted backdoor accuracy (the estimate at β = 1: a refit on "
+                                   "clean ∪ poison for convex learners, a short poisoned fine-tune for networks), "
+                                   "ties broken by the lower slope, then the higher clean accuracy",
     "slope": "the lowest slope, ties broken by the higher clean accuracy",
 }
 """The two rankings, as the one sentence printed with a recommendation."""
@@ -166,9 +165,9 @@ class Recommendation:
                 f"{self.best_accuracy:.4f} − {self.tolerance:g} (the best feasible accuracy minus the tolerance), "
                 f"{RULES[self.rule]}; trials whose slope is not exact are never recommended and non-positive "
                 "slopes (local only) rank last."
-                + (f" {_trials(sorted(self.checked))} were trained once on the poisoned set after the study "
-                   "(the shortlist check) and rank by that backdoor accuracy instead of the estimate."
-                   if self.checked else ""))
+                + (f" {_trials(sorted(self.checked))} {'was' if len(self.checked) == 1 else 'were'} trained once "
+                   "on the poisoned set after the study (the shortlist check) and rank by that backdoor accuracy "
+                   "instead of the estimate." if self.checked else ""))
 
     def describe(self) -> str:
         """``trial N (params): clean accuracy …, predicted backdoor accuracy …, slope …``."""
