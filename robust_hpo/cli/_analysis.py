@@ -642,14 +642,14 @@ def _write_verification_csv(report: Any, path: Path, ctx: _Context) -> None:
         writer = csv.writer(handle)
         writer.writerow(["trial", "learner", "params", "attack", "slope", "clean_accuracy",
                          "predicted_backdoor_accuracy", "poisoned_clean_accuracy", "backdoor_accuracy", "candidate",
-                         "recommended", "robust"])
+                         "recommended", "robust", "backdoor_spread", "seeds"])
         recommended = report.check.recommended.number if report.check is not None else None
         for t in report.trials:
             writer.writerow([t.number, t.learner, ";".join(f"{k}={v}" for k, v in t.params.items()), t.attack or "",
                              t.slope, "" if t.clean_accuracy is None else t.clean_accuracy,
                              "" if t.predicted_backdoor_accuracy is None else t.predicted_backdoor_accuracy,
                              t.poisoned_clean_accuracy, t.backdoor_accuracy, t.candidate, t.number == recommended,
-                             t.number in robust])
+                             t.number in robust, "" if t.backdoor_spread is None else t.backdoor_spread, t.seeds])
     ctx.written.append(path.absolute())
     print(f"wrote {path.absolute()}")
 

@@ -166,8 +166,9 @@ class Recommendation:
                 f"{RULES[self.rule]}; trials whose slope is not exact are never recommended and non-positive "
                 "slopes (local only) rank last."
                 + (f" {_trials(sorted(self.checked))} {'was' if len(self.checked) == 1 else 'were'} trained once "
-                   "on the poisoned set after the study (the shortlist check) and rank by that backdoor accuracy "
-                   "instead of the estimate." if self.checked else ""))
+                   f"on the poisoned set after the study (the shortlist check) and rank"
+                   f"{'s' if len(self.checked) == 1 else ''} by that backdoor accuracy instead of the estimate."
+                   if self.checked else ""))
 
     def describe(self) -> str:
         """``trial N (params): clean accuracy …, predicted backdoor accuracy …, slope …``."""
