@@ -158,7 +158,9 @@ def report(rows: list[dict], betas: list[float], args: argparse.Namespace) -> No
               f"{rho(per_config(fd[b]), per_config(backdoor)):6.3f}")
     ratio = np.array([r["influence_derivative"] / r["fd_derivative"] for r in rows])
     print(f"dL/dβ magnitude, influence / FD (β={betas[0]:g}): median {np.median(ratio):.2f} "
-          f"(range {ratio.min():.2f} to {ratio.max():.2f})")
+          f"(range {ratio.min():.2f} to {ratio.max():.2f}); per epochs value: "
+          + ", ".join(f"{e}: {np.median(ratio[[r['epochs'] == e for r in rows]]):.2f}"
+                      for e in sorted({r["epochs"] for r in rows})) + " (target 0.67-1.5)")
     fit = np.array([r["fit"] for r in rows])
     influence_cost = (fit + np.array([r["influence_seconds"] for r in rows])) / fit
     fd_one = (fit + np.array([r["fd_one_beta_seconds"] for r in rows])) / fit

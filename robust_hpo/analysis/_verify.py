@@ -10,6 +10,11 @@ Pareto front, or every completed trial, each with the candidates added) are retr
 * ``backdoor_accuracy``: the fraction of triggered test points classified as the attacker's target
   (the attack success rate).
 
+Networks are retrained with several seeds (``seeds``, default :data:`NETWORK_SEEDS`: a single
+seed's backdoor accuracy moves by up to 0.2 for short trainings): both numbers are the mean over
+the seeds, and ``backdoor_spread`` (max − min) says how much they moved. Convex learners have one
+optimum and are retrained once.
+
 The report checks the recommendation (:func:`robust_hpo.objective.recommend`, the same rule and
 tolerance as ``report``): the recommended trial's predicted and true backdoor accuracy, the best
 candidate's, and the **regret** (recommended − best). It also gives Spearman's rank correlation between
@@ -18,7 +23,7 @@ backdoor accuracy after retraining is at most ``max_backdoor``.
 
 Results are stored on the study as ONE compact study user attribute :data:`VERIFY_ATTR`
 (``{"format": 1, "trials": {"<number>[:<attack>]": [poisoned clean accuracy, backdoor accuracy, attack or
-null]},
+null, backdoor spread over the seeds (networks; absent for one retraining)]},
 "tolerance", "recommended", "best", "regret"}``; Optuna refuses to modify finished trials, and one
 attribute per trial made ``optuna studies`` print a 15,000-character row). Later runs merge into it.
 :func:`stored_verification` reads it back (and the per-trial attributes ``robust_hpo:verify:<n>`` of
@@ -69,7 +74,10 @@ __all__ = [
     "VerificationReport",
     "VerifiedTrial",
     "attack_slope",
+    "NETWORK_SEEDS",
+    "is_deterministic",
     "retrain_poisoned",
+    "retrain_poisoned_seeds",
     "robust_region",
     "slope_backdoor_spearman",
     "stored_verification",
@@ -84,6 +92,9 @@ VERIFY_ATTR = "robust_hpo:verify"
 
 VERIFY_FORMAT = 1
 
+NETWORK_SEEDS = 3
+"""Retrainings per network configuration (seeds ``seed, seed + 1, ...``) unless ``seeds`` says otherwise."""
+
 VERIFY_ATTR_PREFIX = "robust_hpo:verify:"
 """Per-trial study attributes ``<prefix><trial number>`` written by earlier versions (read, not written)."""
 
@@ -97,6 +108,26 @@ def verify_key(number: int, attack: str | None) -> str:
 WHICH = ("candidates", "pareto", "all")
 """``verify_study(trials=...)``: the recommendation's candidates (default), the Pareto front or every
 completed trial; the candidates are always included."""
+
+def is_deterministic(learner: str, family_lookup: FamilyLookup | None = None) -> bool:
+    """Whether retraining ``learner`` gives one answer (a convex scikit-learn family: one optimum)."""
+    return hasattr(lookup(family_lookup)(learner), "estimator")
+
+
+def retrain_poisoned_seeds(learner: str, params: Mapping[str, Any], split: PoisonedSplit, *,
+                           family_lookup: FamilyLookup | None = None, seed: int = 0,
+                           seeds: int | None = None) -> list[tuple[float, float]]:
+    """:func:`retrain_poisoned` under seeds ``seed, seed + 1, …``: ``seeds`` of them (default
+    :data:`NETWORK_SEEDS`) for networks, once for the deterministic convex families."""
+    if seeds is not None and not (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1):
+        raise ValidationError(f"seeds must be an integer >= 1, got {seeds!r}")
+    if is_deterministic(learner, family_lookup):
+        seeds = 1
+    elif seeds is None:
+        seeds = NETWORK_SEEDS
+    return [retrain_poisoned(learner, params, split, family_lookup=family_lookup, seed=seed + i)
+            for i in range(seeds)]
+
 
 def retrain_poisoned(learner: str, params: Mapping[str, Any], split: PoisonedSplit, *,
                      family_lookup: FamilyLookup | None = None, seed: int = 0) -> tuple[float, float]:
@@ -124,7 +155,9 @@ def retrain_poisoned(learner: str, params: Mapping[str, Any], split: PoisonedSpl
 @dataclass(frozen=True)
 class VerifiedTrial:
     """One trial's configuration, its slope and predicted backdoor accuracy (clean model, no retraining)
-    and its accuracies after poisoned retraining. ``candidate``: one of the recommendation's candidates."""
+    and its accuracies after poisoned retraining (the mean over ``seeds`` retrainings; ``backdoor_spread``:
+    max − min of their backdoor accuracies, None for one). ``candidate``: one of the recommendation's
+    candidates."""
 
     number: int
     learner: str
@@ -136,6 +169,8 @@ class VerifiedTrial:
     attack: str | None = None
     predicted_backdoor_accuracy: float | None = None
     candidate: bool = False
+    backdoor_spread: float | None = None
+    seeds: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -271,8 +306,10 @@ class VerificationReport:
         lines = [f"verified {len(self.trials)} trials ({self.which}) by retraining on the poisoned training set"]
         attacks = any(t.attack is not None for t in self.trials)
         recommended = self.check.recommended.number if self.check is not None else None
+        spread = any(t.backdoor_spread is not None for t in self.trials)
         header = ("trial", "learner", "params", *(("attack",) if attacks else ()), "slope", "clean acc.",
-                  "clean acc. retrained", "backdoor est.", "backdoor retrained", "note")
+                  "clean acc. retrained", "backdoor est.", "backdoor retrained",
+                  *(("spread (seeds)",) if spread else ()), "note")
         rows = []
         for t in self.trials:
             note = "recommended" if t.number == recommended else ("candidate" if t.candidate else "")
@@ -280,7 +317,9 @@ class VerificationReport:
                          f"{t.slope:.4f}", "-" if t.clean_accuracy is None else f"{t.clean_accuracy:.4f}",
                          f"{t.poisoned_clean_accuracy:.4f}",
                          "-" if t.predicted_backdoor_accuracy is None else f"{t.predicted_backdoor_accuracy:.3f}",
-                         f"{t.backdoor_accuracy:.4f}", note))
+                         f"{t.backdoor_accuracy:.4f}",
+                         *((("-" if t.backdoor_spread is None else f"{t.backdoor_spread:.3f} ({t.seeds})"),)
+                           if spread else ()), note))
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         left = (1, 2, 3, len(header) - 1) if attacks else (1, 2, len(header) - 1)
         for row in [header, *rows]:
@@ -289,6 +328,9 @@ class VerificationReport:
         lines.append("  (slope, clean acc.: the clean model's, as the study recorded them; backdoor est.: the "
                      "study's estimate of the backdoor accuracy after poisoning; retrained: measured after "
                      "retraining on the poisoned training set)")
+        if spread:
+            lines.append("backdoor retrained and clean acc. retrained of a network: the mean over its retrainings with "
+                         "different seeds; spread = max − min of their backdoor accuracies")
         lines.append(self.check.render() if self.check is not None else
                      "Recommendation check: no recommendation (no feasible trial with an exact slope)")
         lines.append("Spearman(slope, backdoor accuracy after retraining):")
@@ -334,7 +376,8 @@ def _chosen_trials(study: optuna.Study, which: str, candidate_numbers: set[int])
 def verify_study(study: optuna.Study, split: PoisonedSplit | Mapping[str, PoisonedSplit], *,
                  trials: str = "candidates", attack: str = WORST, family_lookup: FamilyLookup | None = None,
                  seed: int = 0, tolerance: float = DEFAULT_TOLERANCE, max_backdoor: float = 0.2,
-                 store: bool = True, progress: Callable[[int, int], None] | None = None) -> VerificationReport:
+                 store: bool = True, progress: Callable[[int, int], None] | None = None,
+                 seeds: int | None = None) -> VerificationReport:
     """Retrain the chosen trials on the poisoned training set of their attack; check the recommendation;
     store and report.
 
@@ -343,6 +386,7 @@ def verify_study(study: optuna.Study, split: PoisonedSplit | Mapping[str, Poison
     (:func:`trial_attack`: by default the attack that decided its objective) and compared with its
     slope and predicted backdoor accuracy for that attack. ``tolerance`` is the report's (the
     recommendation's candidates). ``progress`` is called as ``progress(done, total)`` after each trial.
+    ``seeds``: retrainings per network trial (default :data:`NETWORK_SEEDS`; convex learners: one).
     """
     if not isinstance(study, optuna.Study):
         raise ValidationError(f"study must be an optuna.Study, got {type(study).__name__}")
@@ -365,8 +409,13 @@ def verify_study(study: optuna.Study, split: PoisonedSplit | Mapping[str, Poison
         # score_trial's trials name their learner in the record (your own parameter names)
         learner, params = (record.learner, record.learner_params) if record.learner else learner_config(trial.params)
         used = trial_attack(trial, list(splits), attack)
-        clean, backdoor = retrain_poisoned(learner, params, splits[used], family_lookup=family_lookup, seed=seed)
+        runs = retrain_poisoned_seeds(learner, params, splits[used], family_lookup=family_lookup, seed=seed,
+                                      seeds=seeds)
+        clean = float(np.mean([c for c, _ in runs]))
+        backdoor = float(np.mean([b for _, b in runs]))
+        spread = float(max(b for _, b in runs) - min(b for _, b in runs)) if len(runs) > 1 else None
         verified.append(VerifiedTrial(number=trial.number, learner=learner, params=params,
+                                      backdoor_spread=spread, seeds=len(runs),
                                       slope=attack_slope(trial, used, len(splits), names),
                                       clean_accuracy=record.clean_accuracy,
                                       poisoned_clean_accuracy=clean, backdoor_accuracy=backdoor,
@@ -413,8 +462,10 @@ def _store(study: optuna.Study, verified: Sequence[VerifiedTrial], tolerance: fl
     stored = study.user_attrs.get(VERIFY_ATTR)
     entries = dict(stored.get("trials", {})) if isinstance(stored, Mapping) else {}
     for t in verified:
-        entries[verify_key(t.number, t.attack)] = [round(t.poisoned_clean_accuracy, 6), round(t.backdoor_accuracy, 6),
-                                                   t.attack]
+        entry = [round(t.poisoned_clean_accuracy, 6), round(t.backdoor_accuracy, 6), t.attack]
+        if t.backdoor_spread is not None:
+            entry.append(round(t.backdoor_spread, 6))
+        entries[verify_key(t.number, t.attack)] = entry
     value: dict[str, Any] = {"format": VERIFY_FORMAT, "tolerance": tolerance,
                              "trials": dict(sorted(entries.items(), key=lambda kv: _parse_key(kv[0])))}
     if check is not None:
@@ -437,21 +488,23 @@ def stored_verification(study: optuna.Study, attack: str | None = None) -> list[
     attack and match every choice.)
     """
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    entries: dict[tuple[int, str | None], tuple[float, float]] = {}
+    entries: dict[tuple[int, str | None], tuple[float, float, float | None]] = {}
     for key, value in study.user_attrs.items():
         if key.startswith(VERIFY_ATTR_PREFIX) and isinstance(value, Mapping):
             number, _ = _parse_key(key[len(VERIFY_ATTR_PREFIX):])
-            entries[(number, value.get("attack"))] = (value["poisoned_clean_accuracy"], value["backdoor_accuracy"])
+            entries[(number, value.get("attack"))] = (value["poisoned_clean_accuracy"], value["backdoor_accuracy"],
+                                                      None)
     stored = study.user_attrs.get(VERIFY_ATTR)
     if isinstance(stored, Mapping):
-        for key, (clean, backdoor, used) in stored.get("trials", {}).items():
-            entries[(_parse_key(key)[0], used)] = (clean, backdoor)
+        for key, (clean, backdoor, used, *rest) in stored.get("trials", {}).items():
+            entries[(_parse_key(key)[0], used)] = (clean, backdoor, float(rest[0]) if rest else None)
     tolerance = stored.get("tolerance") if isinstance(stored, Mapping) else None
     pool = candidates(study, tolerance) if tolerance is not None and len(study.directions) == 2 else None
     pool_numbers = set(pool.numbers) if pool is not None else set()
     names = study.metric_names
     out = []
-    for (number, used), (clean, backdoor) in sorted(entries.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+    for (number, used), (clean, backdoor, spread) in sorted(entries.items(),
+                                                            key=lambda kv: (kv[0][0], kv[0][1] or "")):
         trial = by_number.get(number)
         if trial is None:
             continue
@@ -464,5 +517,5 @@ def stored_verification(study: optuna.Study, attack: str | None = None) -> list[
                                  clean_accuracy=record.clean_accuracy, poisoned_clean_accuracy=float(clean),
                                  backdoor_accuracy=float(backdoor), attack=used,
                                  predicted_backdoor_accuracy=_predicted(record, used or "", 2 if used else 1),
-                                 candidate=number in pool_numbers))
+                                 candidate=number in pool_numbers, backdoor_spread=spread))
     return out

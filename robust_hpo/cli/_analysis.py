@@ -597,6 +597,9 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-backdoor", type=fraction, default=0.2,
                         help="robust region: candidates with backdoor accuracy at most this (default: 0.2)")
     parser.add_argument("--bins", type=positive_int, default=6, help="log bins per axis of the heatmaps (default: 6)")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help="retrainings per network trial, seeds SEED, SEED+1, ... (default: 3; the mean and the "
+                             "spread are reported); convex learners have one optimum and are retrained once")
     parser.set_defaults(handler=_verify)
 
 
@@ -619,7 +622,8 @@ def _verify(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         report = verify_study(ctx.study, ctx.splits, trials=args.trials, attack=choice, seed=ctx.seed,
-                              tolerance=tolerance, max_backdoor=args.max_backdoor, progress=progress)
+                              tolerance=tolerance, max_backdoor=args.max_backdoor, progress=progress,
+                              seeds=args.seeds)
         bar.close()
         print(report.render())
         attack = choice if len(choices) > 1 else None
@@ -654,14 +658,14 @@ def _write_verification_csv(report: Any, path: Path, ctx: _Context) -> None:
         writer = csv.writer(handle)
         writer.writerow(["trial", "learner", "params", "attack", "slope", "clean_accuracy",
                          "predicted_backdoor_accuracy", "poisoned_clean_accuracy", "backdoor_accuracy", "candidate",
-                         "recommended", "robust"])
+                         "recommended", "robust", "backdoor_spread", "seeds"])
         recommended = report.check.recommended.number if report.check is not None else None
         for t in report.trials:
             writer.writerow([t.number, t.learner, ";".join(f"{k}={v}" for k, v in t.params.items()), t.attack or "",
                              t.slope, "" if t.clean_accuracy is None else t.clean_accuracy,
                              "" if t.predicted_backdoor_accuracy is None else t.predicted_backdoor_accuracy,
                              t.poisoned_clean_accuracy, t.backdoor_accuracy, t.candidate, t.number == recommended,
-                             t.number in robust])
+                             t.number in robust, "" if t.backdoor_spread is None else t.backdoor_spread, t.seeds])
     ctx.written.append(path.absolute())
     print(f"wrote {path.absolute()}")
 
@@ -678,6 +682,9 @@ def _study_heatmaps(trials: list[Any], ctx: _Context, args: argparse.Namespace, 
             f"backdoor accuracy after poisoning ≤ {max_backdoor:g}")
     on = _short_choice(argparse.Namespace(attack=choice), ctx)
     for learner in sorted({t.learner for t in trials}):
+        if not all("C" in t.params for t in trials if t.learner == learner):  # networks: epochs × width
+            print(f"no heatmap for {learner}: the heatmaps are over C (and γ); see verification.html")
+            continue
         grid = bin_trials(trials, learner=learner, n_bins=bins)
         cells = grid.cells_of([recommended]) if recommended is not None else set()
         figure = grid_figure(grid, title=f"{learner}: verified trials on {on}", robust_cells=grid.cells_of(robust),

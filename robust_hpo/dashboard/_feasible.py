@@ -126,9 +126,8 @@ def recommendation_note(study: optuna.Study, front: list[FrozenTrial], chosen: R
         first, second = answer_lines(chosen.to_dict(), best.to_dict() if best is not None else None)
         lines += [f"**{first}** (as `robust-hpo report` prints it)", "", second, "",
                   short_rule(chosen.to_dict())]
-        if is_vulnerable(chosen.to_dict()):
-            lines += ["", f"**Warning: the recommended configuration is still vulnerable** (estimated backdoor "
-                          f"accuracy after poisoning ≥ 0.5): try stronger regularisation or a lower tolerance."]
+        if chosen.vulnerable:
+            lines += ["", f"**{chosen.vulnerability_warning()}**"]
         lines += ["", *[f"* warning: {w}" for w in chosen.warnings()]]
     constraint = _constraint_text(study)
     numbers = ", ".join(str(t.number) for t in front) or "none"

@@ -16,6 +16,7 @@ from robust_hpo.learners._torch_training import TrainingConfig
 from robust_hpo.slope.networks import FD_BETAS, InfluenceConfig
 
 SLOPE_METHODS: tuple[str, ...] = ("influence", "finite-difference")
+ESTIMATES: tuple[str, ...] = ("fine-tune", "linear")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,10 +58,14 @@ class NetworkSlopeOptions:
 
     method: "influence" (default: implicit differentiation at the clean network, no retraining) or
         "finite-difference" (Eq. 7: one retraining per β in ``betas``).
-    damping: "auto" (default) = the training horizon's damping ``(1 − momentum)/(lr · steps)``
-        (``TrainingConfig.horizon_damping``), or a number ≥ 0; added to H + λI.
+    damping: "auto" (default) = twice the training horizon's damping ``(1 − momentum)/(lr · steps)``
+        (``2 × TrainingConfig.horizon_damping``; the factor is a calibration against Eq. 7's finite
+        difference, ``robust_hpo.learners.networks.HORIZON_FACTOR``), or a number ≥ 0; added to H + λI.
     hessian, last_layers, hessian_samples, cg_tol, cg_max_iter, solve_dtype: see
         ``InfluenceConfig`` (``last_layers = None`` means all parameters; ``solve_dtype`` is its dtype).
+    estimate: how the β = 1 backdoor accuracy is estimated: "fine-tune" (default: a short poisoned
+        fine-tune of the clean network, ``robust_hpo.learners._torch_estimate``; ≈ 0.3 of a clean
+        training) or "linear" (the margins linearised from β = 0: free, but saturates at 0.9–1.0).
     """
 
     method: Literal["influence", "finite-difference"] = "influence"
@@ -72,9 +77,11 @@ class NetworkSlopeOptions:
     cg_tol: float = 1e-3
     cg_max_iter: int = 1000
     solve_dtype: Literal["float32", "float64"] = "float32"
+    estimate: Literal["fine-tune", "linear"] = "fine-tune"
 
     def __post_init__(self) -> None:
         check("slope_method", self.method, [Options(SLOPE_METHODS)])
+        check("estimate", self.estimate, [Options(ESTIMATES)])
         object.__setattr__(self, "betas", check_betas(self.betas, include_zero=False))
         check("damping", self.damping, [Options(["auto"]), Interval(Real, 0, None)])
         self.influence(damping=0.0)  # validates the solver options
@@ -92,7 +99,7 @@ class NetworkSlopeOptions:
 
 _SLOPE_KEYS = {"slope_method": "method", "betas": "betas", "damping": "damping", "hessian": "hessian",
                "last_layers": "last_layers", "hessian_samples": "hessian_samples", "cg_tol": "cg_tol",
-               "cg_max_iter": "cg_max_iter", "solve_dtype": "solve_dtype"}
+               "cg_max_iter": "cg_max_iter", "solve_dtype": "solve_dtype", "estimate": "estimate"}
 _NETWORK_KEYS = tuple(f.name for f in fields(NetworkConfig) if f.name != "architecture")
 PARAM_KEYS: tuple[str, ...] = (*_NETWORK_KEYS, *_SLOPE_KEYS)
 """Every key a network family's params (or options) may hold."""

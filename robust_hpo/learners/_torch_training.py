@@ -14,6 +14,7 @@ Batch-norm layers are kept in eval mode (frozen statistics), so the loss is a fu
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,12 +89,15 @@ def resolve_device(device: str) -> torch.device:
 def train_network(build: Callable[[], nn.Module], config: TrainingConfig, X: np.ndarray, y: np.ndarray,
                   *, seed: int, sample_weight: np.ndarray | None = None,
                   X_poison: np.ndarray | None = None, y_poison: np.ndarray | None = None,
-                  poison_weight: float | np.ndarray = 0.0) -> nn.Module:
+                  poison_weight: float | np.ndarray = 0.0, start: nn.Module | None = None,
+                  max_steps: int | None = None) -> nn.Module:
     """Build the network under ``seed`` and train it; returns it in eval mode on the config's device.
 
     ``X``, ``X_poison``: float32 inputs (n, ...); ``y``, ``y_poison``: class indices. ``sample_weight``
     (n,) weighs the clean points (default 1); ``poison_weight`` (a float β or an (m,) array) the
-    poison points. Raises ``FloatingPointError`` if the loss becomes non-finite (lower ``lr``).
+    poison points. ``start``: continue from a copy of this trained network instead of building one
+    (a fine-tune; ``start`` itself is not modified); ``max_steps``: stop after this many SGD steps
+    (within ``config.epochs``). Raises ``FloatingPointError`` if the loss becomes non-finite (lower ``lr``).
     """
     device = resolve_device(config.device)
     n = len(X)
@@ -108,9 +112,12 @@ def train_network(build: Callable[[], nn.Module], config: TrainingConfig, X: np.
         poison_w = _weights("poison_weight", per_point, m)
     use_poison = poison_w is not None and bool(np.any(poison_w > 0))
 
-    with _deterministic(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build()
+    if start is not None:
+        model = copy.deepcopy(start).float()
+    else:
+        with _deterministic(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build()
     model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
@@ -123,12 +130,18 @@ def train_network(build: Callable[[], nn.Module], config: TrainingConfig, X: np.
     steps = config.steps_per_epoch(n)
     clean_order = np.random.default_rng([seed, 0])
     poison_order = np.random.default_rng([seed, 1])
+    taken = 0
     with _deterministic():
         for epoch in range(config.epochs):
+            if max_steps is not None and taken >= max_steps:
+                break
             order = clean_order.permutation(n) if steps > 1 else np.arange(n)
             batches = np.array_split(order, steps)
             shares = np.array_split(poison_order.permutation(m), steps) if m else [None] * steps
             for batch, share in zip(batches, shares, strict=True):
+                if max_steps is not None and taken >= max_steps:
+                    break
+                taken += 1
                 _train_mode(model)
                 index = torch.from_numpy(batch)
                 losses = F.cross_entropy(model(X_t[index].to(device)), y_t[index].to(device),

@@ -29,6 +29,7 @@ from robust_hpo.objective._objective import (
 )
 from robust_hpo.objective._score import USER_OBJECTIVE_ATTR, check_user_split, score_trial
 from robust_hpo.objective._recommend import RULES, Candidates, Recommendation, candidates, recommend
+from robust_hpo.objective._shortlist import SHORTLIST_ATTR, check_shortlist, checked_backdoor
 from robust_hpo.objective._record import (
     MARGIN_QUANTITIES,
     OBJECTIVES,
@@ -53,6 +54,7 @@ __all__ = [
     "RECORD_ATTR",
     "RECORD_FORMAT",
     "RULES",
+    "SHORTLIST_ATTR",
     "AccuracyConstraint",
     "Aggregate",
     "AttackRecord",
@@ -67,6 +69,8 @@ __all__ = [
     "best_clean_accuracy",
     "candidates",
     "check_user_split",
+    "check_shortlist",
+    "checked_backdoor",
     "evaluate_threats",
     "is_feasible",
     "recommend",

@@ -4,12 +4,16 @@
 clean accuracy is ≥ best − ``tolerance``, ``best`` being the best feasible clean accuracy.
 
 **Rule**: among the candidates whose slope is exact (``TrialRecord.exact``), the lowest *predicted
-backdoor accuracy* (the clean model's triggered-point margins linearised to β = 1, from the slope's
-own solve), ties broken by the lower slope, then the higher clean accuracy, then the lower trial
+backdoor accuracy* (each trial's estimate at β = 1, see below), ties broken by the lower slope, then the higher clean accuracy, then the lower trial
 number. A candidate with a non-positive slope (``local_only``: poison does not help the backdoor at
 β = 0, which says nothing about β = 1) ranks after every positive-slope candidate and is flagged.
 When a candidate has no predicted backdoor accuracy (a plugin family's slope without margins, a
 study written by robust_hpo 0.1), all are ranked by slope instead, and the recommendation says so.
+
+The predicted backdoor accuracy is each trial's estimate at β = 1 (convex learners: a refit on
+clean ∪ poison, the retrained model's own value; networks: a short poisoned fine-tune). After a run,
+``robust-hpo run`` trains the first network candidates once on the poisoned set (the *shortlist
+check*, :mod:`robust_hpo.objective._shortlist`); a checked candidate ranks by that measurement.
 
 Measured (``benchmarks/decision_quality.py``, docs/benchmarks.md): the smallest slope within
 tolerance picks the over-regularised edge, whose slope is small but whose triggered points already
@@ -19,7 +23,7 @@ it moves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
@@ -32,17 +36,38 @@ from robust_hpo.errors import ValidationError
 from robust_hpo.objective._record import TrialRecord, jsonable, trial_record
 from robust_hpo.search_space import format_params
 
-__all__ = ["RULES", "Candidates", "Recommendation", "candidates", "recommend"]
+__all__ = ["RULES", "VULNERABLE_AT", "Candidates", "Recommendation", "candidates", "recommend"]
+
+VULNERABLE_AT = 0.5
+"""A recommendation whose estimated backdoor accuracy (β = 1) is at least this is *vulnerable*: the
+attack is expected to succeed on most triggered inputs even with the most robust candidate."""
 
 RULES: dict[str, str] = {
-    "predicted_backdoor_accuracy": "the lowest predicted backdoor accuracy (triggered-point margins of the clean "
-                                   "model linearised to β = 1, from the slope's own solve), ties broken by the "
-                                   "lower slope, then the higher clean accuracy",
+    "predicted_backdoor_accuracy": "the lowest predicted backdoor accuracy (the estimate at β = 1: a refit on "
+                                   "clean ∪ poison for convex learners, a short poisoned fine-tune for networks), "
+                                   "ties broken by the lower slope, then the higher clean accuracy",
     "slope": "the lowest slope, ties broken by the higher clean accuracy",
 }
 """The two rankings, as the one sentence printed with a recommendation."""
 
 _EPS = 1e-12
+
+SHORTLIST_ATTR = "robust_hpo:shortlist"
+"""The study user attribute holding the shortlist check (:mod:`robust_hpo.objective._shortlist`)."""
+
+
+def checked_backdoor(study: optuna.Study) -> dict[int, float]:
+    """The stored shortlist measurements ``{trial number: backdoor accuracy}`` (empty when none)."""
+    stored = study.user_attrs.get(SHORTLIST_ATTR)
+    if not isinstance(stored, Mapping):
+        return {}
+    out = {}
+    for key, value in (stored.get("trials") or {}).items():
+        try:
+            out[int(key)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,9 @@ class Recommendation:
     without_margins: tuple[int, ...] = ()
     local_only: tuple[int, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    checked: dict[int, float] = field(default_factory=dict)
+    """Candidates trained once on poison after the study (:mod:`robust_hpo.objective._shortlist`):
+    ``{trial number: backdoor accuracy}``; they rank by it instead of their estimate."""
 
     @property
     def best_accuracy(self) -> float:
@@ -99,12 +127,48 @@ class Recommendation:
     def baseline_backdoor_accuracy(self) -> float | None:
         return self.record.baseline_backdoor_accuracy
 
+    @property
+    def checked_backdoor_accuracy(self) -> float | None:
+        """The recommendation's backdoor accuracy after one training on poison (None: not checked)."""
+        return self.checked.get(self.record.number)
+
+    @property
+    def expected_backdoor_accuracy(self) -> float | None:
+        """What the rule ranked the recommendation by: the shortlist check, else the estimate."""
+        checked = self.checked_backdoor_accuracy
+        return checked if checked is not None else self.record.predicted_backdoor_accuracy
+
+    @property
+    def vulnerable(self) -> bool:
+        """The recommendation's backdoor accuracy (the shortlist check, else the estimate) is ≥
+        :data:`VULNERABLE_AT` (False when there is neither: the slope fallback)."""
+        p = self.expected_backdoor_accuracy
+        return p is not None and p >= VULNERABLE_AT
+
+    def vulnerability_warning(self) -> str | None:
+        """``Warning: ...`` with the estimate and what to try, when :attr:`vulnerable`; else None."""
+        if not self.vulnerable:
+            return None
+        safer = [r for r in self.ranked if _value(r, self.checked) is not None
+                 and _value(r, self.checked) < VULNERABLE_AT]  # type: ignore[operator]
+        how = "measured" if self.checked_backdoor_accuracy is not None else "estimated"
+        return (f"Warning: the recommended trial {self.record.number} is still vulnerable — its {how} backdoor "
+                f"accuracy after training on the poisoned set is {self.expected_backdoor_accuracy:.3f} "
+                f"(≥ {VULNERABLE_AT:g}){'' if safer else ', and no candidate is below that'}. Try stronger "
+                "regularisation (a smaller C, more weight decay), fewer epochs or a smaller network, or accept a lower "
+                f"clean accuracy (a larger tolerance than {self.tolerance:g}, e.g. `robust-hpo report --tolerance "
+                f"{min(1.0, 2 * self.tolerance + 0.02):g}`); check it with `robust-hpo verify`.")
+
     def rule_sentence(self) -> str:
         """One sentence: how the recommendation was chosen."""
         return (f"Rule: among the {len(self.candidates.records)} feasible trials with clean accuracy ≥ "
                 f"{self.best_accuracy:.4f} − {self.tolerance:g} (the best feasible accuracy minus the tolerance), "
                 f"{RULES[self.rule]}; trials whose slope is not exact are never recommended and non-positive "
-                "slopes (local only) rank last.")
+                "slopes (local only) rank last."
+                + (f" {_trials(sorted(self.checked))} {'was' if len(self.checked) == 1 else 'were'} trained once "
+                   f"on the poisoned set after the study (the shortlist check) and rank"
+                   f"{'s' if len(self.checked) == 1 else ''} by that backdoor accuracy instead of the estimate."
+                   if self.checked else ""))
 
     def describe(self) -> str:
         """``trial N (params): clean accuracy …, predicted backdoor accuracy …, slope …``."""
@@ -114,6 +178,9 @@ class Recommendation:
         if r.predicted_backdoor_accuracy is not None:
             parts.append(f"predicted backdoor accuracy {r.predicted_backdoor_accuracy:.3f} "
                          f"(clean model {r.baseline_backdoor_accuracy:.3f})")
+        if self.checked_backdoor_accuracy is not None:
+            parts.append(f"backdoor accuracy after one training on the poisoned set "
+                         f"{self.checked_backdoor_accuracy:.3f}")
         parts.append(f"slope {_num(r.slope)}")
         return f"trial {r.number} ({format_params(r.params)}): " + ", ".join(parts)
 
@@ -147,7 +214,10 @@ class Recommendation:
             "rule": self.rule, "rule_sentence": self.rule_sentence(),
             "best_accuracy": self.best_accuracy, "tolerance": self.tolerance,
             "candidates": self.candidates.numbers, "ranking": [c.number for c in self.ranked],
-            "skipped_inexact": list(self.skipped_inexact), "warnings": self.warnings()})
+            "skipped_inexact": list(self.skipped_inexact), "warnings": self.warnings(),
+            "vulnerable": self.vulnerable, "vulnerability_warning": self.vulnerability_warning(),
+            "checked_backdoor_accuracy": self.checked_backdoor_accuracy,
+            "checked": {str(k): v for k, v in sorted(self.checked.items())}})
 
 
 def candidates(trials: optuna.Study | Sequence[FrozenTrial], tolerance: float,
@@ -168,13 +238,18 @@ def candidates(trials: optuna.Study | Sequence[FrozenTrial], tolerance: float,
 
 
 def recommend(trials: optuna.Study | Sequence[FrozenTrial], tolerance: float,
-              metric_names: Sequence[str] | None = None) -> Recommendation | None:
+              metric_names: Sequence[str] | None = None, *,
+              checked: Mapping[int, float] | None = None) -> Recommendation | None:
     """The recommended trial of a study (see the module docstring); None if no trial can be recommended
     (no feasible trial, or every candidate's slope is inexact — :func:`candidates` still lists them).
 
     Pass the study (or ALL its trials): candidates are every feasible trial within the tolerance, not
-    only the Pareto front.
+    only the Pareto front. ``checked`` (default: a study's stored shortlist check,
+    :mod:`robust_hpo.objective._shortlist`) gives measured backdoor accuracies that replace the
+    estimates of those candidates in the ranking.
     """
+    if checked is None:
+        checked = checked_backdoor(trials) if isinstance(trials, optuna.Study) else {}
     trials, metric_names = _trials_of(trials, metric_names)
     pool = candidates(trials, tolerance, metric_names)
     if pool is None:
@@ -186,18 +261,24 @@ def recommend(trials: optuna.Study | Sequence[FrozenTrial], tolerance: float,
         return None
     without = tuple(r.number for r in exact if r.predicted_backdoor_accuracy is None)
     rule = "slope" if without else "predicted_backdoor_accuracy"
-    ranked = tuple(sorted(exact, key=lambda r: _rank(r, rule)))
+    checked = {n: float(v) for n, v in checked.items() if n in by_number}
+    ranked = tuple(sorted(exact, key=lambda r: _rank(r, rule, checked)))
     chosen = ranked[0]
     return Recommendation(trial=by_number[chosen.number], record=chosen, candidates=pool, rule=rule,
                           ranked=ranked, skipped_inexact=skipped, without_margins=without,
-                          local_only=tuple(r.number for r in exact if r.local_only))
+                          local_only=tuple(r.number for r in exact if r.local_only), checked=checked)
 
 
-def _rank(record: TrialRecord, rule: str) -> tuple[Any, ...]:
+def _value(record: TrialRecord, checked: Mapping[int, float]) -> float | None:
+    """A candidate's backdoor accuracy for the ranking: measured by the shortlist check, else estimated."""
+    return checked.get(record.number, record.predicted_backdoor_accuracy)
+
+
+def _rank(record: TrialRecord, rule: str, checked: Mapping[int, float]) -> tuple[Any, ...]:
     slope = float(record.slope)  # type: ignore[arg-type]
     key: tuple[Any, ...] = (record.local_only,)
     if rule == "predicted_backdoor_accuracy":
-        key += (float(record.predicted_backdoor_accuracy),)  # type: ignore[arg-type]
+        key += (float(_value(record, checked)),)  # type: ignore[arg-type]
     return key + (slope, -float(record.clean_accuracy), record.number)  # type: ignore[arg-type]
 
 

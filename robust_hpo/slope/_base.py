@@ -23,6 +23,7 @@ from sklearn.base import clone
 from robust_hpo._validation import as_finite_2d, as_labels
 from robust_hpo.errors import NotFittedError, ValidationError
 from robust_hpo.slope._cache import GramCache
+from robust_hpo.slope._refit import with_refits
 from robust_hpo.slope._result import SlopeResult, TriggerMargins
 
 SUPPORTED = "LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear') or SVC(kernel='rbf')"
@@ -61,6 +62,9 @@ class ConvexSlopeModel(ABC):
     """
 
     loss_name: str = ""
+    estimate: str = "refit"
+    """How ``SlopeResult.predicted_backdoor_accuracy`` is made: "refit" (a β = 1 refit per attack,
+    ``robust_hpo.slope._refit``: the retrained model's own value) or "linear" (margins linearised)."""
 
     def __init__(self, estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> None:
         if not (isinstance(damping, numbers.Real) and math.isfinite(damping) and damping >= 0):
@@ -122,6 +126,7 @@ class ConvexSlopeModel(ABC):
         self.classes_ = classes
         self.n_features_ = X.shape[1]
         self.n_clean_ = X.shape[0]
+        self.clean_rows_ = (X, y)  # for the β = 1 refit (robust_hpo.slope._refit)
         self.estimator_ = self._estimator_for_fit(X)
         start = time.perf_counter()
         self.estimator_.fit(X, y)
@@ -219,19 +224,23 @@ class ConvexSlopeModel(ABC):
         margins = [TriggerMargins(margin=a.t_trigger * s.f_trigger, derivative=a.t_trigger * s.df_trigger,
                                   scale=scale) for a, s in zip(checked, solutions)]
         margin_seconds = time.perf_counter() - start
+        refits: list[dict[str, Any]] = [{} for _ in checked]
+        if self.estimate == "refit":
+            pairs = with_refits(self, checked, margins)
+            margins, refits = [m for m, _ in pairs], [d for _, d in pairs]
         share = (elapsed + margin_seconds) / len(checked)
         return [
             SlopeResult.from_derivative(
                 s.derivative, n_poison=a.X_poison.shape[0], n_clean=self.n_clean_,
                 n_trigger=a.X_trigger.shape[0], method=self.details_["method"], loss=self.loss_name,
                 damping=self.damping, fit_seconds=self.fit_seconds_,
-                slope_seconds=self.prepare_seconds_ + share,
+                slope_seconds=self.prepare_seconds_ + share + r.get("estimate_seconds", 0.0),
                 details={**self.details_, **s.details,
                          "margins_seconds": s.details.get("margins_seconds", 0.0)
-                         + margin_seconds / len(checked)},
+                         + margin_seconds / len(checked), **r},
                 exact=s.exact, margins=m,
             )
-            for a, s, m in zip(checked, solutions, margins)
+            for a, s, m, r in zip(checked, solutions, margins, refits)
         ]
 
     def _attack(self, index: int, attack: Any, count: int) -> Attack:

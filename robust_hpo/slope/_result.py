@@ -29,13 +29,19 @@ class TriggerMargins:
     ``|margin|`` of the clean test points toward their true labels (None when not computed), so that
     margins compare across configurations.
 
-    The linearisation ``m_t(β) ≈ m_t(0) + β·dm_t/dβ`` gives a predicted backdoor accuracy without
-    retraining on poison.
+    ``at_one``: an *estimate* of every margin at β = 1 from a second point (None: none was made):
+    a short poisoned fine-tune of the clean network (networks) or a β = 1 refit warm-started from
+    the clean solution (convex learners, the same optimum as retraining); ``estimate`` names it
+    (``"fine-tune"``, ``"refit"``) and is ``"linear"`` without one. With ``at_one`` the β = 1
+    quantities use it; without, the linearisation ``m_t(1) ≈ m_t(0) + dm_t/dβ`` (rough for
+    networks: it overshoots to 0.9–1.0, docs/networks.md).
     """
 
     margin: np.ndarray
     derivative: np.ndarray
     scale: float | None = None
+    at_one: np.ndarray | None = None
+    estimate: str = "linear"
 
     def __post_init__(self) -> None:
         margin = np.asarray(self.margin, dtype=np.float64).ravel()
@@ -45,20 +51,34 @@ class TriggerMargins:
                              f"{margin.shape} and {derivative.shape}")
         object.__setattr__(self, "margin", margin)
         object.__setattr__(self, "derivative", derivative)
+        if self.at_one is not None:
+            at_one = np.asarray(self.at_one, dtype=np.float64).ravel()
+            if at_one.shape != margin.shape or not np.all(np.isfinite(at_one)):
+                raise ValidationError(f"at_one must hold {margin.size} finite margins, got shape {at_one.shape}")
+            object.__setattr__(self, "at_one", at_one)
+        elif self.estimate != "linear":
+            raise ValidationError(f"estimate {self.estimate!r} needs at_one (the margins at β = 1)")
 
     def linearised(self, beta: float = 1.0) -> np.ndarray:
         """``m_t(0) + β·dm_t/dβ`` per triggered test point."""
         return self.margin + float(beta) * self.derivative
 
+    def at(self, beta: float = 1.0) -> np.ndarray:
+        """The margins at β: exact at 0, ``at_one`` at 1 when there is one, else linearised."""
+        if beta == 1.0 and self.at_one is not None:
+            return self.at_one
+        return self.linearised(beta)
+
     def backdoor_accuracy(self, beta: float = 1.0) -> float:
-        """Share of triggered test points predicted as the target at β (linearised; β = 0: exact)."""
-        return float(np.mean(self.linearised(beta) > 0.0))
+        """Share of triggered test points predicted as the target at β (β = 0: exact; β = 1: from
+        ``at_one`` when there is one; otherwise linearised)."""
+        return float(np.mean(self.at(beta) > 0.0))
 
     def normalised_margin(self, beta: float = 1.0) -> float | None:
-        """Mean linearised target margin at β divided by ``scale`` (None without a scale)."""
+        """Mean target margin at β (as :meth:`backdoor_accuracy` takes it) over ``scale`` (None without one)."""
         if self.scale is None or not self.scale > 0:
             return None
-        return float(np.mean(self.linearised(beta)) / self.scale)
+        return float(np.mean(self.at(beta)) / self.scale)
 
 
 @dataclass(frozen=True)
@@ -100,12 +120,14 @@ class SlopeResult:
 
     @property
     def predicted_backdoor_accuracy(self) -> float | None:
-        """Linearised backdoor accuracy at β = 1 (``margins.backdoor_accuracy(beta)`` for another β)."""
+        """The estimated backdoor accuracy at β = 1: from ``margins.at_one`` (a fine-tune or refit,
+        ``margins.estimate``) when there is one, else linearised."""
         return None if self.margins is None else self.margins.backdoor_accuracy(1.0)
 
     @property
     def normalised_margin(self) -> float | None:
-        """Mean linearised target margin at β = 1 over the clean test points' mean |margin|."""
+        """Mean target margin at β = 1 (as the predicted backdoor accuracy takes it) over the clean
+        test points' mean |margin|."""
         return None if self.margins is None else self.margins.normalised_margin(1.0)
 
     @classmethod

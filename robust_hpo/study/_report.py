@@ -232,6 +232,8 @@ class StudyReport:
                       format_trials(shown, objective=objective, recommended=chosen), "",
                       *answer_lines(rec.to_dict(), self._most_accurate()), short_rule(rec.to_dict())]
             lines += [f"  warning: {w}" for w in rec.warnings()]
+            if rec.vulnerable:
+                lines.append(str(rec.vulnerability_warning()))
         else:
             lines.append("Recommended: none (no completed feasible trial with an exact slope)")
         lines += [f"Pareto plot: {self.html}", f"All trials:  {self.csv}"]

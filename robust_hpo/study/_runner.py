@@ -34,7 +34,8 @@ from robust_hpo._validation import check, check_params
 from robust_hpo.attacks import PoisonedSplit, poison_many
 from robust_hpo.datasets import Dataset, load_dataset
 from robust_hpo.errors import MissingFileError, RobustHPOError, StorageError, ValidationError, requires_torch
-from robust_hpo.objective import FAIL_EXCEPTIONS, USER_OBJECTIVE_ATTR, BackdoorSlopeObjective, trial_record
+from robust_hpo.objective import (FAIL_EXCEPTIONS, USER_OBJECTIVE_ATTR, BackdoorSlopeObjective, check_shortlist,
+                                  trial_record)
 from robust_hpo.study._features import featurize_splits
 from robust_hpo.study._location import StudyLocation, locate
 from robust_hpo.study._orphans import recover_orphans, with_owner
@@ -309,6 +310,7 @@ def run_study(config: StudyConfig, *, storage: str | None = None, study_name: st
                            catch=FAIL_EXCEPTIONS, callbacks=callbacks, show_progress_bar=progress)
         except (OSError, AssertionError) as exc:
             raise _storage_failure(exc, location) from None
+        check_shortlist(study, objective, config.report.tolerance)  # networks: the first candidates on poison
         wall = time.perf_counter() - start
     finally:
         optuna.logging.set_verbosity(verbosity)

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -175,3 +176,66 @@ def test_verify_and_report_name_the_same_recommendation(study_file, tmp_path, ca
     assert regret == pytest.approx(backdoor[recommended] - min(backdoor.values()), abs=6e-4)
     robust = re.search(r"robust region \(the recommendation's candidates.*\): (.*)$", verify, re.MULTILINE).group(1)
     assert robust == "empty" or all(int(n) in candidates for n in re.findall(r"trial (\d+)", robust))
+
+
+MIXED = """
+[study]
+name = "mixed"
+n_trials = 6
+seed = 0
+sampler = "random"
+threads = 1
+
+[data]
+dataset = "digits"
+classes = [3, 8]
+n_train = 150
+n_test = 60
+
+[attack]
+trigger = "badnets"
+size = 3
+fraction = 0.1
+
+[search]
+learners = ["logistic", "mlp"]
+
+[search.mlp]
+epochs = { low = 2, high = 8 }
+width = { low = 8, high = 32, log = true }
+"""
+
+
+def test_verify_a_mixed_network_study_with_several_seeds(tmp_path, capsys):
+    """A study of logistic regression and an MLP: verify exits 0 (it stopped at "has no parameter 'C'"),
+    retrains each MLP trial with --seeds seeds and reports their mean and spread; logistic once."""
+    from robust_hpo.analysis import stored_verification
+    from robust_hpo.learners import get_family
+    from robust_hpo.search_space import learner_config
+    from robust_hpo.study import build_splits
+
+    path = tmp_path / "mixed.toml"
+    path.write_text(MIXED)
+    output = tmp_path / "out"
+    config = load_study_config(path)
+    outcome = run_study(config, storage=str(output / "study.log"), output=output, progress=False)
+    assert main(["verify", str(path), "--storage", str(output / "study.log"), "--output", str(output),
+                 "--trials", "all", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "spread (seeds)" in out and "no heatmap for mlp" in out
+    (split,) = build_splits(config).values()
+    verified = {t.number: t for t in stored_verification(outcome.study)}
+    learners = set()
+    for trial in outcome.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        learner, params = learner_config(trial.params)
+        learners.add(learner)
+        v = verified[trial.number]
+        if learner == "mlp":  # mean over seeds 0 and 1 of independent trainings on the poisoned set
+            runs = [get_family("mlp").fit(params, split.X_train_poisoned, split.y_train_poisoned, seed=s)
+                    for s in (0, 1)]
+            backdoor = [np.mean(f.predict(split.X_trigger) == split.y_trigger) for f in runs]
+            assert v.backdoor_accuracy == pytest.approx(np.mean(backdoor), abs=1e-6)
+            assert v.backdoor_spread == pytest.approx(max(backdoor) - min(backdoor), abs=1e-6)
+        else:
+            assert v.backdoor_spread is None
+    assert learners == {"logistic", "mlp"}

@@ -80,9 +80,32 @@ def test_margins_and_their_derivatives_match_refits(estimator, kind, shape, seed
         reference = steps[1]
     assert np.abs(reference).max() > 1e-2  # the poison moves the triggered points
     assert np.allclose(margins.derivative, reference, rtol=1e-3, atol=1e-3 * np.abs(reference).max())
-    # predicted accuracy is the linearised margins' sign; normalised margin their mean over the scale
-    assert result.predicted_backdoor_accuracy == np.mean(margins.margin + margins.derivative > 0)
-    assert result.normalised_margin == pytest.approx(np.mean(margins.margin + margins.derivative) / margins.scale)
+    # the β = 1 estimate is the refit on clean ∪ poison: the retrained model's own backdoor accuracy
+    # and margins (an independent scikit-learn fit on the poisoned set, weights 1)
+    assert margins.estimate == "refit"
+    retrained = _target_margins(estimator, problem, 1.0)
+    assert np.allclose(margins.at_one, retrained, rtol=1e-4, atol=1e-4 * np.abs(retrained).max())
+    assert result.predicted_backdoor_accuracy == pytest.approx(np.mean(retrained > 0), abs=1.5 / len(retrained))
+    assert result.normalised_margin == pytest.approx(np.mean(margins.at_one) / margins.scale)
+    # the linearisation is still there for β < 1
+    assert margins.backdoor_accuracy(0.5) == np.mean(margins.margin + 0.5 * margins.derivative > 0)
+
+
+@pytest.mark.parametrize("estimator", [LogisticRegression(C=0.5), RidgeClassifier(alpha=2.0),
+                                       SVC(kernel="linear", C=1.0), SVC(kernel="rbf", C=3.0, gamma=0.2)])
+def test_estimate_is_the_retrained_backdoor_accuracy_and_linear_opt_out(estimator):
+    """A strong attack: the refit estimate equals retraining on the in-place poisoned set with
+    default scikit-learn settings; ``estimate = "linear"`` restores the linearisation."""
+    X, y, Xp, yp, Xt, yt = make_backdoor_problem(5, n=120, d=8, m=40)
+    result = backdoor_slope(estimator, X, y, Xp, yp, Xt, yt)
+    retrained = clone(estimator).fit(np.vstack([X, Xp]), np.concatenate([y, yp]))
+    assert result.predicted_backdoor_accuracy == pytest.approx(np.mean(retrained.predict(Xt) == yt), abs=0.02)
+    assert result.details["estimate"] == "refit" and result.details["estimate_seconds"] > 0
+    model = slope_model(estimator)
+    model.estimate = "linear"
+    linear = model.fit(X, y).derivative(Xp, yp, Xt, yt)
+    assert linear.margins.at_one is None and linear.margins.estimate == "linear"
+    assert linear.predicted_backdoor_accuracy == np.mean(linear.margins.linearised(1.0) > 0)
 
 
 @pytest.mark.parametrize("estimator", [LogisticRegression(C=2.0, solver="newton-cholesky", tol=1e-14),

@@ -58,3 +58,39 @@ def test_a_network_trial_carries_margins_scaled_on_the_clean_test_set():
     assert result.margins is not None and result.margins.scale > 0
     assert result.baseline_backdoor_accuracy == np.mean(fitted.predict(split.X_trigger) == split.y_trigger)
     assert result.normalised_margin is not None and result.predicted_backdoor_accuracy is not None
+
+
+def test_run_checks_the_recommended_network_on_poison_and_report_uses_it(tmp_path, capsys):
+    """After a network study, `run` trains the recommendation once on the poisoned set (the shortlist
+    check); the stored value equals an independent training with the study's seed, the recommended
+    trial is a checked one, and `report` (reading the study) recommends the same trial."""
+    import optuna
+
+    from robust_hpo.learners import get_family
+    from robust_hpo.objective import recommend
+    from robust_hpo.objective import SHORTLIST_ATTR, checked_backdoor
+    from robust_hpo.study import build_splits, run_study
+    from robust_hpo.search_space import learner_config
+
+    text = (STUDIES / "mlp_digits.toml").read_text().replace("high = 40", "high = 8")
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    config = load_study_config(path)
+    outcome = run_study(config, n_trials=4, output=tmp_path / "out", storage=str(tmp_path / "out" / "s.log"),
+                        progress=False)
+    checked = checked_backdoor(outcome.study)
+    assert checked and outcome.study.user_attrs[SHORTLIST_ATTR]["method"] == "poisoned-training"
+    chosen = recommend(outcome.study, config.report.tolerance)
+    assert chosen.record.number in checked and chosen.checked_backdoor_accuracy == checked[chosen.record.number]
+    (split,) = build_splits(config).values()
+    for number, value in checked.items():
+        _, params = learner_config(outcome.study.trials[number].params)
+        fitted = get_family("mlp").fit(params, split.X_train_poisoned, split.y_train_poisoned, seed=config.data.seed)
+        assert value == pytest.approx(np.mean(fitted.predict(split.X_trigger) == split.y_trigger), abs=1e-6)
+    assert main(["report", str(path), "--storage", str(tmp_path / "out" / "s.log"),
+                 "--output", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"Recommended: trial {chosen.record.number} (" in out and "after one training on the poisoned set" in out
+    # without the stored check, recommend ranks by the estimates alone
+    assert recommend(list(outcome.study.trials), config.report.tolerance).checked == {}
+    assert isinstance(outcome.study, optuna.Study)

@@ -137,6 +137,48 @@ def test_report_study_writes_files_and_summary(tmp_path: Path) -> None:
     assert (rec["predicted_backdoor_accuracy"], rec["baseline_backdoor_accuracy"]) == (0.2, 0.1)
     assert rec["params"] == {"learner": "logistic", "logistic.C": 0.2} and rec["candidates"] == [0, 1, 2]
     assert rec["rule"] == "predicted_backdoor_accuracy" and rec["rule_sentence"].startswith("Rule: among the 3")
+    assert rec["vulnerable"] is False and rec["vulnerability_warning"] is None and "Warning:" not in text
     assert [t["number"] for t in summary["pareto_front"]] == [0, 1, 2]
     assert summary["pareto_front"][2]["predicted_backdoor_accuracy"] == 0.4
     assert summary["most_accurate"]["number"] == 0 and summary["most_accurate"]["clean_accuracy"] == 0.99
+
+
+@pytest.mark.parametrize("predicted, vulnerable", [(0.49, False), (0.5, True), (0.91, True), (None, False)])
+def test_a_vulnerable_recommendation_is_flagged_everywhere(tmp_path: Path, predicted, vulnerable) -> None:
+    """Estimate ≥ 0.5: ``vulnerable``, a ``Warning:`` line with the number and what to try in the printed
+    report, ``summary.json`` ``recommended.vulnerable`` (always a bool) and the dashboard note."""
+    from robust_hpo.dashboard._feasible import recommendation_note
+
+    study = _study([(0.99, 0.3, None, predicted), (0.985, 0.2, None, None if predicted is None else 0.95)])
+    report = report_study(study, tmp_path, tolerance=0.02)
+    rec = report.recommendation
+    assert rec is not None and rec.vulnerable is vulnerable
+    warning = [line for line in report.render().splitlines() if line.startswith("Warning:")]
+    summary = json.loads((tmp_path / "summary.json").read_text())["recommended"]
+    assert summary["vulnerable"] is vulnerable
+    note = recommendation_note(study, pareto_trials(study), rec)
+    if vulnerable:
+        (line,) = warning
+        assert f"{predicted:.3f}" in line and "regularisation" in line and "fewer epochs" in line
+        assert "tolerance" in line and line == summary["vulnerability_warning"]
+        assert line in note
+    else:
+        assert warning == [] and summary["vulnerability_warning"] is None and "Warning:" not in note
+
+
+def test_checked_candidates_rank_by_their_measurement() -> None:
+    """The shortlist check's measured backdoor accuracy replaces a candidate's estimate in the ranking;
+    the vulnerability follows the measurement."""
+    points = [(0.99, 0.3, None, 0.1), (0.985, 0.2, None, 0.3), (0.98, 0.1, None, 0.6)]
+    study = _study(points)
+    assert recommend(study, 0.02).trial.number == 0
+    rec = recommend(study, 0.02, checked={0: 0.7})
+    assert rec.trial.number == 1 and rec.checked == {0: 0.7} and rec.checked_backdoor_accuracy is None
+    rec = recommend(study, 0.02, checked={0: 0.7, 1: 0.65})
+    assert rec.trial.number == 2 and rec.vulnerable  # its estimate 0.6 is the lowest left
+    rec = recommend(study, 0.02, checked={0: 0.7, 1: 0.4})
+    assert rec.trial.number == 1 and rec.checked_backdoor_accuracy == 0.4 and not rec.vulnerable
+    assert "after one training on the poisoned set 0.400" in rec.describe()
+    assert "trials 0, 1 were trained once on the poisoned set" in rec.rule_sentence()
+    study.set_user_attr("robust_hpo:shortlist", {"format": 1, "trials": {"0": 0.7, "1": 0.4}})
+    assert recommend(study, 0.02).trial.number == 1  # read from the study
