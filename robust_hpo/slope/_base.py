@@ -25,12 +25,15 @@ from robust_hpo.errors import NotFittedError, ValidationError
 from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._result import SlopeResult, TriggerMargins
 
-SUPPORTED = "LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear') or SVC(kernel='rbf')"
+SUPPORTED = ("LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear'), SVC(kernel='rbf'), LinearSVC, "
+             "SGDClassifier (log_loss, hinge, modified_huber; l2), or a Pipeline of StandardScaler/MinMaxScaler "
+             "and one of them")
 
 
 @dataclass(frozen=True)
 class Attack:
-    """One validated attack in the model's encoding: poison rows, ±1 poison labels, triggered rows, ±1 targets."""
+    """One validated attack in the model's encoding: poison rows, poison labels, triggered rows, targets —
+    ±1 for two classes (``classes_[1]`` is +1), class indices 0..K−1 for K ≥ 3."""
 
     X_poison: np.ndarray
     t_poison: np.ndarray
@@ -49,6 +52,9 @@ class AttackSolution:
     df_trigger: np.ndarray
     details: dict[str, Any]
     exact: bool = True
+    oriented: bool = False
+    """True when ``f_trigger`` / ``df_trigger`` already are the target margins and their derivative
+    (multi-class: target score minus the best other score); False: binary decision values (× ±1)."""
 
 
 class ConvexSlopeModel(ABC):
@@ -113,38 +119,68 @@ class ConvexSlopeModel(ABC):
             raise ValidationError(
                 f"y_clean must contain two classes, got a single class {classes.tolist()}"
             )
-        if classes.size > 2:
-            raise ValidationError(
-                f"y_clean has {classes.size} classes {classes.tolist()}; the exact slope supports "
-                f"binary problems only ({SUPPORTED}); pick a class pair, or use a network learner"
-            )
         self._memo = None  # decision values of an earlier fit are stale
         self.classes_ = classes
         self.n_features_ = X.shape[1]
         self.n_clean_ = X.shape[0]
+        self._multi = self._multiclass_part() if classes.size > 2 else None
         self.estimator_ = self._estimator_for_fit(X)
         start = time.perf_counter()
         self.estimator_.fit(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         start = time.perf_counter()
-        self.details_ = self._prepare(X, self.encode("y_clean", y))
+        if self._multi is None:
+            self.details_ = self._prepare(X, self.encode("y_clean", y))
+        else:
+            self.details_ = self._multi.prepare(self, X, self.encode("y_clean", y))
         self.prepare_seconds_ = time.perf_counter() - start
         return self
 
+    def _multiclass_part(self) -> "MulticlassPart":
+        """The multi-class (K ≥ 3) computation of this learner; refused where there is none."""
+        raise ValidationError(
+            f"y_clean has {self.classes_.size} classes {self.classes_.tolist()}; the exact slope of "
+            f"{type(self.estimator).__name__} supports two classes only; pick a class pair, or use "
+            "LogisticRegression, RidgeClassifier, SVC, LinearSVC or SGDClassifier"
+        )
+
+    @property
+    def n_classes_(self) -> int:
+        return int(self.classes_.size)
+
     def encode(self, name: str, y: np.ndarray) -> np.ndarray:
-        """Labels -> ±1 (``classes_[1]`` is +1); ``ValueError`` for labels outside the classes."""
+        """Labels -> ±1 (``classes_[1]`` is +1) for two classes, class indices 0..K−1 for K ≥ 3;
+        ``ValueError`` for labels outside the classes."""
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValidationError(
                 f"{name} has labels {unknown.tolist()} outside the training classes "
                 f"{self.classes_.tolist()} (those of y_clean)"
             )
+        if getattr(self, "_multi", None) is not None:
+            return np.searchsorted(self.classes_, y).astype(np.intp)
         return np.where(y == self.classes_[1], 1.0, -1.0)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class labels from the polished solution's decision values (``classes_[1]`` where f > 0)."""
+        """Class labels from the polished solution's decision values (``classes_[1]`` where f > 0;
+        K ≥ 3: the learner's own rule — the largest score, or one-vs-one votes for SVC)."""
         f = self._decision_memo(X, None)
+        if self._multi is not None:
+            return self.classes_[self._multi.predict_from(f)]
         return np.where(f > 0, self.classes_[1], self.classes_[0])
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        """Decision values (binary: ``f``; K ≥ 3: the multi-class part's score matrix)."""
+        return self.decision_function(X) if self._multi is None else self._multi.scores(X)
+
+    def target_margins(self, X: Any, y: Any) -> np.ndarray:
+        """Margin of each row toward its label ``y``: binary ``τ f(x)`` (τ = ±1 the label's
+        encoding), K ≥ 3 the target score minus the best other score (one-vs-one SVC: the smallest
+        decision value of the target's duels, target positive). Positive: predicted as ``y``."""
+        Xr = _rows("", "X", X, self.n_features_)
+        t = self.encode("y", as_labels("y", y, Xr.shape[0], "X"))
+        F = self._scores(Xr)
+        return t * F if self._multi is None else self._multi.margins_from(F, t)
 
     def _decision_memo(self, X: Any, rows: np.ndarray | None) -> np.ndarray:
         """Decision values of ``X``. ``predict`` leaves them for the next ``derivatives`` call on the
@@ -153,7 +189,7 @@ class ConvexSlopeModel(ABC):
         memo, self._memo = getattr(self, "_memo", None), None
         if rows is not None and memo is not None and memo[0] is X:
             return memo[1]
-        f = self.decision_function(rows if rows is not None else _rows("", "X", X, self.n_features_))
+        f = self._scores(rows if rows is not None else _rows("", "X", X, self.n_features_))
         if rows is None:
             self._memo = (X, f)
         return f
@@ -162,6 +198,9 @@ class ConvexSlopeModel(ABC):
         """Mean curve loss of ``estimator`` (default: the polished clean fit) on (X, y)."""
         X = as_finite_2d("X", X)
         y_pm = self.encode("y", as_labels("y", y, X.shape[0], "X"))
+        if self._multi is not None:
+            F = self._multi.scores(X) if estimator is None else self._multi.scores_of(estimator, X)
+            return float(self._multi.loss_from(F, y_pm).mean())
         if estimator is None:
             f = self.decision_function(X)
         else:
@@ -212,18 +251,20 @@ class ConvexSlopeModel(ABC):
         checked = [self._attack(i, a, len(attacks)) for i, a in enumerate(attacks)]
         test = self._test_set(X_test, y_test)
         start = time.perf_counter()
-        solutions = self._solve_attacks(checked)
+        solutions = self._multi.solve(checked) if self._multi is not None else self._solve_attacks(checked)
         elapsed = time.perf_counter() - start
         start = time.perf_counter()
-        scale = None if test is None else float(np.mean(np.abs(self._decision_memo(X_test, test))))
-        margins = [TriggerMargins(margin=a.t_trigger * s.f_trigger, derivative=a.t_trigger * s.df_trigger,
+        scale = None if test is None else self._test_scale(X_test, *test)
+        margins = [TriggerMargins(margin=s.f_trigger if s.oriented else a.t_trigger * s.f_trigger,
+                                  derivative=s.df_trigger if s.oriented else a.t_trigger * s.df_trigger,
                                   scale=scale) for a, s in zip(checked, solutions)]
         margin_seconds = time.perf_counter() - start
         share = (elapsed + margin_seconds) / len(checked)
         return [
             SlopeResult.from_derivative(
                 s.derivative, n_poison=a.X_poison.shape[0], n_clean=self.n_clean_,
-                n_trigger=a.X_trigger.shape[0], method=self.details_["method"], loss=self.loss_name,
+                n_trigger=a.X_trigger.shape[0], method=self.details_["method"],
+                loss=self.loss_name if self._multi is None else self._multi.loss_name,
                 damping=self.damping, fit_seconds=self.fit_seconds_,
                 slope_seconds=self.prepare_seconds_ + share,
                 details={**self.details_, **s.details,
@@ -248,14 +289,60 @@ class ConvexSlopeModel(ABC):
                                                         "X_trigger"))
         return Attack(Xp, tp, Xt, tt)
 
-    def _test_set(self, X_test: Any, y_test: Any) -> np.ndarray | None:
+    def _test_set(self, X_test: Any, y_test: Any) -> tuple[np.ndarray, np.ndarray] | None:
         if X_test is None and y_test is None:
             return None
         if X_test is None or y_test is None:
             raise ValidationError("pass both X_test and y_test (the clean test set), or neither")
         Xs = _rows("", "X_test", X_test, self.n_features_)
-        self.encode("y_test", as_labels("y_test", y_test, Xs.shape[0], "X_test"))
-        return Xs
+        ts = self.encode("y_test", as_labels("y_test", y_test, Xs.shape[0], "X_test"))
+        return Xs, ts
+
+    def _test_scale(self, X_test: Any, rows: np.ndarray, t: np.ndarray) -> float:
+        """Mean |margin| of the clean test points toward their true labels (binary: mean |f|)."""
+        F = self._decision_memo(X_test, rows)
+        if self._multi is None:
+            return float(np.mean(np.abs(F)))
+        return float(np.mean(np.abs(self._multi.margins_from(F, t))))
+
+
+class MulticlassPart(ABC):
+    """The K ≥ 3 computation of a learner (see :mod:`._multiclass`): fed the fitted estimator and
+    class indices; scores are whatever its prediction rule reads (a score per class, or per
+    one-vs-one duel)."""
+
+    loss_name: str = ""
+
+    @abstractmethod
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def scores(self, X: np.ndarray) -> np.ndarray: ...
+
+    def scores_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
+        """Scores of another fitted estimator of the same kind (a β-weighted refit)."""
+        return np.asarray(estimator.decision_function(X), dtype=np.float64)
+
+    @abstractmethod
+    def predict_from(self, F: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]: ...
+
+
+def best_other(F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(target score minus the best other score, the index of that other class) per row."""
+    rows = np.arange(F.shape[0])
+    other = F.copy()
+    other[rows, codes] = -np.inf
+    k = np.argmax(other, axis=1)
+    return F[rows, codes] - F[rows, k], k
 
 
 def _rows(where: str, name: str, X: Any, n_features: int) -> np.ndarray:

@@ -235,6 +235,14 @@ class LogisticSlope(_LinearModelSlope):
             )
         check_no_class_weight(est)
 
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._multiclass import MultinomialLogistic
+
+        if self.estimator.solver == "liblinear":
+            raise ValidationError("LogisticRegression(solver='liblinear') fits two classes only; y_clean has "
+                                  f"{self.classes_.size} classes: use another solver (the multinomial slope)")
+        return MultinomialLogistic()
+
     def _objective_constants(self) -> tuple[float, float, float]:
         est = self.estimator_
         r_b = 1.0 / est.intercept_scaling ** 2 if est.solver == "liblinear" else 0.0
@@ -261,6 +269,11 @@ class RidgeSlope(_LinearModelSlope):
         if est.positive:
             raise ValidationError("RidgeClassifier(positive=True) is not supported by the exact slope")
         check_no_class_weight(est)
+
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._multiclass import MultiOutputRidge
+
+        return MultiOutputRidge()
 
     def _objective_constants(self) -> tuple[float, float, float]:
         return 1.0, 2.0 * float(self.estimator_.alpha), 0.0

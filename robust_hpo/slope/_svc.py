@@ -86,6 +86,11 @@ class SVCSlope(ConvexSlopeModel):
             raise ValidationError(f"SVC gamma must be a positive number, 'scale' or 'auto', got {est.gamma!r}")
         check_no_class_weight(est)
 
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._multiclass import OneVsOneSVC
+
+        return OneVsOneSVC()
+
     def _estimator_for_fit(self, X: np.ndarray) -> SVC:
         est = clone(self.estimator)
         if est.kernel == "rbf" and isinstance(est.gamma, str):

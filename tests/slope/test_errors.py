@@ -68,12 +68,22 @@ def test_single_class(problem):
         backdoor_slope(LogisticRegression(), *args)
 
 
-def test_multiclass_is_refused(problem):
+def test_multiclass_target_outside_the_training_classes_is_named(problem):
+    args = list(problem)
+    args[1] = args[1].copy()
+    args[1][:5] = 99  # a third class
+    assert backdoor_slope(SVC(), *args).details["n_classes"] == 3
+    args[5] = np.full_like(args[5], 42)
+    with pytest.raises(ValueError, match=r"y_trigger has labels \[42\] outside the training classes"):
+        backdoor_slope(SVC(), *args)
+
+
+def test_liblinear_logistic_with_three_classes_is_refused(problem):
     args = list(problem)
     args[1] = args[1].copy()
     args[1][:5] = 99
-    with pytest.raises(ValueError, match="binary problems only"):
-        backdoor_slope(SVC(), *args)
+    with pytest.raises(ValueError, match="liblinear"):
+        backdoor_slope(LogisticRegression(solver="liblinear"), *args)
 
 
 def test_empty_poison(problem):
