@@ -39,6 +39,8 @@ class Attack:
     t_poison: np.ndarray
     X_trigger: np.ndarray
     t_trigger: np.ndarray
+    motion: Any = None
+    """A pipeline scaler's :class:`~._preprocess.Motion` for this poison set (None: no scaler)."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,15 @@ class ConvexSlopeModel(ABC):
 
     loss_name: str = ""
 
-    def __init__(self, estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> None:
+    def __init__(self, estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None,
+                 preprocessing: Any = None, pipeline: Any = None) -> None:
         if not (isinstance(damping, numbers.Real) and math.isfinite(damping) and damping >= 0):
             raise ValidationError(f"damping must be a finite number >= 0, got {damping!r}")
         self.estimator = estimator
         self.damping = float(damping)
-        self.cache = cache
+        self.cache = None if preprocessing is not None else cache  # the scaled array is not the cached one
+        self.preprocessing = preprocessing
+        self.pipeline = pipeline
         self._check_params(estimator)
 
     # -- to implement ----------------------------------------------------------------------------
@@ -124,8 +129,10 @@ class ConvexSlopeModel(ABC):
         self.n_features_ = X.shape[1]
         self.n_clean_ = X.shape[0]
         self._multi = self._multiclass_part() if classes.size > 2 else None
-        self.estimator_ = self._estimator_for_fit(X)
         start = time.perf_counter()
+        if self.preprocessing is not None:
+            X = self.preprocessing.fit_transform(X)
+        self.estimator_ = self._estimator_for_fit(X)
         self.estimator_.fit(X, y)
         self.fit_seconds_ = time.perf_counter() - start
         start = time.perf_counter()
@@ -134,7 +141,13 @@ class ConvexSlopeModel(ABC):
         else:
             self.details_ = self._multi.prepare(self, X, self.encode("y_clean", y))
         self.prepare_seconds_ = time.perf_counter() - start
+        if self.preprocessing is not None:
+            self.pipeline_ = self.preprocessing.pipeline(self.estimator_)
         return self
+
+    def _pre(self, X: np.ndarray) -> np.ndarray:
+        """Validated raw rows through the fitted preprocessing (identity without a pipeline)."""
+        return X if self.preprocessing is None else self.preprocessing.transform(X)
 
     def _multiclass_part(self) -> "MulticlassPart":
         """The multi-class (K ≥ 3) computation of this learner; refused where there is none."""
@@ -170,7 +183,8 @@ class ConvexSlopeModel(ABC):
         return np.where(f > 0, self.classes_[1], self.classes_[0])
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
-        """Decision values (binary: ``f``; K ≥ 3: the multi-class part's score matrix)."""
+        """Decision values of raw rows (binary: ``f``; K ≥ 3: the multi-class part's score matrix)."""
+        X = self._pre(X)
         return self.decision_function(X) if self._multi is None else self._multi.scores(X)
 
     def target_margins(self, X: Any, y: Any) -> np.ndarray:
@@ -198,6 +212,11 @@ class ConvexSlopeModel(ABC):
         """Mean curve loss of ``estimator`` (default: the polished clean fit) on (X, y)."""
         X = as_finite_2d("X", X)
         y_pm = self.encode("y", as_labels("y", y, X.shape[0], "X"))
+        if estimator is not None and self.preprocessing is not None and hasattr(estimator, "steps"):
+            X = estimator[:-1].transform(X)  # a refitted pipeline: its own preprocessing
+            estimator = estimator[-1]
+        else:
+            X = self._pre(X) if estimator is None else X
         if self._multi is not None:
             F = self._multi.scores(X) if estimator is None else self._multi.scores_of(estimator, X)
             return float(self._multi.loss_from(F, y_pm).mean())
@@ -214,6 +233,13 @@ class ConvexSlopeModel(ABC):
             raise ValidationError(f"beta must be a finite number >= 0, got {beta!r}")
         Xc = as_finite_2d("X_clean", X_clean)
         Xp = as_finite_2d("X_poison", X_poison)
+        if self.preprocessing is not None:  # the whole pipeline, its scaler weighted too
+            pipe = clone(self.pipeline)
+            if beta == 0:
+                return pipe.fit(Xc, np.asarray(y_clean))
+            X, y = np.vstack([Xc, Xp]), np.concatenate([np.asarray(y_clean), np.asarray(y_poison)])
+            w = np.concatenate([np.ones(Xc.shape[0]), np.full(Xp.shape[0], float(beta))])
+            return pipe.fit(X, y, **self.preprocessing.fit_params(pipe.steps, w))
         est = self._estimator_for_fit(Xc)
         if beta == 0:
             return est.fit(Xc, np.asarray(y_clean))
@@ -267,13 +293,28 @@ class ConvexSlopeModel(ABC):
                 loss=self.loss_name if self._multi is None else self._multi.loss_name,
                 damping=self.damping, fit_seconds=self.fit_seconds_,
                 slope_seconds=self.prepare_seconds_ + share,
-                details={**self.details_, **s.details,
+                details={**self.details_, **s.details, **self._preprocessing_details(a),
                          "margins_seconds": s.details.get("margins_seconds", 0.0)
                          + margin_seconds / len(checked)},
-                exact=s.exact, margins=m,
+                exact=s.exact and self._preprocessing_exact(a), margins=m,
             )
             for a, s, m in zip(checked, solutions, margins)
         ]
+
+    def _preprocessing_details(self, a: Attack) -> dict[str, Any]:
+        if self.preprocessing is None:
+            return {}
+        out: dict[str, Any] = {"preprocessing": [type(s).__name__ for _, s in self.preprocessing.fitted_]}
+        if a.motion is not None and a.motion.jumps:
+            out["scaler_jump_features"] = a.motion.jumps
+        if self.preprocessing.has_pca:
+            out["approximation"] = "preprocessing (scaler and PCA) held at its clean fit"
+        return out
+
+    def _preprocessing_exact(self, a: Attack) -> bool:
+        if self.preprocessing is None:
+            return True
+        return not self.preprocessing.has_pca and not (a.motion is not None and a.motion.jumps)
 
     def _attack(self, index: int, attack: Any, count: int) -> Attack:
         where = "" if count == 1 else f"attacks[{index}]: "
@@ -287,7 +328,9 @@ class ConvexSlopeModel(ABC):
                                                        "X_poison"))
         tt = self.encode(f"{where}y_trigger", as_labels(f"{where}y_trigger", y_trigger, Xt.shape[0],
                                                         "X_trigger"))
-        return Attack(Xp, tp, Xt, tt)
+        if self.preprocessing is None:
+            return Attack(Xp, tp, Xt, tt)
+        return Attack(self._pre(Xp), tp, self._pre(Xt), tt, self.preprocessing.motion(Xp))
 
     def _test_set(self, X_test: Any, y_test: Any) -> tuple[np.ndarray, np.ndarray] | None:
         if X_test is None and y_test is None:

@@ -25,12 +25,14 @@ from __future__ import annotations
 from typing import Any
 
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
 from robust_hpo.errors import DegenerateSolveError, NotConvergedError, ValidationError
 from robust_hpo.slope._base import SUPPORTED, ConvexSlopeModel
 from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._linear import LogisticSlope, RidgeSlope, _LinearModelSlope
+from robust_hpo.slope._preprocess import Preprocessing
 from robust_hpo.slope._svc import SVCSlope
 
 __all__ = [
@@ -46,11 +48,23 @@ __all__ = [
 ]
 
 
-def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> ConvexSlopeModel:
-    """The adapter for an unfitted scikit-learn estimator; ``ValidationError`` if unsupported.
+def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None,
+                exact: bool = True) -> ConvexSlopeModel:
+    """The adapter for an unfitted scikit-learn estimator or ``Pipeline``; ``ValidationError`` if
+    unsupported.
 
     ``cache`` (a :class:`GramCache`) reuses data-only Gram products across fits on the same array.
+    ``exact=False`` accepts a pipeline step that is held at its clean fit rather than
+    differentiated (PCA; see :mod:`._preprocess`).
     """
+    if isinstance(estimator, Pipeline):
+        if type(estimator) is not Pipeline:
+            raise ValidationError(f"estimator must be a plain Pipeline, got {type(estimator).__name__}")
+        preprocessing, final = Preprocessing.split(estimator, exact)
+        if isinstance(final, Pipeline):
+            raise ValidationError("a Pipeline inside a Pipeline is not supported: flatten it")
+        inner = slope_model(final, damping=damping, cache=cache)
+        return type(inner)(final, damping=damping, preprocessing=preprocessing, pipeline=estimator)
     adapters = {LogisticRegression: LogisticSlope, RidgeClassifier: RidgeSlope, SVC: SVCSlope}
     adapter = adapters.get(type(estimator))
     if adapter is not None:

@@ -184,10 +184,17 @@ class _LinearModelSlope(ConvexSlopeModel):
         """dθ/dβ per attack as the columns of a (d[+1]) × k array: ``−H⁻¹ c Σ_j ∇θ ℓ(t_j, f(x̃_j))``."""
         G = np.column_stack([self._c * self._gradient(a.X_poison, self.loss_grad(a.t_poison,
                                                                                  self.decision_function(a.X_poison)))
-                             for a in attacks])
+                             + self._penalty_motion(a) for a in attacks])
         U = self._hessian.solve(G)
         self._record_solver()
         return -U
+
+    def _penalty_motion(self, a: Attack) -> np.ndarray | float:
+        """A pipeline scaler's term E of the optimality conditions' β-derivative (0 without one)."""
+        if a.motion is None:
+            return 0.0
+        b = np.array([self._b]) if self._fit_intercept else None
+        return a.motion.penalty_rhs(self._w[:, None], b, self._r_w, self._r_b)[:, 0]
 
     def _solve_attacks(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         with one_blas_thread:
@@ -201,7 +208,7 @@ class _LinearModelSlope(ConvexSlopeModel):
             ft = self.decision_function(a.X_trigger)
             g_trigger = self._gradient(a.X_trigger, self.loss_grad(a.t_trigger, ft)) / a.X_trigger.shape[0]
             start = time.perf_counter()
-            dft = a.X_trigger @ dtheta[: self.n_features_] + (dtheta[-1] if self._fit_intercept else 0.0)
+            dft = a.X_trigger @ dtheta[: a.X_trigger.shape[1]] + (dtheta[-1] if self._fit_intercept else 0.0)
             out.append(AttackSolution(derivative=float(g_trigger @ dtheta), f_trigger=ft, df_trigger=dft,
                                       details={"margins_seconds": time.perf_counter() - start}))
         return out

@@ -48,6 +48,14 @@ DENSE_LIMIT = 1500
 ones are solved by conjugate gradients on Hessian-vector products (Jacobi-preconditioned)."""
 
 
+def _motion(a: Attack, Theta: np.ndarray, fit_intercept: bool, r_w: float) -> np.ndarray | float:
+    """A pipeline scaler's term E (unpenalised intercepts) for coefficient columns Θ; 0 without one."""
+    if a.motion is None:
+        return 0.0
+    W = Theta[:-1] if fit_intercept else Theta
+    return a.motion.penalty_rhs(W, np.zeros(Theta.shape[1]) if fit_intercept else None, r_w, 0.0)
+
+
 def _design(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
     return np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
 
@@ -231,7 +239,9 @@ class MultinomialLogistic(_ScoreMargins):
             rhs = []
             for a in attacks:
                 Zp = _design(a.X_poison, self.fit_intercept)
-                rhs.append((self.C * (Zp.T @ (softmax(Zp @ self.Theta, axis=1) - eye[a.t_poison]))).T.reshape(-1))
+                G = self.C * (Zp.T @ (softmax(Zp @ self.Theta, axis=1) - eye[a.t_poison])) + _motion(a, self.Theta,
+                                                                                                  self.fit_intercept, 1.0)
+                rhs.append(G.T.reshape(-1))
             D = -self._solve(np.column_stack(rhs))
             out = []
             for k, a in enumerate(attacks):
@@ -277,7 +287,7 @@ class MultiOutputRidge(_ScoreMargins):
         if not residual <= RESIDUAL_LIMIT:
             raise NotConvergedError(f"{estimator_settings(est)}: the ridge solution has relative optimality "
                                     f"residual {residual:.2e} after a Newton step: lower tol or raise max_iter")
-        self.Theta, self.K = Theta, K
+        self.Theta, self.K, self.r_w = Theta, K, r_w
         est.coef_ = Theta[: X.shape[1]].T.copy()
         if self.fit_intercept:
             est.intercept_ = Theta[-1].copy()
@@ -297,7 +307,7 @@ class MultiOutputRidge(_ScoreMargins):
         with one_blas_thread:
             rhs = [_design(a.X_poison, self.fit_intercept).T @ (-2.0 * (self._coding(a.t_poison)
                                                                        - self.scores(a.X_poison)))
-                   for a in attacks]
+                   + _motion(a, self.Theta, self.fit_intercept, self.r_w) for a in attacks]
             D = -self.hessian.solve(np.hstack(rhs))
             out = []
             for k, a in enumerate(attacks):
@@ -397,8 +407,8 @@ class OneVsOneSVC(MulticlassPart):
                 if tr.size == 0:
                     continue
                 sub = Attack(a.X_poison[po], np.where(a.t_poison[po] == j, 1.0, -1.0),
-                             a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0))
-                if po.size == 0:
+                             a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0), a.motion)
+                if po.size == 0 and (a.motion is None or not np.any(a.motion.rho)):
                     F[tr, p] = machine.decision_function(sub.X_trigger)
                     continue
                 solution = machine._solve_attacks([sub])[0]

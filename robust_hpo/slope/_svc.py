@@ -386,23 +386,49 @@ class SVCSlope(ConvexSlopeModel):
         for a in attacks:
             Kt = self._kernel_rows(a.X_trigger, self._X_sv, self._sv_norms) if rbf else None
             ft = (Kt @ self._coef_sv if rbf else a.X_trigger @ self._w) + self._b
+            moving = a.motion is not None and bool(np.any(a.motion.rho))
             if self._degenerate:
+                if moving:
+                    raise DegenerateSolveError(
+                        f"SVC(C={self._C:g}) has no margin support vector: the slope through a moving scaler is not "
+                        "defined at a degenerate SVC; increase C")
                 out.append(self._one_sided(a, ft))
                 continue
             Kp = self._kernel_rows(a.X_poison, self._X_sv, self._sv_norms) if rbf else None
             fp = (Kp @ self._coef_sv if rbf else a.X_poison @ self._w) + self._b
             viol = a.t_poison * fp < 1.0  # poison points that enter at α = Cβ
             details: dict[str, Any] = {"n_poison_entering": int(viol.sum())}
-            if not viol.any():
+            if not viol.any() and not moving:
                 out.append(AttackSolution(0.0, ft, np.zeros_like(ft), details))
                 continue
             Xv, tv = a.X_poison[viol], a.t_poison[viol]
             # K(S, viol) tv: a block of the poison rows' kernel (S ⊂ support vectors)
             KSv_tv = Kp[viol][:, self._S_in_sv].T @ tv if rbf else self._XS @ (Xv.T @ tv)
+            kernel_motion = self._kernel_motion(a.motion.rho) if moving else None
+            if kernel_motion is not None:
+                KSv_tv = KSv_tv + kernel_motion(self._XS) / self._C  # the margin rows' −y_s ∂f(x_s)
             d_alpha, d_b = self._kkt_derivative(self._XS, self._yS, Xv, tv, KSv_tv)
             out.append(self._trigger_side(a, ft, ft, self._XS, self._yS * d_alpha, Xv, tv, d_b, details,
-                                          Kt_S=None if Kt is None else Kt[:, self._S_in_sv]))
+                                          Kt_S=None if Kt is None else Kt[:, self._S_in_sv],
+                                          kernel_motion=kernel_motion))
         return out
+
+    def _kernel_motion(self, rho: np.ndarray):
+        """``x ↦ ∂f(x)/∂β`` at fixed α, b when a pipeline scaler's variances move (ρ' per feature, see
+        :mod:`._preprocess`): in the clean scaler's coordinates the kernel is ``x'ᵀ diag(1/ρ) z'``
+        (linear) or ``exp(−γ Σ_j (x'_j − z'_j)² / ρ_j)`` (rbf), so ∂K = −x'ᵀ diag(ρ') z' or
+        ``K · γ Σ_j ρ'_j (x'_j − z'_j)²``."""
+        if self._w is not None:
+            v = rho * self._w
+            return lambda X: -(X @ v)
+        gamma, Xsv, coef = float(self.estimator_.gamma), self._X_sv, self._coef_sv
+        sv_rho = (Xsv * Xsv) @ rho
+
+        def motion(X: np.ndarray) -> np.ndarray:
+            Kx = self.kernel(X, Xsv, self._sv_norms)
+            dist = sv_rho[None, :] + ((X * X) @ rho)[:, None] - 2.0 * (X * rho) @ Xsv.T
+            return gamma * ((Kx * dist) @ coef)
+        return motion
 
     def _kkt_derivative(self, XS: np.ndarray, yS: np.ndarray, Xv: np.ndarray, tv: np.ndarray,
                         KSv_tv: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -425,7 +451,7 @@ class SVCSlope(ConvexSlopeModel):
     def _trigger_side(self, a: Attack, ft: np.ndarray, ft_from: np.ndarray, XS: np.ndarray,
                       coef_S: np.ndarray, Xv: np.ndarray, tv: np.ndarray, d_b: float,
                       details: dict[str, Any], exact: bool = True,
-                      Kt_S: np.ndarray | None = None) -> AttackSolution:
+                      Kt_S: np.ndarray | None = None, kernel_motion: Any = None) -> AttackSolution:
         """dL/dβ and df_t/dβ = K(x_t, S) coef_S + C K(x_t, viol) t_viol + db at the triggered points.
 
         ``ft_from``: their decision values where the derivative starts (β = 0, or 0⁺ after a jump),
@@ -436,12 +462,16 @@ class SVCSlope(ConvexSlopeModel):
         n_t = a.X_trigger.shape[0]
         if self.estimator_.kernel == "linear":
             dw = XS.T @ coef_S + self._C * (Xv.T @ tv)
+            if kernel_motion is not None:  # linear: ∂f(x) = −x'ᵀ(ρ' ⊙ w), i.e. w moves by −ρ' ⊙ w
+                dw = dw + kernel_motion(np.eye(dw.size))
             value = float(-(a.t_trigger[active] @ (a.X_trigger[active] @ dw + d_b)) / n_t)
             start = time.perf_counter()
             df = a.X_trigger @ dw + d_b
             details["margins_seconds"] = time.perf_counter() - start
             return AttackSolution(value, ft, df, details, exact=exact)
         df = (Kt_S @ coef_S if Kt_S is not None else self._kernel_dot(a.X_trigger, XS, coef_S)) + d_b
+        if kernel_motion is not None:
+            df += kernel_motion(a.X_trigger)
         Ct = self._C * tv
         df[active] += self._kernel_dot(a.X_trigger[active], Xv, Ct)
         value = float(np.sum(-a.t_trigger[active] * df[active]) / n_t)
