@@ -24,6 +24,7 @@ from robust_hpo._validation import as_finite_2d, as_labels
 from robust_hpo.errors import NotFittedError, ValidationError
 from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._result import SlopeResult, TriggerMargins
+from robust_hpo.slope._weights import ClassWeights, check_class_weight, check_sample_weight
 
 SUPPORTED = ("LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear'), SVC(kernel='rbf'), LinearSVC, "
              "SGDClassifier (log_loss, hinge, modified_huber; l2), or a Pipeline of StandardScaler/MinMaxScaler "
@@ -41,6 +42,10 @@ class Attack:
     t_trigger: np.ndarray
     motion: Any = None
     """A pipeline scaler's :class:`~._preprocess.Motion` for this poison set (None: no scaler)."""
+    weight: np.ndarray | None = None
+    """The poison rows' class weights κ (per unit β; None: all 1)."""
+    class_motion: np.ndarray | None = None
+    """κ'_k at β = 0 (class_weight="balanced"; None: the class weights do not move)."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +121,11 @@ class ConvexSlopeModel(ABC):
     def _estimator_for_fit(self, X: np.ndarray) -> Any:
         return clone(self.estimator)
 
-    def fit(self, X_clean: Any, y_clean: Any) -> "ConvexSlopeModel":
+    def fit(self, X_clean: Any, y_clean: Any, sample_weight: Any = None) -> "ConvexSlopeModel":
+        """Fit on the clean set (``sample_weight``: the clean rows' weights; poison rows weigh β)."""
         X = as_finite_2d("X_clean", X_clean)
         y = as_labels("y_clean", y_clean, X.shape[0], "X_clean")
+        sw = check_sample_weight(sample_weight, X.shape[0])
         classes = np.unique(y)
         if classes.size < 2:
             raise ValidationError(
@@ -129,11 +136,13 @@ class ConvexSlopeModel(ABC):
         self.n_features_ = X.shape[1]
         self.n_clean_ = X.shape[0]
         self._multi = self._multiclass_part() if classes.size > 2 else None
+        self.weights_ = ClassWeights(getattr(self.estimator, "class_weight", None), classes,
+                                     np.searchsorted(classes, y), sw)
         start = time.perf_counter()
         if self.preprocessing is not None:
-            X = self.preprocessing.fit_transform(X)
+            X = self.preprocessing.fit_transform(X, sw)
         self.estimator_ = self._estimator_for_fit(X)
-        self.estimator_.fit(X, y)
+        self._fit_estimator(self.estimator_, X, y)
         self.fit_seconds_ = time.perf_counter() - start
         start = time.perf_counter()
         if self._multi is None:
@@ -144,6 +153,20 @@ class ConvexSlopeModel(ABC):
         if self.preprocessing is not None:
             self.pipeline_ = self.preprocessing.pipeline(self.estimator_)
         return self
+
+    def _fit_estimator(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
+        """Fit ``est`` on clean rows with the effective weights ``s κ`` (class_weight as sample weights)."""
+        if self.weights_.trivial:
+            return est.fit(X, y)
+        spec = est.get_params().get("class_weight")
+        est.set_params(class_weight=None)
+        est.fit(X, y, sample_weight=self.weights_.clean())
+        est.set_params(class_weight=spec)
+        return est
+
+    def clean_weights(self) -> np.ndarray | None:
+        """``s κ`` per clean row (None: all 1)."""
+        return None if self.weights_.trivial else self.weights_.clean()
 
     def _pre(self, X: np.ndarray) -> np.ndarray:
         """Validated raw rows through the fitted preprocessing (identity without a pipeline)."""
@@ -227,26 +250,37 @@ class ConvexSlopeModel(ABC):
         return float(self.pointwise_loss(y_pm, f).mean())
 
     def fit_weighted(self, X_clean: Any, y_clean: Any, X_poison: Any, y_poison: Any,
-                     beta: float) -> Any:
-        """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1)."""
+                     beta: float, sample_weight: Any = None) -> Any:
+        """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1); clean rows
+        weigh ``sample_weight`` (default 1), class weights as the slope defines them (``_weights``)."""
         if not (isinstance(beta, numbers.Real) and math.isfinite(beta) and beta >= 0):
             raise ValidationError(f"beta must be a finite number >= 0, got {beta!r}")
         Xc = as_finite_2d("X_clean", X_clean)
         Xp = as_finite_2d("X_poison", X_poison)
+        yc, yp = np.asarray(y_clean), np.asarray(y_poison)
+        sw = check_sample_weight(sample_weight, Xc.shape[0])
+        X, y = (Xc, yc) if beta == 0 else (np.vstack([Xc, Xp]), np.concatenate([yc, yp]))
+        base = np.ones(Xc.shape[0]) if sw is None else sw
+        w = base if beta == 0 else np.concatenate([base, np.full(Xp.shape[0], float(beta))])
+        spec = getattr(self.estimator, "class_weight", None)
+        if spec is not None:  # class weights from the β-weighted class sizes (see _weights)
+            classes = np.unique(yc)
+            weights = ClassWeights(spec, classes, np.searchsorted(classes, yc), sw)
+            effective = weights.at(float(beta), np.searchsorted(classes, yp)) if beta else weights.clean()
+        else:
+            effective = w
         if self.preprocessing is not None:  # the whole pipeline, its scaler weighted too
             pipe = clone(self.pipeline)
-            if beta == 0:
-                return pipe.fit(Xc, np.asarray(y_clean))
-            X, y = np.vstack([Xc, Xp]), np.concatenate([np.asarray(y_clean), np.asarray(y_poison)])
-            w = np.concatenate([np.ones(Xc.shape[0]), np.full(Xp.shape[0], float(beta))])
-            return pipe.fit(X, y, **self.preprocessing.fit_params(pipe.steps, w))
+            pipe.steps[-1][1].set_params(**({"class_weight": None} if spec is not None else {}))
+            params = self.preprocessing.fit_params(pipe.steps, w)
+            params[f"{pipe.steps[-1][0]}__sample_weight"] = effective
+            return pipe.fit(X, y, **params)
         est = self._estimator_for_fit(Xc)
-        if beta == 0:
-            return est.fit(Xc, np.asarray(y_clean))
-        X = np.vstack([Xc, Xp])
-        y = np.concatenate([np.asarray(y_clean), np.asarray(y_poison)])
-        w = np.concatenate([np.ones(Xc.shape[0]), np.full(Xp.shape[0], float(beta))])
-        return est.fit(X, y, sample_weight=w)
+        if spec is not None:
+            est.set_params(class_weight=None)
+        if beta == 0 and sw is None and spec is None:
+            return est.fit(X, y)
+        return est.fit(X, y, sample_weight=effective)
 
     # -- derivatives -------------------------------------------------------------------------------
     def derivative(self, X_poison: Any, y_poison: Any, X_trigger: Any, y_trigger: Any, *,
@@ -328,9 +362,12 @@ class ConvexSlopeModel(ABC):
                                                        "X_poison"))
         tt = self.encode(f"{where}y_trigger", as_labels(f"{where}y_trigger", y_trigger, Xt.shape[0],
                                                         "X_trigger"))
+        codes = tp.astype(np.intp) if self._multi is not None else (tp > 0).astype(np.intp)
+        weight = None if self.weights_.spec is None else self.weights_.poison(codes)
+        class_motion = self.weights_.motion(codes)
         if self.preprocessing is None:
-            return Attack(Xp, tp, Xt, tt)
-        return Attack(self._pre(Xp), tp, self._pre(Xt), tt, self.preprocessing.motion(Xp))
+            return Attack(Xp, tp, Xt, tt, None, weight, class_motion)
+        return Attack(self._pre(Xp), tp, self._pre(Xt), tt, self.preprocessing.motion(Xp), weight, class_motion)
 
     def _test_set(self, X_test: Any, y_test: Any) -> tuple[np.ndarray, np.ndarray] | None:
         if X_test is None and y_test is None:
@@ -404,11 +441,8 @@ def check_positive(name: str, value: Any, cls: type) -> None:
 
 
 def check_no_class_weight(est: Any) -> None:
-    if est.class_weight is not None:
-        raise ValidationError(
-            f"{type(est).__name__}(class_weight=...) is not supported: class weights would rescale "
-            "the poison weight β; use class_weight=None"
-        )
+    """``class_weight`` must be None, "balanced" or a dict of positive weights (see ``_weights``)."""
+    check_class_weight(est.class_weight, est)
 
 
 def estimator_settings(est: Any) -> str:

@@ -82,8 +82,15 @@ class _LinearModelSlope(ConvexSlopeModel):
         self._fit_intercept = bool(est.fit_intercept)
         w = np.asarray(est.coef_, dtype=np.float64).ravel().copy()
         b = float(np.ravel(est.intercept_)[0]) if self._fit_intercept else 0.0
+        self._sw = self.clean_weights()
         with one_blas_thread:  # matrix–vector work: see _krylov.one_blas_thread
             self._hessian, polish = self._polish(X, y_pm, w, b)
+            self._class_gradients = None
+            if self.weights_.spec == "balanced":  # c Σ_{i ∈ k} s_i ∇θ ℓ_i per class k: κ' moves them
+                g = self.loss_grad(y_pm, self.decision_function(X)) * self.weights_.sample
+                self._class_gradients = np.column_stack(
+                    [self._c * self._gradient(X, np.where(y_pm > 0, 0.0, g)),
+                     self._c * self._gradient(X, np.where(y_pm > 0, g, 0.0))])
         self._write_back()
         return {"method": self._hessian.method, "space": self._hessian.space,
                 "n_features": X.shape[1], **polish}
@@ -95,14 +102,16 @@ class _LinearModelSlope(ConvexSlopeModel):
 
     def _objective(self, y_pm: np.ndarray, w: np.ndarray, b: float, f: np.ndarray) -> float:
         """F(θ) from the decision values ``f = X w + b``."""
+        loss = self.pointwise_loss(y_pm, f)
         return float(0.5 * self._r_w * w @ w + 0.5 * self._r_b * b * b
-                     + self._c * self.pointwise_loss(y_pm, f).sum())
+                     + self._c * (loss.sum() if self._sw is None else loss @ self._sw))
 
     def _optimality(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float,
                     f: np.ndarray) -> tuple[np.ndarray, float]:
         """(∇F, relative residual ‖∇F‖ / (‖r ⊙ θ‖ + ‖c Zᵀ ℓ'‖)) at θ with decision values f."""
         with one_blas_thread:
-            data = self._c * self._gradient(X, self.loss_grad(y_pm, f))
+            g = self.loss_grad(y_pm, f)
+            data = self._c * self._gradient(X, g if self._sw is None else g * self._sw)
         reg = np.append(self._r_w * w, self._r_b * b) if self._fit_intercept else self._r_w * w
         grad = reg + data
         scale = np.linalg.norm(reg) + np.linalg.norm(data)
@@ -110,7 +119,8 @@ class _LinearModelSlope(ConvexSlopeModel):
         return grad, residual
 
     def _curvature(self, y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
-        return self._c * self.loss_curvature(y_pm, f)
+        q = self._c * self.loss_curvature(y_pm, f)
+        return q if self._sw is None else q * self._sw
 
     def _constant_curvature(self) -> bool:
         return False
@@ -182,12 +192,22 @@ class _LinearModelSlope(ConvexSlopeModel):
     # -- derivatives -------------------------------------------------------------------------------
     def parameter_derivatives(self, attacks: Sequence[Attack]) -> np.ndarray:
         """dθ/dβ per attack as the columns of a (d[+1]) × k array: ``−H⁻¹ c Σ_j ∇θ ℓ(t_j, f(x̃_j))``."""
-        G = np.column_stack([self._c * self._gradient(a.X_poison, self.loss_grad(a.t_poison,
-                                                                                 self.decision_function(a.X_poison)))
-                             + self._penalty_motion(a) for a in attacks])
+        G = np.column_stack([self._c * self._gradient(a.X_poison, self._poison_grad(a))
+                             + self._penalty_motion(a) + self._class_motion(a) for a in attacks])
         U = self._hessian.solve(G)
         self._record_solver()
         return -U
+
+    def _poison_grad(self, a: Attack) -> np.ndarray:
+        """κ_p ∂ℓ/∂f at the poison rows."""
+        g = self.loss_grad(a.t_poison, self.decision_function(a.X_poison))
+        return g if a.weight is None else g * a.weight
+
+    def _class_motion(self, a: Attack) -> np.ndarray | float:
+        """Σ_clean s_i κ'_{c_i} c ∇θ ℓ_i: class_weight="balanced" moving with β (0 otherwise)."""
+        if a.class_motion is None:
+            return 0.0
+        return self._class_gradients @ a.class_motion
 
     def _penalty_motion(self, a: Attack) -> np.ndarray | float:
         """A pipeline scaler's term E of the optimality conditions' β-derivative (0 without one)."""

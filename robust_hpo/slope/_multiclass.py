@@ -96,6 +96,7 @@ class MultinomialLogistic(_ScoreMargins):
         self.Z = _design(X, self.fit_intercept)
         self.q_dim = self.Z.shape[1]
         self.Y = np.eye(self.K)[codes]
+        self.sw = model.clean_weights()
         self.damping = model.damping
         p = self.Z.shape[1] * self.K
         self.dense = p <= DENSE_LIMIT
@@ -120,11 +121,17 @@ class MultinomialLogistic(_ScoreMargins):
 
     def _objective(self, Theta: np.ndarray, F: np.ndarray) -> float:
         W = Theta[:-1] if self.fit_intercept else Theta
-        return float(0.5 * np.sum(W * W) + self.C * np.sum(logsumexp(F, axis=1) - np.sum(F * self.Y, axis=1)))
+        loss = logsumexp(F, axis=1) - np.sum(F * self.Y, axis=1)
+        return float(0.5 * np.sum(W * W) + self.C * (loss.sum() if self.sw is None else loss @ self.sw))
+
+    def _residuals(self, F: np.ndarray) -> np.ndarray:
+        """s_i κ_i (p_i − y_i): the weighted ∂ℓ/∂f per row."""
+        R = softmax(F, axis=1) - self.Y
+        return R if self.sw is None else R * self.sw[:, None]
 
     def _gradient(self, Theta: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, float]:
         reg = self._reg(Theta)
-        data = self.C * (self.Z.T @ (softmax(F, axis=1) - self.Y))
+        data = self.C * (self.Z.T @ self._residuals(F))
         scale = np.linalg.norm(reg) + np.linalg.norm(data)
         grad = reg + data
         return grad, float(np.linalg.norm(grad) / scale) if scale > 0 else 0.0
@@ -162,6 +169,11 @@ class MultinomialLogistic(_ScoreMargins):
                 f"Newton polishing steps reached {residual:.2e}, above the limit {RESIDUAL_LIMIT:g} at which "
                 "the slope is exact: lower tol or raise max_iter")
         self.Theta = Theta
+        self.class_gradients = None
+        if self.model.weights_.spec == "balanced":  # C Σ_{i ∈ k} s_i ∇θ ℓ_i per class k (κ' moves them)
+            R = (softmax(F, axis=1) - self.Y) * self.model.weights_.sample[:, None]
+            self.class_gradients = [self.C * (self.Z.T @ np.where(self.Y[:, [k]] > 0, R, 0.0))
+                                    for k in range(self.K)]
         return {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
 
     # -- the Hessian -------------------------------------------------------------------------------
@@ -170,13 +182,14 @@ class MultinomialLogistic(_ScoreMargins):
         P = softmax(F, axis=1)
         self.P = P
         Z, K, q = self.Z, self.K, self.Z.shape[1]
+        s = np.ones(Z.shape[0]) if self.sw is None else self.sw
         if self.dense:
             H = np.zeros((K * q, K * q))
             G = (P[:, :, None] * Z[:, None, :]).reshape(Z.shape[0], K * q)
-            H -= G.T @ G
+            H -= (G * s[:, None]).T @ G
             for k in range(K):
                 block = slice(k * q, (k + 1) * q)
-                H[block, block] += (Z * P[:, k:k + 1]).T @ Z
+                H[block, block] += (Z * (P[:, k] * s)[:, None]).T @ Z
             H *= self.C
             H[np.diag_indices_from(H)] += self._reg_diag()
             if self.fit_intercept:  # the intercept-shift direction u: H + u uᵀ (see the module docstring)
@@ -189,7 +202,7 @@ class MultinomialLogistic(_ScoreMargins):
                                            "or strengthen the regularisation") from None
         else:
             self.Zs = Z
-            diag = self.C * ((Z * Z).T @ (P * (1.0 - P)))  # q × K
+            diag = self.C * ((Z * Z).T @ (P * (1.0 - P) * s[:, None]))  # q × K
             self.jacobi = 1.0 / (diag.T.reshape(-1) + self._reg_diag())
 
     def _reg_diag(self) -> np.ndarray:
@@ -207,6 +220,8 @@ class MultinomialLogistic(_ScoreMargins):
             A = self.Zs @ T
             PA = self.P * A
             R = PA - self.P * PA.sum(axis=1, keepdims=True)
+            if self.sw is not None:
+                R *= self.sw[:, None]
             HT = self.C * (self.Zs.T @ R)
             if self.fit_intercept:
                 HT[-1] += T[-1].sum() / K
@@ -239,8 +254,12 @@ class MultinomialLogistic(_ScoreMargins):
             rhs = []
             for a in attacks:
                 Zp = _design(a.X_poison, self.fit_intercept)
-                G = self.C * (Zp.T @ (softmax(Zp @ self.Theta, axis=1) - eye[a.t_poison])) + _motion(a, self.Theta,
-                                                                                                  self.fit_intercept, 1.0)
+                R = softmax(Zp @ self.Theta, axis=1) - eye[a.t_poison]
+                if a.weight is not None:
+                    R *= a.weight[:, None]
+                G = self.C * (Zp.T @ R) + _motion(a, self.Theta, self.fit_intercept, 1.0)
+                if a.class_motion is not None:
+                    G = G + sum(kappa * g for kappa, g in zip(a.class_motion, self.class_gradients))
                 rhs.append(G.T.reshape(-1))
             D = -self._solve(np.column_stack(rhs))
             out = []
@@ -265,15 +284,17 @@ class MultiOutputRidge(_ScoreMargins):
                            np.asarray(est.intercept_, dtype=np.float64)[None, :]]) if self.fit_intercept \
             else np.asarray(est.coef_, dtype=np.float64).T.copy()
         r_w = 2.0 * float(est.alpha)
+        sw = model.clean_weights()
+        s = np.ones(X.shape[0]) if sw is None else sw
         with one_blas_thread:
-            self.hessian = LinearModelHessian(X, np.full(X.shape[0], 2.0), r_w=r_w, r_b=0.0,
+            self.hessian = LinearModelHessian(X, 2.0 * s, r_w=r_w, r_b=0.0,
                                               fit_intercept=self.fit_intercept, space="auto",
                                               damping=model.damping, cache=model.cache)
             Z = _design(X, self.fit_intercept)
             reg = r_w * Theta
             if self.fit_intercept:
                 reg[-1] = 0.0
-            grad = reg + Z.T @ (-2.0 * (Y - Z @ Theta))
+            grad = reg + Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
             fitted = float(np.linalg.norm(grad) / max(np.linalg.norm(reg) + np.linalg.norm(grad - reg), 1e-300))
             steps = 0
             if fitted > POLISH_RTOL:  # quadratic: one exact Newton step
@@ -282,7 +303,11 @@ class MultiOutputRidge(_ScoreMargins):
             reg = r_w * Theta
             if self.fit_intercept:
                 reg[-1] = 0.0
-            data = Z.T @ (-2.0 * (Y - Z @ Theta))
+            data = Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
+            self.class_gradients = None
+            if model.weights_.spec == "balanced":  # Σ_{i ∈ k} s_i ∇θ ℓ_i per class k (κ' moves them)
+                R = -2.0 * model.weights_.sample[:, None] * (Y - Z @ Theta)
+                self.class_gradients = [Z.T @ np.where(codes[:, None] == k, R, 0.0) for k in range(K)]
             residual = float(np.linalg.norm(reg + data) / max(np.linalg.norm(reg) + np.linalg.norm(data), 1e-300))
         if not residual <= RESIDUAL_LIMIT:
             raise NotConvergedError(f"{estimator_settings(est)}: the ridge solution has relative optimality "
@@ -305,9 +330,11 @@ class MultiOutputRidge(_ScoreMargins):
 
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         with one_blas_thread:
-            rhs = [_design(a.X_poison, self.fit_intercept).T @ (-2.0 * (self._coding(a.t_poison)
-                                                                       - self.scores(a.X_poison)))
-                   + _motion(a, self.Theta, self.fit_intercept, self.r_w) for a in attacks]
+            rhs = [_design(a.X_poison, self.fit_intercept).T @ (-2.0 * (1.0 if a.weight is None else a.weight[:, None])
+                                                                   * (self._coding(a.t_poison) - self.scores(a.X_poison)))
+                   + _motion(a, self.Theta, self.fit_intercept, self.r_w)
+                   + (0.0 if a.class_motion is None else sum(k * g for k, g in zip(a.class_motion, self.class_gradients)))
+                   for a in attacks]
             D = -self.hessian.solve(np.hstack(rhs))
             out = []
             for k, a in enumerate(attacks):
