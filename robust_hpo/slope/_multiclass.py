@@ -380,6 +380,7 @@ class OneVsOneSVC(MulticlassPart):
             machine.classes_ = model.classes_[[i, j]]
             machine.n_features_, machine.n_clean_ = X.shape[1], rows.size
             machine._multi, machine._memo = None, None
+            machine.weights_ = model.weights_.subset(rows)
             machine.estimator_ = view
             machine.fit_seconds_ = 0.0
             machine.details_ = machine._prepare(X[rows], np.where(codes[rows] == j, 1.0, -1.0))
@@ -434,8 +435,9 @@ class OneVsOneSVC(MulticlassPart):
                 if tr.size == 0:
                     continue
                 sub = Attack(a.X_poison[po], np.where(a.t_poison[po] == j, 1.0, -1.0),
-                             a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0), a.motion)
-                if po.size == 0 and (a.motion is None or not np.any(a.motion.rho)):
+                             a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0), a.motion,
+                             None if a.weight is None else a.weight[po], a.class_motion)
+                if po.size == 0 and (a.motion is None or not np.any(a.motion.rho)) and a.class_motion is None:
                     F[tr, p] = machine.decision_function(sub.X_trigger)
                     continue
                 solution = machine._solve_attacks([sub])[0]

@@ -150,8 +150,10 @@ class SVCSlope(ConvexSlopeModel):
         except _Unsettled as first:  # the sets libsvm found are not the optimum's
             est = self.estimator_
             tol = min(float(est.tol), 1e-3) * REFIT_TOL_FACTOR
-            tighter = clone(est).set_params(tol=tol)
-            tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]))
+            tighter = clone(est).set_params(tol=tol, class_weight=None)
+            weights = self.clean_weights()
+            tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]),
+                        **({} if weights is None else {"sample_weight": weights}))
             try:
                 state = self._refine(X, y_pm, tighter)
             except _Unsettled as second:
@@ -184,13 +186,15 @@ class SVCSlope(ConvexSlopeModel):
                 est: SVC) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, float, float, int]:
         """Exact α, b on libsvm's sets, corrected until every KKT condition holds; raises
         ``_Unsettled`` otherwise. Returns (α, b, S, B, violation before, violation after, steps)."""
-        C = float(est.C)
         n = X.shape[0]
+        weights = self.clean_weights()
+        C = float(est.C) * (np.ones(n) if weights is None else weights)  # per-point box: α_i ≤ C s_i κ_i
+        self._Cv = C
         alpha = np.zeros(n)
         alpha[est.support_] = np.abs(est.dual_coef_.ravel())
-        B = alpha >= C * (1.0 - self.bound_rtol)
+        B = (alpha >= C * (1.0 - self.bound_rtol)) & (C > 0)
         S = (alpha > 0) & ~B
-        alpha[B] = C
+        alpha[B] = C[B]
         b = float(est.intercept_[0])
         self._train_kernel = _TrainingKernel(self, X)
         before = self._violation(X, y_pm, alpha, b, S, B, C)[0]
@@ -213,14 +217,15 @@ class SVCSlope(ConvexSlopeModel):
             raise _Unsettled(before) from None  # report the violation of the fit that was refined
 
     def _solve_equalities(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, S: np.ndarray,
-                          B: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+                          B: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, float]:
         K = self._train_kernel
         S_idx, B_idx = np.flatnonzero(S), np.flatnonzero(B)
         yS = y_pm[S_idx]
         kkt = self._kkt_from(K.block(S_idx, S_idx), yS, 0.0)
         rhs = np.empty(yS.size + 1)
-        rhs[:-1] = 1.0 - C * yS * (K.block(S_idx, B_idx) @ y_pm[B_idx] if B_idx.size else 0.0)
-        rhs[-1] = -C * y_pm[B_idx].sum()
+        cB = C[B_idx] * y_pm[B_idx]  # α y of the bound support vectors
+        rhs[:-1] = 1.0 - yS * (K.block(S_idx, B_idx) @ cB if B_idx.size else 0.0)
+        rhs[-1] = -cB.sum()
         sol, _, res = _solve_with(kkt, _lu(kkt), rhs)
         if not res <= 1e-6:  # no α_S, b put S on the margin: the sets are wrong
             raise _Unsettled(res)
@@ -247,17 +252,17 @@ class SVCSlope(ConvexSlopeModel):
         return y_pm * (self._train_kernel.dot(sv, alpha[sv] * y_pm[sv]) + b)
 
     def _violation(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float, S: np.ndarray,
-                   B: np.ndarray, C: float) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+                   B: np.ndarray, C: np.ndarray) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
         """Largest KKT violation (margin units; α's in units of C) and the corrected sets, or None."""
         yf = self._margins(X, y_pm, alpha, b)
         N = ~(S | B)
         low, high = S & (alpha <= 0), S & (alpha >= C)
-        enter = (N & (yf < 1.0 - KKT_TOL)) | (B & (yf > 1.0 + KKT_TOL))
+        enter = ((N & (yf < 1.0 - KKT_TOL)) | (B & (yf > 1.0 + KKT_TOL))) & (C > 0)
         parts = [np.max(np.abs(yf[S] - 1.0), initial=0.0),
                  np.max(np.maximum(0.0, 1.0 - yf[N]), initial=0.0),
                  np.max(np.maximum(0.0, yf[B] - 1.0), initial=0.0),
-                 np.max(np.maximum(0.0, -alpha[S]) / C, initial=0.0),
-                 np.max(np.maximum(0.0, alpha[S] - C) / C, initial=0.0)]
+                 np.max(np.maximum(0.0, -alpha[S]) / C[S], initial=0.0),
+                 np.max(np.maximum(0.0, alpha[S] - C[S]) / C[S], initial=0.0)]
         violation = float(max(parts))
         if not (low.any() or high.any() or enter.any()):
             return violation, None
@@ -265,7 +270,7 @@ class SVCSlope(ConvexSlopeModel):
         B_new = (B & ~enter) | high
         alpha_new = alpha.copy()
         alpha_new[low] = 0.0
-        alpha_new[high] = C
+        alpha_new[high] = C[high]
         return violation, (S_new, B_new, alpha_new)
 
     def _without_margin_sv(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float,
@@ -278,7 +283,7 @@ class SVCSlope(ConvexSlopeModel):
         lower = np.where((N & (y_pm > 0)) | (B & (y_pm < 0)), y_pm - h, -np.inf)  # b ≥ ±1 − h
         upper = np.where((N & (y_pm < 0)) | (B & (y_pm > 0)), y_pm - h, np.inf)   # b ≤ ±1 − h
         b_lo, b_hi = float(lower.max()), float(upper.min())
-        balance = abs(float(alpha @ y_pm)) / C
+        balance = abs(float(alpha @ y_pm)) / float(np.max(C))
         if balance > 0.5 or not b_lo <= b_hi + KKT_TOL:
             raise _Unsettled(max(balance, b_lo - b_hi))  # Σ α y ≠ 0 or no intercept fits: wrong sets
         self._interval = (b_lo, b_hi)
@@ -301,6 +306,10 @@ class SVCSlope(ConvexSlopeModel):
         self._yS = y_pm[S_idx]
         self._S_in_sv = np.searchsorted(sv, S_idx)  # S ⊂ support vectors
         self._w = self._X_sv.T @ self._coef_sv if self.estimator_.kernel == "linear" else None
+        B_idx = np.flatnonzero(B)
+        codes = self.weights_.codes
+        # bound support vectors: α = C s κ moves with κ ("balanced"): their rows, labels, s and class
+        self._bound = (X[B_idx], y_pm[B_idx], self.weights_.sample[B_idx], codes[B_idx])
         self._kkt = self._kkt_from(self._train_kernel.block(S_idx, S_idx), self._yS, self.damping) \
             if S.any() else np.zeros((1, 1))
         self._kkt_lu: tuple[np.ndarray, np.ndarray] | None = None
@@ -388,22 +397,30 @@ class SVCSlope(ConvexSlopeModel):
             ft = (Kt @ self._coef_sv if rbf else a.X_trigger @ self._w) + self._b
             moving = a.motion is not None and bool(np.any(a.motion.rho))
             if self._degenerate:
-                if moving:
+                if moving or a.class_motion is not None or a.weight is not None:
                     raise DegenerateSolveError(
-                        f"SVC(C={self._C:g}) has no margin support vector: the slope through a moving scaler is not "
-                        "defined at a degenerate SVC; increase C")
+                        f"SVC(C={self._C:g}) has no margin support vector: the slope with a scaler or class weights "
+                        "is not defined at a degenerate SVC; increase C")
                 out.append(self._one_sided(a, ft))
                 continue
             Kp = self._kernel_rows(a.X_poison, self._X_sv, self._sv_norms) if rbf else None
             fp = (Kp @ self._coef_sv if rbf else a.X_poison @ self._w) + self._b
             viol = a.t_poison * fp < 1.0  # poison points that enter at α = Cβ
             details: dict[str, Any] = {"n_poison_entering": int(viol.sum())}
-            if not viol.any() and not moving:
+            bound_moves = a.class_motion is not None and self._bound[0].shape[0] > 0
+            if not viol.any() and not moving and not bound_moves:
                 out.append(AttackSolution(0.0, ft, np.zeros_like(ft), details))
                 continue
-            Xv, tv = a.X_poison[viol], a.t_poison[viol]
+            # entering rows and their coefficients per unit Cβ: poison κ_p t_p
+            Xv, tv = a.X_poison[viol], a.t_poison[viol] * (1.0 if a.weight is None else a.weight[viol])
             # K(S, viol) tv: a block of the poison rows' kernel (S ⊂ support vectors)
             KSv_tv = Kp[viol][:, self._S_in_sv].T @ tv if rbf else self._XS @ (Xv.T @ tv)
+            if bound_moves:  # class_weight="balanced": the bound α = C s κ move by C s κ' y
+                XB, yB, sB, cB = self._bound
+                Xv = np.vstack([Xv, XB])
+                coef_B = yB * sB * a.class_motion[cB]
+                tv = np.concatenate([tv, coef_B])
+                KSv_tv = KSv_tv + self._kernel_dot(self._XS, XB, coef_B)
             kernel_motion = self._kernel_motion(a.motion.rho) if moving else None
             if kernel_motion is not None:
                 KSv_tv = KSv_tv + kernel_motion(self._XS) / self._C  # the margin rows' −y_s ∂f(x_s)

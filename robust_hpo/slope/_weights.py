@@ -77,6 +77,13 @@ class ClassWeights:
                                   f"{self.classes.tolist()}")
         return np.array([float(self.spec.get(c, 1.0)) for c in self.classes.tolist()])
 
+    def subset(self, rows: np.ndarray) -> "ClassWeights":
+        """The same class weights for a subset of the clean rows (a one-vs-one machine's)."""
+        out = ClassWeights.__new__(ClassWeights)
+        out.__dict__.update(self.__dict__)
+        out.sample, out.codes = self.sample[rows], self.codes[rows]
+        return out
+
     def clean(self) -> np.ndarray:
         """Effective weights of the clean rows at β = 0: ``s_i κ_{c_i}``."""
         return self.sample * self.per_class[self.codes]

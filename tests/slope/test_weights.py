@@ -127,3 +127,26 @@ def test_bad_sample_weight_is_named():
         backdoor_slope(LogisticRegression(), *problem, sample_weight=-np.ones(len(problem[0])))
     with pytest.raises(ValueError, match=r"class_weight names classes \[7\]"):
         backdoor_slope(LogisticRegression(class_weight={7: 2.0}), *problem)
+
+
+SVC_CASES = [
+    (SVC(kernel="linear", C=0.3, class_weight="balanced"), "binary", 4),
+    (SVC(C=3.0, gamma=0.3, class_weight={3: 2.0}), "binary", 11),
+    (SVC(C=3.0, gamma=0.3, class_weight="balanced"), 3, 12),
+]
+
+
+@pytest.mark.parametrize("with_sample_weight", [False, True])
+@pytest.mark.parametrize("estimator, classes, seed", SVC_CASES)
+def test_weighted_svc_matches_weighted_refits(estimator, classes, seed, with_sample_weight):
+    problem = binary_problem(seed) if classes == "binary" else synthetic_problem(classes, seed)
+    if classes != "binary":
+        problem = problem[:3] + (np.where(np.arange(len(problem[3])) % 3 == 0, 0, 1),) + problem[4:]
+    n = len(problem[0])
+    s = _sample(n, 17) if with_sample_weight else np.ones(n)
+    result = backdoor_slope(estimator, *problem, sample_weight=s if with_sample_weight else None)
+    tight = clone(estimator).set_params(tol=1e-13, class_weight=None)
+    kind = "hinge" if classes == "binary" else "svc"
+    expected = reference(tight, problem, estimator.class_weight, s, kind, (5e-4, 2.5e-4))
+    assert result.exact
+    assert _rel_err(result.derivative, expected) <= 1e-3
