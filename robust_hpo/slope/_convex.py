@@ -24,16 +24,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.svm import SVC
+from sklearn.svm import SVC, LinearSVC
 
 from robust_hpo.errors import DegenerateSolveError, NotConvergedError, ValidationError
 from robust_hpo.slope._base import SUPPORTED, ConvexSlopeModel
 from robust_hpo.slope._cache import GramCache
-from robust_hpo.slope._linear import LogisticSlope, RidgeSlope, _LinearModelSlope
+from robust_hpo.slope._linear import (
+    LinearSVCSlope,
+    LogisticSlope,
+    RidgeSlope,
+    SGDLogSlope,
+    SGDModifiedHuberSlope,
+    _LinearModelSlope,
+    check_sgd,
+)
 from robust_hpo.slope._preprocess import Preprocessing
-from robust_hpo.slope._svc import SVCSlope
+from robust_hpo.slope._svc import SGDHingeSlope, SVCSlope
 
 __all__ = [
     "SUPPORTED",
@@ -43,9 +51,20 @@ __all__ = [
     "NotConvergedError",
     "RidgeSlope",
     "SVCSlope",
+    "LinearSVCSlope",
+    "SGDLogSlope",
+    "SGDModifiedHuberSlope",
+    "SGDHingeSlope",
     "slope_model",
     "_LinearModelSlope",
 ]
+
+
+def _sgd_adapter(estimator: Any, **kwargs: Any) -> ConvexSlopeModel:
+    """SGDClassifier: the adapter of its loss (refused, naming it, when unsupported)."""
+    check_sgd(estimator)
+    adapter = {"log_loss": SGDLogSlope, "modified_huber": SGDModifiedHuberSlope, "hinge": SGDHingeSlope}
+    return adapter[estimator.loss](estimator, **kwargs)
 
 
 def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None,
@@ -65,7 +84,10 @@ def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None
             raise ValidationError("a Pipeline inside a Pipeline is not supported: flatten it")
         inner = slope_model(final, damping=damping, cache=cache)
         return type(inner)(final, damping=damping, preprocessing=preprocessing, pipeline=estimator)
-    adapters = {LogisticRegression: LogisticSlope, RidgeClassifier: RidgeSlope, SVC: SVCSlope}
+    if type(estimator) is SGDClassifier:
+        return _sgd_adapter(estimator, damping=damping, cache=cache)
+    adapters = {LogisticRegression: LogisticSlope, RidgeClassifier: RidgeSlope, SVC: SVCSlope,
+                LinearSVC: LinearSVCSlope, SGDClassifier: _sgd_adapter}
     adapter = adapters.get(type(estimator))
     if adapter is not None:
         return adapter(estimator, damping=damping, cache=cache)

@@ -640,3 +640,27 @@ def _solve_with(A: np.ndarray, lu: tuple[np.ndarray, np.ndarray] | None,
 
 def _rel_residual(A: np.ndarray, x: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(A @ x - b) / max(np.linalg.norm(b), 1e-300))
+
+
+class SGDHingeSlope(SVCSlope):
+    """``SGDClassifier(loss="hinge", penalty="l2")`` at the **exact optimum of its objective**
+    ``½α‖w‖² + (1/n) Σ s_i max(0, 1 − y_i f_i)`` (n clean rows, fixed along β; intercept
+    unpenalised): a linear SVM with ``C = 1/(α n)``, solved by libsvm and refined like ``SVC``
+    (SGD itself stops early). ``estimator_`` is that ``SVC``. K ≥ 3: one-vs-rest, as SGD fits it."""
+
+    fits_its_own_estimator = True
+
+    def _check_params(self, est: Any) -> None:
+        from robust_hpo.slope._linear import check_sgd
+
+        check_sgd(est)
+
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._ovr import OneVsRest
+
+        return OneVsRest(SGDHingeSlope)
+
+    def _estimator_for_fit(self, X: np.ndarray) -> SVC:
+        if self._multi is not None:  # the one-vs-rest machines fit their own SVMs; this fit gives the layout
+            return clone(self.estimator)
+        return SVC(kernel="linear", C=1.0 / (float(self.estimator.alpha) * X.shape[0]), tol=1e-4)
