@@ -662,6 +662,9 @@ def _study_heatmaps(trials: list[Any], ctx: _Context, args: argparse.Namespace, 
             f"backdoor accuracy after poisoning ≤ {max_backdoor:g}")
     on = _short_choice(argparse.Namespace(attack=choice), ctx)
     for learner in sorted({t.learner for t in trials}):
+        if not all("C" in t.params for t in trials if t.learner == learner):  # SGD's alpha: no (C, γ) map
+            print(f"no heatmap for {learner}: its trials have no parameter C")
+            continue
         grid = bin_trials(trials, learner=learner, n_bins=bins)
         cells = grid.cells_of([recommended]) if recommended is not None else set()
         figure = grid_figure(grid, title=f"{learner}: verified trials on {on}", robust_cells=grid.cells_of(robust),

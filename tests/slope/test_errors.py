@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC
 
 from robust_hpo.slope import (
     DegenerateSolveError,
