@@ -42,13 +42,7 @@ from robust_hpo.slope._base import (
 from robust_hpo.slope._hessian import LinearModelHessian, Space
 from robust_hpo.slope._krylov import one_blas_thread
 
-POLISH_RTOL = 1e-6
-"""Newton polishing stops at this relative gradient norm (see the module docstring)."""
-
-RESIDUAL_LIMIT = 1e-5
-"""Above this relative gradient norm after polishing, the fit is refused (NotConvergedError)."""
-
-MAX_NEWTON_STEPS = 30
+from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
 
 
 class _LinearModelSlope(ConvexSlopeModel):

@@ -41,7 +41,7 @@ from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, Mul
     estimator_settings
 from robust_hpo.slope._hessian import SOLVE_RTOL, LinearModelHessian
 from robust_hpo.slope._krylov import block_pcg, one_blas_thread
-from robust_hpo.slope._linear import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
+from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
 
 DENSE_LIMIT = 1500
 """Multinomial Hessians of at most this many parameters (K·(d+1)) are formed and factorised; larger
@@ -352,9 +352,10 @@ class OneVsOneSVC(MulticlassPart):
 
     loss_name = "hinge (one-vs-one, summed over the target's duels)"
 
-    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
-        from robust_hpo.slope._svc import SVCSlope
+    def __init__(self, machine_class: type) -> None:
+        self.machine_class = machine_class  # SVCSlope (passed in: this module does not import _svc)
 
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
         est = model.estimator_
         K = model.n_classes_
         self.K = K
@@ -376,7 +377,7 @@ class OneVsOneSVC(MulticlassPart):
             view.support_ = np.searchsorted(rows, np.concatenate([sv_i, sv_j]))
             view.dual_coef_ = coef[None, :]
             view.intercept_ = np.array([-float(est.intercept_[p])])
-            machine = SVCSlope(clone(est), damping=model.damping)
+            machine = self.machine_class(clone(est), damping=model.damping)
             machine.classes_ = model.classes_[[i, j]]
             machine.n_features_, machine.n_clean_ = X.shape[1], rows.size
             machine._multi, machine._memo = None, None

@@ -89,7 +89,7 @@ class SVCSlope(ConvexSlopeModel):
     def _multiclass_part(self) -> Any:
         from robust_hpo.slope._multiclass import OneVsOneSVC
 
-        return OneVsOneSVC()
+        return OneVsOneSVC(SVCSlope)
 
     def _estimator_for_fit(self, X: np.ndarray) -> SVC:
         est = clone(self.estimator)

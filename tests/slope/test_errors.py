@@ -113,7 +113,7 @@ def test_labels_outside_training_classes(problem, position, name):
     (RidgeClassifier(alpha=0.0), "RidgeClassifier alpha must be a finite number > 0"),
     (SVC(kernel="poly"), "SVC kernel must be 'linear' or 'rbf'"),
     (LogisticRegression(l1_ratio=1.0, solver="saga"), "L2 penalty"),
-    (LogisticRegression(class_weight="heavy"), "class_weight=...\) must be None, .balanced. or a dict"),
+    (LogisticRegression(class_weight="heavy"), r"class_weight=...\) must be None, .balanced. or a dict"),
 ])
 def test_bad_hyperparameters(problem, estimator, match):
     with pytest.raises(ValueError, match=match):
