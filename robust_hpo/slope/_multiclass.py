@@ -108,7 +108,6 @@ class MultinomialLogistic(_ScoreMargins):
         est.coef_ = self.Theta[: X.shape[1]].T.copy()
         if self.fit_intercept:
             est.intercept_ = self.Theta[-1].copy()
-        self.Z = None  # the design is only needed while polishing (the solves keep what they need)
         return {"method": "multinomial-" + ("cholesky" if self.dense else "pcg"), "n_classes": self.K,
                 "n_features": X.shape[1], **details}
 
@@ -180,13 +179,17 @@ class MultinomialLogistic(_ScoreMargins):
     def _at(self, F: np.ndarray) -> None:
         """The Hessian at scores F: factorised (dense) or kept for products (CG)."""
         P = softmax(F, axis=1)
-        self.P = P
+        self.P, self.F_now = P, F
         Z, K, q = self.Z, self.K, self.Z.shape[1]
         s = np.ones(Z.shape[0]) if self.sw is None else self.sw
+        self.Zs = Z
+        self.stale = getattr(self, "L", None) is not None
+        if self.dense and self.stale:
+            return  # later curvatures: products with the exact H, the first factor preconditions (_solve)
         if self.dense:
             H = np.zeros((K * q, K * q))
-            G = (P[:, :, None] * Z[:, None, :]).reshape(Z.shape[0], K * q)
-            H -= (G * s[:, None]).T @ G
+            G = (P[:, :, None] * (Z * np.sqrt(s)[:, None])[:, None, :]).reshape(Z.shape[0], K * q)
+            H -= G.T @ G  # a symmetric rank-n update (BLAS syrk)
             for k in range(K):
                 block = slice(k * q, (k + 1) * q)
                 H[block, block] += (Z * (P[:, k] * s)[:, None]).T @ Z
@@ -201,7 +204,6 @@ class MultinomialLogistic(_ScoreMargins):
                 raise SingularHessianError("the multinomial Hessian is not positive definite; pass damping > 0 "
                                            "or strengthen the regularisation") from None
         else:
-            self.Zs = Z
             diag = self.C * ((Z * Z).T @ (P * (1.0 - P) * s[:, None]))  # q × K
             self.jacobi = 1.0 / (diag.T.reshape(-1) + self._reg_diag())
 
@@ -230,7 +232,15 @@ class MultinomialLogistic(_ScoreMargins):
         return out
 
     def _solve(self, B: np.ndarray, rtol: float = SOLVE_RTOL) -> np.ndarray:
-        if self.dense:
+        if self.dense and not self.stale:
+            return linalg.cho_solve(self.L, B, check_finite=False)
+        if self.dense:  # the factor of an earlier curvature preconditions conjugate gradients on the exact H
+            result = block_pcg(self._matvec, B, lambda R: linalg.cho_solve(self.L, R, check_finite=False),
+                               rtol=rtol, maxiter=60)
+            if result.converged:
+                return result.x
+            self.L = None
+            self._at(self.F_now)  # refactorise at this curvature
             return linalg.cho_solve(self.L, B, check_finite=False)
         result = block_pcg(self._matvec, B, lambda R: self.jacobi[:, None] * R, rtol=rtol,
                            maxiter=max(200, 2 * B.shape[0]))
