@@ -26,6 +26,7 @@ Their β-derivatives come from the same solves (the derivative of the active max
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections.abc import Sequence
@@ -34,7 +35,6 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 from scipy.special import logsumexp, softmax
-from sklearn.base import clone
 
 from robust_hpo.errors import NotConvergedError, SingularHessianError
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other, \
@@ -379,7 +379,7 @@ class OneVsOneSVC(MulticlassPart):
                                    "machines": len(self.pairs)}
         for p, (i, j) in enumerate(self.pairs):
             rows = np.flatnonzero((codes == i) | (codes == j))
-            view = clone(est)
+            view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
             sv_i = est.support_[starts[i]:starts[i + 1]]
             sv_j = est.support_[starts[j]:starts[j + 1]]
             coef = np.concatenate([est.dual_coef_[j - 1, starts[i]:starts[i + 1]],
@@ -387,7 +387,7 @@ class OneVsOneSVC(MulticlassPart):
             view.support_ = np.searchsorted(rows, np.concatenate([sv_i, sv_j]))
             view.dual_coef_ = coef[None, :]
             view.intercept_ = np.array([-float(est.intercept_[p])])
-            machine = self.machine_class(clone(est), damping=model.damping)
+            machine = self.machine_class(model.estimator, damping=model.damping)
             machine.classes_ = model.classes_[[i, j]]
             machine.n_features_, machine.n_clean_ = X.shape[1], rows.size
             machine._multi, machine._memo = None, None

@@ -17,11 +17,11 @@ slope's definition).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other
 
@@ -50,7 +50,7 @@ class OneVsRest(MulticlassPart):
                 machine.estimator_ = machine._estimator_for_fit(X)
                 machine._fit_estimator(machine.estimator_, X, y_pm)
             else:  # LinearSVC, SGD (smooth): machine k starts from row k of the fitted coefficients
-                view = clone(est)
+                view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
                 view.coef_ = np.asarray(est.coef_[k:k + 1], dtype=np.float64).copy()
                 view.intercept_ = np.asarray(est.intercept_[k:k + 1], dtype=np.float64).copy()
                 machine.estimator_ = view
