@@ -159,3 +159,45 @@ def test_sgd_is_polished_to_the_optimum_and_predicts_with_it():
 def test_unsupported_losses_are_named(estimator, match):
     with pytest.raises(ValueError, match=match):
         backdoor_slope(estimator, *binary_problem(1))
+
+
+def _weighted_machine_loss(kind, C, problem, beta, spec, s):
+    """The curve loss of one-vs-rest refits at β with explicit weights s κ(β) (κ from the β-weighted
+    class sizes for "balanced"; every machine weighs every row by its class's κ)."""
+    from tests.slope.test_weights import weights_at
+
+    X, y, Xp, yp, Xt, yt = problem
+    w = weights_at(beta, y, yp, spec, s)
+    F, classes = machine_scores(kind, C, np.vstack([X, Xp]), np.concatenate([y, yp]), w, Xt)
+    if classes.size == 2:
+        z = np.where(yt == classes[1], 1.0, -1.0) * F[:, 0]
+    else:
+        z = F[np.arange(len(yt)), np.searchsorted(classes, yt)]
+    return LOSSES[kind](z).mean()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("estimator, kind, spec", [
+    (LinearSVC(C=0.3, class_weight="balanced"), "sqhinge", ("synthetic", 3, 21)),
+    (LinearSVC(C=0.3, class_weight={3: 2.0}), "sqhinge", ("binary", 22)),
+    (SGDClassifier(loss="log_loss", alpha=1e-2, class_weight="balanced", random_state=0), "log", ("synthetic", 4, 23)),
+    (SGDClassifier(loss="hinge", alpha=1e-2, class_weight="balanced", random_state=0), "hinge", ("binary", 3)),
+])
+def test_weighted_linear_svc_and_sgd_match_weighted_refits(estimator, kind, spec):
+    problem = _problem(spec)
+    if spec[0] != "binary":  # an unbalanced poison: the balanced weights move
+        problem = problem[:3] + (np.where(np.arange(len(problem[3])) % 3 == 0, 0, 1),) + problem[4:]
+    s = np.random.default_rng(24).uniform(0.2, 3.0, size=len(problem[0]))
+    result = backdoor_slope(estimator, *problem, sample_weight=s)
+    C = estimator.C if kind == "sqhinge" else 1.0 / (estimator.alpha * len(problem[0]))
+    L0 = _weighted_machine_loss(kind, C, problem, 0.0, estimator.class_weight, s)
+    steps = (5e-4, 2.5e-4) if kind == "hinge" else (1e-3, 5e-4, 2.5e-4)
+    D = [(_weighted_machine_loss(kind, C, problem, h, estimator.class_weight, s) - L0) / h for h in steps]
+    if kind == "hinge":
+        assert _rel_err(D[0], D[1]) <= 1e-3
+        expected = D[1]
+    else:
+        R = [2 * D[1] - D[0], 2 * D[2] - D[1]]
+        expected = (4 * R[1] - R[0]) / 3
+    assert result.exact and abs(result.derivative) > 1e-3
+    assert _rel_err(result.derivative, expected) <= 1e-3
