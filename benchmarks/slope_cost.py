@@ -13,7 +13,13 @@ refinement (SVC) and the residual checks, plus the margins. Data: MNIST 7-1 (150
 BadNets 3x3, 10 % poison), then the four learners on d = 9216 random ReLU features of the same images
 (the size of AlexNet's features in the paper).
 
+Then (issue 20): the plain public call ``backdoor_slope(RidgeClassifier(...), X_clean, y_clean, X_poison,
+y_poison, X_trigger, y_trigger)`` on float64 MNIST 7-1 pixels next to the fit, split into its parts;
+and the multi-class slopes (K = 10, digits: 1,200 training rows, BadNets 2x2 to class 0, 10 % poison)
+and the new learners (LinearSVC, SGDClassifier), target (a) <= 1.5.
+
     python -m benchmarks.slope_cost [--repeats 7] [--threads N] [--skip-features] [--skip-pixels]
+                                    [--skip-multiclass] [--only NAME]
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ import warnings
 import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.svm import SVC
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
 
 from benchmarks._common import limit_blas_threads, mnist_pair_split
-from robust_hpo.slope import GramCache, slope_model
+from robust_hpo.slope import GramCache, backdoor_slope, slope_model
 
 STUDY_COL = "(a') study"
 
@@ -104,6 +113,83 @@ def measure(est: object, data: tuple[np.ndarray, ...], repeats: int, X_test: np.
             "value": r.slope, "margins": statistics.median(margin_share), "how": how}
 
 
+def multiclass_learners() -> list[tuple[str, float, object]]:
+    """Learners for the K = 10 rows (the C column: C, or SGD's alpha)."""
+    return [("logistic", 1.0, LogisticRegression(C=1.0, max_iter=5000)),
+            ("logistic", 100.0, LogisticRegression(C=100.0, max_iter=5000)),
+            ("ridge", 1.0, RidgeClassifier(alpha=0.5)),
+            ("linear_svm", 0.1, SVC(kernel="linear", C=0.1)),
+            ("rbf_svm", 10.0, SVC(C=10.0)),
+            ("linear_svc", 1.0, LinearSVC(C=1.0)),
+            ("sgd_log", 1e-3, SGDClassifier(loss="log_loss", alpha=1e-3, random_state=0)),
+            ("sgd_hinge", 1e-3, SGDClassifier(loss="hinge", alpha=1e-3, random_state=0)),
+            ("std+logistic", 1.0, make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)))]
+
+
+def digits_ten(n_train: int = 1200, fraction: float = 0.1, seed: int = 0):
+    """Digits, all 10 classes; poison and triggered points: other classes' images with the bottom-right
+    2x2 pixels set to 16 (pixels / 16), labelled 0. Returns (data, X_test, y_test)."""
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    order = np.random.default_rng(seed).permutation(len(y))
+    X, y = X[order], y[order]
+    Xc, yc, Xr, yr = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+    others = np.flatnonzero(yr != 0)
+    m = int(fraction * n_train)
+
+    def trigger(A):
+        A = A.copy()
+        A[:, [54, 55, 62, 63]] = 1.0
+        return A
+
+    Xp, Xt = trigger(Xc[np.flatnonzero(yc != 0)[:m]]), trigger(Xr[others])
+    return (Xc, yc, Xp, np.zeros(len(Xp), dtype=yc.dtype), Xt, np.zeros(len(Xt), dtype=yc.dtype)), Xr, yr
+
+
+def public_ridge(data: tuple[np.ndarray, ...], repeats: int, alpha: float = 5.0) -> str:
+    """The plain public call next to the fit, and where its time goes (validation, fit, polish, solve)."""
+    Xc, yc, Xp, yp, Xt, yt = (a.astype(np.float64) if a.dtype.kind == "f" else a for a in data)
+    est = RidgeClassifier(alpha=alpha)
+    fits, calls, parts = [], [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        clone(est).fit(Xc, yc)
+        fits.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        result = backdoor_slope(est, Xc, yc, Xp, yp, Xt, yt)
+        calls.append(time.perf_counter() - start)
+        parts.append((result.fit_seconds, result.slope_seconds))
+    fit, call = statistics.median(fits), statistics.median(calls)
+    sk_fit, slope = (statistics.median(p[i] for p in parts) for i in range(2))
+    return (f"public backdoor_slope(RidgeClassifier(alpha={alpha:g}), ...) on float64 pixels: fit {fit:.3f} s, "
+            f"call {call:.3f} s, (a) = {call / fit:.2f} (target <= 1.5); inside the call: scikit-learn fit "
+            f"{sk_fit:.3f} s, slope {slope:.3f} s ({result.method}, {result.details.get('cg_iterations')} CG "
+            f"products), validation and the rest {call - sk_fit - slope:.3f} s")
+
+
+def large_linear_svm(C: float = 0.1, n_train: int = 8000) -> str:
+    """A linear SVM at n_clean = 7,200 (a synthetic stand-in, d = 784): the exactness work (active-set refinement, and a
+    tighter refit if the sets do not settle) next to the fit; target <= 0.5."""
+    from sklearn.datasets import make_classification
+
+    # the shared MNIST file holds 2,163 images of 7 and 1: a stand-in of MNIST's shape (d = 784)
+    X, y = make_classification(n_samples=n_train + 500, n_features=784, n_informative=40, flip_y=0.05,
+                               random_state=0)
+    X[:, -9:] = 0.0  # the trigger's features are never used by clean points, as a corner patch
+    n_clean = int(0.9 * n_train)
+    Xc, yc = X[:n_clean], y[:n_clean]
+    Xp, Xt = X[n_clean:n_train].copy(), X[n_train:].copy()
+    Xp[:, -9:] = Xt[:, -9:] = 3.0
+    yp, yt = np.ones(len(Xp), dtype=y.dtype), np.ones(len(Xt), dtype=y.dtype)
+    model = slope_model(SVC(kernel="linear", C=C)).fit(Xc, yc)
+    start = time.perf_counter()
+    result = model.derivative(Xp, yp, Xt, yt)
+    solve = time.perf_counter() - start
+    return (f"linear SVM C={C:g}, n_clean={len(Xc)}: fit {model.fit_seconds_:.2f} s, exactness work "
+            f"{model.prepare_seconds_:.2f} s ({model.prepare_seconds_ / model.fit_seconds_:.2f} x the fit, target "
+            f"<= 0.5; refit: {'refit_tol' in result.details}), slope solve {solve:.3f} s")
+
+
 def random_features(X: np.ndarray, d: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     R = rng.standard_normal((X.shape[1], d)) / np.sqrt(X.shape[1])
@@ -130,7 +216,9 @@ def main() -> None:
                         help="cap the BLAS thread pools (default: as the libraries start)")
     parser.add_argument("--skip-features", action="store_true", help="MNIST pixels only")
     parser.add_argument("--skip-pixels", action="store_true", help="d = 9216 features only")
-    parser.add_argument("--only", default=None, help="one learner family (logistic, ridge, linear_svm, rbf_svm)")
+    parser.add_argument("--only", default=None, help="one learner family (logistic, ridge, linear_svm, rbf_svm, ...)")
+    parser.add_argument("--skip-multiclass", action="store_true", help="no K = 10 digits rows")
+    parser.add_argument("--large-svm", action="store_true", help="also the linear SVM at n_clean = 7,200 (minutes)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     split, source = mnist_pair_split((7, 1))
@@ -144,6 +232,19 @@ def main() -> None:
         for name, C, est in learners():
             if args.only in (None, name):
                 print(row(name, C, measure(est, data, args.repeats, X_test, split.y_test)), flush=True)
+        if args.only in (None, "ridge"):
+            print(public_ridge(data, args.repeats), flush=True)
+    if args.large_svm:
+        print(large_linear_svm(), flush=True)
+    if not args.skip_multiclass:
+        ten, X10, y10 = digits_ten()
+        print(f"\nK = 10 classes (digits, n_clean = {len(ten[0])}, n_poison = {len(ten[2])}, "
+              f"n_trigger = {len(ten[4])}); target (a) <= 1.5")
+        print(HEADER)
+        print("-" * len(HEADER))
+        for name, C, est in multiclass_learners():
+            if args.only in (None, name):
+                print(row(name, C, measure(est, ten, args.repeats, X10, y10)), flush=True)
     if args.skip_features:
         return
     Xc, yc, Xp, yp, Xt, yt = data

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.svm import LinearSVC
+from sklearn.linear_model import Perceptron
 
 import robust_hpo as rh
 from robust_hpo.analysis import backdoor_curve, bin_trials, explain_maps, paper_grid, verify_study
@@ -48,7 +48,7 @@ BAD_CALLS = {
     "empty grid": lambda d, s: threat_grid(sizes=()),
     "target policy": lambda d, s: target_labels(np.array([0, 1]), (0, 1), "all-to-one"),
     "not a split": lambda d, s: rh.backdoor_slope(LogisticRegression(), "split"),
-    "unsupported estimator": lambda d, s: rh.slope_model(LinearSVC()),
+    "unsupported estimator": lambda d, s: rh.slope_model(Perceptron()),
     "unknown learner": lambda d, s: rh.get_family("nope"),
     "not a family": lambda d, s: rh.register_family(object()),
     "empty space": lambda d, s: SearchSpace({}),

@@ -682,8 +682,9 @@ def _study_heatmaps(trials: list[Any], ctx: _Context, args: argparse.Namespace, 
             f"backdoor accuracy after poisoning ≤ {max_backdoor:g}")
     on = _short_choice(argparse.Namespace(attack=choice), ctx)
     for learner in sorted({t.learner for t in trials}):
-        if not all("C" in t.params for t in trials if t.learner == learner):  # networks: epochs × width
-            print(f"no heatmap for {learner}: the heatmaps are over C (and γ); see verification.html")
+        if not all("C" in t.params for t in trials if t.learner == learner):  # networks, SGD's alpha: no (C, γ) map
+            print(f"no heatmap for {learner}: its trials have no parameter C (the heatmaps are over C and γ; "
+                  "see verification.html)")
             continue
         grid = bin_trials(trials, learner=learner, n_bins=bins)
         cells = grid.cells_of([recommended]) if recommended is not None else set()

@@ -7,9 +7,14 @@ logistic       LogisticRegression(C)                  C ∈ [1e-4, 1e2], log
 ridge          RidgeClassifier(alpha = 1 / (2C))      C ∈ [1e-4, 1e2], log (the paper's α = 1/2C)
 linear_svm     SVC(kernel="linear", C)                C ∈ [1e-4, 1e2], log
 rbf_svm        SVC(kernel="rbf", C, gamma)            C ∈ [1e-1, 1e2], gamma ∈ [1e-4, 1e1], log
+linear_svc     LinearSVC(C) (squared hinge)           C ∈ [1e-4, 1e2], log
+sgd_log        SGDClassifier(loss="log_loss", alpha)  alpha ∈ [1e-6, 1e-1], log
+sgd_hinge      SGDClassifier(loss="hinge", alpha)     alpha ∈ [1e-6, 1e-1], log
 =============  =====================================  ==========================================
 
-Images are flattened to rows; the slope is exact (``robust_hpo.slope``).
+Images are flattened to rows; the slope is exact (``robust_hpo.slope``) for any number of classes.
+:meth:`ConvexFamily.scaled` (a study's ``[search] scale = "standard"``) puts a ``StandardScaler``
+in front of the estimator: the scaler is fitted on the β-weighted set and differentiated exactly.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from typing import Any, ClassVar
 import numpy as np
 from optuna.distributions import BaseDistribution, FloatDistribution
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.svm import SVC
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
 
 from robust_hpo._validation import Interval, Options, check, flatten_images
 from robust_hpo.errors import NotConvergedError, ValidationError
@@ -65,11 +72,12 @@ class ConvexFamily:
     (default: same names), so an estimator is recognised and labelled by its family.
 
     Trials of a study fit on the same clean array: the family's :class:`GramCache` reuses the
-    flattened array and its data-only Gram products across them. The exact slope is defined for
-    two classes only (``binary_only``): a study refuses other class counts before it starts.
+    flattened array and its data-only Gram products across them. The exact slope takes any number
+    of classes (``binary_only`` is False; kept for families of your own that need two).
+    ``scale="standard"`` wraps the estimator in ``make_pipeline(StandardScaler(), estimator)``.
     """
 
-    binary_only: ClassVar[bool] = True
+    binary_only: ClassVar[bool] = False
 
     name: str
     estimator_class: type
@@ -79,6 +87,13 @@ class ConvexFamily:
     to_estimator: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     from_estimator: Callable[[Any], dict[str, Any]] | None = None
     cache: GramCache = field(default_factory=GramCache, compare=False, repr=False)
+    scale: str | None = None
+
+    def scaled(self, scale: str | None) -> "ConvexFamily":
+        """This family with its estimator behind a scaler (``"standard"``), or bare (None)."""
+        if scale not in (None, "standard"):
+            raise ValidationError(f"scale must be 'standard' or None, got {scale!r}")
+        return replace(self, scale=scale, cache=GramCache())
 
     def search_space(self) -> dict[str, BaseDistribution]:
         return dict(self.space)
@@ -110,10 +125,14 @@ class ConvexFamily:
         if missing:
             raise ValidationError(f"learner {self.name!r} needs hyperparameters {sorted(missing)}")
         arguments = self.to_estimator(params) if self.to_estimator is not None else dict(params)
-        return self.estimator_class(**self.kind, **self.fixed, **arguments)
+        estimator = self.estimator_class(**self.kind, **self.fixed, **arguments)
+        return make_pipeline(StandardScaler(), estimator) if self.scale == "standard" else estimator
 
     def recognises(self, estimator: Any) -> bool:
-        """Whether ``estimator`` is of this family (its class and identifying arguments)."""
+        """Whether ``estimator`` is of this family (its class and identifying arguments; a pipeline
+        by its final estimator)."""
+        if isinstance(estimator, Pipeline):
+            estimator = estimator.steps[-1][1]
         if not isinstance(estimator, self.estimator_class):
             return False
         given = estimator.get_params(deep=False)
@@ -121,6 +140,8 @@ class ConvexFamily:
 
     def params_of(self, estimator: Any) -> dict[str, Any]:
         """The family's hyperparameters of an estimator it recognises (the inverse of :meth:`estimator`)."""
+        if isinstance(estimator, Pipeline):
+            estimator = estimator.steps[-1][1]
         if self.from_estimator is not None:
             return self.from_estimator(estimator)
         given = estimator.get_params(deep=False)
@@ -169,11 +190,16 @@ CONVEX_FAMILIES: tuple[ConvexFamily, ...] = (
                  from_estimator=lambda e: {"C": 1.0 / (2.0 * e.alpha)}),
     ConvexFamily("linear_svm", SVC, {"C": _log(1e-4, 1e2)}, kind={"kernel": "linear"}),
     ConvexFamily("rbf_svm", SVC, {"C": _log(1e-1, 1e2), "gamma": _log(1e-4, 1e1)}, kind={"kernel": "rbf"}),
+    ConvexFamily("linear_svc", LinearSVC, {"C": _log(1e-4, 1e2)}),
+    ConvexFamily("sgd_log", SGDClassifier, {"alpha": _log(1e-6, 1e-1)}, kind={"loss": "log_loss"},
+                 fixed={"random_state": 0}),
+    ConvexFamily("sgd_hinge", SGDClassifier, {"alpha": _log(1e-6, 1e-1)}, kind={"loss": "hinge"},
+                 fixed={"random_state": 0}),
 )
 """The convex learner families: adding one here is all a new scikit-learn convex learner needs
 (its slope must be supported by :func:`robust_hpo.slope.slope_model`)."""
 
-LOGISTIC, RIDGE, LINEAR_SVM, RBF_SVM = CONVEX_FAMILIES
+LOGISTIC, RIDGE, LINEAR_SVM, RBF_SVM, LINEAR_SVC, SGD_LOG, SGD_HINGE = CONVEX_FAMILIES
 
 
 def convex_family_of(estimator: Any) -> ConvexFamily | None:

@@ -13,7 +13,8 @@ from robust_hpo.slope._result import SlopeResult
 
 def backdoor_slope(estimator: Any, X_clean: Any, y_clean: Any = None, X_poison: Any = None,
                    y_poison: Any = None, X_trigger: Any = None, y_trigger: Any = None,
-                   *, X_test: Any = None, y_test: Any = None, damping: float = 0.0) -> SlopeResult:
+                   *, X_test: Any = None, y_test: Any = None, damping: float = 0.0,
+                   exact: bool = True, sample_weight: Any = None) -> SlopeResult:
     """Backdoor learning slope of an unfitted scikit-learn ``estimator`` at β = 0.
 
     Fits the estimator with scikit-learn on the clean data only, brings it to the optimum (see
@@ -21,7 +22,11 @@ def backdoor_slope(estimator: Any, X_clean: Any, y_clean: Any = None, X_poison: 
     pass the six arrays (2-D float ``X``, labels with exactly two classes in ``y_clean``) or a
     :class:`~robust_hpo.attacks.PoisonedSplit` as the second argument. ``damping`` (default 0: the
     exact convex problem) is added to the Hessian's diagonal (or the SVC KKT block) only if a user
-    needs to regularise a singular solve.
+    needs to regularise a singular solve. ``estimator`` may be a ``Pipeline`` of a scaler and a supported
+    estimator (the scaler fitted on the β-weighted set, differentiated exactly; ``exact=False`` accepts a
+    PCA step held at its clean fit — see docs/slope.md). ``sample_weight`` weighs the clean rows (poison
+    rows weigh β); the estimator's ``class_weight`` (a dict, or "balanced" from the β-weighted class
+    sizes) multiplies both.
 
     Returns a :class:`SlopeResult`: ``derivative`` = dL/dβ of the mean triggered-test loss
     (negative: the backdoor is being learned), ``influence`` = derivative / m,
@@ -41,7 +46,7 @@ def backdoor_slope(estimator: Any, X_clean: Any, y_clean: Any = None, X_poison: 
     if missing:
         raise ValidationError(f"missing arguments: {', '.join(missing)}")
     _check_arrays(X_clean, y_clean, X_poison, y_poison, X_trigger, y_trigger)  # before the (costly) fit
-    model = slope_model(estimator, damping=damping).fit(X_clean, y_clean)
+    model = slope_model(estimator, damping=damping, exact=exact).fit(X_clean, y_clean, sample_weight=sample_weight)
     return model.derivative(X_poison, y_poison, X_trigger, y_trigger, X_test=X_test, y_test=y_test)
 
 

@@ -25,18 +25,30 @@ from robust_hpo.errors import NotFittedError, ValidationError
 from robust_hpo.slope._cache import GramCache
 from robust_hpo.slope._refit import with_refits
 from robust_hpo.slope._result import SlopeResult, TriggerMargins
+from robust_hpo.slope._weights import ClassWeights, check_class_weight, check_sample_weight
 
-SUPPORTED = "LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear') or SVC(kernel='rbf')"
+SUPPORTED = ("LogisticRegression (L2), RidgeClassifier, SVC(kernel='linear'), SVC(kernel='rbf'), LinearSVC, "
+             "SGDClassifier (log_loss, hinge, modified_huber; l2), or a Pipeline of StandardScaler/MinMaxScaler "
+             "and one of them")
 
 
 @dataclass(frozen=True)
 class Attack:
-    """One validated attack in the model's encoding: poison rows, ±1 poison labels, triggered rows, ±1 targets."""
+    """One validated attack in the model's encoding: poison rows, poison labels, triggered rows, targets —
+    ±1 for two classes (``classes_[1]`` is +1), class indices 0..K−1 for K ≥ 3."""
 
     X_poison: np.ndarray
     t_poison: np.ndarray
     X_trigger: np.ndarray
     t_trigger: np.ndarray
+    motion: Any = None
+    """A pipeline scaler's :class:`~._preprocess.Motion` for this poison set (None: no scaler)."""
+    weight: np.ndarray | None = None
+    """The poison rows' class weights κ (per unit β; None: all 1)."""
+    class_motion: np.ndarray | None = None
+    """κ'_k at β = 0 (class_weight="balanced"; None: the class weights do not move)."""
+    raw: tuple[np.ndarray, np.ndarray] | None = None
+    """The poison and triggered rows as given, before a pipeline's preprocessing (for the β = 1 refit)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,9 @@ class AttackSolution:
     df_trigger: np.ndarray
     details: dict[str, Any]
     exact: bool = True
+    oriented: bool = False
+    """True when ``f_trigger`` / ``df_trigger`` already are the target margins and their derivative
+    (multi-class: target score minus the best other score); False: binary decision values (× ±1)."""
 
 
 class ConvexSlopeModel(ABC):
@@ -66,12 +81,15 @@ class ConvexSlopeModel(ABC):
     """How ``SlopeResult.predicted_backdoor_accuracy`` is made: "refit" (a β = 1 refit per attack,
     ``robust_hpo.slope._refit``: the retrained model's own value) or "linear" (margins linearised)."""
 
-    def __init__(self, estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> None:
+    def __init__(self, estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None,
+                 preprocessing: Any = None, pipeline: Any = None) -> None:
         if not (isinstance(damping, numbers.Real) and math.isfinite(damping) and damping >= 0):
             raise ValidationError(f"damping must be a finite number >= 0, got {damping!r}")
         self.estimator = estimator
         self.damping = float(damping)
-        self.cache = cache
+        self.cache = None if preprocessing is not None else cache  # the scaled array is not the cached one
+        self.preprocessing = preprocessing
+        self.pipeline = pipeline
         self._check_params(estimator)
 
     # -- to implement ----------------------------------------------------------------------------
@@ -109,47 +127,104 @@ class ConvexSlopeModel(ABC):
     def _estimator_for_fit(self, X: np.ndarray) -> Any:
         return clone(self.estimator)
 
-    def fit(self, X_clean: Any, y_clean: Any) -> "ConvexSlopeModel":
+    def fit(self, X_clean: Any, y_clean: Any, sample_weight: Any = None) -> "ConvexSlopeModel":
+        """Fit on the clean set (``sample_weight``: the clean rows' weights; poison rows weigh β)."""
         X = as_finite_2d("X_clean", X_clean)
         y = as_labels("y_clean", y_clean, X.shape[0], "X_clean")
+        sw = check_sample_weight(sample_weight, X.shape[0])
         classes = np.unique(y)
         if classes.size < 2:
             raise ValidationError(
                 f"y_clean must contain two classes, got a single class {classes.tolist()}"
             )
-        if classes.size > 2:
-            raise ValidationError(
-                f"y_clean has {classes.size} classes {classes.tolist()}; the exact slope supports "
-                f"binary problems only ({SUPPORTED}); pick a class pair, or use a network learner"
-            )
         self._memo = None  # decision values of an earlier fit are stale
         self.classes_ = classes
         self.n_features_ = X.shape[1]
         self.n_clean_ = X.shape[0]
-        self.clean_rows_ = (X, y)  # for the β = 1 refit (robust_hpo.slope._refit)
-        self.estimator_ = self._estimator_for_fit(X)
+        self.clean_rows_ = (X, y, sw)  # raw rows, for the β = 1 refit (robust_hpo.slope._refit)
+        self._multi = self._multiclass_part() if classes.size > 2 else None
+        self.weights_ = ClassWeights(getattr(self.estimator, "class_weight", None), classes,
+                                     np.searchsorted(classes, y), sw)
         start = time.perf_counter()
-        self.estimator_.fit(X, y)
+        if self.preprocessing is not None:
+            X = self.preprocessing.fit_transform(X, sw)
+        self.estimator_ = self._estimator_for_fit(X)
+        self._fit_estimator(self.estimator_, X, y)
         self.fit_seconds_ = time.perf_counter() - start
         start = time.perf_counter()
-        self.details_ = self._prepare(X, self.encode("y_clean", y))
+        if self._multi is None:
+            self.details_ = self._prepare(X, self.encode("y_clean", y))
+        else:
+            self.details_ = self._multi.prepare(self, X, self.encode("y_clean", y))
         self.prepare_seconds_ = time.perf_counter() - start
+        if self.preprocessing is not None:
+            self.pipeline_ = self.preprocessing.pipeline(self.estimator_)
         return self
 
+    def _fit_estimator(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
+        """Fit ``est`` on clean rows with the effective weights ``s κ`` (class_weight as sample weights)."""
+        if self.weights_.trivial:
+            return est.fit(X, y)
+        spec = est.get_params().get("class_weight")
+        est.set_params(class_weight=None)
+        est.fit(X, y, sample_weight=self.weights_.clean())
+        est.set_params(class_weight=spec)
+        return est
+
+    def clean_weights(self) -> np.ndarray | None:
+        """``s κ`` per clean row (None: all 1)."""
+        return None if self.weights_.trivial else self.weights_.clean()
+
+    def _pre(self, X: np.ndarray) -> np.ndarray:
+        """Validated raw rows through the fitted preprocessing (identity without a pipeline)."""
+        return X if self.preprocessing is None else self.preprocessing.transform(X)
+
+    def _multiclass_part(self) -> "MulticlassPart":
+        """The multi-class (K ≥ 3) computation of this learner; refused where there is none."""
+        raise ValidationError(
+            f"y_clean has {self.classes_.size} classes {self.classes_.tolist()}; the exact slope of "
+            f"{type(self.estimator).__name__} supports two classes only; pick a class pair, or use "
+            "LogisticRegression, RidgeClassifier, SVC, LinearSVC or SGDClassifier"
+        )
+
+    @property
+    def n_classes_(self) -> int:
+        return int(self.classes_.size)
+
     def encode(self, name: str, y: np.ndarray) -> np.ndarray:
-        """Labels -> ±1 (``classes_[1]`` is +1); ``ValueError`` for labels outside the classes."""
+        """Labels -> ±1 (``classes_[1]`` is +1) for two classes, class indices 0..K−1 for K ≥ 3;
+        ``ValueError`` for labels outside the classes."""
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValidationError(
                 f"{name} has labels {unknown.tolist()} outside the training classes "
                 f"{self.classes_.tolist()} (those of y_clean)"
             )
+        if getattr(self, "_multi", None) is not None:
+            return np.searchsorted(self.classes_, y).astype(np.intp)
         return np.where(y == self.classes_[1], 1.0, -1.0)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class labels from the polished solution's decision values (``classes_[1]`` where f > 0)."""
+        """Class labels from the polished solution's decision values (``classes_[1]`` where f > 0;
+        K ≥ 3: the learner's own rule — the largest score, or one-vs-one votes for SVC)."""
         f = self._decision_memo(X, None)
+        if self._multi is not None:
+            return self.classes_[self._multi.predict_from(f)]
         return np.where(f > 0, self.classes_[1], self.classes_[0])
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        """Decision values of raw rows (binary: ``f``; K ≥ 3: the multi-class part's score matrix)."""
+        X = self._pre(X)
+        return self.decision_function(X) if self._multi is None else self._multi.scores(X)
+
+    def target_margins(self, X: Any, y: Any) -> np.ndarray:
+        """Margin of each row toward its label ``y``: binary ``τ f(x)`` (τ = ±1 the label's
+        encoding), K ≥ 3 the target score minus the best other score (one-vs-one SVC: the smallest
+        decision value of the target's duels, target positive). Positive: predicted as ``y``."""
+        Xr = _rows("", "X", X, self.n_features_)
+        t = self.encode("y", as_labels("y", y, Xr.shape[0], "X"))
+        F = self._scores(Xr)
+        return t * F if self._multi is None else self._multi.margins_from(F, t)
 
     def _decision_memo(self, X: Any, rows: np.ndarray | None) -> np.ndarray:
         """Decision values of ``X``. ``predict`` leaves them for the next ``derivatives`` call on the
@@ -158,7 +233,7 @@ class ConvexSlopeModel(ABC):
         memo, self._memo = getattr(self, "_memo", None), None
         if rows is not None and memo is not None and memo[0] is X:
             return memo[1]
-        f = self.decision_function(rows if rows is not None else _rows("", "X", X, self.n_features_))
+        f = self._scores(rows if rows is not None else _rows("", "X", X, self.n_features_))
         if rows is None:
             self._memo = (X, f)
         return f
@@ -167,6 +242,14 @@ class ConvexSlopeModel(ABC):
         """Mean curve loss of ``estimator`` (default: the polished clean fit) on (X, y)."""
         X = as_finite_2d("X", X)
         y_pm = self.encode("y", as_labels("y", y, X.shape[0], "X"))
+        if estimator is not None and self.preprocessing is not None and hasattr(estimator, "steps"):
+            X = estimator[:-1].transform(X)  # a refitted pipeline: its own preprocessing
+            estimator = estimator[-1]
+        else:
+            X = self._pre(X) if estimator is None else X
+        if self._multi is not None:
+            F = self._multi.scores(X) if estimator is None else self._multi.scores_of(estimator, X)
+            return float(self._multi.loss_from(F, y_pm).mean())
         if estimator is None:
             f = self.decision_function(X)
         else:
@@ -174,19 +257,37 @@ class ConvexSlopeModel(ABC):
         return float(self.pointwise_loss(y_pm, f).mean())
 
     def fit_weighted(self, X_clean: Any, y_clean: Any, X_poison: Any, y_poison: Any,
-                     beta: float) -> Any:
-        """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1)."""
+                     beta: float, sample_weight: Any = None) -> Any:
+        """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1); clean rows
+        weigh ``sample_weight`` (default 1), class weights as the slope defines them (``_weights``)."""
         if not (isinstance(beta, numbers.Real) and math.isfinite(beta) and beta >= 0):
             raise ValidationError(f"beta must be a finite number >= 0, got {beta!r}")
         Xc = as_finite_2d("X_clean", X_clean)
         Xp = as_finite_2d("X_poison", X_poison)
+        yc, yp = np.asarray(y_clean), np.asarray(y_poison)
+        sw = check_sample_weight(sample_weight, Xc.shape[0])
+        X, y = (Xc, yc) if beta == 0 else (np.vstack([Xc, Xp]), np.concatenate([yc, yp]))
+        base = np.ones(Xc.shape[0]) if sw is None else sw
+        w = base if beta == 0 else np.concatenate([base, np.full(Xp.shape[0], float(beta))])
+        spec = getattr(self.estimator, "class_weight", None)
+        if spec is not None:  # class weights from the β-weighted class sizes (see _weights)
+            classes = np.unique(yc)
+            weights = ClassWeights(spec, classes, np.searchsorted(classes, yc), sw)
+            effective = weights.at(float(beta), np.searchsorted(classes, yp)) if beta else weights.clean()
+        else:
+            effective = w
+        if self.preprocessing is not None:  # the whole pipeline, its scaler weighted too
+            pipe = clone(self.pipeline)
+            pipe.steps[-1][1].set_params(**({"class_weight": None} if spec is not None else {}))
+            params = self.preprocessing.fit_params(pipe.steps, w)
+            params[f"{pipe.steps[-1][0]}__sample_weight"] = effective
+            return pipe.fit(X, y, **params)
         est = self._estimator_for_fit(Xc)
-        if beta == 0:
-            return est.fit(Xc, np.asarray(y_clean))
-        X = np.vstack([Xc, Xp])
-        y = np.concatenate([np.asarray(y_clean), np.asarray(y_poison)])
-        w = np.concatenate([np.ones(Xc.shape[0]), np.full(Xp.shape[0], float(beta))])
-        return est.fit(X, y, sample_weight=w)
+        if spec is not None:
+            est.set_params(class_weight=None)
+        if beta == 0 and sw is None and spec is None:
+            return est.fit(X, y)
+        return est.fit(X, y, sample_weight=effective)
 
     # -- derivatives -------------------------------------------------------------------------------
     def derivative(self, X_poison: Any, y_poison: Any, X_trigger: Any, y_trigger: Any, *,
@@ -217,11 +318,12 @@ class ConvexSlopeModel(ABC):
         checked = [self._attack(i, a, len(attacks)) for i, a in enumerate(attacks)]
         test = self._test_set(X_test, y_test)
         start = time.perf_counter()
-        solutions = self._solve_attacks(checked)
+        solutions = self._multi.solve(checked) if self._multi is not None else self._solve_attacks(checked)
         elapsed = time.perf_counter() - start
         start = time.perf_counter()
-        scale = None if test is None else float(np.mean(np.abs(self._decision_memo(X_test, test))))
-        margins = [TriggerMargins(margin=a.t_trigger * s.f_trigger, derivative=a.t_trigger * s.df_trigger,
+        scale = None if test is None else self._test_scale(X_test, *test)
+        margins = [TriggerMargins(margin=s.f_trigger if s.oriented else a.t_trigger * s.f_trigger,
+                                  derivative=s.df_trigger if s.oriented else a.t_trigger * s.df_trigger,
                                   scale=scale) for a, s in zip(checked, solutions)]
         margin_seconds = time.perf_counter() - start
         refits: list[dict[str, Any]] = [{} for _ in checked]
@@ -232,16 +334,32 @@ class ConvexSlopeModel(ABC):
         return [
             SlopeResult.from_derivative(
                 s.derivative, n_poison=a.X_poison.shape[0], n_clean=self.n_clean_,
-                n_trigger=a.X_trigger.shape[0], method=self.details_["method"], loss=self.loss_name,
+                n_trigger=a.X_trigger.shape[0], method=self.details_["method"],
+                loss=self.loss_name if self._multi is None else self._multi.loss_name,
                 damping=self.damping, fit_seconds=self.fit_seconds_,
-                slope_seconds=self.prepare_seconds_ + share + r.get("estimate_seconds", 0.0),
-                details={**self.details_, **s.details,
+                slope_seconds=self.prepare_seconds_ + share,
+                details={**self.details_, **s.details, **self._preprocessing_details(a),
                          "margins_seconds": s.details.get("margins_seconds", 0.0)
                          + margin_seconds / len(checked), **r},
-                exact=s.exact, margins=m,
+                exact=s.exact and self._preprocessing_exact(a), margins=m,
             )
             for a, s, m, r in zip(checked, solutions, margins, refits)
         ]
+
+    def _preprocessing_details(self, a: Attack) -> dict[str, Any]:
+        if self.preprocessing is None:
+            return {}
+        out: dict[str, Any] = {"preprocessing": [type(s).__name__ for _, s in self.preprocessing.fitted_]}
+        if a.motion is not None and a.motion.jumps:
+            out["scaler_jump_features"] = a.motion.jumps
+        if self.preprocessing.has_pca:
+            out["approximation"] = "preprocessing (scaler and PCA) held at its clean fit"
+        return out
+
+    def _preprocessing_exact(self, a: Attack) -> bool:
+        if self.preprocessing is None:
+            return True
+        return not self.preprocessing.has_pca and not (a.motion is not None and a.motion.jumps)
 
     def _attack(self, index: int, attack: Any, count: int) -> Attack:
         where = "" if count == 1 else f"attacks[{index}]: "
@@ -255,16 +373,68 @@ class ConvexSlopeModel(ABC):
                                                        "X_poison"))
         tt = self.encode(f"{where}y_trigger", as_labels(f"{where}y_trigger", y_trigger, Xt.shape[0],
                                                         "X_trigger"))
-        return Attack(Xp, tp, Xt, tt)
+        codes = tp.astype(np.intp) if self._multi is not None else (tp > 0).astype(np.intp)
+        weight = None if self.weights_.spec is None else self.weights_.poison(codes)
+        class_motion = self.weights_.motion(codes)
+        if self.preprocessing is None:
+            return Attack(Xp, tp, Xt, tt, None, weight, class_motion, raw=(Xp, Xt))
+        return Attack(self._pre(Xp), tp, self._pre(Xt), tt, self.preprocessing.motion(Xp), weight, class_motion,
+                      raw=(Xp, Xt))
 
-    def _test_set(self, X_test: Any, y_test: Any) -> np.ndarray | None:
+    def _test_set(self, X_test: Any, y_test: Any) -> tuple[np.ndarray, np.ndarray] | None:
         if X_test is None and y_test is None:
             return None
         if X_test is None or y_test is None:
             raise ValidationError("pass both X_test and y_test (the clean test set), or neither")
         Xs = _rows("", "X_test", X_test, self.n_features_)
-        self.encode("y_test", as_labels("y_test", y_test, Xs.shape[0], "X_test"))
-        return Xs
+        ts = self.encode("y_test", as_labels("y_test", y_test, Xs.shape[0], "X_test"))
+        return Xs, ts
+
+    def _test_scale(self, X_test: Any, rows: np.ndarray, t: np.ndarray) -> float:
+        """Mean |margin| of the clean test points toward their true labels (binary: mean |f|)."""
+        F = self._decision_memo(X_test, rows)
+        if self._multi is None:
+            return float(np.mean(np.abs(F)))
+        return float(np.mean(np.abs(self._multi.margins_from(F, t))))
+
+
+class MulticlassPart(ABC):
+    """The K ≥ 3 computation of a learner (see :mod:`._multiclass`): fed the fitted estimator and
+    class indices; scores are whatever its prediction rule reads (a score per class, or per
+    one-vs-one duel)."""
+
+    loss_name: str = ""
+
+    @abstractmethod
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def scores(self, X: np.ndarray) -> np.ndarray: ...
+
+    def scores_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
+        """Scores of another fitted estimator of the same kind (a β-weighted refit)."""
+        return np.asarray(estimator.decision_function(X), dtype=np.float64)
+
+    @abstractmethod
+    def predict_from(self, F: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]: ...
+
+
+def best_other(F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(target score minus the best other score, the index of that other class) per row."""
+    rows = np.arange(F.shape[0])
+    other = F.copy()
+    other[rows, codes] = -np.inf
+    k = np.argmax(other, axis=1)
+    return F[rows, codes] - F[rows, k], k
 
 
 def _rows(where: str, name: str, X: Any, n_features: int) -> np.ndarray:
@@ -283,11 +453,8 @@ def check_positive(name: str, value: Any, cls: type) -> None:
 
 
 def check_no_class_weight(est: Any) -> None:
-    if est.class_weight is not None:
-        raise ValidationError(
-            f"{type(est).__name__}(class_weight=...) is not supported: class weights would rescale "
-            "the poison weight β; use class_weight=None"
-        )
+    """``class_weight`` must be None, "balanced" or a dict of positive weights (see ``_weights``)."""
+    check_class_weight(est.class_weight, est)
 
 
 def estimator_settings(est: Any) -> str:

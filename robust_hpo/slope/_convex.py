@@ -24,14 +24,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.svm import SVC
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVC, LinearSVC
 
 from robust_hpo.errors import DegenerateSolveError, NotConvergedError, ValidationError
 from robust_hpo.slope._base import SUPPORTED, ConvexSlopeModel
 from robust_hpo.slope._cache import GramCache
-from robust_hpo.slope._linear import LogisticSlope, RidgeSlope, _LinearModelSlope
-from robust_hpo.slope._svc import SVCSlope
+from robust_hpo.slope._linear import (
+    LinearSVCSlope,
+    LogisticSlope,
+    RidgeSlope,
+    SGDLogSlope,
+    SGDModifiedHuberSlope,
+    _LinearModelSlope,
+    check_sgd,
+)
+from robust_hpo.slope._preprocess import Preprocessing
+from robust_hpo.slope._svc import SGDHingeSlope, SVCSlope
 
 __all__ = [
     "SUPPORTED",
@@ -41,17 +51,43 @@ __all__ = [
     "NotConvergedError",
     "RidgeSlope",
     "SVCSlope",
+    "LinearSVCSlope",
+    "SGDLogSlope",
+    "SGDModifiedHuberSlope",
+    "SGDHingeSlope",
     "slope_model",
     "_LinearModelSlope",
 ]
 
 
-def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None) -> ConvexSlopeModel:
-    """The adapter for an unfitted scikit-learn estimator; ``ValidationError`` if unsupported.
+def _sgd_adapter(estimator: Any, **kwargs: Any) -> ConvexSlopeModel:
+    """SGDClassifier: the adapter of its loss (refused, naming it, when unsupported)."""
+    check_sgd(estimator)
+    adapter = {"log_loss": SGDLogSlope, "modified_huber": SGDModifiedHuberSlope, "hinge": SGDHingeSlope}
+    return adapter[estimator.loss](estimator, **kwargs)
+
+
+def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None = None,
+                exact: bool = True) -> ConvexSlopeModel:
+    """The adapter for an unfitted scikit-learn estimator or ``Pipeline``; ``ValidationError`` if
+    unsupported.
 
     ``cache`` (a :class:`GramCache`) reuses data-only Gram products across fits on the same array.
+    ``exact=False`` accepts a pipeline step that is held at its clean fit rather than
+    differentiated (PCA; see :mod:`._preprocess`).
     """
-    adapters = {LogisticRegression: LogisticSlope, RidgeClassifier: RidgeSlope, SVC: SVCSlope}
+    if isinstance(estimator, Pipeline):
+        if type(estimator) is not Pipeline:
+            raise ValidationError(f"estimator must be a plain Pipeline, got {type(estimator).__name__}")
+        preprocessing, final = Preprocessing.split(estimator, exact)
+        if isinstance(final, Pipeline):
+            raise ValidationError("a Pipeline inside a Pipeline is not supported: flatten it")
+        inner = slope_model(final, damping=damping, cache=cache)
+        return type(inner)(final, damping=damping, preprocessing=preprocessing, pipeline=estimator)
+    if type(estimator) is SGDClassifier:
+        return _sgd_adapter(estimator, damping=damping, cache=cache)
+    adapters = {LogisticRegression: LogisticSlope, RidgeClassifier: RidgeSlope, SVC: SVCSlope,
+                LinearSVC: LinearSVCSlope, SGDClassifier: _sgd_adapter}
     adapter = adapters.get(type(estimator))
     if adapter is not None:
         return adapter(estimator, damping=damping, cache=cache)

@@ -22,7 +22,8 @@ and ``q ≥ 0`` the per-sample curvature of the weighted data term. Three ways t
 gradients and, after every iteration, compares the work the remaining iterations will take (the
 observed rate at which the best residual so far fell, times the flops of one iteration: the products
 with H and the preconditioner) with the work of the cheaper factorisation (its flop count — without
-the Gram products a :class:`~._cache.GramCache` already holds — divided by
+the Gram products a :class:`~._cache.GramCache` already holds, or will hold for the study's later
+trials: ``XᵀX`` under a constant curvature (ridge) — divided by
 :data:`FACTOR_FLOP_SPEEDUP`, how much faster dense factorisations run per flop than the thin,
 memory-bound products of CG). When the factorisation is cheaper it is built and used; a
 factorisation built at an earlier curvature (the previous Newton step of the polish, see
@@ -258,8 +259,9 @@ class LinearModelHessian:
         unused)."""
         D = self._design
         n, d = self.n, self.d
-        inner = D.cache is not None and self._constant and d <= D.cache.max_primal_features \
-            and D.cache.has(D.X, "inner")
+        # constant curvature (ridge): XᵀX is data-only, computed once per training array and reused by
+        # every later trial of a study — its cost is amortised, so it is not counted even the first time
+        inner = D.cache is not None and self._constant and d <= D.cache.max_primal_features
         outer = D.cache is not None and D.cache.has(D.X, "outer")
         primal = _factor_flops("primal", n, d, inner)
         dual = _factor_flops("dual", n, d, outer)

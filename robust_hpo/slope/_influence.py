@@ -49,6 +49,15 @@ class TrainingInfluence:
                              f"got {type(model).__name__}")
         if not hasattr(model, "estimator_"):
             raise ValidationError("model must be fitted: call model.fit(X_clean, y_clean) first")
+        if getattr(model, "preprocessing", None) is not None:
+            raise ValidationError("per-point influences are not defined for a Pipeline model; fit its estimator on "
+                                  "the transformed rows")
+        if getattr(model, "weights_", None) is not None and not model.weights_.trivial:
+            raise ValidationError("per-point influences are defined without class_weight and sample_weight; refit "
+                                  "the model without them")
+        if getattr(model, "_multi", None) is not None:
+            raise ValidationError(f"per-point influences are defined for two classes only; the model was fitted on "
+                                  f"{model.n_classes_} classes")
         if quantity not in QUANTITIES:
             raise ValidationError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
         self.model = model

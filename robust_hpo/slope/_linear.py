@@ -30,7 +30,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 
-from robust_hpo.errors import NotConvergedError, ValidationError
+from robust_hpo.errors import NotConvergedError, SingularHessianError, ValidationError
 from robust_hpo.slope._base import (
     Attack,
     AttackSolution,
@@ -42,13 +42,7 @@ from robust_hpo.slope._base import (
 from robust_hpo.slope._hessian import LinearModelHessian, Space
 from robust_hpo.slope._krylov import one_blas_thread
 
-POLISH_RTOL = 1e-6
-"""Newton polishing stops at this relative gradient norm (see the module docstring)."""
-
-RESIDUAL_LIMIT = 1e-5
-"""Above this relative gradient norm after polishing, the fit is refused (NotConvergedError)."""
-
-MAX_NEWTON_STEPS = 30
+from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
 
 
 class _LinearModelSlope(ConvexSlopeModel):
@@ -82,8 +76,15 @@ class _LinearModelSlope(ConvexSlopeModel):
         self._fit_intercept = bool(est.fit_intercept)
         w = np.asarray(est.coef_, dtype=np.float64).ravel().copy()
         b = float(np.ravel(est.intercept_)[0]) if self._fit_intercept else 0.0
+        self._sw = self.clean_weights()
         with one_blas_thread:  # matrix–vector work: see _krylov.one_blas_thread
             self._hessian, polish = self._polish(X, y_pm, w, b)
+            self._class_gradients = None
+            if self.weights_.spec == "balanced":  # c Σ_{i ∈ k} s_i ∇θ ℓ_i per class k: κ' moves them
+                g = self.loss_grad(y_pm, self.decision_function(X)) * self.weights_.sample
+                codes = self.weights_.codes
+                self._class_gradients = np.column_stack(
+                    [self._c * self._gradient(X, np.where(codes == k, g, 0.0)) for k in range(self.weights_.K)])
         self._write_back()
         return {"method": self._hessian.method, "space": self._hessian.space,
                 "n_features": X.shape[1], **polish}
@@ -95,14 +96,16 @@ class _LinearModelSlope(ConvexSlopeModel):
 
     def _objective(self, y_pm: np.ndarray, w: np.ndarray, b: float, f: np.ndarray) -> float:
         """F(θ) from the decision values ``f = X w + b``."""
+        loss = self.pointwise_loss(y_pm, f)
         return float(0.5 * self._r_w * w @ w + 0.5 * self._r_b * b * b
-                     + self._c * self.pointwise_loss(y_pm, f).sum())
+                     + self._c * (loss.sum() if self._sw is None else loss @ self._sw))
 
     def _optimality(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float,
                     f: np.ndarray) -> tuple[np.ndarray, float]:
         """(∇F, relative residual ‖∇F‖ / (‖r ⊙ θ‖ + ‖c Zᵀ ℓ'‖)) at θ with decision values f."""
         with one_blas_thread:
-            data = self._c * self._gradient(X, self.loss_grad(y_pm, f))
+            g = self.loss_grad(y_pm, f)
+            data = self._c * self._gradient(X, g if self._sw is None else g * self._sw)
         reg = np.append(self._r_w * w, self._r_b * b) if self._fit_intercept else self._r_w * w
         grad = reg + data
         scale = np.linalg.norm(reg) + np.linalg.norm(data)
@@ -110,7 +113,8 @@ class _LinearModelSlope(ConvexSlopeModel):
         return grad, residual
 
     def _curvature(self, y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
-        return self._c * self.loss_curvature(y_pm, f)
+        q = self._c * self.loss_curvature(y_pm, f)
+        return q if self._sw is None else q * self._sw
 
     def _constant_curvature(self) -> bool:
         return False
@@ -126,9 +130,21 @@ class _LinearModelSlope(ConvexSlopeModel):
             f = X @ w + b
         grad, residual = self._optimality(X, y_pm, w, b, f)
         fitted = residual
-        hessian = LinearModelHessian(X, self._curvature(y_pm, f), r_w=self._r_w, r_b=self._r_b,
-                                     fit_intercept=self._fit_intercept, space=self.space,
-                                     damping=self.damping, cache=self.cache)
+        try:
+            hessian = LinearModelHessian(X, self._curvature(y_pm, f), r_w=self._r_w, r_b=self._r_b,
+                                         fit_intercept=self._fit_intercept, space=self.space,
+                                         damping=self.damping, cache=self.cache)
+        except SingularHessianError:
+            if residual <= POLISH_RTOL:
+                raise
+            # a piecewise-quadratic loss flat at the fit's θ (every point beyond its margin, as an
+            # early-stopped SGD can leave it): restart the polish from θ = 0, where every point curves
+            w, b = np.zeros_like(w), 0.0
+            f = np.zeros(X.shape[0])
+            grad, residual = self._optimality(X, y_pm, w, b, f)
+            hessian = LinearModelHessian(X, self._curvature(y_pm, f), r_w=self._r_w, r_b=self._r_b,
+                                         fit_intercept=self._fit_intercept, space=self.space,
+                                         damping=self.damping, cache=self.cache)
         steps = 0
         while residual > POLISH_RTOL and steps < MAX_NEWTON_STEPS and np.isfinite(residual):
             forcing = max(min(0.1, residual), 0.3 * POLISH_RTOL / residual)
@@ -182,12 +198,29 @@ class _LinearModelSlope(ConvexSlopeModel):
     # -- derivatives -------------------------------------------------------------------------------
     def parameter_derivatives(self, attacks: Sequence[Attack]) -> np.ndarray:
         """dθ/dβ per attack as the columns of a (d[+1]) × k array: ``−H⁻¹ c Σ_j ∇θ ℓ(t_j, f(x̃_j))``."""
-        G = np.column_stack([self._c * self._gradient(a.X_poison, self.loss_grad(a.t_poison,
-                                                                                 self.decision_function(a.X_poison)))
-                             for a in attacks])
+        G = np.column_stack([self._c * self._gradient(a.X_poison, self._poison_grad(a))
+                             + self._penalty_motion(a) + self._class_motion(a) for a in attacks])
         U = self._hessian.solve(G)
         self._record_solver()
         return -U
+
+    def _poison_grad(self, a: Attack) -> np.ndarray:
+        """κ_p ∂ℓ/∂f at the poison rows."""
+        g = self.loss_grad(a.t_poison, self.decision_function(a.X_poison))
+        return g if a.weight is None else g * a.weight
+
+    def _class_motion(self, a: Attack) -> np.ndarray | float:
+        """Σ_clean s_i κ'_{c_i} c ∇θ ℓ_i: class_weight="balanced" moving with β (0 otherwise)."""
+        if a.class_motion is None:
+            return 0.0
+        return self._class_gradients @ a.class_motion
+
+    def _penalty_motion(self, a: Attack) -> np.ndarray | float:
+        """A pipeline scaler's term E of the optimality conditions' β-derivative (0 without one)."""
+        if a.motion is None:
+            return 0.0
+        b = np.array([self._b]) if self._fit_intercept else None
+        return a.motion.penalty_rhs(self._w[:, None], b, self._r_w, self._r_b)[:, 0]
 
     def _solve_attacks(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         with one_blas_thread:
@@ -201,7 +234,7 @@ class _LinearModelSlope(ConvexSlopeModel):
             ft = self.decision_function(a.X_trigger)
             g_trigger = self._gradient(a.X_trigger, self.loss_grad(a.t_trigger, ft)) / a.X_trigger.shape[0]
             start = time.perf_counter()
-            dft = a.X_trigger @ dtheta[: self.n_features_] + (dtheta[-1] if self._fit_intercept else 0.0)
+            dft = a.X_trigger @ dtheta[: a.X_trigger.shape[1]] + (dtheta[-1] if self._fit_intercept else 0.0)
             out.append(AttackSolution(derivative=float(g_trigger @ dtheta), f_trigger=ft, df_trigger=dft,
                                       details={"margins_seconds": time.perf_counter() - start}))
         return out
@@ -235,6 +268,14 @@ class LogisticSlope(_LinearModelSlope):
             )
         check_no_class_weight(est)
 
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._multiclass import MultinomialLogistic
+
+        if self.estimator.solver == "liblinear":
+            raise ValidationError("LogisticRegression(solver='liblinear') fits two classes only; y_clean has "
+                                  f"{self.classes_.size} classes: use another solver (the multinomial slope)")
+        return MultinomialLogistic()
+
     def _objective_constants(self) -> tuple[float, float, float]:
         est = self.estimator_
         r_b = 1.0 / est.intercept_scaling ** 2 if est.solver == "liblinear" else 0.0
@@ -262,6 +303,11 @@ class RidgeSlope(_LinearModelSlope):
             raise ValidationError("RidgeClassifier(positive=True) is not supported by the exact slope")
         check_no_class_weight(est)
 
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._multiclass import MultiOutputRidge
+
+        return MultiOutputRidge()
+
     def _objective_constants(self) -> tuple[float, float, float]:
         return 1.0, 2.0 * float(self.estimator_.alpha), 0.0
 
@@ -279,3 +325,104 @@ class RidgeSlope(_LinearModelSlope):
     @staticmethod
     def loss_curvature(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
         return np.full_like(f, 2.0)
+
+
+class LinearSVCSlope(_LinearModelSlope):
+    """``LinearSVC`` (liblinear, primal): ``½‖w‖² + ½ b²/intercept_scaling² + C Σ s_i max(0, 1 − y_i f_i)²``
+    — the squared hinge, intercept regularised as liblinear fits it. The curvature ``2·[y f < 1]`` is
+    piecewise constant: the polish is a semismooth Newton method and the slope is exact where no
+    training point sits exactly on its margin. K ≥ 3: one-vs-rest (:mod:`._ovr`)."""
+
+    loss_name = "squared hinge"
+
+    def _check_params(self, est: Any) -> None:
+        check_positive("C", est.C, type(est))
+        if est.penalty != "l2" or est.loss != "squared_hinge":
+            raise ValidationError(
+                f"LinearSVC must use penalty='l2' and loss='squared_hinge' for the exact slope, got "
+                f"penalty={est.penalty!r}, loss={est.loss!r} (for the hinge use SVC(kernel='linear'))")
+        if est.multi_class != "ovr":
+            raise ValidationError(f"LinearSVC(multi_class={est.multi_class!r}) is not supported: use 'ovr'")
+        check_positive("intercept_scaling", est.intercept_scaling, type(est))
+        check_no_class_weight(est)
+
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._ovr import OneVsRest
+
+        return OneVsRest(type(self))
+
+    def _objective_constants(self) -> tuple[float, float, float]:
+        est = self.estimator_
+        return float(est.C), 1.0, 1.0 / float(est.intercept_scaling) ** 2
+
+    @staticmethod
+    def pointwise_loss(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return np.maximum(0.0, 1.0 - y_pm * f) ** 2
+
+    @staticmethod
+    def loss_grad(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return -2.0 * y_pm * np.maximum(0.0, 1.0 - y_pm * f)
+
+    @staticmethod
+    def loss_curvature(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return np.where(y_pm * f < 1.0, 2.0, 0.0)
+
+
+SGD_LOSSES = ("log_loss", "hinge", "modified_huber")
+
+
+def check_sgd(est: Any) -> None:
+    if est.loss not in SGD_LOSSES:
+        raise ValidationError(f"SGDClassifier(loss={est.loss!r}) is not supported by the exact slope; use one of "
+                              f"{list(SGD_LOSSES)}")
+    if est.penalty != "l2":
+        raise ValidationError(f"SGDClassifier must use penalty='l2' for the exact slope, got {est.penalty!r}")
+    check_positive("alpha", est.alpha, type(est))
+    check_no_class_weight(est)
+
+
+class _SGDSmoothSlope(_LinearModelSlope):
+    """``SGDClassifier`` with a smooth loss, at the **exact optimum of its objective**
+    ``½α‖w‖² + (1/n) Σ s_i ℓ(y_i, f_i)`` — n the number of clean rows, fixed along β (so that β = 0
+    is the clean fit), intercept unpenalised; i.e. c = 1/(α n). SGD itself stops early (its
+    ``tol``, ``max_iter``, learning rate): the Newton polish takes its solution to the optimum and
+    writes it back, so predictions are the optimum's. K ≥ 3: one-vs-rest, as SGD fits it."""
+
+    def _check_params(self, est: Any) -> None:
+        check_sgd(est)
+
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._ovr import OneVsRest
+
+        return OneVsRest(type(self))
+
+    def _objective_constants(self) -> tuple[float, float, float]:
+        return 1.0 / (float(self.estimator_.alpha) * self.n_clean_), 1.0, 0.0
+
+
+class SGDLogSlope(_SGDSmoothSlope):
+    loss_name = "log-loss"
+    pointwise_loss = staticmethod(LogisticSlope.pointwise_loss)
+    loss_grad = staticmethod(LogisticSlope.loss_grad)
+    loss_curvature = staticmethod(LogisticSlope.loss_curvature)
+
+
+class SGDModifiedHuberSlope(_SGDSmoothSlope):
+    """modified_huber: ``max(0, 1 − z)²`` for z = y f ≥ −1, ``−4 z`` below (once differentiable)."""
+
+    loss_name = "modified huber"
+
+    @staticmethod
+    def pointwise_loss(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        z = y_pm * f
+        return np.where(z >= -1.0, np.maximum(0.0, 1.0 - z) ** 2, -4.0 * z)
+
+    @staticmethod
+    def loss_grad(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        z = y_pm * f
+        return y_pm * np.where(z >= -1.0, -2.0 * np.maximum(0.0, 1.0 - z), -4.0)
+
+    @staticmethod
+    def loss_curvature(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
+        z = y_pm * f
+        return np.where((z >= -1.0) & (z < 1.0), 2.0, 0.0)

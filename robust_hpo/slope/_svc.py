@@ -86,6 +86,11 @@ class SVCSlope(ConvexSlopeModel):
             raise ValidationError(f"SVC gamma must be a positive number, 'scale' or 'auto', got {est.gamma!r}")
         check_no_class_weight(est)
 
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._multiclass import OneVsOneSVC
+
+        return OneVsOneSVC(SVCSlope)
+
     def _estimator_for_fit(self, X: np.ndarray) -> SVC:
         est = clone(self.estimator)
         if est.kernel == "rbf" and isinstance(est.gamma, str):
@@ -145,8 +150,10 @@ class SVCSlope(ConvexSlopeModel):
         except _Unsettled as first:  # the sets libsvm found are not the optimum's
             est = self.estimator_
             tol = min(float(est.tol), 1e-3) * REFIT_TOL_FACTOR
-            tighter = clone(est).set_params(tol=tol)
-            tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]))
+            tighter = clone(est).set_params(tol=tol, class_weight=None)
+            weights = self.clean_weights()
+            tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]),
+                        **({} if weights is None else {"sample_weight": weights}))
             try:
                 state = self._refine(X, y_pm, tighter)
             except _Unsettled as second:
@@ -179,13 +186,15 @@ class SVCSlope(ConvexSlopeModel):
                 est: SVC) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, float, float, int]:
         """Exact α, b on libsvm's sets, corrected until every KKT condition holds; raises
         ``_Unsettled`` otherwise. Returns (α, b, S, B, violation before, violation after, steps)."""
-        C = float(est.C)
         n = X.shape[0]
+        weights = self.clean_weights()
+        C = float(est.C) * (np.ones(n) if weights is None else weights)  # per-point box: α_i ≤ C s_i κ_i
+        self._Cv = C
         alpha = np.zeros(n)
         alpha[est.support_] = np.abs(est.dual_coef_.ravel())
-        B = alpha >= C * (1.0 - self.bound_rtol)
+        B = (alpha >= C * (1.0 - self.bound_rtol)) & (C > 0)
         S = (alpha > 0) & ~B
-        alpha[B] = C
+        alpha[B] = C[B]
         b = float(est.intercept_[0])
         self._train_kernel = _TrainingKernel(self, X)
         before = self._violation(X, y_pm, alpha, b, S, B, C)[0]
@@ -208,14 +217,15 @@ class SVCSlope(ConvexSlopeModel):
             raise _Unsettled(before) from None  # report the violation of the fit that was refined
 
     def _solve_equalities(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, S: np.ndarray,
-                          B: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+                          B: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, float]:
         K = self._train_kernel
         S_idx, B_idx = np.flatnonzero(S), np.flatnonzero(B)
         yS = y_pm[S_idx]
         kkt = self._kkt_from(K.block(S_idx, S_idx), yS, 0.0)
         rhs = np.empty(yS.size + 1)
-        rhs[:-1] = 1.0 - C * yS * (K.block(S_idx, B_idx) @ y_pm[B_idx] if B_idx.size else 0.0)
-        rhs[-1] = -C * y_pm[B_idx].sum()
+        cB = C[B_idx] * y_pm[B_idx]  # α y of the bound support vectors
+        rhs[:-1] = 1.0 - yS * (K.block(S_idx, B_idx) @ cB if B_idx.size else 0.0)
+        rhs[-1] = -cB.sum()
         sol, _, res = _solve_with(kkt, _lu(kkt), rhs)
         if not res <= 1e-6:  # no α_S, b put S on the margin: the sets are wrong
             raise _Unsettled(res)
@@ -242,17 +252,17 @@ class SVCSlope(ConvexSlopeModel):
         return y_pm * (self._train_kernel.dot(sv, alpha[sv] * y_pm[sv]) + b)
 
     def _violation(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float, S: np.ndarray,
-                   B: np.ndarray, C: float) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+                   B: np.ndarray, C: np.ndarray) -> tuple[float, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
         """Largest KKT violation (margin units; α's in units of C) and the corrected sets, or None."""
         yf = self._margins(X, y_pm, alpha, b)
         N = ~(S | B)
         low, high = S & (alpha <= 0), S & (alpha >= C)
-        enter = (N & (yf < 1.0 - KKT_TOL)) | (B & (yf > 1.0 + KKT_TOL))
+        enter = ((N & (yf < 1.0 - KKT_TOL)) | (B & (yf > 1.0 + KKT_TOL))) & (C > 0)
         parts = [np.max(np.abs(yf[S] - 1.0), initial=0.0),
                  np.max(np.maximum(0.0, 1.0 - yf[N]), initial=0.0),
                  np.max(np.maximum(0.0, yf[B] - 1.0), initial=0.0),
-                 np.max(np.maximum(0.0, -alpha[S]) / C, initial=0.0),
-                 np.max(np.maximum(0.0, alpha[S] - C) / C, initial=0.0)]
+                 np.max(np.maximum(0.0, -alpha[S]) / C[S], initial=0.0),
+                 np.max(np.maximum(0.0, alpha[S] - C[S]) / C[S], initial=0.0)]
         violation = float(max(parts))
         if not (low.any() or high.any() or enter.any()):
             return violation, None
@@ -260,7 +270,7 @@ class SVCSlope(ConvexSlopeModel):
         B_new = (B & ~enter) | high
         alpha_new = alpha.copy()
         alpha_new[low] = 0.0
-        alpha_new[high] = C
+        alpha_new[high] = C[high]
         return violation, (S_new, B_new, alpha_new)
 
     def _without_margin_sv(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float,
@@ -273,7 +283,7 @@ class SVCSlope(ConvexSlopeModel):
         lower = np.where((N & (y_pm > 0)) | (B & (y_pm < 0)), y_pm - h, -np.inf)  # b ≥ ±1 − h
         upper = np.where((N & (y_pm < 0)) | (B & (y_pm > 0)), y_pm - h, np.inf)   # b ≤ ±1 − h
         b_lo, b_hi = float(lower.max()), float(upper.min())
-        balance = abs(float(alpha @ y_pm)) / C
+        balance = abs(float(alpha @ y_pm)) / float(np.max(C))
         if balance > 0.5 or not b_lo <= b_hi + KKT_TOL:
             raise _Unsettled(max(balance, b_lo - b_hi))  # Σ α y ≠ 0 or no intercept fits: wrong sets
         self._interval = (b_lo, b_hi)
@@ -296,6 +306,10 @@ class SVCSlope(ConvexSlopeModel):
         self._yS = y_pm[S_idx]
         self._S_in_sv = np.searchsorted(sv, S_idx)  # S ⊂ support vectors
         self._w = self._X_sv.T @ self._coef_sv if self.estimator_.kernel == "linear" else None
+        B_idx = np.flatnonzero(B)
+        codes = self.weights_.codes
+        # bound support vectors: α = C s κ moves with κ ("balanced"): their rows, labels, s and class
+        self._bound = (X[B_idx], y_pm[B_idx], self.weights_.sample[B_idx], codes[B_idx])
         self._kkt = self._kkt_from(self._train_kernel.block(S_idx, S_idx), self._yS, self.damping) \
             if S.any() else np.zeros((1, 1))
         self._kkt_lu: tuple[np.ndarray, np.ndarray] | None = None
@@ -381,23 +395,57 @@ class SVCSlope(ConvexSlopeModel):
         for a in attacks:
             Kt = self._kernel_rows(a.X_trigger, self._X_sv, self._sv_norms) if rbf else None
             ft = (Kt @ self._coef_sv if rbf else a.X_trigger @ self._w) + self._b
+            moving = a.motion is not None and bool(np.any(a.motion.rho))
             if self._degenerate:
+                if moving or a.class_motion is not None or a.weight is not None:
+                    raise DegenerateSolveError(
+                        f"SVC(C={self._C:g}) has no margin support vector: the slope with a scaler or class weights "
+                        "is not defined at a degenerate SVC; increase C")
                 out.append(self._one_sided(a, ft))
                 continue
             Kp = self._kernel_rows(a.X_poison, self._X_sv, self._sv_norms) if rbf else None
             fp = (Kp @ self._coef_sv if rbf else a.X_poison @ self._w) + self._b
             viol = a.t_poison * fp < 1.0  # poison points that enter at α = Cβ
             details: dict[str, Any] = {"n_poison_entering": int(viol.sum())}
-            if not viol.any():
+            bound_moves = a.class_motion is not None and self._bound[0].shape[0] > 0
+            if not viol.any() and not moving and not bound_moves:
                 out.append(AttackSolution(0.0, ft, np.zeros_like(ft), details))
                 continue
-            Xv, tv = a.X_poison[viol], a.t_poison[viol]
+            # entering rows and their coefficients per unit Cβ: poison κ_p t_p
+            Xv, tv = a.X_poison[viol], a.t_poison[viol] * (1.0 if a.weight is None else a.weight[viol])
             # K(S, viol) tv: a block of the poison rows' kernel (S ⊂ support vectors)
             KSv_tv = Kp[viol][:, self._S_in_sv].T @ tv if rbf else self._XS @ (Xv.T @ tv)
+            if bound_moves:  # class_weight="balanced": the bound α = C s κ move by C s κ' y
+                XB, yB, sB, cB = self._bound
+                Xv = np.vstack([Xv, XB])
+                coef_B = yB * sB * a.class_motion[cB]
+                tv = np.concatenate([tv, coef_B])
+                KSv_tv = KSv_tv + self._kernel_dot(self._XS, XB, coef_B)
+            kernel_motion = self._kernel_motion(a.motion.rho) if moving else None
+            if kernel_motion is not None:
+                KSv_tv = KSv_tv + kernel_motion(self._XS) / self._C  # the margin rows' −y_s ∂f(x_s)
             d_alpha, d_b = self._kkt_derivative(self._XS, self._yS, Xv, tv, KSv_tv)
             out.append(self._trigger_side(a, ft, ft, self._XS, self._yS * d_alpha, Xv, tv, d_b, details,
-                                          Kt_S=None if Kt is None else Kt[:, self._S_in_sv]))
+                                          Kt_S=None if Kt is None else Kt[:, self._S_in_sv],
+                                          kernel_motion=kernel_motion))
         return out
+
+    def _kernel_motion(self, rho: np.ndarray):
+        """``x ↦ ∂f(x)/∂β`` at fixed α, b when a pipeline scaler's variances move (ρ' per feature, see
+        :mod:`._preprocess`): in the clean scaler's coordinates the kernel is ``x'ᵀ diag(1/ρ) z'``
+        (linear) or ``exp(−γ Σ_j (x'_j − z'_j)² / ρ_j)`` (rbf), so ∂K = −x'ᵀ diag(ρ') z' or
+        ``K · γ Σ_j ρ'_j (x'_j − z'_j)²``."""
+        if self._w is not None:
+            v = rho * self._w
+            return lambda X: -(X @ v)
+        gamma, Xsv, coef = float(self.estimator_.gamma), self._X_sv, self._coef_sv
+        sv_rho = (Xsv * Xsv) @ rho
+
+        def motion(X: np.ndarray) -> np.ndarray:
+            Kx = self.kernel(X, Xsv, self._sv_norms)
+            dist = sv_rho[None, :] + ((X * X) @ rho)[:, None] - 2.0 * (X * rho) @ Xsv.T
+            return gamma * ((Kx * dist) @ coef)
+        return motion
 
     def _kkt_derivative(self, XS: np.ndarray, yS: np.ndarray, Xv: np.ndarray, tv: np.ndarray,
                         KSv_tv: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -420,7 +468,7 @@ class SVCSlope(ConvexSlopeModel):
     def _trigger_side(self, a: Attack, ft: np.ndarray, ft_from: np.ndarray, XS: np.ndarray,
                       coef_S: np.ndarray, Xv: np.ndarray, tv: np.ndarray, d_b: float,
                       details: dict[str, Any], exact: bool = True,
-                      Kt_S: np.ndarray | None = None) -> AttackSolution:
+                      Kt_S: np.ndarray | None = None, kernel_motion: Any = None) -> AttackSolution:
         """dL/dβ and df_t/dβ = K(x_t, S) coef_S + C K(x_t, viol) t_viol + db at the triggered points.
 
         ``ft_from``: their decision values where the derivative starts (β = 0, or 0⁺ after a jump),
@@ -431,12 +479,16 @@ class SVCSlope(ConvexSlopeModel):
         n_t = a.X_trigger.shape[0]
         if self.estimator_.kernel == "linear":
             dw = XS.T @ coef_S + self._C * (Xv.T @ tv)
+            if kernel_motion is not None:  # linear: ∂f(x) = −x'ᵀ(ρ' ⊙ w), i.e. w moves by −ρ' ⊙ w
+                dw = dw + kernel_motion(np.eye(dw.size))
             value = float(-(a.t_trigger[active] @ (a.X_trigger[active] @ dw + d_b)) / n_t)
             start = time.perf_counter()
             df = a.X_trigger @ dw + d_b
             details["margins_seconds"] = time.perf_counter() - start
             return AttackSolution(value, ft, df, details, exact=exact)
         df = (Kt_S @ coef_S if Kt_S is not None else self._kernel_dot(a.X_trigger, XS, coef_S)) + d_b
+        if kernel_motion is not None:
+            df += kernel_motion(a.X_trigger)
         Ct = self._C * tv
         df[active] += self._kernel_dot(a.X_trigger[active], Xv, Ct)
         value = float(np.sum(-a.t_trigger[active] * df[active]) / n_t)
@@ -588,3 +640,27 @@ def _solve_with(A: np.ndarray, lu: tuple[np.ndarray, np.ndarray] | None,
 
 def _rel_residual(A: np.ndarray, x: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(A @ x - b) / max(np.linalg.norm(b), 1e-300))
+
+
+class SGDHingeSlope(SVCSlope):
+    """``SGDClassifier(loss="hinge", penalty="l2")`` at the **exact optimum of its objective**
+    ``½α‖w‖² + (1/n) Σ s_i max(0, 1 − y_i f_i)`` (n clean rows, fixed along β; intercept
+    unpenalised): a linear SVM with ``C = 1/(α n)``, solved by libsvm and refined like ``SVC``
+    (SGD itself stops early). ``estimator_`` is that ``SVC``. K ≥ 3: one-vs-rest, as SGD fits it."""
+
+    fits_its_own_estimator = True
+
+    def _check_params(self, est: Any) -> None:
+        from robust_hpo.slope._linear import check_sgd
+
+        check_sgd(est)
+
+    def _multiclass_part(self) -> Any:
+        from robust_hpo.slope._ovr import OneVsRest
+
+        return OneVsRest(SGDHingeSlope)
+
+    def _estimator_for_fit(self, X: np.ndarray) -> SVC:
+        if self._multi is not None:  # the one-vs-rest machines fit their own SVMs; this fit gives the layout
+            return clone(self.estimator)
+        return SVC(kernel="linear", C=1.0 / (float(self.estimator.alpha) * X.shape[0]), tol=1e-4)

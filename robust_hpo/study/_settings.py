@@ -240,10 +240,13 @@ class AttackSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class SearchSettings:
-    """``[search]``: the learner families (registry names) and per-parameter overrides."""
+    """``[search]``: the learner families (registry names), per-parameter overrides, and ``scale``
+    (``"standard"``: every convex learner behind a StandardScaler fitted on the β-weighted set;
+    ``"none"``, the default: bare)."""
 
     learners: tuple[str, ...]
     overrides: Mapping[str, Mapping[str, BaseDistribution]] = field(default_factory=dict)
+    scale: str = "none"
 
     def __post_init__(self) -> None:
         check("search.learners", self.learners, [Satisfies(
@@ -252,6 +255,8 @@ class SearchSettings:
         if len(set(self.learners)) != len(self.learners):
             raise ValidationError(f"search.learners has duplicates: {list(self.learners)}")
         object.__setattr__(self, "learners", tuple(self.learners))
+        if self.scale not in SCALES:
+            raise ValidationError(f"search.scale must be one of {list(SCALES)}, got {self.scale!r}")
         for name in self.learners:
             try:
                 get_family(name)
@@ -265,6 +270,10 @@ class SearchSettings:
     def space(self) -> SearchSpace:
         """The conditional search space (families' defaults with the overrides)."""
         return SearchSpace.from_families([get_family(n) for n in self.learners], self.overrides)
+
+
+SCALES = ("none", "standard")
+"""``[search] scale`` values."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -394,6 +403,8 @@ class StudyConfig:
         for name in self.search.learners:
             family = get_family(name)
             out[name] = family.with_options(**self.options[name]) if self.options.get(name) else family
+            if self.search.scale != "none" and callable(getattr(out[name], "scaled", None)):
+                out[name] = out[name].scaled(self.search.scale)  # convex learners only
         return out
 
 

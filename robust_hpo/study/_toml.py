@@ -221,11 +221,11 @@ def _parse_search(table: Mapping[str, Any]) -> SearchSettings:
             except ValidationError as exc:
                 raise ValidationError(f"search.learners: {exc}") from None
     for key, value in table.items():
-        if key == "learners":
+        if key in ("learners", "scale"):
             continue
         if key not in defaults:
-            raise ValidationError(f"unknown key 'search.{key}'; expected 'learners' or a table named after "
-                                  f"one of search.learners {list(defaults)}")
+            raise ValidationError(f"unknown key 'search.{key}'; expected 'learners', 'scale' or a table named "
+                                  f"after one of search.learners {list(defaults)}")
         if not isinstance(value, Mapping):
             raise ValidationError(f"search.{key} must be a table of parameter ranges, got {value!r}")
         overrides[key] = {}
@@ -235,7 +235,7 @@ def _parse_search(table: Mapping[str, Any]) -> SearchSettings:
                                       f"{sorted(defaults[key])}")
             overrides[key][param] = distribution_from_spec(f"search.{key}.{param}", spec, defaults[key][param])
     return SearchSettings(learners=tuple(learners) if isinstance(learners, list) else learners,
-                          overrides=overrides)
+                          overrides=overrides, **({"scale": table["scale"]} if "scale" in table else {}))
 
 
 def _parse_constraint(table: Mapping[str, Any] | None) -> AccuracyConstraint | None:

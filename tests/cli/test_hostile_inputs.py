@@ -12,7 +12,7 @@ import pytest
 
 from robust_hpo.cli import main
 from robust_hpo.study import StorageSpec
-from robust_hpo.testing import tiny_study_toml
+from robust_hpo.testing import FakeFamily, tiny_study_toml
 
 SMALL = tiny_study_toml('hostile', n_trials=2)
 
@@ -35,15 +35,29 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 # ------------------------------------------------------------------ validation up front (item 5)
 
+class _PairsOnly(FakeFamily):
+    binary_only = True  # a family of one's own that takes two classes (the convex ones take any number)
+
+
+@pytest.fixture
+def pairs_only(monkeypatch: pytest.MonkeyPatch) -> str:
+    from robust_hpo import learners
+
+    monkeypatch.setitem(learners._USER, "pairs_only", _PairsOnly("pairs_only"))
+    return "pairs_only"
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (("classes = [3, 8]", "classes = [3, 8, 5]"),
-     r"data\.classes must name exactly two classes for the learners \[.logistic., .ridge.\].*got \[3, 8, 5\]"),
+     r"data\.classes must name exactly two classes for the learners \[.pairs_only.\].*got \[3, 8, 5\]"),
     (("classes = [3, 8]\n", ""),
-     r"data\.classes must name two classes for the learners \['logistic', 'ridge'\].*'digits' has 10 classes"),
+     r"data\.classes must name two classes for the learners \['pairs_only'\].*'digits' has 10 classes"),
 ])
 def test_impossible_class_counts_are_refused_before_any_storage(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str], message: str) -> None:
-    study, out = _write(tmp_path, SMALL.replace(*edit)), tmp_path / "out"
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str], message: str,
+        pairs_only: str) -> None:
+    text = SMALL.replace('learners = ["logistic", "ridge"]', f'learners = ["{pairs_only}"]')
+    study, out = _write(tmp_path, text.replace(*edit)), tmp_path / "out"
     assert _run(study, out) == 2
     err = _one_error_line(capsys)
     assert str(study) in err and re.search(message, err), err

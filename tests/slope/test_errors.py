@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC
 
 from robust_hpo.slope import (
     DegenerateSolveError,
@@ -68,12 +68,22 @@ def test_single_class(problem):
         backdoor_slope(LogisticRegression(), *args)
 
 
-def test_multiclass_is_refused(problem):
+def test_multiclass_target_outside_the_training_classes_is_named(problem):
+    args = list(problem)
+    args[1] = args[1].copy()
+    args[1][:5] = 99  # a third class
+    assert backdoor_slope(SVC(), *args).details["n_classes"] == 3
+    args[5] = np.full_like(args[5], 42)
+    with pytest.raises(ValueError, match=r"y_trigger has labels \[42\] outside the training classes"):
+        backdoor_slope(SVC(), *args)
+
+
+def test_liblinear_logistic_with_three_classes_is_refused(problem):
     args = list(problem)
     args[1] = args[1].copy()
     args[1][:5] = 99
-    with pytest.raises(ValueError, match="binary problems only"):
-        backdoor_slope(SVC(), *args)
+    with pytest.raises(ValueError, match="liblinear"):
+        backdoor_slope(LogisticRegression(solver="liblinear"), *args)
 
 
 def test_empty_poison(problem):
@@ -103,7 +113,7 @@ def test_labels_outside_training_classes(problem, position, name):
     (RidgeClassifier(alpha=0.0), "RidgeClassifier alpha must be a finite number > 0"),
     (SVC(kernel="poly"), "SVC kernel must be 'linear' or 'rbf'"),
     (LogisticRegression(l1_ratio=1.0, solver="saga"), "L2 penalty"),
-    (LogisticRegression(class_weight="balanced"), "class_weight"),
+    (LogisticRegression(class_weight="heavy"), r"class_weight=...\) must be None, .balanced. or a dict"),
 ])
 def test_bad_hyperparameters(problem, estimator, match):
     with pytest.raises(ValueError, match=match):
@@ -111,8 +121,10 @@ def test_bad_hyperparameters(problem, estimator, match):
 
 
 def test_unsupported_estimator_names_what_is_supported(problem):
-    with pytest.raises(ValueError, match=r"estimator must be one of LogisticRegression .*got LinearSVC"):
-        backdoor_slope(LinearSVC(), *problem)
+    from sklearn.linear_model import Perceptron
+
+    with pytest.raises(ValueError, match=r"estimator must be one of LogisticRegression .*got Perceptron"):
+        backdoor_slope(Perceptron(), *problem)
 
 
 def test_svc_without_margin_support_vectors_refuses_the_slope_and_says_why():

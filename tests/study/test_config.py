@@ -94,7 +94,7 @@ def test_invalid_toml_is_named(tmp_path: Path) -> None:
     ((OLD, 'learners = []'), "search.learners must be a non-empty list"),
     ((OLD, 'learners = ["ridge", "ridge"]'), "search.learners has duplicates"),
     ((OLD, 'learners = ["logistic"]\n[search.rbf_svm]\nC = 1.0'),
-     r"unknown key 'search.rbf_svm'; expected 'learners' or a table named after one of search.learners"),
+     r"unknown key 'search.rbf_svm'; expected 'learners', 'scale' or a table named after one of search.learners"),
     ((OLD, 'learners = ["rbf_svm"]\n[search.rbf_svm]\ndegree = 3'),
      r"unknown key 'search.rbf_svm.degree': learner 'rbf_svm' has parameters \['C', 'gamma'\]"),
     ((OLD, 'learners = ["rbf_svm"]\n[search.rbf_svm]\nC = {low = 10.0, high = 1.0}'),

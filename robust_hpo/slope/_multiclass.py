@@ -1,0 +1,474 @@
+"""Exact slopes for K ≥ 3 classes: multinomial logistic regression, multi-output ridge, one-vs-one SVC.
+
+Each is the problem scikit-learn fits (s_i = sample weight: 1 clean, β poison; c_i ∈ {0..K−1} the
+class index; f_i ∈ R^K the scores ``X W + b``):
+
+* ``LogisticRegression`` (multinomial): ``½‖W‖² + C Σ s_i [logsumexp(f_i) − f_{i,c_i}]``, intercept
+  unpenalised. Curve loss = mean cross-entropy of the target label. The objective is invariant to
+  adding one constant to all K intercepts, so the Hessian is singular along that direction; every
+  right-hand side is orthogonal to it and the solves add ``u uᵀ`` (u the unit intercept-shift
+  direction), which changes no score difference (the minimum-norm derivative).
+* ``RidgeClassifier``: K outputs, ``α‖w_k‖² + Σ s_i (Y_ik − f_ik)²`` per output, Y the ±1
+  one-vs-all coding — one Hessian ``2αI + 2ZᵀZ`` shared by all outputs (one factorisation or one
+  block of conjugate-gradient solves). Curve loss = mean over triggered points of Σ_k (Y_k − f_k)².
+* ``SVC`` (one-vs-one, as libsvm fits it): K(K−1)/2 binary machines, machine (i, j) trained on the
+  points of classes i and j only; each is refined and differentiated as the binary
+  :class:`~._svc.SVCSlope` (poison of class i or j enters only that machine). Curve loss = for each
+  triggered point, the hinge of each of the K − 1 machines involving its target, the target as the
+  positive side, summed; averaged over triggered points.
+
+Margins (:class:`~._result.TriggerMargins`): target score minus the best other score for logistic
+and ridge (positive ⇔ predicted as the target); for one-vs-one SVC the smallest decision value of
+the target's K − 1 duels (target positive): positive ⇔ the target wins every duel, hence the vote
+(a point that wins the vote on a tie-break without winning every duel counts as not predicted).
+Their β-derivatives come from the same solves (the derivative of the active max / min).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import linalg
+from scipy.special import logsumexp, softmax
+
+from robust_hpo.errors import NotConvergedError, SingularHessianError
+from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other, \
+    estimator_settings
+from robust_hpo.slope._hessian import SOLVE_RTOL, LinearModelHessian
+from robust_hpo.slope._krylov import block_pcg, one_blas_thread
+from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
+
+DENSE_LIMIT = 1500
+"""Multinomial Hessians of at most this many parameters (K·(d+1)) are formed and factorised; larger
+ones are solved by conjugate gradients on Hessian-vector products (Jacobi-preconditioned)."""
+
+
+def _motion(a: Attack, Theta: np.ndarray, fit_intercept: bool, r_w: float) -> np.ndarray | float:
+    """A pipeline scaler's term E (unpenalised intercepts) for coefficient columns Θ; 0 without one."""
+    if a.motion is None:
+        return 0.0
+    W = Theta[:-1] if fit_intercept else Theta
+    return a.motion.penalty_rhs(W, np.zeros(Theta.shape[1]) if fit_intercept else None, r_w, 0.0)
+
+
+def _design(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
+    return np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
+
+
+class _ScoreMargins(MulticlassPart):
+    """Score-per-class learners: prediction = argmax, margin = target minus best other."""
+
+    def predict_from(self, F: np.ndarray) -> np.ndarray:
+        return np.argmax(F, axis=1)
+
+    def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return best_other(F, codes)[0]
+
+    def _trigger(self, a: Attack, dTheta: np.ndarray, loss_grad: np.ndarray, F: np.ndarray,
+                 details: dict[str, Any]) -> AttackSolution:
+        """dL/dβ and the margins' derivative from dΘ/dβ ((d[+1]) × K) at the triggered rows."""
+        Zt = _design(a.X_trigger, self.fit_intercept)
+        dF = Zt @ dTheta
+        value = float(np.sum(loss_grad * dF) / a.X_trigger.shape[0])
+        margin, other = best_other(F, a.t_trigger)
+        rows = np.arange(F.shape[0])
+        return AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], details, oriented=True)
+
+
+class MultinomialLogistic(_ScoreMargins):
+    """Multinomial ``LogisticRegression`` (see the module docstring): Newton polish, then solves with
+    the (K·(d+1))-dimensional Hessian — dense Cholesky up to :data:`DENSE_LIMIT` parameters,
+    conjugate gradients beyond."""
+
+    loss_name = "cross-entropy"
+
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+        est = model.estimator_
+        self.model = model
+        self.C = float(est.C)
+        self.fit_intercept = bool(est.fit_intercept)
+        self.K = model.n_classes_
+        self.Z = _design(X, self.fit_intercept)
+        self.q_dim = self.Z.shape[1]
+        self.Y = np.eye(self.K)[codes]
+        self.sw = model.clean_weights()
+        self.damping = model.damping
+        p = self.Z.shape[1] * self.K
+        self.dense = p <= DENSE_LIMIT
+        Theta = np.vstack([np.asarray(est.coef_, dtype=np.float64).T,
+                           np.asarray(est.intercept_, dtype=np.float64)[None, :]]) if self.fit_intercept \
+            else np.asarray(est.coef_, dtype=np.float64).T.copy()
+        with one_blas_thread:
+            details = self._polish(Theta, est)
+        est.coef_ = self.Theta[: X.shape[1]].T.copy()
+        if self.fit_intercept:
+            est.intercept_ = self.Theta[-1].copy()
+        return {"method": "multinomial-" + ("cholesky" if self.dense else "pcg"), "n_classes": self.K,
+                "n_features": X.shape[1], **details}
+
+    # -- objective ---------------------------------------------------------------------------------
+    def _reg(self, Theta: np.ndarray) -> np.ndarray:
+        R = Theta.copy()
+        if self.fit_intercept:
+            R[-1] = 0.0
+        return R
+
+    def _objective(self, Theta: np.ndarray, F: np.ndarray) -> float:
+        W = Theta[:-1] if self.fit_intercept else Theta
+        loss = logsumexp(F, axis=1) - np.sum(F * self.Y, axis=1)
+        return float(0.5 * np.sum(W * W) + self.C * (loss.sum() if self.sw is None else loss @ self.sw))
+
+    def _residuals(self, F: np.ndarray) -> np.ndarray:
+        """s_i κ_i (p_i − y_i): the weighted ∂ℓ/∂f per row."""
+        R = softmax(F, axis=1) - self.Y
+        return R if self.sw is None else R * self.sw[:, None]
+
+    def _gradient(self, Theta: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, float]:
+        reg = self._reg(Theta)
+        data = self.C * (self.Z.T @ self._residuals(F))
+        scale = np.linalg.norm(reg) + np.linalg.norm(data)
+        grad = reg + data
+        return grad, float(np.linalg.norm(grad) / scale) if scale > 0 else 0.0
+
+    def _polish(self, Theta: np.ndarray, est: Any) -> dict[str, Any]:
+        F = self.Z @ Theta
+        grad, residual = self._gradient(Theta, F)
+        fitted, steps = residual, 0
+        self._at(F)
+        while residual > POLISH_RTOL and steps < MAX_NEWTON_STEPS and np.isfinite(residual):
+            step = self._solve(grad.T.reshape(-1, 1),
+                               rtol=max(min(0.1, residual), 0.3 * POLISH_RTOL / residual))[:, 0]
+            step = step.reshape(self.K, -1).T
+            dF = self.Z @ step
+            current, decrease = self._objective(Theta, F), float(np.sum(grad * step))
+            t, moved = 1.0, False
+            for _ in range(30):
+                value = self._objective(Theta - t * step, F - t * dF)
+                if value <= current - 1e-4 * t * decrease or (t == 1.0 and value <= current):
+                    moved = True
+                    break
+                t *= 0.5
+            steps += 1
+            if not moved:
+                break
+            Theta, F = Theta - t * step, F - t * dF
+            grad, new = self._gradient(Theta, F)
+            stalled, residual = not new < residual, new
+            self._at(F)
+            if stalled and residual <= RESIDUAL_LIMIT:
+                break
+        if not (np.isfinite(residual) and residual <= RESIDUAL_LIMIT):
+            raise NotConvergedError(
+                f"{estimator_settings(est)} stopped at relative optimality residual {fitted:.2e}; {steps} "
+                f"Newton polishing steps reached {residual:.2e}, above the limit {RESIDUAL_LIMIT:g} at which "
+                "the slope is exact: lower tol or raise max_iter")
+        self.Theta = Theta
+        self.class_gradients = None
+        if self.model.weights_.spec == "balanced":  # C Σ_{i ∈ k} s_i ∇θ ℓ_i per class k (κ' moves them)
+            R = (softmax(F, axis=1) - self.Y) * self.model.weights_.sample[:, None]
+            self.class_gradients = [self.C * (self.Z.T @ np.where(self.Y[:, [k]] > 0, R, 0.0))
+                                    for k in range(self.K)]
+        return {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
+
+    # -- the Hessian -------------------------------------------------------------------------------
+    def _at(self, F: np.ndarray) -> None:
+        """The Hessian at scores F: factorised (dense) or kept for products (CG)."""
+        P = softmax(F, axis=1)
+        self.P, self.F_now = P, F
+        Z, K, q = self.Z, self.K, self.Z.shape[1]
+        s = np.ones(Z.shape[0]) if self.sw is None else self.sw
+        self.Zs = Z
+        self.stale = getattr(self, "L", None) is not None
+        if self.dense and self.stale:
+            return  # later curvatures: products with the exact H, the first factor preconditions (_solve)
+        if self.dense:
+            H = np.zeros((K * q, K * q))
+            G = (P[:, :, None] * (Z * np.sqrt(s)[:, None])[:, None, :]).reshape(Z.shape[0], K * q)
+            H -= G.T @ G  # a symmetric rank-n update (BLAS syrk)
+            for k in range(K):
+                block = slice(k * q, (k + 1) * q)
+                H[block, block] += (Z * (P[:, k] * s)[:, None]).T @ Z
+            H *= self.C
+            H[np.diag_indices_from(H)] += self._reg_diag()
+            if self.fit_intercept:  # the intercept-shift direction u: H + u uᵀ (see the module docstring)
+                b = np.arange(K) * q + q - 1
+                H[np.ix_(b, b)] += 1.0 / K
+            try:
+                self.L = linalg.cho_factor(H, lower=True, check_finite=False)
+            except linalg.LinAlgError:
+                raise SingularHessianError("the multinomial Hessian is not positive definite; pass damping > 0 "
+                                           "or strengthen the regularisation") from None
+        else:
+            diag = self.C * ((Z * Z).T @ (P * (1.0 - P) * s[:, None]))  # q × K
+            self.jacobi = 1.0 / (diag.T.reshape(-1) + self._reg_diag())
+
+    def _reg_diag(self) -> np.ndarray:
+        r = np.ones(self.q_dim)
+        if self.fit_intercept:
+            r[-1] = 0.0
+        return np.tile(r, self.K) + self.damping
+
+    def _matvec(self, V: np.ndarray) -> np.ndarray:
+        """H V for columns V of vec(Θ) (class-major)."""
+        K, q = self.K, self.Zs.shape[1]
+        out = np.empty_like(V)
+        for c in range(V.shape[1]):
+            T = V[:, c].reshape(K, q).T
+            A = self.Zs @ T
+            PA = self.P * A
+            R = PA - self.P * PA.sum(axis=1, keepdims=True)
+            if self.sw is not None:
+                R *= self.sw[:, None]
+            HT = self.C * (self.Zs.T @ R)
+            if self.fit_intercept:
+                HT[-1] += T[-1].sum() / K
+            out[:, c] = HT.T.reshape(-1)
+        out += self._reg_diag()[:, None] * V
+        return out
+
+    def _solve(self, B: np.ndarray, rtol: float = SOLVE_RTOL) -> np.ndarray:
+        if self.dense and not self.stale:
+            return linalg.cho_solve(self.L, B, check_finite=False)
+        if self.dense:  # the factor of an earlier curvature preconditions conjugate gradients on the exact H
+            result = block_pcg(self._matvec, B, lambda R: linalg.cho_solve(self.L, R, check_finite=False),
+                               rtol=rtol, maxiter=60)
+            if result.converged:
+                return result.x
+            self.L = None
+            self._at(self.F_now)  # refactorise at this curvature
+            return linalg.cho_solve(self.L, B, check_finite=False)
+        result = block_pcg(self._matvec, B, lambda R: self.jacobi[:, None] * R, rtol=rtol,
+                           maxiter=max(200, 2 * B.shape[0]))
+        if not result.converged:
+            raise SingularHessianError(
+                f"conjugate gradients on the multinomial Hessian stopped at relative residual "
+                f"{result.residual:.2e} after {result.iterations} iterations; pass damping > 0")
+        return result.x
+
+    # -- scores and derivatives ---------------------------------------------------------------------
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        return _design(X, self.fit_intercept) @ self.Theta
+
+    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return logsumexp(F, axis=1) - F[np.arange(F.shape[0]), codes]
+
+    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        with one_blas_thread:
+            K, q = self.K, self.Theta.shape[0]
+            eye = np.eye(K)
+            rhs = []
+            for a in attacks:
+                Zp = _design(a.X_poison, self.fit_intercept)
+                R = softmax(Zp @ self.Theta, axis=1) - eye[a.t_poison]
+                if a.weight is not None:
+                    R *= a.weight[:, None]
+                G = self.C * (Zp.T @ R) + _motion(a, self.Theta, self.fit_intercept, 1.0)
+                if a.class_motion is not None:
+                    G = G + sum(kappa * g for kappa, g in zip(a.class_motion, self.class_gradients))
+                rhs.append(G.T.reshape(-1))
+            D = -self._solve(np.column_stack(rhs))
+            out = []
+            for k, a in enumerate(attacks):
+                F = self.scores(a.X_trigger)
+                grad = softmax(F, axis=1) - eye[a.t_trigger]
+                out.append(self._trigger(a, D[:, k].reshape(K, q).T, grad, F, {}))
+        return out
+
+
+class MultiOutputRidge(_ScoreMargins):
+    """``RidgeClassifier`` with K ±1 outputs: one Hessian for all outputs (see the module docstring)."""
+
+    loss_name = "squared"
+
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+        est = model.estimator_
+        self.fit_intercept = bool(est.fit_intercept)
+        K = model.n_classes_
+        Y = np.where(np.eye(K, dtype=bool)[codes], 1.0, -1.0)
+        Theta = np.vstack([np.asarray(est.coef_, dtype=np.float64).T,
+                           np.asarray(est.intercept_, dtype=np.float64)[None, :]]) if self.fit_intercept \
+            else np.asarray(est.coef_, dtype=np.float64).T.copy()
+        r_w = 2.0 * float(est.alpha)
+        sw = model.clean_weights()
+        s = np.ones(X.shape[0]) if sw is None else sw
+        with one_blas_thread:
+            self.hessian = LinearModelHessian(X, 2.0 * s, r_w=r_w, r_b=0.0,
+                                              fit_intercept=self.fit_intercept, space="auto",
+                                              damping=model.damping, cache=model.cache)
+            Z = _design(X, self.fit_intercept)
+            reg = r_w * Theta
+            if self.fit_intercept:
+                reg[-1] = 0.0
+            grad = reg + Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
+            fitted = float(np.linalg.norm(grad) / max(np.linalg.norm(reg) + np.linalg.norm(grad - reg), 1e-300))
+            steps = 0
+            if fitted > POLISH_RTOL:  # quadratic: one exact Newton step
+                Theta = Theta - self.hessian.solve(grad, rtol=1e-10)
+                steps = 1
+            reg = r_w * Theta
+            if self.fit_intercept:
+                reg[-1] = 0.0
+            data = Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
+            self.class_gradients = None
+            if model.weights_.spec == "balanced":  # Σ_{i ∈ k} s_i ∇θ ℓ_i per class k (κ' moves them)
+                R = -2.0 * model.weights_.sample[:, None] * (Y - Z @ Theta)
+                self.class_gradients = [Z.T @ np.where(codes[:, None] == k, R, 0.0) for k in range(K)]
+            residual = float(np.linalg.norm(reg + data) / max(np.linalg.norm(reg) + np.linalg.norm(data), 1e-300))
+        if not residual <= RESIDUAL_LIMIT:
+            raise NotConvergedError(f"{estimator_settings(est)}: the ridge solution has relative optimality "
+                                    f"residual {residual:.2e} after a Newton step: lower tol or raise max_iter")
+        self.Theta, self.K, self.r_w = Theta, K, r_w
+        est.coef_ = Theta[: X.shape[1]].T.copy()
+        if self.fit_intercept:
+            est.intercept_ = Theta[-1].copy()
+        return {"method": "multi-output-" + self.hessian.method, "n_classes": K, "n_features": X.shape[1],
+                "residual_fit": fitted, "residual": residual, "newton_steps": steps}
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        return _design(X, self.fit_intercept) @ self.Theta
+
+    def _coding(self, codes: np.ndarray) -> np.ndarray:
+        return np.where(np.eye(self.K, dtype=bool)[codes], 1.0, -1.0)
+
+    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return np.sum((self._coding(codes) - F) ** 2, axis=1)
+
+    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        with one_blas_thread:
+            rhs = [_design(a.X_poison, self.fit_intercept).T @ (-2.0 * (1.0 if a.weight is None else a.weight[:, None])
+                                                                   * (self._coding(a.t_poison) - self.scores(a.X_poison)))
+                   + _motion(a, self.Theta, self.fit_intercept, self.r_w)
+                   + (0.0 if a.class_motion is None else sum(k * g for k, g in zip(a.class_motion, self.class_gradients)))
+                   for a in attacks]
+            D = -self.hessian.solve(np.hstack(rhs))
+            out = []
+            for k, a in enumerate(attacks):
+                F = self.scores(a.X_trigger)
+                grad = -2.0 * (self._coding(a.t_trigger) - F)
+                out.append(self._trigger(a, D[:, k * self.K:(k + 1) * self.K], grad, F,
+                                         {"cg_iterations": self.hessian.cg_iterations}))
+        return out
+
+
+class OneVsOneSVC(MulticlassPart):
+    """``SVC`` with K ≥ 3 classes: the K(K−1)/2 binary machines of libsvm's one-vs-one scheme, each
+    read from the fitted estimator, refined and differentiated as a binary :class:`~._svc.SVCSlope`
+    (machine (i, j): classes_[1] = j is its +1 side, so its decision value is −libsvm's)."""
+
+    loss_name = "hinge (one-vs-one, summed over the target's duels)"
+
+    def __init__(self, machine_class: type) -> None:
+        self.machine_class = machine_class  # SVCSlope (passed in: this module does not import _svc)
+
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+        est = model.estimator_
+        K = model.n_classes_
+        self.K = K
+        self.pairs = list(itertools.combinations(range(K), 2))
+        self.sign = np.zeros((K, len(self.pairs)))
+        for p, (i, j) in enumerate(self.pairs):
+            self.sign[i, p], self.sign[j, p] = -1.0, 1.0
+        starts = np.concatenate([[0], np.cumsum(est.n_support_)])
+        self.machines = []
+        details: dict[str, Any] = {"method": "svm-kkt-ovo", "kernel": est.kernel, "n_classes": K,
+                                   "machines": len(self.pairs)}
+        for p, (i, j) in enumerate(self.pairs):
+            rows = np.flatnonzero((codes == i) | (codes == j))
+            view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
+            sv_i = est.support_[starts[i]:starts[i + 1]]
+            sv_j = est.support_[starts[j]:starts[j + 1]]
+            coef = np.concatenate([est.dual_coef_[j - 1, starts[i]:starts[i + 1]],
+                                   est.dual_coef_[i, starts[j]:starts[j + 1]]])
+            view.support_ = np.searchsorted(rows, np.concatenate([sv_i, sv_j]))
+            view.dual_coef_ = coef[None, :]
+            view.intercept_ = np.array([-float(est.intercept_[p])])
+            machine = self.machine_class(model.estimator, damping=model.damping)
+            machine.classes_ = model.classes_[[i, j]]
+            machine.n_features_, machine.n_clean_ = X.shape[1], rows.size
+            machine._multi, machine._memo = None, None
+            machine.weights_ = model.weights_.subset(rows)
+            machine.estimator_ = view
+            machine.fit_seconds_ = 0.0
+            machine.details_ = machine._prepare(X[rows], np.where(codes[rows] == j, 1.0, -1.0))
+            machine.prepare_seconds_ = 0.0
+            self.machines.append(machine)
+            for key in ("n_margin_sv", "n_bound_sv", "active_set_steps"):
+                details[key] = details.get(key, 0) + machine.details_.get(key, 0)
+            for key in ("residual_fit", "residual"):
+                details[key] = max(details.get(key, 0.0), machine.details_.get(key, 0.0))
+            if machine.details_.get("degenerate"):
+                details.setdefault("degenerate_machines", []).append([int(i), int(j)])
+        return details
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        return np.column_stack([m.decision_function(X) for m in self.machines])
+
+    def scores_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
+        return -_ovo_decision(estimator, X)
+
+    def predict_from(self, F: np.ndarray) -> np.ndarray:
+        votes = np.zeros((F.shape[0], self.K))
+        for p, (i, j) in enumerate(self.pairs):
+            wins_j = F[:, p] >= 0  # libsvm: its decision value > 0 votes for i, otherwise j
+            votes[:, j] += wins_j
+            votes[:, i] += ~wins_j
+        return np.argmax(votes, axis=1)
+
+    def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return self._duels(F, codes)[0]
+
+    def _duels(self, F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(smallest oriented duel value, its machine) per row: the target's duels only."""
+        oriented = F * self.sign[codes]
+        oriented[self.sign[codes] == 0] = np.inf
+        k = np.argmin(oriented, axis=1)
+        return oriented[np.arange(F.shape[0]), k], k
+
+    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        S = self.sign[codes]
+        return np.sum(np.where(S != 0, np.maximum(0.0, 1.0 - S * F), 0.0), axis=1)
+
+    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        out = []
+        for a in attacks:
+            n_t = a.X_trigger.shape[0]
+            F = np.zeros((n_t, len(self.pairs)))
+            dF = np.zeros_like(F)
+            value, exact, entering = 0.0, True, 0
+            for p, ((i, j), machine) in enumerate(zip(self.pairs, self.machines)):
+                tr = np.flatnonzero((a.t_trigger == i) | (a.t_trigger == j))
+                po = np.flatnonzero((a.t_poison == i) | (a.t_poison == j))
+                if tr.size == 0:
+                    continue
+                sub = Attack(a.X_poison[po], np.where(a.t_poison[po] == j, 1.0, -1.0),
+                             a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0), a.motion,
+                             None if a.weight is None else a.weight[po], a.class_motion)
+                if po.size == 0 and (a.motion is None or not np.any(a.motion.rho)) and a.class_motion is None:
+                    F[tr, p] = machine.decision_function(sub.X_trigger)
+                    continue
+                solution = machine._solve_attacks([sub])[0]
+                F[tr, p], dF[tr, p] = solution.f_trigger, solution.df_trigger
+                value += solution.derivative * tr.size / n_t
+                exact = exact and solution.exact
+                entering += solution.details.get("n_poison_entering", 0)
+            margin, k = self._duels(F, a.t_trigger)
+            rows = np.arange(n_t)
+            out.append(AttackSolution(value, margin, self.sign[a.t_trigger, k] * dF[rows, k],
+                                      {"n_poison_entering": entering},
+                                      exact=exact, oriented=True))
+        return out
+
+
+def _ovo_decision(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """libsvm's one-vs-one decision values of a fitted SVC (positive: the pair's first class)."""
+    shape = estimator.decision_function_shape
+    try:
+        estimator.decision_function_shape = "ovo"
+        return np.asarray(estimator.decision_function(X), dtype=np.float64)
+    finally:
+        estimator.decision_function_shape = shape

@@ -1,0 +1,112 @@
+"""One-vs-rest learners with K ≥ 3 classes: ``LinearSVC`` and ``SGDClassifier``, as scikit-learn fits them.
+
+Machine k is the binary learner of class k (+1) against all other rows (−1), trained on every row;
+each is polished (or refined) and differentiated as the binary adapter — the binary problem is the
+one-machine case. A poison row enters every machine (as +1 in its label's machine, −1 elsewhere),
+with weight β κ_c. Scores ``F[:, k] = f_k``; prediction = argmax (scikit-learn's rule).
+
+Curve loss: the loss of the target's machine with the target as the positive side — LinearSVC
+``max(0, 1 − f_target)²``, SGD its own loss of ``f_target`` — averaged over the triggered points.
+Margins: ``f_target − max_{k ≠ target} f_k`` with the derivative of the active max; so every machine
+is solved (K solves per attack).
+
+Class weights multiply each row's weight in every machine (κ of the row's class; liblinear itself
+weighs only the positive class of each machine — the slope's refits, ``fit_weighted``, use the
+slope's definition).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other
+
+
+class OneVsRest(MulticlassPart):
+    """K binary machines of class ``machine_class`` (a binary :class:`ConvexSlopeModel`)."""
+
+    def __init__(self, machine_class: type) -> None:
+        self.machine_class = machine_class
+        self.loss_name = f"{machine_class.loss_name} (one-vs-rest, the target's machine)"
+
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+        est = model.estimator_
+        self.K = model.n_classes_
+        self.machines: list[ConvexSlopeModel] = []
+        own_fit = getattr(self.machine_class, "fits_its_own_estimator", False)
+        details: dict[str, Any] = {"n_classes": self.K, "machines": self.K}
+        for k in range(self.K):
+            machine = self.machine_class(model.estimator, damping=model.damping)
+            y_pm = np.where(codes == k, 1.0, -1.0)
+            machine.classes_ = np.array([-1, k])
+            machine.n_features_, machine.n_clean_ = X.shape[1], X.shape[0]
+            machine._multi, machine._memo, machine.weights_ = None, None, model.weights_
+            machine.fit_seconds_, machine.prepare_seconds_ = 0.0, 0.0
+            if own_fit:  # SGD's hinge: the exact optimum comes from libsvm, one machine at a time
+                machine.estimator_ = machine._estimator_for_fit(X)
+                machine._fit_estimator(machine.estimator_, X, y_pm)
+            else:  # LinearSVC, SGD (smooth): machine k starts from row k of the fitted coefficients
+                view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
+                view.coef_ = np.asarray(est.coef_[k:k + 1], dtype=np.float64).copy()
+                view.intercept_ = np.asarray(est.intercept_[k:k + 1], dtype=np.float64).copy()
+                machine.estimator_ = view
+            machine.details_ = machine._prepare(X, y_pm)
+            if not own_fit:
+                est.coef_[k] = machine.estimator_.coef_[0]
+                est.intercept_[k] = np.ravel(machine.estimator_.intercept_)[0]
+            self.machines.append(machine)
+            details["method"] = machine.details_["method"]
+            for key in ("residual_fit", "residual"):
+                details[key] = max(details.get(key, 0.0), machine.details_.get(key, 0.0))
+            details["newton_steps"] = details.get("newton_steps", 0) + machine.details_.get("newton_steps", 0)
+        details["method"] = f"ovr-{details['method']}"
+        return details
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        return np.column_stack([m.decision_function(X) for m in self.machines])
+
+    def scores_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
+        return np.asarray(estimator.decision_function(X), dtype=np.float64)
+
+    def predict_from(self, F: np.ndarray) -> np.ndarray:
+        return np.argmax(F, axis=1)
+
+    def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return best_other(F, codes)[0]
+
+    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        target = F[np.arange(F.shape[0]), codes]
+        return self.machines[0].pointwise_loss(np.ones_like(target), target)
+
+    def _target_grad(self, f: np.ndarray) -> np.ndarray:
+        """∂(target machine's loss)/∂f_target (the hinge: its right derivative's slope where f < 1)."""
+        machine = self.machines[0]
+        one = np.ones_like(f)
+        if hasattr(machine, "loss_grad"):
+            return machine.loss_grad(one, f)
+        return np.where(f < 1.0, -1.0, 0.0)
+
+    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        out = []
+        for a in attacks:
+            n_t = a.X_trigger.shape[0]
+            F = np.empty((n_t, self.K))
+            dF = np.empty_like(F)
+            exact = True
+            for k, machine in enumerate(self.machines):
+                sub = Attack(a.X_poison, np.where(a.t_poison == k, 1.0, -1.0), a.X_trigger,
+                             np.where(a.t_trigger == k, 1.0, -1.0), a.motion, a.weight, a.class_motion)
+                solution = machine._solve_attacks([sub])[0]
+                F[:, k], dF[:, k] = solution.f_trigger, solution.df_trigger
+                exact = exact and solution.exact
+            rows = np.arange(n_t)
+            target = F[rows, a.t_trigger]
+            value = float(np.sum(self._target_grad(target) * dF[rows, a.t_trigger]) / n_t)
+            margin, other = best_other(F, a.t_trigger)
+            out.append(AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], {}, exact=exact,
+                                      oriented=True))
+        return out

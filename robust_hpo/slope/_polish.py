@@ -1,0 +1,11 @@
+"""The optimality tolerances of the Newton polish, shared by the binary and multi-class linear models."""
+
+from __future__ import annotations
+
+POLISH_RTOL = 1e-6
+"""Newton polishing stops at this relative gradient norm (see :mod:`._linear`)."""
+
+RESIDUAL_LIMIT = 1e-5
+"""Above this relative gradient norm after polishing, the fit is refused (NotConvergedError)."""
+
+MAX_NEWTON_STEPS = 30

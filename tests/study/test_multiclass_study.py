@@ -1,0 +1,63 @@
+"""Multi-class studies with the convex learners (exact slopes for K ≥ 3), the new learner families
+(linear_svc, sgd_log, sgd_hinge) and ``[search] scale = "standard"``: run, report, recommend, verify."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from robust_hpo.cli import main
+from robust_hpo.errors import ValidationError
+from robust_hpo.objective import trial_record
+from robust_hpo.study import StorageSpec
+from robust_hpo.study._toml import parse_study_config
+from robust_hpo.testing import tiny_study_toml
+
+
+def _three_class(name: str, learners: tuple[str, ...], extra: str = "") -> str:
+    return tiny_study_toml(name, learners=learners, n_train=90, n_trials=8, extra=extra).replace(
+        "classes = [3, 8]", "classes = [0, 3, 8]")
+
+
+def _run(tmp_path: Path, text: str, name: str) -> tuple[Path, Path, optuna.Study]:
+    path, out = tmp_path / f"{name}.toml", tmp_path / "out"
+    path.write_text(text)
+    assert main(["run", str(path), "--storage", str(out / "study.log"), "--output", str(out), "--no-progress"]) == 0
+    study = optuna.load_study(study_name=name, storage=StorageSpec(journal=out / "study.log").open())
+    return path, out, study
+
+
+def test_a_three_class_study_runs_reports_recommends_and_verifies(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path, out, study = _run(tmp_path, _three_class("three", ("logistic", "linear_svc", "sgd_log", "sgd_hinge")),
+                            "three")
+    stdout = capsys.readouterr().out
+    assert all(t.state == TrialState.COMPLETE for t in study.trials) and len(study.trials) == 8
+    assert "Recommended: trial" in stdout
+    records = [trial_record(t) for t in study.trials]
+    assert all(a.details.get("n_classes") == 3 for r in records for a in r.attacks.values())
+    assert all(r.predicted_backdoor_accuracy is not None for r in records)
+    assert {t.params["learner"] for t in study.trials} > {"logistic"}
+    assert main(["report", str(path), "--storage", str(out / "study.log"), "--output", str(out)]) == 0
+    assert main(["verify", str(path), "--storage", str(out / "study.log"), "--output", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "Recommendation check" in stdout and "after retraining on the poisoned set" in stdout
+
+
+def test_scale_standard_puts_every_convex_learner_behind_the_scaler(tmp_path: Path) -> None:
+    text = _three_class("scaled", ("ridge", "linear_svm"), extra="").replace(
+        'learners = ["ridge", "linear_svm"]', 'learners = ["ridge", "linear_svm"]\nscale = "standard"')
+    _, _, study = _run(tmp_path, text, "scaled")
+    records = [trial_record(t) for t in study.trials if t.state == TrialState.COMPLETE]
+    assert records and all(a.details.get("preprocessing") == ["StandardScaler"] for r in records for a in r.attacks.values())
+
+
+def test_scale_must_be_known() -> None:
+    text = tiny_study_toml("bad").replace('learners = ["logistic", "ridge"]',
+                                         'learners = ["logistic", "ridge"]\nscale = "robust"')
+    with pytest.raises(ValidationError, match=r"search.scale must be one of \['none', 'standard'\], got 'robust'"):
+        parse_study_config(tomllib.loads(text))
