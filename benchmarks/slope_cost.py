@@ -173,8 +173,8 @@ def large_linear_svm(C: float = 0.1, n_train: int = 8000) -> str:
     from sklearn.datasets import make_classification
 
     # the shared MNIST file holds 2,163 images of 7 and 1: a stand-in of MNIST's shape (d = 784)
-    X, y = make_classification(n_samples=n_train + 500, n_features=784, n_informative=40, flip_y=0.05,
-                               random_state=0)
+    X, y = make_classification(n_samples=n_train + 500, n_features=784, n_informative=40, flip_y=0.01,
+                               class_sep=2.0, random_state=0)
     X[:, -9:] = 0.0  # the trigger's features are never used by clean points, as a corner patch
     n_clean = int(0.9 * n_train)
     Xc, yc = X[:n_clean], y[:n_clean]

@@ -182,3 +182,16 @@ def test_multiclass_loss_and_backdoor_accuracy_follow_the_conventions():
     _, clean_margin = curve(model.estimator_, Xc, yc, "log")
     assert result.margins.scale == pytest.approx(np.mean(np.abs(clean_margin)), rel=1e-6)
     assert result.loss == "cross-entropy"
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_multinomial_conjugate_gradient_path_matches_refits(monkeypatch):
+    """Above DENSE_LIMIT parameters the multinomial Hessian is never formed (Jacobi-preconditioned CG)."""
+    from robust_hpo.slope import _multiclass
+
+    monkeypatch.setattr(_multiclass, "DENSE_LIMIT", 0)
+    problem = digits_problem(4, 13)
+    result = backdoor_slope(LogisticRegression(C=2.0), *problem)
+    assert result.method == "multinomial-pcg"
+    derivative, _ = fd(tight(LogisticRegression(C=2.0)), problem, "log", 1e-2)
+    assert _rel_err(result.derivative, derivative) <= 1e-3
