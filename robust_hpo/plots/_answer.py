@@ -51,6 +51,9 @@ def trial_summary(record: Mapping[str, Any]) -> str:
                  f"(clean model {_fraction(record.get('baseline_backdoor_accuracy'))})")
     elif record.get("slope") is not None:
         text += f", slope {float(record['slope']):.4g} (no backdoor-accuracy estimate)"
+    if record.get("checked_backdoor_accuracy") is not None:
+        text += (f"; backdoor accuracy after one training on the poisoned set "
+                 f"{_fraction(record.get('checked_backdoor_accuracy'))}")
     return text
 
 
@@ -62,7 +65,13 @@ def short_rule(recommended: Mapping[str, Any]) -> str:
     tolerance = recommended.get("tolerance")
     within = (f"within {float(tolerance):g} of the best clean accuracy {float(best):.3f}"
               if best is not None and tolerance is not None else "within the tolerance of the best clean accuracy")
-    return f"Rule: the lowest {by} among the {n} feasible trials {within}."
+    checked = sorted(int(k) for k in (recommended.get("checked") or {}))
+    after = ""
+    if checked:
+        trials = ", ".join(map(str, checked))
+        after = (f" Trial{'s' if len(checked) > 1 else ''} {trials} {'were' if len(checked) > 1 else 'was'} "
+                 "trained once on the poisoned set: measured values replace estimates.")
+    return f"Rule: the lowest {by} among the {n} feasible trials {within}.{after}"
 
 
 def is_vulnerable(recommended: Mapping[str, Any]) -> bool:
