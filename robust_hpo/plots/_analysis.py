@@ -7,6 +7,7 @@ opens offline in a browser).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from robust_hpo.analysis import CurveResult, DeviationResult, ExplanationMaps, GridResult, InfluenceResult, VerificationReport
 from robust_hpo.errors import ValidationError
-from robust_hpo.plots._style import learner_color, log_axis
+from robust_hpo.plots._style import LEARNER_COLORS, learner_color, log_axis
 from robust_hpo.plots._text import wrap
 
 __all__ = [
@@ -43,15 +44,29 @@ curves and deviation figures (the CLI labels the study's recommended trial so)."
 RECOMMENDED_COLOR = "#e6a700"
 
 
-def _color(i: int) -> str:
-    return _PALETTE[i % len(_PALETTE)]
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star", "pentagon")
+"""Configurations of one learner share its colour and are told apart by their markers."""
+
+
+def _learner_of(label: str) -> str | None:
+    """The learner family a configuration's label names (``"trial 3: rbf_svm C=1, gamma=0.1"``)."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", label))
+    return next((name for name in sorted(LEARNER_COLORS, key=len, reverse=True) if name in words), None)
 
 
 def _line(i: int, label: str) -> dict[str, Any]:
-    """Line style of configuration ``i``: gold and thicker for the recommended one."""
+    """Line style of configuration ``i``: its learner's colour (one colour per learner in every
+    figure; a label naming no built-in learner gets a palette colour), gold and thicker for the
+    recommended one."""
     if RECOMMENDED_MARK in label:
         return {"color": RECOMMENDED_COLOR, "width": 4}
-    return {"color": _color(i), "width": 2}
+    learner = _learner_of(label)
+    return {"color": learner_color(learner) if learner else _PALETTE[i % len(_PALETTE)], "width": 2}
+
+
+def _marker(i: int, line: dict[str, Any]) -> dict[str, Any]:
+    """Marker of configuration ``i``: a symbol of its own, in its line's colour."""
+    return {"symbol": _SYMBOLS[i % len(_SYMBOLS)], "color": line["color"], "size": 7}
 
 
 def _loss_title(losses: Sequence[str], where: str) -> str:
@@ -94,7 +109,7 @@ def curves_figure(curves: Sequence[CurveResult], *, title: str | None = None, zo
         line, group = _line(i, c.label), f"curve{i}"
         color = line["color"]
         name = f"{c.label} (slope {c.slope.slope:.3f})"
-        kw = {"legendgroup": group, "line": line}
+        kw = {"legendgroup": group, "line": line, "marker": _marker(i, line)}
         hover = "β=%{x:.4g}<br>%{y:.4g}<extra>" + c.label + "</extra>"
         fig.add_trace(go.Scatter(x=c.betas, y=c.trigger_loss, mode="lines+markers", name=name,
                                  hovertemplate=hover, **kw), row=1, col=1)
@@ -176,7 +191,8 @@ def deviation_figure(results: Sequence[DeviationResult], *, title: str | None = 
         "weight norm ‖w_β‖₂ (the regulariser's measure of complexity)",
         "angle between w_0 and w_β, rescaled: arccos(cos∠)/π"))
     for i, r in enumerate(results):
-        kw = {"legendgroup": f"dev{i}", "line": _line(i, r.label), "mode": "lines+markers"}
+        line = _line(i, r.label)
+        kw = {"legendgroup": f"dev{i}", "line": line, "marker": _marker(i, line), "mode": "lines+markers"}
         space = "RKHS" if r.space == "rkhs" else "Euclidean"
         fig.add_trace(go.Scatter(x=r.betas, y=r.norm, name=f"{r.label} ({space})",
                                  hovertemplate="β=%{x:.4g}<br>‖w‖=%{y:.4g}<extra>" + r.label + "</extra>", **kw),

@@ -167,3 +167,21 @@ def test_the_recommended_configuration_is_drawn_in_gold() -> None:
     lines = {t.name: t.line for t in deviation_figure(results).data if t.name}
     assert lines["trial 3 (recommended): ridge C=1 (Euclidean)"].color == "#e6a700"
     assert lines["trial 3 (recommended): ridge C=1 (Euclidean)"].width > lines["trial 5: ridge C=10 (Euclidean)"].width
+
+
+def test_curves_and_deviation_colour_configurations_by_learner() -> None:
+    """Configurations of one learner share its colour (told apart by marker symbols), in the deviation
+    figure as in the Pareto and verification figures; a label naming no built-in learner still gets a colour."""
+    from robust_hpo.analysis import DeviationResult
+    from robust_hpo.plots import deviation_figure, learner_color
+
+    betas = np.array([0.0, 0.5, 1.0])
+    labels = ("trial 5: rbf_svm C=1, gamma=0.1", "trial 6: rbf_svm C=10, gamma=0.01", "trial 7: logistic C=1",
+              "my model")
+    results = [DeviationResult(label, betas, np.ones(3), np.zeros(3), "euclidean") for label in labels]
+    traces = {t.name.rsplit(" (", 1)[0]: t for t in deviation_figure(results).data if t.name}
+    rbf_a, rbf_b, logistic = (traces[label] for label in labels[:3])
+    assert rbf_a.line.color == rbf_b.line.color == learner_color("rbf_svm")
+    assert rbf_a.marker.symbol != rbf_b.marker.symbol
+    assert logistic.line.color == learner_color("logistic")
+    assert traces["my model"].line.color not in (None, learner_color("rbf_svm"), learner_color("logistic"))
