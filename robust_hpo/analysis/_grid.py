@@ -30,7 +30,7 @@ METRICS: tuple[str, ...] = ("poisoned_clean_accuracy", "backdoor_accuracy", "slo
 class GridResult:
     """Metrics on a grid: rows are ``gamma`` values (a single row when ``gamma`` is None), columns ``C``.
 
-    ``slope`` and ``clean_accuracy`` come from the clean model (no retraining);
+    ``slope`` and ``clean_accuracy`` come from the clean model;
     ``poisoned_clean_accuracy`` and ``backdoor_accuracy`` from retraining on the poisoned set.
     A cell without a value is NaN and explained: ``counts == 0`` (no trial fell in that bin) or an
     entry of ``errors`` (e.g. the slope is undefined for an SVM with every support vector at the bound).

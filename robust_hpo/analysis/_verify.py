@@ -154,7 +154,7 @@ def retrain_poisoned(learner: str, params: Mapping[str, Any], split: PoisonedSpl
 
 @dataclass(frozen=True)
 class VerifiedTrial:
-    """One trial's configuration, its slope and predicted backdoor accuracy (clean model, no retraining)
+    """One trial's configuration, its slope and estimated backdoor accuracy (as the study recorded them)
     and its accuracies after poisoned retraining (the mean over ``seeds`` retrainings; ``backdoor_spread``:
     max − min of their backdoor accuracies, None for one). ``candidate``: one of the recommendation's
     candidates."""

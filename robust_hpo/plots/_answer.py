@@ -5,7 +5,8 @@ Everything reads plain dicts as ``summary.json`` stores them (``recommended``: t
 ``to_dict()``; ``most_accurate``: a trial record's), so ``report``, ``index.html``, the Pareto figure
 and the dashboard say the same thing in the same words. The *estimated backdoor accuracy after
 poisoning* is the record's ``predicted_backdoor_accuracy`` (triggered test points classified as the
-target by the model trained on the poisoned set, estimated from the clean model); "the clean model's"
+target by the model trained on the poisoned set: a β = 1 refit for convex learners, a short poisoned
+fine-tune of the clean network for networks; ``robust_hpo.slope.TriggerMargins``); "the clean model's"
 is ``baseline_backdoor_accuracy`` (the same fraction before any poisoning).
 """
 

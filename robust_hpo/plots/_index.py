@@ -140,8 +140,10 @@ def answer_html(summary: Mapping[str, Any]) -> str:
                      f"backdoor accuracy after poisoning is {_num(estimate, 2)} (≥ {VULNERABLE_AT:g}). Try stronger "
                      "regularisation (a smaller C, fewer epochs) or a lower accuracy tolerance, and check it with "
                      "<code>robust-hpo verify</code>.</p>")
-    parts.append("<p class=note>The estimate is the study's, from the clean model (no retraining); "
-                 "<code>robust-hpo verify</code> measures it by retraining on the poisoned training set.</p>"
+    parts.append("<p class=note>The estimate is the study's: for convex learners one refit on the poisoned "
+                 "training set (their retrained value), for networks a short poisoned fine-tune of the clean "
+                 "network; the slope and the Pareto front need no poisoned training. <code>robust-hpo verify</code> "
+                 "measures it by retraining on the poisoned training set from scratch.</p>"
                  "</section>")
     return "".join(parts)
 
