@@ -30,8 +30,8 @@ class TriggerMargins:
     margins compare across configurations.
 
     ``at_one``: an *estimate* of every margin at β = 1 from a second point (None: none was made):
-    a short poisoned fine-tune of the clean network (networks) or a β = 1 refit warm-started from
-    the clean solution (convex learners, the same optimum as retraining); ``estimate`` names it
+    a short poisoned fine-tune of the clean network (networks) or a β = 1 refit on clean ∪ poison
+    (convex learners, the same optimum as retraining); ``estimate`` names it
     (``"fine-tune"``, ``"refit"``) and is ``"linear"`` without one. With ``at_one`` the β = 1
     quantities use it; without, the linearisation ``m_t(1) ≈ m_t(0) + dm_t/dβ`` (rough for
     networks: it overshoots to 0.9–1.0, docs/networks.md).
