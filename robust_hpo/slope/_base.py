@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 
 from robust_hpo._validation import as_finite_2d, as_labels
 from robust_hpo.errors import NotFittedError, ValidationError
@@ -257,9 +258,11 @@ class ConvexSlopeModel(ABC):
         return float(self.pointwise_loss(y_pm, f).mean())
 
     def fit_weighted(self, X_clean: Any, y_clean: Any, X_poison: Any, y_poison: Any,
-                     beta: float, sample_weight: Any = None) -> Any:
+                     beta: float, sample_weight: Any = None, *, warm_start: bool = False) -> Any:
         """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1); clean rows
-        weigh ``sample_weight`` (default 1), class weights as the slope defines them (``_weights``)."""
+        weigh ``sample_weight`` (default 1), class weights as the slope defines them (``_weights``).
+        ``warm_start``: a bare ``LogisticRegression`` starts its solver from this model's clean fit
+        (the same convex optimum, fewer iterations); other learners and pipelines ignore it."""
         if not (isinstance(beta, numbers.Real) and math.isfinite(beta) and beta >= 0):
             raise ValidationError(f"beta must be a finite number >= 0, got {beta!r}")
         Xc = as_finite_2d("X_clean", X_clean)
@@ -285,6 +288,10 @@ class ConvexSlopeModel(ABC):
         est = self._estimator_for_fit(Xc)
         if spec is not None:
             est.set_params(class_weight=None)
+        clean = getattr(self, "estimator_", None)
+        if warm_start and isinstance(est, LogisticRegression) and isinstance(clean, LogisticRegression):
+            est.set_params(warm_start=True)
+            est.coef_, est.intercept_ = clean.coef_.copy(), clean.intercept_.copy()
         if beta == 0 and sw is None and spec is None:
             return est.fit(X, y)
         return est.fit(X, y, sample_weight=effective)
