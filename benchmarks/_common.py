@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -61,3 +63,18 @@ def limit_blas_threads(threads: int | None) -> str:
         threadpool_limits(limits=threads)
     pools = ", ".join(f"{p['internal_api']}×{p['num_threads']}" for p in threadpool_info())
     return f"BLAS threads: {pools or 'none loaded'}" + ("" if threads is not None else " (default; --threads N caps them)")
+
+
+def run_table(cases: Sequence[Any], run_case: Callable[[Any, Path], Any], header: str,
+              row: Callable[[Any, Any], str]) -> list[Any]:
+    """Print ``header`` and a rule, run every case in one temporary folder (``run_case(case, folder)``)
+    and print its ``row(case, outcome)`` as soon as it finishes; the outcomes, in case order."""
+    print(header)
+    print("-" * len(header))
+    outcomes = []
+    with tempfile.TemporaryDirectory() as folder:
+        for case in cases:
+            outcome = run_case(case, Path(folder))
+            outcomes.append(outcome)
+            print(row(case, outcome), flush=True)
+    return outcomes

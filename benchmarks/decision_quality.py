@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ import optuna
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
+from benchmarks._common import run_table
 from robust_hpo.objective import TrialRecord, candidates, recommend, trial_record
 from robust_hpo.study import build_splits, parse_study_config, run_study
 
@@ -194,18 +194,13 @@ def main() -> None:
           "every candidate retrained on the poisoned training set with scikit-learn")
     header = (f"{'case':<29} {'cand.':>5} {'rec.':>5} {'pred.':>6} {'rec. BA':>8} {'best':>5} {'best BA':>8} "
               f"{'regret':>7} {'slope-rule':>10} {'most-acc.':>9}")
-    print(header)
-    print("-" * len(header))
-    outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory() as folder:
-        for case in cases:
-            o = run_case(case, args, Path(folder))
-            outcomes.append(o)
-            print(f"{case.label:<29} {o.n_candidates:>5} {o.recommended:>5} "
-                  f"{'-' if o.predicted is None else f'{o.predicted:.3f}':>6} {o.recommended_backdoor:>8.3f} "
-                  f"{o.best:>5} {o.best_backdoor:>8.3f} {o.regret:>7.3f} "
-                  f"{o.slope_rule_backdoor - o.best_backdoor:>10.3f} {o.accurate_backdoor - o.best_backdoor:>9.3f}",
-                  flush=True)
+    outcomes: list[Outcome] = run_table(
+        cases, lambda case, folder: run_case(case, args, folder), header,
+        lambda case, o: (f"{case.label:<29} {o.n_candidates:>5} {o.recommended:>5} "
+                         f"{'-' if o.predicted is None else f'{o.predicted:.3f}':>6} {o.recommended_backdoor:>8.3f} "
+                         f"{o.best:>5} {o.best_backdoor:>8.3f} {o.regret:>7.3f} "
+                         f"{o.slope_rule_backdoor - o.best_backdoor:>10.3f} "
+                         f"{o.accurate_backdoor - o.best_backdoor:>9.3f}"))
     regrets = [o.regret for o in outcomes]
     share = sum(r <= 0.02 + 1e-12 for r in regrets) / len(regrets)
     mean = statistics.fmean(regrets)

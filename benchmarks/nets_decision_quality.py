@@ -42,6 +42,7 @@ import optuna
 import torch
 from scipy.stats import spearmanr
 
+from benchmarks._common import run_table
 from robust_hpo.learners import get_family
 from robust_hpo.objective import SHORTLIST_ATTR, candidates, recommend, trial_record
 from robust_hpo.study import build_splits, parse_study_config, run_study
@@ -238,21 +239,15 @@ def main() -> None:
           f"poisoned set with {args.truth_seeds} seeds (true backdoor accuracy = their mean)")
     header = (f"{'case':<32} {'cand':>4} {'rec':>4} {'est.':>6} {'true':>6} | "
               + " ".join(f"{r:>14}" for r in RULES) + f" | {'rho':>6} {'MAE':>6} {'cost':>6}")
-    print(header)
-    print("-" * len(header))
-    outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory() as folder:
-        for case in cases:
-            o = run_case(case, args, Path(folder))
-            outcomes.append(o)
-            mae = float(np.mean(np.abs(np.subtract(o.estimates, o.truths))))
-            print(f"{case.label:<32} {len(o.truths):>4} {o.recommended:>4} "
-                  f"{'-' if o.predicted is None else f'{o.predicted:.3f}':>6} {o.true_recommended:>6.3f} | "
-                  + " ".join(f"{o.regrets[r]:>14.3f}" for r in RULES)
-                  + f" | {_rho(o.estimates, o.truths):>6.3f} {mae:>6.3f} {o.cost:>5.2f}x", flush=True)
-            if args.verbose:
-                for line in o.lines:
-                    print("    " + line)
+    def row(case: Case, o: Outcome) -> str:
+        mae = float(np.mean(np.abs(np.subtract(o.estimates, o.truths))))
+        line = (f"{case.label:<32} {len(o.truths):>4} {o.recommended:>4} "
+                f"{'-' if o.predicted is None else f'{o.predicted:.3f}':>6} {o.true_recommended:>6.3f} | "
+                + " ".join(f"{o.regrets[r]:>14.3f}" for r in RULES)
+                + f" | {_rho(o.estimates, o.truths):>6.3f} {mae:>6.3f} {o.cost:>5.2f}x")
+        return "\n".join([line, *("    " + extra for extra in o.lines)]) if args.verbose else line
+
+    outcomes: list[Outcome] = run_table(cases, lambda case, folder: run_case(case, args, folder), header, row)
     print("\nregret (chosen − best true backdoor accuracy among the candidates):")
     for rule in (*RULES, *EXTRA_RULES):
         values = [o.regrets[rule] for o in outcomes]

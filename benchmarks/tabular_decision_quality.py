@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ import optuna
 from scipy.stats import spearmanr
 from sklearn.datasets import make_classification
 
+from benchmarks._common import run_table
 from benchmarks.decision_quality import sklearn_estimator
 from robust_hpo.objective import candidates, recommend
 from robust_hpo.study import build_splits, parse_study_config, run_study
@@ -158,16 +158,11 @@ def main() -> None:
           "every candidate retrained on the poisoned training set with scikit-learn")
     header = (f"{'case':<46} {'fail':>4} {'cand.':>5} {'rec. BA':>8} {'best BA':>8} {'regret':>7} "
               f"{'most-acc.':>9} {'rho':>6}")
-    print(header)
-    print("-" * len(header))
-    outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory() as folder:
-        for case in cases:
-            o = run_case(case, args, Path(folder))
-            outcomes.append(o)
-            print(f"{case.label:<46} {o.n_failed:>4} {o.n_candidates:>5} {o.recommended_backdoor:>8.3f} "
-                  f"{o.best_backdoor:>8.3f} {o.regret:>7.3f} {o.accurate_backdoor - o.best_backdoor:>9.3f} "
-                  f"{o.rho:>6.2f}", flush=True)
+    outcomes: list[Outcome] = run_table(
+        cases, lambda case, folder: run_case(case, args, folder), header,
+        lambda case, o: (f"{case.label:<46} {o.n_failed:>4} {o.n_candidates:>5} {o.recommended_backdoor:>8.3f} "
+                         f"{o.best_backdoor:>8.3f} {o.regret:>7.3f} {o.accurate_backdoor - o.best_backdoor:>9.3f} "
+                         f"{o.rho:>6.2f}"))
     regrets = [o.regret for o in outcomes]
     share = sum(r <= 0.02 + 1e-12 for r in regrets) / len(regrets)
     rhos = [o.rho for o in outcomes if np.isfinite(o.rho)]
