@@ -434,6 +434,14 @@ class MulticlassPart(ABC):
     @abstractmethod
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]: ...
 
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """``dL/ds_j`` for each row j of ``X`` (class indices ``codes``), as
+        :meth:`ConvexSlopeModel.point_influences` with this part's curve loss (``loss_from``) — or, for
+        ``quantity="margin"``, the negative target margin (``margins_from``; the derivative of its
+        active max / min) — averaged over the test rows labelled ``test_codes``."""
+        raise ValidationError(f"per-point influences are not available for {type(self).__name__}")
+
 
 def best_other(F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(target score minus the best other score, the index of that other class) per row."""

@@ -55,9 +55,6 @@ class TrainingInfluence:
         if getattr(model, "weights_", None) is not None and not model.weights_.trivial:
             raise ValidationError("per-point influences are defined without class_weight and sample_weight; refit "
                                   "the model without them")
-        if getattr(model, "_multi", None) is not None:
-            raise ValidationError(f"per-point influences are defined for two classes only; the model was fitted on "
-                                  f"{model.n_classes_} classes")
         if quantity not in QUANTITIES:
             raise ValidationError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
         self.model = model
@@ -80,8 +77,14 @@ class TrainingInfluence:
         if Xa.shape[0] != self.model.n_clean_:
             raise ValidationError(f"X_train has {Xa.shape[0]} rows but the model was fitted on {self.model.n_clean_}; "
                              "pass the training set the model was fitted on, in its order")
-        return self.model.point_influences(Xa, ya, Xt, yt, in_fit=True, quantity=self.quantity)
+        return self._influences(Xa, ya, Xt, yt, in_fit=True)
 
     def out_of_fit(self, X: Any, y: Any, X_test: Any, y_test: Any) -> np.ndarray:
         Xa, ya, Xt, yt = self._inputs(X, y, X_test, y_test, ("X", "y"))
-        return self.model.point_influences(Xa, ya, Xt, yt, in_fit=False, quantity=self.quantity)
+        return self._influences(Xa, ya, Xt, yt, in_fit=False)
+
+    def _influences(self, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, *,
+                    in_fit: bool) -> np.ndarray:
+        part = getattr(self.model, "_multi", None)  # K ≥ 3: the learner's multi-class part
+        owner = self.model if part is None else part
+        return owner.point_influences(X, y, X_test, y_test, in_fit=in_fit, quantity=self.quantity)

@@ -110,3 +110,20 @@ class OneVsRest(MulticlassPart):
             out.append(AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], {}, exact=exact,
                                       oriented=True))
         return out
+
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """Summed over the machines (each sees every row, labelled +1 in its class's machine): the loss
+        is the target machine's at +1; ``"margin"`` = −(f_target − f_best other) enters the target's
+        machine (+1) and the best other's (−1). Each machine's part is the binary
+        ``point_influences`` on its test rows, weighted by their share."""
+        n_t = X_test.shape[0]
+        out = np.zeros(X.shape[0])
+        other = best_other(self.scores(X_test), test_codes)[1] if quantity == "margin" else None
+        for k, machine in enumerate(self.machines):
+            tests = test_codes == k if other is None else (test_codes == k) | (other == k)
+            if tests.any():
+                out += tests.sum() / n_t * machine.point_influences(
+                    X, np.where(codes == k, 1.0, -1.0), X_test[tests], np.where(test_codes[tests] == k, 1.0, -1.0),
+                    in_fit=in_fit, quantity=quantity)
+        return out
