@@ -61,3 +61,29 @@ def test_scale_must_be_known() -> None:
                                          'learners = ["logistic", "ridge"]\nscale = "robust"')
     with pytest.raises(ValidationError, match=r"search.scale must be one of \['none', 'standard'\], got 'robust'"):
         parse_study_config(tomllib.loads(text))
+
+
+def test_curves_deviation_and_explain_run_on_a_three_class_study(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    learners = ("logistic", "ridge", "linear_svm", "rbf_svm", "linear_svc", "sgd_log", "sgd_hinge")
+    path, out, study = _run(tmp_path, _three_class("three_analysis", learners).replace(
+        "n_trials = 8", "n_trials = 14"), "three_analysis")
+    capsys.readouterr()
+    first: dict[str, int] = {}
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:
+            first.setdefault(t.params["learner"], t.number)
+    assert len(first) >= 4, first
+    common = [str(path), "--storage", str(out / "study.log"), "--output", str(out)]
+    for learner, number in sorted(first.items()):
+        trial = ["--trial", str(number)]
+        assert main(["curves", *common, *trial, "--betas", "0", "0.01", "0.1", "1"]) == 0, learner
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"trial {number}:"))
+        slope, stored = line.split("slope ")[1].split(" (stored ")
+        assert float(slope) == pytest.approx(float(stored.split(")")[0]), abs=2e-4), line  # same slope, recomputed
+        assert main(["deviation", *common, *trial, "--betas", "0", "0.1", "1"]) == 0, learner
+        assert main(["explain", *common, *trial, "-k", "4"]) == 0, learner
+        stdout = capsys.readouterr().out
+        assert "top 4 training points" in stdout, stdout
+        for name in ("curves", "deviation", "explain_maps", "explain_influence"):
+            assert (out / f"{name}_trial-{number}.html").is_file(), (learner, name)
