@@ -87,3 +87,36 @@ def test_curves_deviation_and_explain_run_on_a_three_class_study(tmp_path: Path,
         assert "top 4 training points" in stdout, stdout
         for name in ("curves", "deviation", "explain_maps", "explain_influence"):
             assert (out / f"{name}_trial-{number}.html").is_file(), (learner, name)
+
+
+def test_analysis_commands_build_estimators_as_the_trials_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """verify, curves and explain rebuild each trial's estimator with the study's [options.<learner>] and
+    [search] scale (issue 19 left verify on the registry's defaults), also from the storage alone."""
+    import robust_hpo.analysis as analysis
+    import robust_hpo.analysis._verify as verify_module
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    text = _three_class("opts", ("logistic", "linear_svm")).replace(
+        'learners = ["logistic", "linear_svm"]', 'learners = ["logistic", "linear_svm"]\nscale = "standard"') + (
+        "\n[options.logistic]\ntol = 1e-7\nmax_iter = 4321\n\n[options.linear_svm]\ntol = 1e-5\ncache_size = 77\n")
+    path, out, study = _run(tmp_path, text, "opts")
+    built: list[object] = []
+    real_clone, real_estimator = verify_module.clone, analysis.convex_estimator
+    monkeypatch.setattr(verify_module, "clone", lambda est: built.append(est) or real_clone(est))
+    monkeypatch.setattr(analysis, "convex_estimator",
+                        lambda *a, **k: built.append(real_estimator(*a, **k)) or built[-1])
+    storage = ["--storage", str(out / "study.log"), "--output", str(out)]
+    assert main(["verify", str(path), *storage, "--trials", "all"]) == 0
+    assert main(["verify", *storage, "--trials", "all"]) == 0  # the stored problem: options and scale kept
+    number = str(next(t.number for t in study.trials if t.state == TrialState.COMPLETE))
+    assert main(["curves", str(path), *storage, "--trial", number, "--betas", "0", "0.5", "1"]) == 0
+    assert main(["explain", str(path), *storage, "--trial", number, "-k", "3"]) == 0
+    capsys.readouterr()
+    assert len(built) >= 2 * 8 + 2
+    expected = {"LogisticRegression": {"tol": 1e-7, "max_iter": 4321}, "SVC": {"tol": 1e-5, "cache_size": 77}}
+    for est in built:
+        assert isinstance(est, Pipeline) and isinstance(est.steps[0][1], StandardScaler), est
+        final = est.steps[-1][1]
+        assert {k: final.get_params()[k] for k in expected[type(final).__name__]} == expected[type(final).__name__]
