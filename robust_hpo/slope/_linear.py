@@ -388,6 +388,8 @@ class _SGDSmoothSlope(_LinearModelSlope):
     ``tol``, ``max_iter``, learning rate): the Newton polish takes its solution to the optimum and
     writes it back, so predictions are the optimum's. K ≥ 3: one-vs-rest, as SGD fits it."""
 
+    refits_at_the_optimum = True
+
     def _check_params(self, est: Any) -> None:
         check_sgd(est)
 

@@ -58,6 +58,8 @@ class OneVsRest(MulticlassPart):
             if not own_fit:
                 est.coef_[k] = machine.estimator_.coef_[0]
                 est.intercept_[k] = np.ravel(machine.estimator_.intercept_)[0]
+            elif getattr(machine, "_w", None) is not None:  # SGD's hinge: the optimum's hyperplane, so
+                est.coef_[k], est.intercept_[k] = machine._w, machine._b  # that est predicts with it
             self.machines.append(machine)
             details["method"] = machine.details_["method"]
             for key in ("residual_fit", "residual"):
