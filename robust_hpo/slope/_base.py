@@ -9,6 +9,7 @@ any number of attacks (``derivative`` / ``derivatives``) without training on poi
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import time
@@ -149,8 +150,12 @@ class ConvexSlopeModel(ABC):
         start = time.perf_counter()
         if self.preprocessing is not None:
             X = self.preprocessing.fit_transform(X, sw)
-        self.estimator_ = self._estimator_for_fit(X)
-        self._fit_estimator(self.estimator_, X, y)
+        warm = getattr(self, "_start", None)  # _optimum_refit: polish from another fit's optimum
+        if warm is not None:
+            self.estimator_ = copy.deepcopy(warm)
+        else:
+            self.estimator_ = self._estimator_for_fit(X)
+            self._fit_estimator(self.estimator_, X, y)
         self.fit_seconds_ = time.perf_counter() - start
         start = time.perf_counter()
         if self._multi is None:
@@ -313,6 +318,9 @@ class ConvexSlopeModel(ABC):
 
         model = slope_model(self.pipeline if self.preprocessing is not None else self.estimator, damping=self.damping)
         model.estimate = "linear"
+        clean = getattr(self, "estimator_", None)
+        if clean is not None and type(clean) is type(self.estimator) and self.preprocessing is None:
+            model._start = clean  # Newton from the clean optimum (SGD itself may stop anywhere); hinge: libsvm
         model.fit(X, y, sample_weight=w * (X.shape[0] / n_clean))
         return model.pipeline_ if self.preprocessing is not None else model.estimator_
 
