@@ -314,9 +314,8 @@ class ConvexSlopeModel(ABC):
         The weights are scaled by N / n_clean so that the data term keeps the clean-row normalisation
         (SGD's 1/n with n the clean rows, fixed along β); balanced class weights and a scaler's
         statistics are invariant to that scale."""
-        from robust_hpo.slope._convex import slope_model
-
-        model = slope_model(self.pipeline if self.preprocessing is not None else self.estimator, damping=self.damping)
+        preprocessing = None if self.preprocessing is None else copy.copy(self.preprocessing)  # refitted below
+        model = type(self)(self.estimator, damping=self.damping, preprocessing=preprocessing, pipeline=self.pipeline)
         model.estimate = "linear"
         clean = getattr(self, "estimator_", None)
         if clean is not None and type(clean) is type(self.estimator) and self.preprocessing is None:
