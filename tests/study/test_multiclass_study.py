@@ -87,6 +87,16 @@ def test_curves_deviation_and_explain_run_on_a_three_class_study(tmp_path: Path,
         assert "top 4 training points" in stdout, stdout
         for name in ("curves", "deviation", "explain_maps", "explain_influence"):
             assert (out / f"{name}_trial-{number}.html").is_file(), (learner, name)
+    # the dashboard's answer card on the same study
+    import urllib.request
+
+    from robust_hpo.dashboard import dashboard_server
+    from robust_hpo.testing import serving
+
+    with serving(dashboard_server(StorageSpec(journal=out / "study.log").open(), port=0)) as url:
+        study_id = study._study_id
+        with urllib.request.urlopen(f"{url}/robust-hpo/studies/{study_id}/card") as response:
+            assert response.status == 200 and "Deploy" in response.read().decode()
 
 
 def test_analysis_commands_build_estimators_as_the_trials_did(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
