@@ -108,13 +108,19 @@ class TrainingInfluence:
         """The scaler's part of ``dL/ds_j`` (a pipeline): up-weighting row j moves the scaler's statistics
         by its :class:`~._preprocess.Motion` ``(ρ'_j, a_j)`` — the slope's own motion for a poison set of
         that one row, the same whether j is in the fit or not — and the test quantity by
-        ``Σ_f ρ'_jf ∂L/∂ρ_f + a_jf ∂L/∂a_f``. Those 2d partial derivatives come from the slope's solves
-        with no poison row and a unit motion per feature (features whose statistics jump are held, as
-        in the slope)."""
+        ``Σ_f ρ'_jf ∂L/∂ρ_f + a_jf ∂L/∂a_f``. Linear learners give those 2d partial derivatives from one
+        adjoint solve (``scaler_sensitivity``); SVMs from the slope's own solves with no poison row and a
+        unit motion per feature (their moving kernel). Features whose statistics jump are held, as in
+        the slope."""
         model = self.model
         motions = [model.preprocessing.motion(X[j:j + 1]) for j in range(X.shape[0])]
         rho = np.vstack([m.rho for m in motions])
         shift = np.vstack([m.a for m in motions])
+        owner = model if model._multi is None else model._multi
+        sensitivity = getattr(owner, "scaler_sensitivity", None)  # linear learners: one adjoint solve
+        partials = sensitivity(Z_test, y_test, self.quantity) if sensitivity is not None else None
+        if partials is not None:
+            return rho @ partials[0] + shift @ partials[1]
         d = X.shape[1]
         empty = np.empty((0, Z_test.shape[1]))
         codes = np.empty(0, dtype=np.intp if model._multi is not None else np.float64)

@@ -312,6 +312,17 @@ class MultinomialLogistic(_ScoreMargins):
             R = softmax(Z @ self.Theta, axis=1) - np.eye(self.K)[codes]
             return -self.C * np.sum((Z @ U) * R, axis=1)
 
+    def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
+                           quantity: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+        """(∂L/∂ρ'_f, ∂L/∂a_f): a scaler's motion enters as ``E = [ρ' ⊙ W; 0]`` (unpenalised
+        intercepts: the mean does not matter), so ``∂L/∂ρ'_f = −Σ_k W_fk U_fk``, U = H⁻¹ ∇Θ L."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            B = Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity)
+            U = self._solve(B.T.reshape(-1, 1))[:, 0].reshape(self.K, -1).T
+        d = X_test.shape[1]
+        return -np.sum(self.Theta[:d] * U[:d], axis=1), np.zeros(d)
+
 
 class MultiOutputRidge(_ScoreMargins):
     """``RidgeClassifier`` with K ±1 outputs: one Hessian for all outputs (see the module docstring)."""
@@ -399,6 +410,15 @@ class MultiOutputRidge(_ScoreMargins):
             U = self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
             Z = _design(X, self.fit_intercept)
             return -np.sum((Z @ U) * self.loss_gradient(Z @ self.Theta, codes), axis=1)
+
+    def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
+                           quantity: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+        """(∂L/∂ρ'_f, ∂L/∂a_f) with ``E = [r_w ρ' ⊙ W; 0]``: ``∂L/∂ρ'_f = −r_w Σ_k W_fk U_fk``."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            U = self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
+        d = X_test.shape[1]
+        return -self.r_w * np.sum(self.Theta[:d] * U[:d], axis=1), np.zeros(d)
 
 
 class OneVsOneSVC(MulticlassPart):

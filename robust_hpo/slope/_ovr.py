@@ -129,3 +129,21 @@ class OneVsRest(MulticlassPart):
                     X, np.where(codes == k, 1.0, -1.0), X_test[tests], np.where(test_codes[tests] == k, 1.0, -1.0),
                     in_fit=in_fit, quantity=quantity)
         return out
+
+    def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
+                           quantity: str = "loss") -> tuple[np.ndarray, np.ndarray] | None:
+        """(∂L/∂ρ'_f, ∂L/∂a_f) summed over the machines as in :meth:`point_influences`; None where
+        the machines have no such method (SGD's hinge: the caller solves per feature instead)."""
+        if not all(hasattr(m, "scaler_sensitivity") for m in self.machines):
+            return None
+        n_t, d = X_test.shape
+        g_rho, g_a = np.zeros(d), np.zeros(d)
+        other = best_other(self.scores(X_test), test_codes)[1] if quantity == "margin" else None
+        for k, machine in enumerate(self.machines):
+            tests = test_codes == k if other is None else (test_codes == k) | (other == k)
+            if tests.any():
+                r, a = machine.scaler_sensitivity(X_test[tests], np.where(test_codes[tests] == k, 1.0, -1.0),
+                                                  quantity)
+                g_rho += tests.sum() / n_t * r
+                g_a += tests.sum() / n_t * a
+        return g_rho, g_a

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from robust_hpo.slope import TrainingInfluence, slope_model
-from tests.slope.test_linear_svc_sgd import LOSSES
+from tests.slope.test_linear_svc_sgd import LOSSES, machine_scores
 from tests.slope.test_multiclass import curve, synthetic_problem, tight
 
 
@@ -31,7 +30,16 @@ def _fit(est, X, y, w):
     return pipe.fit(X, y, standardscaler__sample_weight=w, **{f"{name}__sample_weight": w})
 
 
-def _value(kind, est, X, y, w, Xt, yt, quantity):
+def _value(kind, est, X, y, w, Xt, yt, quantity, n_clean=None):
+    if kind.startswith("sgd"):  # the optimum of SGD's objective, one-vs-rest, on the weighted scaler's rows
+        scaler = StandardScaler().fit(X, sample_weight=w)
+        C = 1.0 / (est.alpha * (n_clean or len(X)))
+        F, classes = machine_scores(kind[4:], C, scaler.transform(X), y, w, scaler.transform(Xt))
+        rows, codes = np.arange(len(yt)), np.searchsorted(classes, yt)
+        others = F.copy()
+        others[rows, codes] = -np.inf
+        return LOSSES[kind[4:]](F[rows, codes]).mean() if quantity == "loss" else \
+            -(F[rows, codes] - others.max(axis=1)).mean()
     pipe = _fit(est, X, y, w)
     if kind == "sqhinge":  # LinearSVC: the target machine's squared hinge
         F = pipe.decision_function(Xt)
@@ -58,12 +66,16 @@ CASES = [
     (LinearSVC(C=0.3), "sqhinge", 3, 44),
     (SVC(kernel="linear", C=0.5), "svc", 3, 45),
     (SVC(C=2.0, gamma=0.2), "svc", 2, 46),
+    (SGDClassifier(loss="log_loss", alpha=1e-2, random_state=0), "sgd-log", 3, 48),
+    (SGDClassifier(loss="hinge", alpha=0.1, random_state=0), "sgd-hinge", 3, 49),
 ]
 
 
 def _reference(est, kind):
     if kind == "sqhinge":
         return LinearSVC(C=est.C, dual=False, tol=1e-12, max_iter=100000)
+    if kind.startswith("sgd"):
+        return est
     if kind == "svc":
         return SVC(**{**est.get_params(), "tol": 1e-14, "shrinking": False})
     return tight(est)
@@ -83,7 +95,7 @@ def test_pipeline_influences_match_refits_of_the_pipeline(est, kind, K, seed, qu
     n = len(X)
     def fd(value):
         v0 = value(0.0)
-        if kind == "svc":  # libsvm's precision blurs steps below ~1e-3; the path is nearly linear above
+        if kind in ("svc", "sgd-hinge"):  # libsvm's precision blurs steps below ~1e-3; the path is nearly linear above
             D = [(value(s) - v0) / s for s in (4e-3, 2e-3)]
             return D[int(np.argmin([abs(d - target) for d in D]))]
         D = [(value(s) - v0) / s for s in (1e-3, 5e-4, 2.5e-4)]
@@ -97,7 +109,7 @@ def test_pipeline_influences_match_refits_of_the_pipeline(est, kind, K, seed, qu
         def weighted(eps, j=j):
             w = np.ones(n)
             w[j] += eps
-            return _value(kind, ref, X, y, w, Xt, yt, quantity)
+            return _value(kind, ref, X, y, w, Xt, yt, quantity, n)
         expected = fd(weighted)
         assert abs(inside[j] - expected) <= 2e-3 * abs(expected) + 1e-9, (j, inside[j], expected)
         checked += abs(expected) > 1e-4
@@ -106,7 +118,7 @@ def test_pipeline_influences_match_refits_of_the_pipeline(est, kind, K, seed, qu
 
     def added(eps):
         return _value(kind, ref, np.vstack([X, Xp[j:j + 1]]), np.r_[y, yp[j]], np.r_[np.ones(n), eps], Xt, yt,
-                      quantity)
+                      quantity, n)
     expected = fd(added)
     assert abs(outside[j] - expected) <= 2e-3 * abs(expected) + 1e-9, (outside[j], expected)
     checked += abs(expected) > 1e-4
