@@ -36,6 +36,7 @@ from robust_hpo.analysis._explain import (
     explain_maps,
     influential_points,
     input_gradient,
+    target_gradient,
     trigger_window,
     window_share,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "fit_path",
     "influential_points",
     "input_gradient",
+    "target_gradient",
     "paper_grid",
     "parameter_deviation",
     "retrain_poisoned",

@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 from robust_hpo._validation import Interval, check
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import ValidationError
@@ -59,3 +61,23 @@ def convex_estimator(learner: str, params: Mapping[str, Any], family_lookup: Fam
             f"deviation and explanations need one of {[f.name for f in CONVEX_FAMILIES]}"
         )
     return build(dict(params))
+
+
+def ovo_machines(estimator: Any) -> list[tuple[int, int, Any, Any, float]]:
+    """The one-vs-one machines of a fitted multi-class ``SVC``: ``(i, j, support vectors, dual
+    coefficients, intercept)`` per pair i < j, such that libsvm's pair decision value is
+    ``Σ coef K(x, sv) + intercept`` (positive: a vote for class i)."""
+    starts = [0]
+    for count in estimator.n_support_:
+        starts.append(starts[-1] + int(count))
+    K = len(starts) - 1
+    out = []
+    p = 0
+    for i in range(K):
+        for j in range(i + 1, K):
+            rows_i, rows_j = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
+            sv = np.vstack([estimator.support_vectors_[rows_i], estimator.support_vectors_[rows_j]])
+            coef = np.concatenate([estimator.dual_coef_[j - 1, rows_i], estimator.dual_coef_[i, rows_j]])
+            out.append((i, j, sv, coef, float(estimator.intercept_[p])))
+            p += 1
+    return out

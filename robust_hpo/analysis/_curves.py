@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.pipeline import Pipeline
 
 from robust_hpo._validation import Interval, check, check_betas, flatten_images
 from robust_hpo.analysis._common import DEFAULT_BETAS, check_split
@@ -68,9 +69,10 @@ def with_tolerance(estimator: Any, tol: float | None) -> Any:
         return estimator
     check("tol", tol, [Interval(Real, 0, 1, closed="neither")])
     est = clone(estimator)
-    if "tol" not in est.get_params():
+    key = f"{est.steps[-1][0]}__tol" if isinstance(est, Pipeline) else "tol"  # a pipeline: its learner's
+    if key not in est.get_params():
         raise ValidationError(f"{type(estimator).__name__} has no 'tol' parameter; pass tol=None")
-    return est.set_params(tol=float(tol))
+    return est.set_params(**{key: float(tol)})
 
 
 def fit_path(estimator: Any, split: PoisonedSplit, *, betas: Any = None, label: str | None = None,

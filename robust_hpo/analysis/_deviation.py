@@ -7,20 +7,24 @@ Two numbers per β, for the weight vector ``w`` only (the intercept is left out)
   0.5: orthogonal, 1: reversed.
 
 Linear models (``LogisticRegression``, ``RidgeClassifier``, ``SVC(kernel="linear")``) use the Euclidean
-inner product of ``coef_``. ``SVC(kernel="rbf")`` uses the RKHS one: ``w = Σ_i a_i φ(x_i)`` with
+inner product of ``coef_`` (K ≥ 3: all rows — one per class, or per one-vs-one pair — stacked;
+a pipeline: its final learner's weights). ``SVC(kernel="rbf")`` uses the RKHS one: ``w = Σ_i a_i φ(x_i)`` with
 ``a = dual_coef_`` (= α_i y_i), so ``⟨w, w'⟩ = aᵀ K(SV, SV') a'`` and ``‖w‖² = aᵀ K a``
 (for a linear kernel this equals the Euclidean ``coef_`` inner product).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.metrics.pairwise import linear_kernel, rbf_kernel
+from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 
+from robust_hpo.analysis._common import ovo_machines
 from robust_hpo.analysis._curves import BetaPath, fit_path
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import ValidationError
@@ -29,12 +33,17 @@ __all__ = ["DeviationResult", "deviation_from_path", "parameter_deviation", "rkh
 
 
 def rkhs_inner(a: SVC, b: SVC) -> float:
-    """⟨w_a, w_b⟩ in the kernel's RKHS for two fitted binary ``SVC`` with the same kernel settings."""
+    """⟨w_a, w_b⟩ in the kernel's RKHS for two fitted ``SVC`` with the same kernel settings. K ≥ 3
+    classes: the one-vs-one machines' weight vectors stacked, ``Σ_pairs ⟨w_a,p, w_b,p⟩``."""
     for name, est in (("a", a), ("b", b)):
         if not isinstance(est, SVC) or not hasattr(est, "dual_coef_"):
             raise ValidationError(f"{name} must be a fitted sklearn.svm.SVC, got {type(est).__name__}")
-        if est.dual_coef_.shape[0] != 1:
-            raise ValidationError(f"{name} must be a binary SVC (one row of dual_coef_), got {est.dual_coef_.shape[0]} rows")
+    if a.dual_coef_.shape[0] != b.dual_coef_.shape[0]:
+        raise ValidationError(f"a and b must have the same classes, got {a.dual_coef_.shape[0] + 1} and "
+                              f"{b.dual_coef_.shape[0] + 1}")
+    if a.dual_coef_.shape[0] > 1:
+        return float(sum(rkhs_inner(_binary_view(a, pa), _binary_view(b, pb))
+                         for pa, pb in zip(ovo_machines(a), ovo_machines(b))))
     if a.kernel != b.kernel:
         raise ValidationError(f"a and b must share a kernel, got {a.kernel!r} and {b.kernel!r}")
     if a.kernel == "linear":
@@ -48,8 +57,21 @@ def rkhs_inner(a: SVC, b: SVC) -> float:
     return float(a.dual_coef_.ravel() @ K @ b.dual_coef_.ravel())
 
 
+def _binary_view(est: SVC, machine: tuple[int, int, Any, Any, float]) -> SVC:
+    """A copy of ``est`` holding one one-vs-one machine as a binary SVC (for :func:`rkhs_inner`)."""
+    view = copy.copy(est)
+    _, _, sv, coef, _ = machine
+    view.support_vectors_, view.dual_coef_ = sv, coef[None, :]
+    return view
+
+
+def _final(est: Any) -> Any:
+    return est.steps[-1][1] if isinstance(est, Pipeline) else est
+
+
 def weight_inner(a: Any, b: Any) -> float:
     """⟨w_a, w_b⟩ of two fitted estimators of one kind: RKHS for RBF SVC, ``coef_`` · ``coef_`` otherwise."""
+    a, b = _final(a), _final(b)  # a pipeline: its learner's own weights (in its scaler's coordinates)
     if type(a) is not type(b):
         raise ValidationError(f"a and b must be the same kind of estimator, got {type(a).__name__} and {type(b).__name__}")
     if isinstance(a, SVC) and a.kernel == "rbf":
@@ -102,7 +124,7 @@ def deviation_from_path(path: BetaPath) -> DeviationResult:
         cos = np.clip(weight_inner(w0, est) / (n0 * n), -1.0, 1.0)
         norms.append(n)
         angles.append(np.arccos(cos) / np.pi)
-    rbf = isinstance(w0, SVC) and w0.kernel == "rbf"
+    rbf = isinstance(_final(w0), SVC) and _final(w0).kernel == "rbf"
     return DeviationResult(label=path.label, betas=path.betas.copy(), norm=np.asarray(norms),
                            angle=np.asarray(angles), space="rkhs" if rbf else "euclidean",
                            attack=dict(path.split.attack))

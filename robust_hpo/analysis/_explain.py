@@ -6,6 +6,10 @@ poisoned training set, β = 1). For linear learners (``LogisticRegression``, ``R
 ``SVC(kernel="linear")``) this is ``coef_`` itself, the same at every input; for ``SVC(kernel="rbf")``
 it is the input gradient at the shown point. Maps are *oriented towards the shown point's label*:
 positive pixels push the decision towards that label (for a triggered point, the attacker's target).
+With K ≥ 3 classes the map is the gradient of the point's *target margin* (the slope's convention:
+target score minus the best other score at that point; one-vs-one SVC: the target's weakest duel),
+e.g. ``coef_[target] − coef_[best other]`` for a linear learner (:func:`target_gradient`). Pipelines
+are differentiated back through their scaler to the raw input.
 
 Influential training points (the paper's Fig. 13-14): the influence of up-weighting each training
 point on the loss of one chosen test point (see :class:`robust_hpo.slope.TrainingInfluence` for the sign:
@@ -20,10 +24,13 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import clone
 from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 
 from robust_hpo._validation import as_finite_2d, as_labels, flatten_images
-from robust_hpo.analysis._common import check_index, check_positive_int, check_split
+from robust_hpo.analysis._common import check_index, check_positive_int, check_split, ovo_machines
 from robust_hpo.attacks import PoisonedSplit, TRIGGERS
 from robust_hpo.errors import ValidationError
 from robust_hpo.learners import estimator_label
@@ -36,6 +43,7 @@ __all__ = [
     "explain_maps",
     "influential_points",
     "input_gradient",
+    "target_gradient",
     "trigger_window",
     "window_share",
 ]
@@ -74,6 +82,87 @@ def input_gradient(estimator: Any, X: Any) -> np.ndarray:
     if X.shape[1] != coef.shape[1]:
         raise ValidationError(f"X has {X.shape[1]} features but the estimator was fitted on {coef.shape[1]}")
     return np.repeat(coef, X.shape[0], axis=0)
+
+
+def _score_gradients(estimator: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (n, S), their input gradients (n, S, d)) of a fitted multi-class estimator: a score
+    per class (``coef_`` rows) or, for ``SVC``, libsvm's one-vs-one pair values (positive: the
+    pair's first class)."""
+    if isinstance(estimator, SVC):
+        F, G = [], []
+        for _, _, sv, coef, b in ovo_machines(estimator):
+            if estimator.kernel == "rbf":
+                gamma = float(estimator._gamma)
+                weights = rbf_kernel(X, sv, gamma=gamma) * coef
+                F.append(weights.sum(axis=1) + b)
+                G.append(-2.0 * gamma * (weights.sum(axis=1)[:, None] * X - weights @ sv))
+            else:
+                w = coef @ sv
+                F.append(X @ w + b)
+                G.append(np.repeat(w[None, :], X.shape[0], axis=0))
+        return np.column_stack(F), np.stack(G, axis=1)
+    coef = getattr(estimator, "coef_", None)
+    if coef is None:
+        raise ValidationError(f"estimator must be a fitted linear model (with coef_) or an SVC, got "
+                              f"{type(estimator).__name__}")
+    coef = np.asarray(coef, dtype=np.float64)
+    if X.shape[1] != coef.shape[1]:
+        raise ValidationError(f"X has {X.shape[1]} features but the estimator was fitted on {coef.shape[1]}")
+    F = np.asarray(estimator.decision_function(X), dtype=np.float64)
+    return F, np.repeat(coef[None, :, :], X.shape[0], axis=0)
+
+
+def _through_preprocessing(steps: list[Any], G: np.ndarray) -> np.ndarray:
+    """Input gradients w.r.t. a pipeline's transformed rows carried back to its raw rows (chain rule
+    through fitted StandardScaler / MinMaxScaler / PCA steps, last step first)."""
+    for step in reversed(steps):
+        if isinstance(step, StandardScaler):
+            G = G / step.scale_ if step.scale_ is not None else G
+        elif isinstance(step, MinMaxScaler):
+            G = G * step.scale_
+        elif isinstance(step, PCA):
+            components = step.components_
+            if step.whiten:
+                components = components / np.sqrt(step.explained_variance_)[:, None]
+            G = G @ components
+        else:
+            raise ValidationError(f"cannot differentiate through the pipeline step {type(step).__name__}")
+    return G
+
+
+def target_gradient(estimator: Any, X: Any, labels: Any) -> np.ndarray:
+    """``∂m/∂x`` (n, d) of each row's margin toward its label, for any number of classes.
+
+    Two classes: ``±∂f/∂x`` (+ when the label is ``classes_[1]``), i.e. :func:`input_gradient`
+    oriented. K ≥ 3 (the slope's margin convention): a score per class — the target's score minus
+    the best other score at that row, so ``∂f_target/∂x − ∂f_other/∂x``; one-vs-one ``SVC`` — the
+    target's weakest duel (its pair value, target positive). A ``Pipeline`` of scalers (and PCA) is
+    differentiated back to its raw inputs.
+    """
+    X = as_finite_2d("X", X)
+    labels = np.asarray(labels)
+    if isinstance(estimator, Pipeline):
+        steps = [s for _, s in estimator.steps[:-1] if s is not None and s != "passthrough"]
+        Z = np.asarray(estimator[:-1].transform(X), dtype=np.float64)
+        return _through_preprocessing(steps, target_gradient(estimator.steps[-1][1], Z, labels))
+    classes = np.asarray(estimator.classes_)
+    if classes.size == 2:
+        return np.where(labels == classes[1], 1.0, -1.0)[:, None] * input_gradient(estimator, X)
+    codes = np.searchsorted(classes, labels)
+    rows = np.arange(X.shape[0])
+    F, G = _score_gradients(estimator, X)
+    if isinstance(estimator, SVC):
+        pairs = [(i, j) for i, j, *_ in ovo_machines(estimator)]
+        sign = np.zeros((classes.size, len(pairs)))
+        for p, (i, j) in enumerate(pairs):
+            sign[i, p], sign[j, p] = 1.0, -1.0
+        oriented = np.where(sign[codes] != 0, F * sign[codes], np.inf)
+        k = np.argmin(oriented, axis=1)
+        return sign[codes, k][:, None] * G[rows, k]
+    others = F.copy()
+    others[rows, codes] = -np.inf
+    k = np.argmax(others, axis=1)
+    return G[rows, codes] - G[rows, k]
 
 
 def trigger_window(attack: dict[str, Any], image_shape: tuple[int, int, int]) -> tuple[int, int, int, int] | None:
@@ -161,11 +250,9 @@ def explain_maps(estimator: Any, split: PoisonedSplit, *, index: int = 0, points
     x = flatten_images(X_pts[index:index + 1])
     y = int(y_pts[index])
     shape = X_pts.shape[1:]
-    maps = []
-    for est in (clean, poisoned):
-        orient = 1.0 if y == est.classes_[1] else -1.0
-        maps.append(orient * input_gradient(est, x)[0].reshape(shape))
-    kind = "input-gradient" if isinstance(estimator, SVC) and estimator.kernel == "rbf" else "weights"
+    maps = [target_gradient(est, x, [y])[0].reshape(shape) for est in (clean, poisoned)]
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    kind = "input-gradient" if isinstance(final, SVC) and final.kernel == "rbf" else "weights"
     return ExplanationMaps(label=label if label is not None else estimator_label(estimator), kind=kind,
                            image=X_pts[index].astype(np.float64), point_label=y, points=points, index=index,
                            clean=maps[0], poisoned=maps[1], window=trigger_window(split.attack, shape),
@@ -283,7 +370,13 @@ def influential_points(estimator: Any, split: PoisonedSplit, *, index: int = 0, 
 
 def _zero_reason(fitted: Any, xt: np.ndarray, yt: np.ndarray, quantity: str, model: str) -> str:
     """Why every influence is 0 (only SVMs get there: their hinge is flat, their α can sit inside (0, C))."""
-    if isinstance(fitted, SVCSlope):
+    part = getattr(fitted, "_multi", None)
+    if part is not None and quantity == "loss":
+        codes = fitted.encode("y_test", as_labels("y_test", yt, 1, "X_test"))
+        if part.loss_from(fitted._scores(xt), codes)[0] == 0.0:
+            return ("the curve loss is flat at this test point (every hinge of its target is beyond the margin), "
+                    "so no training weight changes it")
+    if isinstance(fitted, SVCSlope) and part is None:
         t = fitted.encode("y_test", as_labels("y_test", yt, 1, "X_test"))
         margin = float(t[0] * fitted.decision_function(xt)[0])
         if quantity == "loss" and margin >= 1.0:

@@ -150,6 +150,9 @@ class _Context:
     index_title: str = "robust_hpo analysis"
     index_details: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    family_lookup: Callable[[str], Any] | None = None
+    """Learner name -> family as the study's trials built it (``[options.<learner>]``, ``[search] scale``);
+    None: the registry's (flags)."""
 
 
 @dataclass(frozen=True)
@@ -190,10 +193,19 @@ def _study_context(args: argparse.Namespace) -> _Context:
     location = resolved.location
     splits = build_splits(resolved.config, dataset=dataset, progress=True)
     check_user_split(resolved.study, splits)  # a study scored by your own objective (score_trial)
-    return _Context(splits=splits, output=location.output,
+    return _Context(splits=splits, output=location.output, family_lookup=_study_families(resolved.config),
                     study=resolved.study, tolerance=resolved.tolerance, seed=resolved.config.data.seed,
                     index_title=f"robust_hpo study {location.name!r}",
                     index_details=[f"Storage: {location.storage.describe()}"])
+
+
+def _study_families(config: Any) -> Callable[[str], Any]:
+    """The study's learner families — with its ``[options.<learner>]`` (tol, max_iter, cache_size) and
+    ``[search] scale`` — so that every command rebuilds a trial's estimator as the trial built it."""
+    from robust_hpo.learners import get_family
+
+    families = config.families()
+    return lambda name: families[name] if name in families else get_family(name)
 
 
 def _check_attack_choice(args: argparse.Namespace, names: Sequence[str]) -> None:
@@ -435,7 +447,7 @@ def _paths(args: argparse.Namespace) -> tuple[_Context, list[tuple[_Config, Any]
     print(f"analysed on {_attack_choice(args, ctx, configs)}")
     paths = []
     for config in _bar(configs, desc="fitting along β"):
-        est = convex_estimator(config.learner, config.params)
+        est = convex_estimator(config.learner, config.params, ctx.family_lookup)
         path = fit_path(est, ctx.splits[config.attack], betas=args.betas, label=config.label + _on(config, ctx),
                         tol=args.tol)
         paths.append((config, path))
@@ -548,7 +560,7 @@ def _explain(args: argparse.Namespace) -> int:
         raise ValidationError("explain takes one configuration: one --trial, or one value per hyperparameter flag")
     print(f"analysed on {_attack_choice(args, ctx, configs)}")
     for config in _bar(configs, desc="explaining"):
-        est = convex_estimator(config.learner, config.params)
+        est = convex_estimator(config.learner, config.params, ctx.family_lookup)
         split = ctx.splits[config.attack]
         label = config.label + _on(config, ctx)
         print(f"{label}: explained on attack {config.attack!r}")
@@ -623,7 +635,7 @@ def _verify(args: argparse.Namespace) -> int:
 
         report = verify_study(ctx.study, ctx.splits, trials=args.trials, attack=choice, seed=ctx.seed,
                               tolerance=tolerance, max_backdoor=args.max_backdoor, progress=progress,
-                              seeds=args.seeds)
+                              seeds=args.seeds, family_lookup=ctx.family_lookup)
         bar.close()
         print(report.render())
         attack = choice if len(choices) > 1 else None

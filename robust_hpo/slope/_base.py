@@ -9,6 +9,7 @@ any number of attacks (``derivative`` / ``derivatives``) without training on poi
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import time
@@ -149,8 +150,12 @@ class ConvexSlopeModel(ABC):
         start = time.perf_counter()
         if self.preprocessing is not None:
             X = self.preprocessing.fit_transform(X, sw)
-        self.estimator_ = self._estimator_for_fit(X)
-        self._fit_estimator(self.estimator_, X, y)
+        warm = getattr(self, "_start", None)  # _optimum_refit: polish from another fit's optimum
+        if warm is not None:
+            self.estimator_ = copy.deepcopy(warm)
+        else:
+            self.estimator_ = self._estimator_for_fit(X)
+            self._fit_estimator(self.estimator_, X, y)
         self.fit_seconds_ = time.perf_counter() - start
         start = time.perf_counter()
         if self._multi is None:
@@ -261,7 +266,8 @@ class ConvexSlopeModel(ABC):
                      beta: float, sample_weight: Any = None, *, warm_start: bool = False) -> Any:
         """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1); clean rows
         weigh ``sample_weight`` (default 1), class weights as the slope defines them (``_weights``).
-        ``warm_start``: a bare ``LogisticRegression`` starts its solver from this model's clean fit
+        SGDClassifier (``refits_at_the_optimum``): the exact optimum of its objective, not SGD's
+        early-stopped refit, so that curves agree with the slope at β → 0. ``warm_start``: a bare ``LogisticRegression`` starts its solver from this model's clean fit
         (the same convex optimum, fewer iterations); other learners and pipelines ignore it."""
         if not (isinstance(beta, numbers.Real) and math.isfinite(beta) and beta >= 0):
             raise ValidationError(f"beta must be a finite number >= 0, got {beta!r}")
@@ -272,6 +278,8 @@ class ConvexSlopeModel(ABC):
         X, y = (Xc, yc) if beta == 0 else (np.vstack([Xc, Xp]), np.concatenate([yc, yp]))
         base = np.ones(Xc.shape[0]) if sw is None else sw
         w = base if beta == 0 else np.concatenate([base, np.full(Xp.shape[0], float(beta))])
+        if self.refits_at_the_optimum:
+            return self._optimum_refit(X, y, w, Xc.shape[0])
         spec = getattr(self.estimator, "class_weight", None)
         if spec is not None:  # class weights from the β-weighted class sizes (see _weights)
             classes = np.unique(yc)
@@ -295,6 +303,25 @@ class ConvexSlopeModel(ABC):
         if beta == 0 and sw is None and spec is None:
             return est.fit(X, y)
         return est.fit(X, y, sample_weight=effective)
+
+    refits_at_the_optimum: bool = False
+    """True where scikit-learn's own fit stops short of the optimum the slope differentiates
+    (``SGDClassifier``): :meth:`fit_weighted` then returns that optimum (:meth:`_optimum_refit`)."""
+
+    def _optimum_refit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray, n_clean: int) -> Any:
+        """The exact optimum of the learner's β-weighted objective, fitted and polished as the slope's
+        clean fit is (a fresh adapter on clean ∪ poison): the estimator (or pipeline) carrying it.
+        The weights are scaled by N / n_clean so that the data term keeps the clean-row normalisation
+        (SGD's 1/n with n the clean rows, fixed along β); balanced class weights and a scaler's
+        statistics are invariant to that scale."""
+        preprocessing = None if self.preprocessing is None else copy.copy(self.preprocessing)  # refitted below
+        model = type(self)(self.estimator, damping=self.damping, preprocessing=preprocessing, pipeline=self.pipeline)
+        model.estimate = "linear"
+        clean = getattr(self, "estimator_", None)
+        if clean is not None and type(clean) is type(self.estimator) and self.preprocessing is None:
+            model._start = clean  # Newton from the clean optimum (SGD itself may stop anywhere); hinge: libsvm
+        model.fit(X, y, sample_weight=w * (X.shape[0] / n_clean))
+        return model.pipeline_ if self.preprocessing is not None else model.estimator_
 
     # -- derivatives -------------------------------------------------------------------------------
     def derivative(self, X_poison: Any, y_poison: Any, X_trigger: Any, y_trigger: Any, *,
@@ -433,6 +460,14 @@ class MulticlassPart(ABC):
 
     @abstractmethod
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]: ...
+
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """``dL/ds_j`` for each row j of ``X`` (class indices ``codes``), as
+        :meth:`ConvexSlopeModel.point_influences` with this part's curve loss (``loss_from``) — or, for
+        ``quantity="margin"``, the negative target margin (``margins_from``; the derivative of its
+        active max / min) — averaged over the test rows labelled ``test_codes``."""
+        raise ValidationError(f"per-point influences are not available for {type(self).__name__}")
 
 
 def best_other(F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

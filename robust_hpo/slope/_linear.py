@@ -250,6 +250,19 @@ class _LinearModelSlope(ConvexSlopeModel):
         dz = X @ u[: X.shape[1]] + (u[-1] if self._fit_intercept else 0.0)  # ∇θ f(x_j) · u
         return -self._c * self.loss_grad(y_pm, self.decision_function(X)) * dz
 
+    def scaler_sensitivity(self, X_test: np.ndarray, y_test_pm: np.ndarray,
+                           quantity: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+        """(∂L/∂ρ'_f, ∂L/∂a_f) per feature: the test quantity's derivative per unit of a pipeline scaler's
+        motion (:class:`~._preprocess.Motion`), ``−⟨H⁻¹∇θL, E⟩`` with E its penalty term — one solve
+        (``TrainingInfluence`` through a scaler)."""
+        dq = self.loss_grad(y_test_pm, self.decision_function(X_test)) if quantity == "loss" else -y_test_pm
+        with one_blas_thread:
+            u = self._hessian.solve(self._gradient(X_test, dq) / X_test.shape[0])
+        self._record_solver()
+        d = X_test.shape[1]
+        g_a = -self._r_b * (self._b * u[:d] + self._w * u[d]) if self._fit_intercept else np.zeros(d)
+        return -self._r_w * self._w * u[:d], g_a
+
     def _record_solver(self) -> None:
         """The solve may have changed method (cg → its Cholesky fallback): keep details current."""
         self.details_.update(method=self._hessian.method, cg_iterations=self._hessian.cg_iterations)
@@ -387,6 +400,8 @@ class _SGDSmoothSlope(_LinearModelSlope):
     is the clean fit), intercept unpenalised; i.e. c = 1/(α n). SGD itself stops early (its
     ``tol``, ``max_iter``, learning rate): the Newton polish takes its solution to the optimum and
     writes it back, so predictions are the optimum's. K ≥ 3: one-vs-rest, as SGD fits it."""
+
+    refits_at_the_optimum = True
 
     def _check_params(self, est: Any) -> None:
         check_sgd(est)

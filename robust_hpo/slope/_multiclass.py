@@ -69,6 +69,23 @@ class _ScoreMargins(MulticlassPart):
     def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
         return best_other(F, codes)[0]
 
+    def loss_gradient(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """∂(curve loss)/∂F per row (n × K)."""
+        raise NotImplementedError
+
+    def _test_gradient(self, F: np.ndarray, codes: np.ndarray, quantity: str) -> np.ndarray:
+        """∂L/∂F (n × K) of the mean curve loss (``"loss"``) or of the mean negative target margin
+        (``"margin"``: −(f_target − f_best other), the active max) over the rows of F."""
+        if quantity == "margin":
+            _, other = best_other(F, codes)
+            rows = np.arange(F.shape[0])
+            G = np.zeros_like(F)
+            G[rows, codes] = -1.0
+            G[rows, other] += 1.0
+        else:
+            G = self.loss_gradient(F, codes)
+        return G / F.shape[0]
+
     def _trigger(self, a: Attack, dTheta: np.ndarray, loss_grad: np.ndarray, F: np.ndarray,
                  details: dict[str, Any]) -> AttackSolution:
         """dL/dβ and the margins' derivative from dΘ/dβ ((d[+1]) × K) at the triggered rows."""
@@ -279,6 +296,33 @@ class MultinomialLogistic(_ScoreMargins):
                 out.append(self._trigger(a, D[:, k].reshape(K, q).T, grad, F, {}))
         return out
 
+    def loss_gradient(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return softmax(F, axis=1) - np.eye(self.K)[codes]
+
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """``dL/ds_j = −C z_jᵀ U (p_j − y_j)`` with ``U = H⁻¹ ∇Θ L`` (one solve for all j). ∇Θ L and
+        every ``z_j (p_j − y_j)ᵀ`` are orthogonal to the intercept shift, so ``H + u uᵀ`` changes
+        nothing (see the module docstring); the value does not depend on j's weight in the fit."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            B = Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity)  # q × K
+            U = self._solve(B.T.reshape(-1, 1))[:, 0].reshape(self.K, -1).T
+            Z = _design(X, self.fit_intercept)
+            R = softmax(Z @ self.Theta, axis=1) - np.eye(self.K)[codes]
+            return -self.C * np.sum((Z @ U) * R, axis=1)
+
+    def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
+                           quantity: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+        """(∂L/∂ρ'_f, ∂L/∂a_f): a scaler's motion enters as ``E = [ρ' ⊙ W; 0]`` (unpenalised
+        intercepts: the mean does not matter), so ``∂L/∂ρ'_f = −Σ_k W_fk U_fk``, U = H⁻¹ ∇Θ L."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            B = Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity)
+            U = self._solve(B.T.reshape(-1, 1))[:, 0].reshape(self.K, -1).T
+        d = X_test.shape[1]
+        return -np.sum(self.Theta[:d] * U[:d], axis=1), np.zeros(d)
+
 
 class MultiOutputRidge(_ScoreMargins):
     """``RidgeClassifier`` with K ±1 outputs: one Hessian for all outputs (see the module docstring)."""
@@ -353,6 +397,28 @@ class MultiOutputRidge(_ScoreMargins):
                 out.append(self._trigger(a, D[:, k * self.K:(k + 1) * self.K], grad, F,
                                          {"cg_iterations": self.hessian.cg_iterations}))
         return out
+
+    def loss_gradient(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return -2.0 * (self._coding(codes) - F)
+
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """``dL/ds_j = −Σ_k (z_jᵀ U_k) ∂ℓ_j/∂f_k`` with ``U = H⁻¹ ∇Θ L`` (one block solve, the outputs'
+        shared Hessian), ``ℓ_j = Σ_k (Y_jk − f_k(x_j))²``."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            U = self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
+            Z = _design(X, self.fit_intercept)
+            return -np.sum((Z @ U) * self.loss_gradient(Z @ self.Theta, codes), axis=1)
+
+    def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
+                           quantity: str = "loss") -> tuple[np.ndarray, np.ndarray]:
+        """(∂L/∂ρ'_f, ∂L/∂a_f) with ``E = [r_w ρ' ⊙ W; 0]``: ``∂L/∂ρ'_f = −r_w Σ_k W_fk U_fk``."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            U = self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
+        d = X_test.shape[1]
+        return -self.r_w * np.sum(self.Theta[:d] * U[:d], axis=1), np.zeros(d)
 
 
 class OneVsOneSVC(MulticlassPart):
@@ -461,6 +527,26 @@ class OneVsOneSVC(MulticlassPart):
             out.append(AttackSolution(value, margin, self.sign[a.t_trigger, k] * dF[rows, k],
                                       {"n_poison_entering": entering},
                                       exact=exact, oriented=True))
+        return out
+
+
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """Summed over the machines: machine (i, j) sees the training rows of classes i and j (its own
+        fit, in order, when ``in_fit``) and the test rows whose target is i or j (``"margin"``: the rows
+        whose smallest duel it is), each as the binary :meth:`SVCSlope.point_influences` (j positive)
+        weighted by its share of the test rows."""
+        n_t = X_test.shape[0]
+        out = np.zeros(X.shape[0])
+        active = self._duels(self.scores(X_test), test_codes)[1] if quantity == "margin" else None
+        for p, ((i, j), machine) in enumerate(zip(self.pairs, self.machines)):
+            tests = (test_codes == i) | (test_codes == j) if active is None else active == p
+            rows = np.flatnonzero((codes == i) | (codes == j))
+            if not tests.any() or rows.size == 0:
+                continue
+            out[rows] += tests.sum() / n_t * machine.point_influences(
+                X[rows], np.where(codes[rows] == j, 1.0, -1.0), X_test[tests],
+                np.where(test_codes[tests] == j, 1.0, -1.0), in_fit=in_fit, quantity=quantity)
         return out
 
 

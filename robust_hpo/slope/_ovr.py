@@ -58,6 +58,8 @@ class OneVsRest(MulticlassPart):
             if not own_fit:
                 est.coef_[k] = machine.estimator_.coef_[0]
                 est.intercept_[k] = np.ravel(machine.estimator_.intercept_)[0]
+            elif getattr(machine, "_w", None) is not None:  # SGD's hinge: the optimum's hyperplane, so
+                est.coef_[k], est.intercept_[k] = machine._w, machine._b  # that est predicts with it
             self.machines.append(machine)
             details["method"] = machine.details_["method"]
             for key in ("residual_fit", "residual"):
@@ -110,3 +112,38 @@ class OneVsRest(MulticlassPart):
             out.append(AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], {}, exact=exact,
                                       oriented=True))
         return out
+
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """Summed over the machines (each sees every row, labelled +1 in its class's machine): the loss
+        is the target machine's at +1; ``"margin"`` = −(f_target − f_best other) enters the target's
+        machine (+1) and the best other's (−1). Each machine's part is the binary
+        ``point_influences`` on its test rows, weighted by their share."""
+        n_t = X_test.shape[0]
+        out = np.zeros(X.shape[0])
+        other = best_other(self.scores(X_test), test_codes)[1] if quantity == "margin" else None
+        for k, machine in enumerate(self.machines):
+            tests = test_codes == k if other is None else (test_codes == k) | (other == k)
+            if tests.any():
+                out += tests.sum() / n_t * machine.point_influences(
+                    X, np.where(codes == k, 1.0, -1.0), X_test[tests], np.where(test_codes[tests] == k, 1.0, -1.0),
+                    in_fit=in_fit, quantity=quantity)
+        return out
+
+    def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
+                           quantity: str = "loss") -> tuple[np.ndarray, np.ndarray] | None:
+        """(∂L/∂ρ'_f, ∂L/∂a_f) summed over the machines as in :meth:`point_influences`; None where
+        the machines have no such method (SGD's hinge: the caller solves per feature instead)."""
+        if not all(hasattr(m, "scaler_sensitivity") for m in self.machines):
+            return None
+        n_t, d = X_test.shape
+        g_rho, g_a = np.zeros(d), np.zeros(d)
+        other = best_other(self.scores(X_test), test_codes)[1] if quantity == "margin" else None
+        for k, machine in enumerate(self.machines):
+            tests = test_codes == k if other is None else (test_codes == k) | (other == k)
+            if tests.any():
+                r, a = machine.scaler_sensitivity(X_test[tests], np.where(test_codes[tests] == k, 1.0, -1.0),
+                                                  quantity)
+                g_rho += tests.sum() / n_t * r
+                g_a += tests.sum() / n_t * a
+        return g_rho, g_a

@@ -649,6 +649,7 @@ class SGDHingeSlope(SVCSlope):
     (SGD itself stops early). ``estimator_`` is that ``SVC``. K ≥ 3: one-vs-rest, as SGD fits it."""
 
     fits_its_own_estimator = True
+    refits_at_the_optimum = True
 
     def _check_params(self, est: Any) -> None:
         from robust_hpo.slope._linear import check_sgd

@@ -19,6 +19,7 @@ Format 3 (this version)::
      "objective": "slope" | "predicted_backdoor_accuracy" | "normalised_margin",   # absent: "slope"
      "search": {learner: {param: optuna distribution JSON}},
      "options": {learner: {option: value}},
+     ["scale": "standard"],                                # [search] scale, absent for "none"
      "features": {model, weights} | null,
      "constraint": {min_accuracy | within_best} | null,
      "report": {tolerance}}
@@ -135,6 +136,7 @@ def stored_problem(config: StudyConfig, *, content: Mapping[str, Any] | None = N
         "search": {learner: {p: distribution_to_json(d) for p, d in params.items()}
                    for learner, params in config.search.space().learners.items()},
         "options": {k: dict(v) for k, v in config.options.items() if v},
+        **({"scale": config.search.scale} if config.search.scale != "none" else {}),
         "features": features.describe() if features is not None else None,
         "constraint": config.constraint.to_dict() if config.constraint is not None else None,
         "report": {"tolerance": config.report.tolerance},
@@ -229,6 +231,8 @@ def _study_file(problem: Mapping[str, Any], name: str) -> dict[str, Any]:
         raw["search"][learner] = {p: _spec(json_to_distribution(d)) for p, d in params.items()}
     if problem.get("options"):
         raw["options"] = {k: dict(v) for k, v in problem["options"].items()}
+    if problem.get("scale"):
+        raw["search"]["scale"] = problem["scale"]
     if problem.get("features") is not None:
         raw["features"] = _without_none({**problem["features"], "cache_dir": location.get("features_cache_dir"),
                                          "batch_size": location.get("features_batch_size")})

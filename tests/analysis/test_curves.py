@@ -148,3 +148,36 @@ def test_bad_inputs(split):
     curve = backdoor_curve(RidgeClassifier(), split, betas=(0, 1))
     with pytest.raises(ValueError, match="zoom must be in"):
         curves_figure([curve], zoom=0)
+
+
+# -- K ≥ 3 classes --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def three_class_split():
+    ds = load_dataset("digits", classes=(0, 3, 8), n_train=120, n_test=45, seed=1)
+    return poison(ds, BadNets(size=2, seed=0), fraction=0.1, seed=0)
+
+
+@pytest.mark.parametrize("est, kind", [(LogisticRegression(C=0.5), "log"), (RidgeClassifier(alpha=2.0), "squared"),
+                                       (SVC(kernel="linear", C=0.3), "svc")])
+def test_three_class_curve_is_made_of_weighted_refits_and_touches_its_tangent(three_class_split, est, kind):
+    """Loss and backdoor accuracy at each β against independent tight scikit-learn refits (losses from
+    decision_function, tests/slope/test_multiclass.curve); the tangent's gradient against their FD."""
+    from tests.slope.test_multiclass import curve, tight
+
+    split = three_class_split
+    betas = [0.0, 1e-3, 2e-3, 0.1, 1.0]
+    result = backdoor_curve(est, split, betas=betas, tol=1e-10)
+    Xc, yc, Xp, yp, Xt, yt = split.flat()
+    ref = tight(est)
+    losses = []
+    for i, beta in enumerate(betas):
+        X, y = np.vstack([Xc, Xp]), np.concatenate([yc, yp])
+        w = np.concatenate([np.ones(len(Xc)), np.full(len(Xp), beta)])
+        fitted = clone(ref).fit(X[w > 0], y[w > 0], sample_weight=w[w > 0])
+        loss, _ = curve(fitted, Xt, yt, kind)
+        losses.append(loss.mean())
+        assert result.trigger_loss[i] == pytest.approx(loss.mean(), rel=1e-4, abs=1e-6)
+        assert result.trigger_accuracy[i] == pytest.approx(np.mean(fitted.predict(Xt) == yt), abs=1.5 / len(yt))
+    one, two = (losses[1] - losses[0]) / 1e-3, (losses[2] - losses[0]) / 2e-3
+    fd = (losses[2] - losses[1]) / 1e-3 if kind == "svc" else 2 * one - two  # one linear piece / Richardson
+    assert result.derivative == pytest.approx(fd, rel=2e-2)

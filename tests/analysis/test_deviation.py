@@ -102,3 +102,18 @@ def test_bad_inputs():
         weight_inner(LogisticRegression(), LogisticRegression())
     with pytest.raises(ValueError, match="results must be a non-empty sequence of DeviationResult"):
         deviation_figure([])
+
+
+def test_rkhs_inner_of_one_vs_one_svc_stacks_the_pair_weights():
+    """K ≥ 3: Σ_pairs ⟨w_a,p, w_b,p⟩; for a linear kernel that is scikit-learn's (pairs × d) coef_ inner."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    keep = y < 4
+    X, y = X[keep][:160] / 16.0, y[keep][:160]
+    a = SVC(kernel="linear", C=0.5).fit(X, y)
+    b = SVC(kernel="linear", C=2.0).fit(X[20:], y[20:])
+    assert rkhs_inner(a, b) == pytest.approx(float(np.sum(a.coef_ * b.coef_)), rel=1e-10)
+    r1, r2 = SVC(gamma=0.05).fit(X, y), SVC(gamma=0.05, C=3.0).fit(X, y)
+    assert rkhs_inner(r1, r2) == pytest.approx(rkhs_inner(r2, r1), rel=1e-12)
+    assert rkhs_inner(r1, r1) > 0

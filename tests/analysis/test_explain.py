@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
-from sklearn.svm import SVC
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
 
 from robust_hpo.attacks import BadNets, InvisibleGrid, poison
 from robust_hpo.datasets import load_dataset
@@ -15,6 +17,7 @@ from robust_hpo.analysis import (
     explain_maps,
     influential_points,
     input_gradient,
+    target_gradient,
     trigger_window,
     window_share,
 )
@@ -269,3 +272,64 @@ def test_when_nothing_helps_the_figure_says_why_and_what_is_left_to_try(split):
     text = influence_figure(result).layout.annotations[-1].text
     assert text.startswith("Every influence is 0: no training point enters the fit") and "--model clean" in text
     assert "--quantity margin" not in text
+
+
+# -- K ≥ 3 classes --------------------------------------------------------------------------------
+def _multi_margin(est, X, labels):
+    """The target margin recomputed from decision_function: target minus best other score, or the
+    target's weakest one-vs-one duel (libsvm pair values, positive for the pair's first class)."""
+    from itertools import combinations
+
+    classes = est.classes_
+    codes = np.searchsorted(classes, labels)
+    if isinstance(est, SVC) or (hasattr(est, "steps") and isinstance(est.steps[-1][1], SVC)):
+        svc = est.steps[-1][1] if hasattr(est, "steps") else est
+        old = svc.decision_function_shape
+        svc.decision_function_shape = "ovo"
+        D = est.decision_function(X)
+        svc.decision_function_shape = old
+        out = np.full(len(X), np.inf)
+        for p, (i, j) in enumerate(combinations(range(len(classes)), 2)):
+            out = np.where(codes == i, np.minimum(out, D[:, p]), out)
+            out = np.where(codes == j, np.minimum(out, -D[:, p]), out)
+        return out
+    F = est.decision_function(X)
+    rows = np.arange(len(X))
+    others = F.copy()
+    others[rows, codes] = -np.inf
+    return F[rows, codes] - others.max(axis=1)
+
+
+@pytest.mark.parametrize("est", [
+    LogisticRegression(C=1.0, max_iter=2000),
+    SVC(kernel="rbf", gamma=0.05),
+    SVC(kernel="linear", C=0.5),
+    make_pipeline(StandardScaler(), LinearSVC(C=0.1)),
+    make_pipeline(StandardScaler(), SVC(gamma=0.02)),
+])
+def test_multiclass_target_gradient_matches_central_differences(est):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    keep = y < 4
+    X, y = X[keep][:200] / 16.0, y[keep][:200]
+    fitted = clone(est).fit(X, y)
+    pts, labels = X[200 - 5:] + 0.01, np.array([0, 1, 2, 3, 1])
+    G = target_gradient(fitted, pts, labels)
+    h = 1e-5
+    for r in range(len(pts)):
+        E = np.eye(X.shape[1]) * h
+        plus = _multi_margin(fitted, pts[r] + E, np.full(X.shape[1], labels[r]))
+        minus = _multi_margin(fitted, pts[r] - E, np.full(X.shape[1], labels[r]))
+        assert np.allclose(G[r], (plus - minus) / (2 * h), rtol=1e-4, atol=1e-6)
+
+
+def test_multiclass_maps_and_influences_on_a_split():
+    data = load_dataset("digits", classes=(0, 3, 8), n_train=90, n_test=30, seed=0)
+    split = poison(data, BadNets(size=2, seed=0), fraction=0.1, seed=0)
+    for est in (LogisticRegression(), SVC(kernel="linear", C=1.0), RidgeClassifier()):
+        maps = explain_maps(est, split)
+        assert maps.clean.shape == maps.image.shape and np.any(maps.poisoned != maps.clean)
+        result = explain_influence(est, split, k=5)
+        assert result.influence.shape == (len(split.y_clean) + len(split.y_poison),)
+        assert not result.all_zero and result.top.size == 5
