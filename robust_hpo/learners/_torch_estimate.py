@@ -61,7 +61,7 @@ def fine_tune_margins(model: nn.Module, config: TrainingConfig, X_clean: np.ndar
     weight = DOSE * total / steps
     tuned = train_network(lambda: model, config, X_clean, y_clean, seed=seed + SEED_OFFSET,
                           X_poison=X_poison, y_poison=y_poison, poison_weight=weight, start=model,
-                          max_steps=steps)
+                          max_steps=steps, joint_batches=True)
     margins, _ = target_margins(logits_of(tuned, X_trigger), torch.from_numpy(np.asarray(y_trigger)))
     return margins.numpy(), {"estimate": "fine-tune", "estimate_steps": steps, "estimate_weight": weight,
                              "estimate_seconds": time.perf_counter() - start}

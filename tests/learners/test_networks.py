@@ -155,6 +155,11 @@ def test_one_full_batch_step_follows_the_weighted_objective():
     grads = torch.autograd.grad(objective, list(start.parameters()))
     for p_trained, p0, g in zip(trained.parameters(), start.parameters(), grads, strict=True):
         torch.testing.assert_close(p_trained.detach(), (p0 - lr * g).detach(), rtol=1e-5, atol=1e-6)
+    # one forward pass over clean ∪ poison (the fine-tune's joint batches): the same step, up to rounding
+    joint = train_network(build, config, X, y, seed=5, X_poison=Xp, y_poison=yp, poison_weight=beta,
+                          joint_batches=True)
+    for p_joint, p0, g in zip(joint.parameters(), start.parameters(), grads, strict=True):
+        torch.testing.assert_close(p_joint.detach(), (p0 - lr * g).detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_per_sample_weights_and_their_errors():
