@@ -179,7 +179,9 @@ def report(rows: list[dict], betas: list[float], args: argparse.Namespace) -> No
     predicted = np.array([r["predicted"] for r in rows])
     margin = np.array([r["normalised_margin"] for r in rows])
     print("Margins (issue 11) from the same solve:")
-    print(f"  predicted (linearised) backdoor accuracy at β=1 vs true: Spearman {rho(predicted, backdoor):6.3f}, "
+    estimate = get_family(args.family).with_options(**dict(_option(t) for t in args.option)).configs({})[1].estimate
+    print(f"  predicted backdoor accuracy at β=1 (estimate {estimate!r}) vs true (same seed): Spearman "
+          f"{rho(predicted, backdoor):6.3f}, "
           f"mean |error| {np.mean(np.abs(predicted - backdoor)):.3f}")
     print(f"  normalised linearised margin vs backdoor accuracy (β=1): Spearman {rho(margin, backdoor):6.3f}")
     same = all(r["baseline"] == r["baseline_fd"] for r in rows)
@@ -190,7 +192,7 @@ def report(rows: list[dict], betas: list[float], args: argparse.Namespace) -> No
           f"(/ the whole influence slope: median {np.median(whole):.1%}; the scale reuses the logits of "
           f"predict(X_test), as in a study)")
     print("Cost per trial relative to one clean training ((fit + slope) / fit):")
-    print(f"  influence slope:            median {np.median(influence_cost):.2f}×, mean "
+    print(f"  influence slope{' + estimate' if estimate == 'fine-tune' else ''}: median {np.median(influence_cost):.2f}×, mean "
           f"{influence_cost.mean():.2f}×, all trials together "
           f"{(fit.sum() + sum(r['influence_seconds'] for r in rows)) / fit.sum():.2f}×")
     print(f"  FD slope, one β:            median {np.median(fd_one):.2f}×, mean {fd_one.mean():.2f}×")
