@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs values × 2 widths × 1 seed")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, ...")
     parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"],
-                        help="mnist: 2000 training / 500 test images from --mnist-root (a held-out check)")
+                        help="mnist: 1400 training / 400 test images from --mnist-root (a held-out check)")
     parser.add_argument("--classes", type=int, nargs="+", default=None, help="a subset of classes, e.g. 3 5")
     parser.add_argument("--mnist-root", default=str(MNIST))
     args = parser.parse_args()
@@ -70,7 +70,7 @@ def main() -> None:
     rows = []
     data: dict[str, Any] = {} if args.classes is None else {"classes": args.classes}
     if args.dataset == "mnist":
-        data.update(n_train=2000, n_test=500, root=args.mnist_root)
+        data.update(n_train=1400, n_test=400, root=args.mnist_root)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         split = poison(load_dataset(args.dataset, seed=seed, **data), BadNets(size=3, seed=seed), fraction=0.1,
                        seed=seed)
