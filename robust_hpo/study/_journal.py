@@ -363,8 +363,20 @@ def _json_or_none(data: bytes) -> Any:
 UNSYNCED_OPERATIONS = frozenset({JournalOperation.SET_TRIAL_PARAM, JournalOperation.SET_TRIAL_USER_ATTR,
                                  JournalOperation.SET_TRIAL_SYSTEM_ATTR,
                                  JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE})
-"""Records of a RUNNING trial appended without ``fsync``: the trial's next state record (or any other
-record) syncs them with it, since ``fsync`` flushes the whole file."""
+"""Records of a RUNNING trial appended without ``fsync`` (with the creation of a trial that starts
+RUNNING): the trial's next state record (or any other record) syncs them with it, since ``fsync``
+flushes the whole file."""
+_RUNNING = 0  # optuna.trial.TrialState.RUNNING, as the journal records it
+
+
+def _needs_sync(log: Any) -> bool:
+    """Whether appending ``log`` must be fsync'd: everything except a running trial's own records."""
+    if not isinstance(log, dict):
+        return True
+    op = log.get("op_code")
+    if op == JournalOperation.CREATE_TRIAL:
+        return log.get("state", _RUNNING) != _RUNNING  # no state: a plain ask(), RUNNING
+    return op not in UNSYNCED_OPERATIONS
 
 
 class CheckedJournalBackend(JournalFileBackend):
@@ -376,10 +388,11 @@ class CheckedJournalBackend(JournalFileBackend):
     are :class:`StorageError` naming the file.
 
     Durability: every append reaches the kernel before it returns (a killed process loses nothing
-    it wrote). Appends that create or finish something — a study, its attributes, a trial, a trial's
-    state and values — are also ``fsync``-ed, which flushes every earlier line of the file with
-    them; a running trial's parameters and attributes (:data:`UNSYNCED_OPERATIONS`, 7 of a network
-    trial's 9 writes, each fsync 2–3 ms) are not. So a power loss can lose only the newest
+    it wrote). Appends that create or finish something — a study, its attributes, a waiting
+    (enqueued) trial, a trial's state and values — are also ``fsync``-ed, which flushes every
+    earlier line of the file with them; a running trial's own records — its creation, parameters
+    and attributes (:data:`UNSYNCED_OPERATIONS`, 8 of a network trial's 9 writes, each fsync
+    2–4 ms) — are not. So a power loss can lose only the newest
     parameters/attributes of trials still RUNNING — trials that are recovered as orphans anyway —
     never a finished trial's record; a torn tail it leaves is cut as above.
     """
@@ -409,7 +422,7 @@ class CheckedJournalBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
-        sync = any(not isinstance(log, dict) or log.get("op_code") not in UNSYNCED_OPERATIONS for log in logs)
+        sync = any(_needs_sync(log) for log in logs)
         with interrupts_deferred():  # a Ctrl-C neither tears the record nor leaves the lock taken
             self._append(data, sync=sync)
 

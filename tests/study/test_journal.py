@@ -441,8 +441,9 @@ def test_a_torn_backup_that_cannot_be_written_leaves_no_empty_file(tmp_path: Pat
 
 def test_a_finished_trial_is_synced_with_the_parameters_written_before_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parameters and attributes of a running trial are written without fsync; creating the study or a
-    trial and finishing a trial fsync (which flushes the earlier lines); every line is on disk at once."""
+    """A running trial's creation, parameters and attributes are written without fsync; finishing it,
+    enqueueing a trial and the study's own records fsync (which flushes the earlier lines); every
+    line is written at once."""
     path = tmp_path / "study.log"
     storage = JournalStorage(CheckedJournalBackend(path))
     study = optuna.create_study(study_name="s", storage=storage, directions=["maximize"])
@@ -461,8 +462,10 @@ def test_a_finished_trial_is_synced_with_the_parameters_written_before_it(
     trial.set_user_attr("record", {"a": 1})
     written = len(path.read_bytes().splitlines())
     assert written == after_create + 3          # written (visible to readers and a killed process's successor)
-    assert synced == [after_create]             # but only the trial's creation was synced
+    assert synced == []                         # but not synced: the trial is still running
     study.tell(trial, 0.5)
-    assert synced == [after_create, written + 1]  # the state record syncs itself and the lines before it
+    assert synced == [written + 1]              # the state record syncs itself and the lines before it
+    study.enqueue_trial({"x": 0.5, "n": 3})     # a waiting trial is synced at once
+    assert synced == [written + 1, written + 2]
     reread = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
     assert reread.trials[0].params.keys() == {"x", "n"} and reread.trials[0].user_attrs == {"record": {"a": 1}}
