@@ -192,7 +192,8 @@ def report(rows: list[dict], betas: list[float], args: argparse.Namespace) -> No
           f"(/ the whole influence slope: median {np.median(whole):.1%}; the scale reuses the logits of "
           f"predict(X_test), as in a study)")
     print("Cost per trial relative to one clean training ((fit + slope) / fit):")
-    print(f"  influence slope{' + estimate' if estimate == 'fine-tune' else ''}: median {np.median(influence_cost):.2f}×, mean "
+    label = "influence slope + estimate" if estimate == "fine-tune" else "influence slope"
+    print(f"  {label}: median {np.median(influence_cost):.2f}×, mean "
           f"{influence_cost.mean():.2f}×, all trials together "
           f"{(fit.sum() + sum(r['influence_seconds'] for r in rows)) / fit.sum():.2f}×")
     print(f"  FD slope, one β:            median {np.median(fd_one):.2f}×, mean {fd_one.mean():.2f}×")

@@ -271,11 +271,14 @@ def main() -> None:
               f"{np.median([s for o in mine for s in o.spread]):.3f}")
         if args.truth_seeds >= 2:  # the truth's own noise bounds any estimate's rank correlation with it
             half = args.truth_seeds // 2
-            first = [float(np.mean(runs[:half])) for o in mine for runs in o.runs]
-            second = [float(np.mean(runs[half:2 * half])) for o in mine for runs in o.runs]
+            def halves(outcomes: list[Outcome]) -> tuple[list[float], list[float]]:
+                runs = [r for o in outcomes for r in o.runs]
+                return ([float(np.mean(r[:half])) for r in runs], [float(np.mean(r[half:2 * half])) for r in runs])
+
+            first, second = halves(mine)
+            per_study = ", ".join(f"{_rho(*halves([o])):.2f}" for o in mine)
             print(f"    noise ceiling: Spearman between two independent {half}-seed truths (seeds split in "
-                  f"halves) {_rho(first, second):.3f} (per study "
-                  f"{', '.join(f'{_rho([float(np.mean(r[:half])) for r in o.runs], [float(np.mean(r[half:2 * half])) for r in o.runs]):.2f}' for o in mine)}); "
+                  f"halves) {_rho(first, second):.3f} (per study {per_study}); "
                   f"the estimate vs each half: {_rho(est, first):.3f}, {_rho(est, second):.3f}")
     costs = [o.cost for o in outcomes]
     print(f"cost: study wall time / its trials' clean trainings: median {np.median(costs):.2f}x, max "

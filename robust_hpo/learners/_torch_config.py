@@ -65,7 +65,7 @@ class NetworkSlopeOptions:
     hessian, last_layers, hessian_samples, cg_tol, cg_max_iter, solve_dtype: see
         ``InfluenceConfig`` (``last_layers = None`` means all parameters; ``solve_dtype`` is its dtype).
     estimate: how the β = 1 backdoor accuracy is estimated: "fine-tune" (default: a short poisoned
-        fine-tune of the clean network, ``robust_hpo.learners._torch_estimate``; ≈ 0.3 of a clean
+        fine-tune of the clean network, ``robust_hpo.learners._torch_estimate``; ≈ 0.35–0.4 of a clean
         training) or "linear" (the margins linearised from β = 0: free, but saturates at 0.9–1.0).
     """
 
