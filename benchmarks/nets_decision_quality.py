@@ -126,6 +126,7 @@ class Outcome:
     regrets: dict[str, float]
     estimates: list[float]
     truths: list[float]
+    runs: list[list[float]]
     spread: list[float]
     recommended: int
     predicted: float | None
@@ -182,7 +183,7 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> Outcome:
     regrets.update({"estimate only": mean[estimate_only.number] - best, "rank mix": mean[mix.number] - best})
     return Outcome(case=case, regrets=regrets,
                    estimates=[float(r.predicted_backdoor_accuracy) for r in records],
-                   truths=[mean[r.number] for r in records],
+                   truths=[mean[r.number] for r in records], runs=[truth[r.number] for r in records],
                    spread=[float(np.max(v) - np.min(v)) for v in truth.values()],
                    recommended=chosen.record.number, predicted=chosen.record.predicted_backdoor_accuracy,
                    true_recommended=mean[chosen.record.number], cost=study_seconds / fits,
@@ -268,6 +269,17 @@ def main() -> None:
               f"{', '.join(f'{w:.2f}' for w in within)}), mean |est − true| {err.mean():.3f}, off by > 0.2: "
               f"{np.mean(err > 0.2):.0%}; seed spread of the truth (max − min over seeds): median "
               f"{np.median([s for o in mine for s in o.spread]):.3f}")
+        if args.truth_seeds >= 2:  # the truth's own noise bounds any estimate's rank correlation with it
+            half = args.truth_seeds // 2
+            def halves(outcomes: list[Outcome]) -> tuple[list[float], list[float]]:
+                runs = [r for o in outcomes for r in o.runs]
+                return ([float(np.mean(r[:half])) for r in runs], [float(np.mean(r[half:2 * half])) for r in runs])
+
+            first, second = halves(mine)
+            per_study = ", ".join(f"{_rho(*halves([o])):.2f}" for o in mine)
+            print(f"    noise ceiling: Spearman between two independent {half}-seed truths (seeds split in "
+                  f"halves) {_rho(first, second):.3f} (per study {per_study}); "
+                  f"the estimate vs each half: {_rho(est, first):.3f}, {_rho(est, second):.3f}")
     costs = [o.cost for o in outcomes]
     print(f"cost: study wall time / its trials' clean trainings: median {np.median(costs):.2f}x, max "
           f"{max(costs):.2f}x (target <= 2.0x); studies {sum(o.study_seconds for o in outcomes):.0f} s, "

@@ -58,13 +58,14 @@ class NetworkSlopeOptions:
 
     method: "influence" (default: implicit differentiation at the clean network, no retraining) or
         "finite-difference" (Eq. 7: one retraining per β in ``betas``).
-    damping: "auto" (default) = twice the training horizon's damping ``(1 − momentum)/(lr · steps)``
-        (``2 × TrainingConfig.horizon_damping``; the factor is a calibration against Eq. 7's finite
-        difference, ``robust_hpo.learners.networks.HORIZON_FACTOR``), or a number ≥ 0; added to H + λI.
+    damping: "auto" (default) = a factor times the training horizon's damping ``(1 − momentum)/(lr ·
+        steps)`` (``TrainingConfig.horizon_damping``; the factor — 2 for the MLP, 2.75 for the CNN — is
+        a calibration against Eq. 7's finite difference, ``robust_hpo.learners.networks.HORIZON_FACTORS``),
+        or a number ≥ 0; added to H + λI.
     hessian, last_layers, hessian_samples, cg_tol, cg_max_iter, solve_dtype: see
         ``InfluenceConfig`` (``last_layers = None`` means all parameters; ``solve_dtype`` is its dtype).
     estimate: how the β = 1 backdoor accuracy is estimated: "fine-tune" (default: a short poisoned
-        fine-tune of the clean network, ``robust_hpo.learners._torch_estimate``; ≈ 0.3 of a clean
+        fine-tune of the clean network, ``robust_hpo.learners._torch_estimate``; ≈ 0.35–0.4 of a clean
         training) or "linear" (the margins linearised from β = 0: free, but saturates at 0.9–1.0).
     """
 

@@ -90,14 +90,18 @@ def train_network(build: Callable[[], nn.Module], config: TrainingConfig, X: np.
                   *, seed: int, sample_weight: np.ndarray | None = None,
                   X_poison: np.ndarray | None = None, y_poison: np.ndarray | None = None,
                   poison_weight: float | np.ndarray = 0.0, start: nn.Module | None = None,
-                  max_steps: int | None = None) -> nn.Module:
+                  max_steps: int | None = None, joint_batches: bool = False) -> nn.Module:
     """Build the network under ``seed`` and train it; returns it in eval mode on the config's device.
 
     ``X``, ``X_poison``: float32 inputs (n, ...); ``y``, ``y_poison``: class indices. ``sample_weight``
     (n,) weighs the clean points (default 1); ``poison_weight`` (a float β or an (m,) array) the
     poison points. ``start``: continue from a copy of this trained network instead of building one
     (a fine-tune; ``start`` itself is not modified); ``max_steps``: stop after this many SGD steps
-    (within ``config.epochs``). Raises ``FloatingPointError`` if the loss becomes non-finite (lower ``lr``).
+    (within ``config.epochs``). ``joint_batches``: each step's clean batch and poison share go through
+    the network in one forward/backward pass (the same loss, fewer passes — a small network's step
+    costs mostly its per-pass overhead — but not bit-identical to separate passes; used by the β = 1
+    estimate's fine-tune; the default keeps them apart so that β → 0 reproduces clean training's
+    clean-row arithmetic exactly). Raises ``FloatingPointError`` if the loss becomes non-finite (lower ``lr``).
     """
     device = resolve_device(config.device)
     n = len(X)
@@ -144,14 +148,23 @@ def train_network(build: Callable[[], nn.Module], config: TrainingConfig, X: np.
                 taken += 1
                 _train_mode(model)
                 index = torch.from_numpy(batch)
-                losses = F.cross_entropy(model(X_t[index].to(device)), y_t[index].to(device),
-                                         reduction="none")
-                total = (losses if w_t is None else losses * w_t[index.to(device)]).sum()
-                if use_poison and share is not None and len(share):
+                if joint_batches and use_poison and share is not None and len(share):
                     p_index = torch.from_numpy(share)
-                    p_losses = F.cross_entropy(model(Xp_t[p_index].to(device)), yp_t[p_index].to(device),
-                                               reduction="none")
-                    total = total + (p_losses * wp_t[p_index.to(device)]).sum()
+                    inputs = torch.cat([X_t[index], Xp_t[p_index]]).to(device)
+                    targets = torch.cat([y_t[index], yp_t[p_index]]).to(device)
+                    clean_weight = (torch.ones(len(batch), device=device) if w_t is None
+                                    else w_t[index.to(device)])
+                    weights = torch.cat([clean_weight, wp_t[p_index.to(device)]])
+                    total = (F.cross_entropy(model(inputs), targets, reduction="none") * weights).sum()
+                else:
+                    losses = F.cross_entropy(model(X_t[index].to(device)), y_t[index].to(device),
+                                             reduction="none")
+                    total = (losses if w_t is None else losses * w_t[index.to(device)]).sum()
+                    if use_poison and share is not None and len(share):
+                        p_index = torch.from_numpy(share)
+                        p_losses = F.cross_entropy(model(Xp_t[p_index].to(device)), yp_t[p_index].to(device),
+                                                   reduction="none")
+                        total = total + (p_losses * wp_t[p_index.to(device)]).sum()
                 loss = total / len(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

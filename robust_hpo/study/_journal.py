@@ -47,6 +47,7 @@ from typing import Any
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock  # the lock interface JournalFileBackend takes
+from optuna.storages.journal._storage import JournalOperation
 
 try:
     import fcntl
@@ -359,6 +360,25 @@ def _json_or_none(data: bytes) -> Any:
         return None
 
 
+UNSYNCED_OPERATIONS = frozenset({JournalOperation.SET_TRIAL_PARAM, JournalOperation.SET_TRIAL_USER_ATTR,
+                                 JournalOperation.SET_TRIAL_SYSTEM_ATTR,
+                                 JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE})
+"""Records of a RUNNING trial appended without ``fsync`` (with the creation of a trial that starts
+RUNNING): the trial's next state record (or any other record) syncs them with it, since ``fsync``
+flushes the whole file."""
+_RUNNING = 0  # optuna.trial.TrialState.RUNNING, as the journal records it
+
+
+def _needs_sync(log: Any) -> bool:
+    """Whether appending ``log`` must be fsync'd: everything except a running trial's own records."""
+    if not isinstance(log, dict):
+        return True
+    op = log.get("op_code")
+    if op == JournalOperation.CREATE_TRIAL:
+        return log.get("state", _RUNNING) != _RUNNING  # no state: a plain ask(), RUNNING
+    return op not in UNSYNCED_OPERATIONS
+
+
 class CheckedJournalBackend(JournalFileBackend):
     """Optuna's journal file backend that never appends after a torn or damaged last record.
 
@@ -366,6 +386,15 @@ class CheckedJournalBackend(JournalFileBackend):
     ``<journal>.torn-<time>``, reported on stderr); a complete last line that is not a record raises
     :class:`StorageError` naming the file and :func:`repair_command`. Write errors (a full disk)
     are :class:`StorageError` naming the file.
+
+    Durability: every append reaches the kernel before it returns (a killed process loses nothing
+    it wrote). Appends that create or finish something — a study, its attributes, a waiting
+    (enqueued) trial, a trial's state and values — are also ``fsync``-ed, which flushes every
+    earlier line of the file with them; a running trial's own records — its creation, parameters
+    and attributes (:data:`UNSYNCED_OPERATIONS`, 8 of a network trial's 9 writes, each fsync
+    2–4 ms) — are not. So a power loss can lose only the newest
+    parameters/attributes of trials still RUNNING — trials that are recovered as orphans anyway —
+    never a finished trial's record; a torn tail it leaves is cut as above.
     """
 
     def __init__(self, path: str | Path, *, lock_grace: float = DEFAULT_LOCK_GRACE,
@@ -393,17 +422,19 @@ class CheckedJournalBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
+        sync = any(_needs_sync(log) for log in logs)
         with interrupts_deferred():  # a Ctrl-C neither tears the record nor leaves the lock taken
-            self._append(data)
+            self._append(data, sync=sync)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, *, sync: bool = True) -> None:
         self._lock.acquire()
         try:
             handle = os.open(self.path, os.O_RDWR | os.O_APPEND)
             try:
                 self._check_tail(handle)
                 _write_all(handle, data)
-                os.fsync(handle)
+                if sync:
+                    os.fsync(handle)
             finally:
                 os.close(handle)
         except OSError as exc:

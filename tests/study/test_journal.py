@@ -437,3 +437,35 @@ def test_a_torn_backup_that_cannot_be_written_leaves_no_empty_file(tmp_path: Pat
         backend.append_logs([{"op_code": 2, "worker_id": "w", "study_id": 0, "user_attr": {"k": 1}}])
     monkeypatch.undo()
     assert list(tmp_path.glob("study.log.torn-*")) == []
+
+
+def test_a_finished_trial_is_synced_with_the_parameters_written_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running trial's creation, parameters and attributes are written without fsync; finishing it,
+    enqueueing a trial and the study's own records fsync (which flushes the earlier lines); every
+    line is written at once."""
+    path = tmp_path / "study.log"
+    storage = JournalStorage(CheckedJournalBackend(path))
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize"])
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(len(path.read_bytes().splitlines()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    trial = study.ask()
+    after_create = len(path.read_bytes().splitlines())
+    trial.suggest_float("x", 0, 1)
+    trial.suggest_int("n", 1, 9)
+    trial.set_user_attr("record", {"a": 1})
+    written = len(path.read_bytes().splitlines())
+    assert written == after_create + 3          # written (visible to readers and a killed process's successor)
+    assert synced == []                         # but not synced: the trial is still running
+    study.tell(trial, 0.5)
+    assert synced == [written + 1]              # the state record syncs itself and the lines before it
+    study.enqueue_trial({"x": 0.5, "n": 3})     # a waiting trial is synced at once
+    assert synced == [written + 1, written + 2]
+    reread = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    assert reread.trials[0].params.keys() == {"x", "n"} and reread.trials[0].user_attrs == {"record": {"a": 1}}
