@@ -72,14 +72,18 @@ def measure(est: object, data: tuple[np.ndarray, ...], repeats: int, X_test: np.
 
     def fit_and_slope() -> float:
         """As a study's trial: fit, accuracy on the clean test set (not timed: not part of either
-        side), slope with margins (their scale reuses the accuracy's decision values)."""
+        side), slope with margins (their scale reuses the accuracy's decision values). The β = 1
+        refit that ``derivative`` adds for the backdoor-accuracy estimate is not the slope (it is
+        kept out of ``slope_seconds``): it is timed apart, as the ``+est`` column."""
         start = time.perf_counter()
         model = slope_model(est).fit(Xc, yc)
         fitted = time.perf_counter()
         model.predict(X_test)
         resumed = time.perf_counter()
         last["result"] = model.derivative(Xp, yp, Xt, yt, X_test=X_test, y_test=y_test)
-        return (fitted - start) + (time.perf_counter() - resumed)
+        estimate = last["result"].details.get("estimate_seconds", 0.0)
+        last["estimate"] = estimate
+        return (fitted - start) + (time.perf_counter() - resumed) - estimate
 
     def fit_and_refit() -> None:
         clone(est).fit(Xc, yc)
@@ -91,12 +95,13 @@ def measure(est: object, data: tuple[np.ndarray, ...], repeats: int, X_test: np.
         fitted = time.perf_counter()
         model.predict(X_test)
         resumed = time.perf_counter()
-        model.derivative(Xp, yp, Xt, yt, X_test=X_test, y_test=y_test)
-        return (fitted - start) + (time.perf_counter() - resumed)
+        r = model.derivative(Xp, yp, Xt, yt, X_test=X_test, y_test=y_test)
+        return (fitted - start) + (time.perf_counter() - resumed) - r.details.get("estimate_seconds", 0.0)
 
     variants = {"fit": fit, "slope": fit_and_slope, "refit": fit_and_refit, "cached": fit_and_slope_cached}
     times: dict[str, list[float]] = {k: [] for k in variants}
     margin_share: list[float] = []
+    estimates: list[float] = []
     for _ in range(repeats):
         for name, fn in variants.items():
             start = time.perf_counter()
@@ -105,12 +110,14 @@ def measure(est: object, data: tuple[np.ndarray, ...], repeats: int, X_test: np.
             if name == "slope":
                 r = last["result"]
                 margin_share.append(r.details["margins_seconds"] / max(r.slope_seconds, 1e-12))
+                estimates.append(last["estimate"])
     med = {k: statistics.median(v) for k, v in times.items()}
     r = last["result"]
     steps = r.details.get("newton_steps", r.details.get("active_set_steps", 0))
     how = f"{r.method} {r.details.get('cg_iterations', '')}/{steps}".replace(" /", " -/")
     return {"fit": med["fit"], "slope": med["slope"], "refit": med["refit"], "cached": med["cached"],
-            "value": r.slope, "margins": statistics.median(margin_share), "how": how}
+            "value": r.slope, "margins": statistics.median(margin_share), "how": how,
+            "estimate": statistics.median(estimates)}
 
 
 def multiclass_learners() -> list[tuple[str, float, object]]:
@@ -190,23 +197,48 @@ def large_linear_svm(C: float = 0.1, n_train: int = 8000) -> str:
             f"<= 0.5; refit: {'refit_tol' in result.details}), slope solve {solve:.3f} s")
 
 
+def large_n_data(n_clean: int = 50_000, d: int = 200, fraction: float = 0.05, n_test: int = 1000,
+                 seed: int = 0) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """A synthetic two-class problem at n_clean rows (``make_classification``, d features); the poison
+    (``fraction`` of n_clean) and the triggered points are class-0 rows with the last 5 features set
+    to 3 (a trigger pattern), labelled 1. Returns (data, X_test, y_test)."""
+    from sklearn.datasets import make_classification
+
+    m = int(fraction * n_clean)
+    X, y = make_classification(n_samples=n_clean + n_test + 2 * (m + n_test), n_features=d, n_informative=20,
+                               flip_y=0.02, random_state=seed)
+    Xc, yc = X[:n_clean], y[:n_clean]
+    rest, y_rest = X[n_clean:], y[n_clean:]
+    X_test, y_test = rest[:n_test], y_rest[:n_test]
+    source = rest[n_test:][y_rest[n_test:] == 0]
+    Xp, Xt = source[:m].copy(), source[m:m + n_test // 2].copy()
+    Xp[:, -5:] = Xt[:, -5:] = 3.0
+    ones = np.ones(len(Xp), dtype=y.dtype), np.ones(len(Xt), dtype=y.dtype)
+    return (Xc, yc, Xp, ones[0], Xt, ones[1]), X_test, y_test
+
+
 def random_features(X: np.ndarray, d: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     R = rng.standard_normal((X.shape[1], d)) / np.sqrt(X.shape[1])
     return np.maximum(X @ R, 0.0)
 
 
-HEADER = (f"{'learner':<11} {'C':>7} {'fit s':>8} {'fit+slope s':>12} {'fit+refit s':>12} "
-          f"{'(a) <=1.3':>10} {'(b) >=1.8':>10} {STUDY_COL:>11} {'marg':>6} {'slope':>7}  how")
+def header(target: float) -> str:
+    return (f"{'learner':<11} {'C':>7} {'fit s':>8} {'fit+slope s':>12} {'fit+refit s':>12} "
+            f"{f'(a) <={target:g}':>10} {'(b) >=1.8':>10} {STUDY_COL:>11} {'+est':>6} {'marg':>6} {'slope':>7}  how")
 
 
-def row(name: str, C: float, m: dict[str, object]) -> str:
+HEADER = header(1.3)
+
+
+def row(name: str, C: float, m: dict[str, object], target: float = 1.3) -> str:
+    """One table row; ``+est``: (a) with the β = 1 refit of the backdoor-accuracy estimate included."""
     a = m["slope"] / m["fit"]
     b = m["refit"] / m["slope"]
-    flag = ("" if a <= 1.3 else " a") + ("" if b >= 1.8 else " b")
+    flag = ("" if a <= target else " a") + ("" if b >= 1.8 else " b")
     return (f"{name:<11} {C:>7g} {m['fit']:>8.3f} {m['slope']:>12.3f} {m['refit']:>12.3f} "
-            f"{a:>10.2f} {b:>10.2f} {m['cached'] / m['fit']:>11.2f} {100 * m['margins']:>5.1f}% "
-            f"{m['value']:>7.3f}  {m['how']}{'  MISSED:' + flag if flag else ''}")
+            f"{a:>10.2f} {b:>10.2f} {m['cached'] / m['fit']:>11.2f} {(m['slope'] + m['estimate']) / m['fit']:>6.2f} "
+            f"{100 * m['margins']:>5.1f}% {m['value']:>7.3f}  {m['how']}{'  MISSED:' + flag if flag else ''}")
 
 
 def main() -> None:
@@ -219,7 +251,10 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="one learner family (logistic, ridge, linear_svm, rbf_svm, ...)")
     parser.add_argument("--skip-multiclass", action="store_true", help="no K = 10 digits rows")
     parser.add_argument("--large-svm", action="store_true", help="also the linear SVM at n_clean = 7,200 (minutes)")
+    parser.add_argument("--large-n", action="store_true",
+                        help="also logistic and ridge at n_clean = 50,000 (synthetic, d = 200, 5 %% poison; minutes)")
     args = parser.parse_args()
+    target = 1.5 if args.threads == 1 else 1.3  # issue 20: binary (a) <= 1.5 at one thread, <= 1.3 at default
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     split, source = mnist_pair_split((7, 1))
     print(limit_blas_threads(args.threads))
@@ -227,15 +262,24 @@ def main() -> None:
     X_test = split.X_test.reshape(len(split.X_test), -1).astype(np.float64)
     print(f"data: {source}; n_clean={len(data[0])}, n_poison={len(data[2])}, n_trigger={len(data[4])}")
     if not args.skip_pixels:
-        print(HEADER)
-        print("-" * len(HEADER))
+        print(header(target))
+        print("-" * len(header(target)))
         for name, C, est in learners():
             if args.only in (None, name):
-                print(row(name, C, measure(est, data, args.repeats, X_test, split.y_test)), flush=True)
+                print(row(name, C, measure(est, data, args.repeats, X_test, split.y_test), target), flush=True)
         if args.only in (None, "ridge"):
             print(public_ridge(data, args.repeats), flush=True)
     if args.large_svm:
         print(large_linear_svm(), flush=True)
+    if args.large_n:
+        big, X_big, y_big = large_n_data()
+        print(f"\nsynthetic, n_clean = {len(big[0])}, d = {big[0].shape[1]}, n_poison = {len(big[2])} (5 %), "
+              f"n_trigger = {len(big[4])}")
+        print(header(target))
+        print("-" * len(header(target)))
+        for name, C, est in learners():
+            if args.only in (None, name) and name in ("logistic", "ridge"):
+                print(row(name, C, measure(est, big, args.repeats, X_big, y_big), target), flush=True)
     if not args.skip_multiclass:
         ten, X10, y10 = digits_ten()
         print(f"\nK = 10 classes (digits, n_clean = {len(ten[0])}, n_poison = {len(ten[2])}, "
@@ -251,11 +295,12 @@ def main() -> None:
     feats = [random_features(A, 9216) for A in (Xc, Xp, Xt, X_test)]
     fdata = (feats[0], yc, feats[1], yp, feats[2], yt)
     print(f"\nthe four learners on d = 9216 random ReLU features (the size of AlexNet's), n_clean = {len(Xc)}")
-    print(HEADER)
-    print("-" * len(HEADER))
+    print(header(target))
+    print("-" * len(header(target)))
     for name, C, est in learners(rbf_gamma=1.0 / 9216):
         if args.only in (None, name):
-            print(row(name, C, measure(est, fdata, max(3, args.repeats // 2), feats[3], split.y_test)), flush=True)
+            print(row(name, C, measure(est, fdata, max(3, args.repeats // 2), feats[3], split.y_test), target),
+                  flush=True)
 
 
 if __name__ == "__main__":

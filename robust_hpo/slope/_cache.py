@@ -71,6 +71,15 @@ class GramCache:
         """``X Xᵀ`` (n×n)."""
         return self._get(X, "outer", lambda: X @ X.T)
 
+    def used_features(self, X: np.ndarray) -> np.ndarray:
+        """Indices of the columns of ``X`` some row uses (nonzero somewhere)."""
+        from robust_hpo.slope._hessian import used_features
+
+        slot = self._slot(X)  # not a Gram product: not counted in hits / misses
+        if "used" not in slot:
+            slot["used"] = used_features(X)
+        return slot["used"]
+
     def inner(self, X: np.ndarray) -> np.ndarray | None:
         """``Xᵀ X`` (d×d), or ``None`` when d exceeds ``max_primal_features``."""
         if X.shape[1] > self.max_primal_features:

@@ -75,11 +75,32 @@ def _factor_flops(space: str, n: int, d: int, gram_cached: bool) -> float:
     return (0.0 if gram_cached else n * n * d) + n ** 3 / 3.0
 
 
-FACTOR_FLOP_SPEEDUP = 2.0
+FACTOR_FLOP_SPEEDUP = 3.0
 """Flops per second of a dense factorisation (SYRK/GEMM + Cholesky) over those of conjugate
-gradients' thin products ``X V`` / ``Xᵀ U``, which stream X from memory once per iteration. Measured
-at one BLAS thread on the 2-core development machine: 1–3 (n = 1350, d = 784: ≈ 1; d = 9216: ≈ 2–3;
-n = 4000: ≈ 2–3); a constant, not a timing, so that the choice is reproducible."""
+gradients' thin products ``X V`` / ``Xᵀ U`` when X fits in the cache (at most
+:data:`CACHED_DESIGN_BYTES`). Measured at one BLAS thread on the 2-core development machine:
+3–4 (n = 1350, d = 550 used pixels); a constant, not a timing, so that the choice is reproducible."""
+
+STREAMED_SPEEDUP = 3.0
+"""The further factor when X does not fit in the cache: every CG iteration streams it from memory,
+while the factorisation's blocked products stay compute-bound. Measured with the above: 10 (n = 1350,
+d = 9216) and 27 (n = 50,000, d = 200) in all; 3 × 3 = 9 is taken."""
+
+CACHED_DESIGN_BYTES = 8 * 2 ** 20
+"""Designs up to this size (8 n d bytes on the used features) count as cache-resident."""
+
+UPFRONT_ITERATIONS = 10
+"""A factorisation that costs no more than this many CG iterations is built before any: conjugate
+gradients to ``SOLVE_RTOL`` practically never take fewer (e.g. n ≫ d: Xᵀ D X of n = 50,000 rows and
+d = 200 costs about two iterations)."""
+
+STALE_UPFRONT_ITERATIONS = 2
+"""As :data:`UPFRONT_ITERATIONS` when a factorisation at an earlier curvature (the previous Newton
+step) preconditions the solve: CG then needs a few iterations only, so a new factorisation must be
+cheaper than this many."""
+
+GRAM_BLOCK_BYTES = 4 * 2 ** 20
+"""Xᵀ diag(q) X is summed over row blocks of about this size (a scaled copy of a block, not of X)."""
 
 SWITCH_MARGIN = 1.5
 """Conjugate gradients hand over only when their remaining work exceeds the factorisation's by this
@@ -103,6 +124,7 @@ class _Design:
     methods: list[str] = field(default_factory=list)
     _row_norms: np.ndarray | None = None
     _active: tuple[np.ndarray | None, np.ndarray] | None = None
+    _used: tuple[np.ndarray | None] | None = None
 
     @property
     def row_norms(self) -> np.ndarray:
@@ -111,13 +133,24 @@ class _Design:
             self._row_norms = np.einsum("ij,ij->i", self.X, self.X) + (1.0 if self.fit_intercept else 0.0)
         return self._row_norms
 
+    def used(self) -> np.ndarray | None:
+        """Indices of the features some training point uses (None: all)."""
+        if self._used is None:
+            used = self.cache.used_features(self.X) if self.cache is not None else used_features(self.X)
+            self._used = (None if used.size == self.X.shape[1] else used,)
+        return self._used[0]
+
+    @property
+    def d_used(self) -> int:
+        used = self.used()
+        return self.X.shape[1] if used is None else int(used.size)
+
     def active(self) -> tuple[np.ndarray | None, np.ndarray]:
         """(indices of the features some training point uses — None: all —, X on those features):
         the factorisations leave the others out (their block of H is r_w I)."""
         if self._active is None:
-            used = np.flatnonzero(np.any(self.X != 0, axis=0))
-            self._active = (None, self.X) if used.size == self.X.shape[1] else \
-                (used, np.ascontiguousarray(self.X[:, used]))
+            used = self.used()
+            self._active = (None, self.X) if used is None else (used, np.take(self.X, used, axis=1))
         return self._active
 
 
@@ -208,10 +241,14 @@ class LinearModelHessian:
             return factor.solve(V)
         if self.space in ("primal", "dual"):
             return self._factorise(self.space).solve(V)
+        factor_work = None if self.space == "cg" else self._cheaper_factorisation()[1] / self._speedup()
+        iteration_work = V.shape[1] * (4.0 * self.n * self._d_used() + self._precondition_flops(factor))
+        if factor_work is not None and factor_work <= (UPFRONT_ITERATIONS if factor is None else
+                                                       STALE_UPFRONT_ITERATIONS) * iteration_work:
+            return self._factorise(None).solve(V)
         precondition = factor.solve if factor is not None else self._subset().solve
-        factor_work = None if self.space == "cg" else \
-            self._cheaper_factorisation()[1] / FACTOR_FLOP_SPEEDUP * SWITCH_MARGIN
-        iteration_work = V.shape[1] * (4.0 * self.n * self.d + self._precondition_flops(factor))
+        if factor_work is not None:
+            factor_work *= SWITCH_MARGIN
         best = [math.inf]
 
         def monitor(iteration: int, residual: float, initial: float, seconds: float) -> bool:
@@ -254,11 +291,20 @@ class LinearModelHessian:
         k = self._design.subset_size
         return 4.0 * k * self.d + 2.0 * k * k
 
+    def _d_used(self) -> int:
+        """The number of features some training point uses (the factorisations work on those)."""
+        return self._design.d_used
+
+    def _speedup(self) -> float:
+        """Factorisation flops per CG flop for this design (:data:`FACTOR_FLOP_SPEEDUP`, times
+        :data:`STREAMED_SPEEDUP` when X does not fit in the cache): from the shape only."""
+        streamed = 8.0 * self.n * self._d_used() > CACHED_DESIGN_BYTES
+        return FACTOR_FLOP_SPEEDUP * (STREAMED_SPEEDUP if streamed else 1.0)
+
     def _cheaper_factorisation(self) -> tuple[str, float]:
-        """The cheaper factorisation and its flops (d: all features — an upper bound when some are
-        unused)."""
+        """The cheaper factorisation and its flops (d: the features some training point uses)."""
         D = self._design
-        n, d = self.n, self.d
+        n, d = self.n, self._d_used()
         # constant curvature (ridge): XᵀX is data-only, computed once per training array and reused by
         # every later trial of a study — its cost is amortised, so it is not counted even the first time
         inner = D.cache is not None and self._constant and d <= D.cache.max_primal_features
@@ -380,8 +426,7 @@ class _Primal(_Factor):
                 gram = gram[np.ix_(self.active, self.active)]
             G = gram * q[0]
         else:
-            W = self.X * np.sqrt(q)[:, None]
-            G = W.T @ W  # numpy's syrk: half the flops of a general product
+            G = _weighted_gram(self.X, q)
         G[np.diag_indices_from(G)] += D.r_w
         if D.fit_intercept:
             H = np.empty((d + 1, d + 1))
@@ -434,6 +479,35 @@ class _Dual(_Factor):
         out[:-1] = Ainv - self.a_solved[:, None] * x_b
         out[-1] = x_b
         return out
+
+
+def used_features(X: np.ndarray) -> np.ndarray:
+    """Indices of the columns of X with a nonzero entry (row blocks: no n×d temporary)."""
+    n, d = X.shape
+    rows = max(1, GRAM_BLOCK_BYTES // (8 * max(d, 1)))
+    used = np.zeros(d, dtype=bool)
+    for start in range(0, n, rows):
+        used |= np.any(X[start:start + rows] != 0, axis=0)
+    return np.flatnonzero(used)
+
+
+def _weighted_gram(X: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``Xᵀ diag(q) X`` (q ≥ 0) by numpy's syrk (half the flops of a general product) over row blocks
+    of :data:`GRAM_BLOCK_BYTES`: the scaled copy is of one block, which stays in the cache, not of X."""
+    n, d = X.shape
+    s = np.sqrt(q)
+    rows = max(1, GRAM_BLOCK_BYTES // (8 * max(d, 1)))
+    if rows >= n:
+        W = X * s[:, None]
+        return W.T @ W
+    G = np.zeros((d, d))
+    W = np.empty((rows, d))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        block = W[: stop - start]
+        np.multiply(X[start:stop], s[start:stop, None], out=block)
+        G += block.T @ block
+    return G
 
 
 def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
