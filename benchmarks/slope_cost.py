@@ -153,8 +153,9 @@ def digits_ten(n_train: int = 1200, fraction: float = 0.1, seed: int = 0):
     return (Xc, yc, Xp, np.zeros(len(Xp), dtype=yc.dtype), Xt, np.zeros(len(Xt), dtype=yc.dtype)), Xr, yr
 
 
-def public_ridge(data: tuple[np.ndarray, ...], repeats: int, alpha: float = 5.0) -> str:
-    """The plain public call next to the fit, and where its time goes (validation, fit, polish, solve)."""
+def public_ridge(data: tuple[np.ndarray, ...], repeats: int, alpha: float = 5.0, target: float = 1.5) -> str:
+    """The plain public call next to the fit, and where its time goes (validation, fit, polish, solve,
+    and the β = 1 refit that ``backdoor_slope`` makes for its backdoor-accuracy estimate)."""
     Xc, yc, Xp, yp, Xt, yt = (a.astype(np.float64) if a.dtype.kind == "f" else a for a in data)
     est = RidgeClassifier(alpha=alpha)
     fits, calls, parts = [], [], []
@@ -165,13 +166,15 @@ def public_ridge(data: tuple[np.ndarray, ...], repeats: int, alpha: float = 5.0)
         start = time.perf_counter()
         result = backdoor_slope(est, Xc, yc, Xp, yp, Xt, yt)
         calls.append(time.perf_counter() - start)
-        parts.append((result.fit_seconds, result.slope_seconds))
+        parts.append((result.fit_seconds, result.slope_seconds, result.details.get("estimate_seconds", 0.0)))
     fit, call = statistics.median(fits), statistics.median(calls)
-    sk_fit, slope = (statistics.median(p[i] for p in parts) for i in range(2))
+    sk_fit, slope, estimate = (statistics.median(p[i] for p in parts) for i in range(3))
+    without = statistics.median(c - p[2] for c, p in zip(calls, parts))
     return (f"public backdoor_slope(RidgeClassifier(alpha={alpha:g}), ...) on float64 pixels: fit {fit:.3f} s, "
-            f"call {call:.3f} s, (a) = {call / fit:.2f} (target <= 1.5); inside the call: scikit-learn fit "
-            f"{sk_fit:.3f} s, slope {slope:.3f} s ({result.method}, {result.details.get('cg_iterations')} CG "
-            f"products), validation and the rest {call - sk_fit - slope:.3f} s")
+            f"call {call:.3f} s; (a) without the β = 1 refit estimate = {without / fit:.2f} (target <= {target:g}), "
+            f"with it = {call / fit:.2f}; inside the call: scikit-learn fit {sk_fit:.3f} s, slope {slope:.3f} s "
+            f"({result.method}, {result.details.get('cg_iterations')} CG products), β = 1 refit estimate "
+            f"{estimate:.3f} s, validation and the rest {call - sk_fit - slope - estimate:.3f} s")
 
 
 def large_linear_svm(C: float = 0.1, n_train: int = 8000) -> str:
@@ -268,7 +271,7 @@ def main() -> None:
             if args.only in (None, name):
                 print(row(name, C, measure(est, data, args.repeats, X_test, split.y_test), target), flush=True)
         if args.only in (None, "ridge"):
-            print(public_ridge(data, args.repeats), flush=True)
+            print(public_ridge(data, args.repeats, target=target), flush=True)
     if args.large_svm:
         print(large_linear_svm(), flush=True)
     if args.large_n:
