@@ -233,6 +233,39 @@ class LinearModelHessian:
         out = self._solve(V, rtol, None if x0 is None else np.reshape(np.asarray(x0, dtype=np.float64), V.shape))
         return out[:, 0] if vector else out
 
+    def solve_with_rows(self, v: np.ndarray, X_rows: np.ndarray, q_rows: np.ndarray, *,
+                        rtol: float = SOLVE_RTOL) -> np.ndarray:
+        """``(H + Z_rᵀ diag(q_r) Z_r)⁻¹ v`` (``Z_r = [X_r, 1]``, ``q_r > 0``): the Hessian of the same
+        objective with m more training rows (a quadratic loss: the model refitted with them is one
+        Newton step away). On a factorisation at this curvature by Woodbury — one solve with the m rows
+        as right-hand sides and an m×m Cholesky; otherwise by conjugate gradients on the updated matrix,
+        preconditioned as H's solves are (P ≤ H ≤ the updated matrix), falling back to a factorisation."""
+        v = np.asarray(v, dtype=np.float64)
+        vector = v.ndim == 1
+        V = v[:, None] if vector else v
+        q_rows = np.asarray(q_rows, dtype=np.float64)
+        Z = np.hstack([X_rows, np.ones((X_rows.shape[0], 1))]) if self.fit_intercept else np.asarray(X_rows)
+        D = self._design
+        factor = D.factor
+        if factor is None or factor.q is not self.q:
+            precondition = factor.solve if factor is not None else self._subset().solve
+
+            def matmat(W: np.ndarray) -> np.ndarray:
+                return self._matmat(W) + Z.T @ (q_rows[:, None] * (Z @ W))
+
+            with one_blas_thread:
+                result = block_pcg(matmat, V, precondition, rtol=rtol, maxiter=max(50, 4 * (self.d + 1)))
+            D.iterations += result.iterations
+            if result.converged:
+                return result.x[:, 0] if vector else result.x
+            factor = self._factorise(None)
+        A = factor.solve(V)
+        B = factor.solve(np.ascontiguousarray(Z.T))  # H⁻¹ Z_rᵀ
+        S = Z @ B
+        S[np.diag_indices_from(S)] += 1.0 / q_rows
+        out = A - B @ _cho_solve(_cholesky(S, "the row update's capacitance matrix"), Z @ A)
+        return out[:, 0] if vector else out
+
     def _solve(self, V: np.ndarray, rtol: float, x0: np.ndarray | None) -> np.ndarray:
         D = self._design
         factor = D.factor

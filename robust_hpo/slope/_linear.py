@@ -175,7 +175,7 @@ class _LinearModelSlope(ConvexSlopeModel):
                 f"{fitted:.2e}; {steps} Newton polishing steps reached {residual:.2e}, above the limit "
                 f"{RESIDUAL_LIMIT:g} at which the slope is exact: lower tol or raise max_iter"
             )
-        self._w, self._b = w, b
+        self._w, self._b, self._grad = w, b, grad
         return hessian, {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
 
     def _line_search(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float, f: np.ndarray,
@@ -328,6 +328,22 @@ class RidgeSlope(_LinearModelSlope):
 
     def _constant_curvature(self) -> bool:
         return True
+
+    def margins_at_one(self, a: Attack) -> np.ndarray | None:
+        """The triggered points' margins ``t f(x̃)`` of the model refitted at β = 1 on clean ∪ poison, in
+        closed form: the objective is quadratic, so that optimum is one Newton step from the clean one,
+        ``θ₁ = θ* − (H + 2c Z_pᵀ Z_p)⁻¹ (∇F(θ*) + c Σ_p ℓ'(t_p, f_p) z_p)``, solved on the slope's
+        Hessian (:meth:`LinearModelHessian.solve_with_rows`) — the optimum scikit-learn's refit reaches,
+        without its fit. None (refit with scikit-learn) with several classes, a pipeline or class weights."""
+        if self._multi is not None or self.preprocessing is not None or self.weights_.spec is not None:
+            return None
+        with one_blas_thread:
+            g = self._grad + self._c * self._gradient(a.X_poison, self._poison_grad(a))
+            u = self._hessian.solve_with_rows(g, a.X_poison, np.full(a.X_poison.shape[0], 2.0 * self._c))
+            self._record_solver()
+            w = self._w - u[: self._w.size]
+            b = self._b - (float(u[-1]) if self._fit_intercept else 0.0)
+            return a.t_trigger * (a.X_trigger @ w + b)
 
     @staticmethod
     def pointwise_loss(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:

@@ -65,3 +65,26 @@ def test_factorised_before_cg_with_a_default_tolerance_fit_matches_refits(monkey
         assert any(flat)  # the last step was below the objective's rounding
     reference = _refit_derivative(C, problem)
     assert abs(result.derivative - reference) <= 1e-3 * abs(reference)
+
+
+@pytest.mark.parametrize("alpha, shape, fit_intercept, weighted", [
+    (0.5, (200, 6), True, False),      # factorised first: Woodbury on the factorisation
+    (1000.0, (600, 300), True, False), # conjugate gradients on the updated matrix
+    (1e-3, (600, 300), True, True),    # CG hands over to a factorisation (Woodbury); sample weights
+    (2.0, (80, 200), False, False),    # d > n (dual), no intercept
+])
+def test_ridge_closed_form_refit_matches_scikit_learns_refit(alpha, shape, fit_intercept, weighted):
+    """The β = 1 estimate of a binary ridge classifier without its refit: the margins of the model
+    retrained on clean ∪ poison, against scikit-learn's own retraining."""
+    from sklearn.linear_model import RidgeClassifier
+
+    X, y, Xp, yp, Xt, yt = make_backdoor_problem(5, n=shape[0], d=shape[1])
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, size=len(X)) if weighted else None
+    est = RidgeClassifier(alpha=alpha, fit_intercept=fit_intercept)
+    result = slope_model(est).fit(X, y, sample_weight=sw).derivative(Xp, yp, Xt, yt)
+    assert result.details["refit"] == "closed-form"
+    retrained = RidgeClassifier(alpha=alpha, fit_intercept=fit_intercept, solver="cholesky").fit(
+        np.vstack([X, Xp]), np.concatenate([y, yp]),
+        sample_weight=np.concatenate([np.ones(len(X)) if sw is None else sw, np.ones(len(Xp))]))
+    expected = np.where(yt == retrained.classes_[1], 1.0, -1.0) * retrained.decision_function(Xt)
+    assert np.allclose(result.margins.at_one, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
