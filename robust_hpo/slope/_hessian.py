@@ -48,7 +48,7 @@ from scipy import linalg
 from scipy.linalg.lapack import dpotrs as _dpotrs
 
 from robust_hpo.errors import SingularHessianError, ValidationError
-from robust_hpo.slope._cache import GramCache
+from robust_hpo.slope._cache import GramCache, used_features
 from robust_hpo.slope._krylov import block_pcg, one_blas_thread
 
 Space = Literal["auto", "primal", "dual", "cg"]
@@ -512,16 +512,6 @@ class _Dual(_Factor):
         out[:-1] = Ainv - self.a_solved[:, None] * x_b
         out[-1] = x_b
         return out
-
-
-def used_features(X: np.ndarray) -> np.ndarray:
-    """Indices of the columns of X with a nonzero entry (row blocks: no n×d temporary)."""
-    n, d = X.shape
-    rows = max(1, GRAM_BLOCK_BYTES // (8 * max(d, 1)))
-    used = np.zeros(d, dtype=bool)
-    for start in range(0, n, rows):
-        used |= np.any(X[start:start + rows] != 0, axis=0)
-    return np.flatnonzero(used)
 
 
 def _weighted_gram(X: np.ndarray, q: np.ndarray) -> np.ndarray:
