@@ -260,11 +260,41 @@ class LinearModelHessian:
             if result.converged:
                 return result.x[:, 0] if vector else result.x
             factor = self._factorise(None)
+        if isinstance(factor, _Primal):
+            d, m = factor.L.shape[0], Z.shape[0]
+            if m * d * d + d ** 3 / 3.0 < 2.0 * d * d * m + m * m * d + m ** 3 / 3.0:
+                return self._solve_updated_primal(factor, V, Z, q_rows, vector)
         A = factor.solve(V)
         B = factor.solve(np.ascontiguousarray(Z.T))  # H⁻¹ Z_rᵀ
         S = Z @ B
         S[np.diag_indices_from(S)] += 1.0 / q_rows
         out = A - B @ _cho_solve(_cholesky(S, "the row update's capacitance matrix"), Z @ A)
+        return out[:, 0] if vector else out
+
+    def _solve_updated_primal(self, factor: "_Primal", V: np.ndarray, Z: np.ndarray, q_rows: np.ndarray,
+                              vector: bool) -> np.ndarray:
+        """More rows than the primal system has unknowns: factorise ``H + Z_rᵀ diag(q_r) Z_r`` itself
+        (a syrk of the m rows and a Cholesky) instead of Woodbury's m×m system. The features are those
+        some clean row or some added row uses (a trigger on pixels no clean image uses joins here, its
+        block of H being r_w I); the others keep ``v_j / r_w``."""
+        r_w = self._design.r_w
+        d = Z.shape[1] - (1 if self.fit_intercept else 0)
+        if factor.active is None:
+            features, inner = np.arange(d), np.arange(d)
+        else:
+            features = np.union1d(factor.active, used_features(Z[:, :d]))
+            inner = np.searchsorted(features, factor.active)  # the factor's features among them
+        k = features.size
+        if self.fit_intercept:
+            features, inner = np.append(features, d), np.append(inner, k)
+        H = np.zeros((features.size, features.size))
+        H[np.diag_indices(k)] = r_w
+        H[np.ix_(inner, inner)] = factor.H
+        W = Z[:, features] * np.sqrt(q_rows)[:, None]
+        H += W.T @ W
+        L = _cholesky(H, "the primal Hessian with the added rows")
+        out = V / r_w
+        out[features] = _cho_solve(L, V[features])
         return out[:, 0] if vector else out
 
     def _solve(self, V: np.ndarray, rtol: float, x0: np.ndarray | None) -> np.ndarray:
@@ -469,6 +499,7 @@ class _Primal(_Factor):
             H[-1, -1] = q.sum() + D.r_b
         else:
             H = G
+        self.H = H  # kept for an update with more rows (LinearModelHessian.solve_with_rows)
         self.L = _cholesky(H, "the primal Hessian")
 
     def _solve_active(self, V: np.ndarray) -> np.ndarray:

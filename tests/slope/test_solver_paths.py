@@ -88,3 +88,20 @@ def test_ridge_closed_form_refit_matches_scikit_learns_refit(alpha, shape, fit_i
         sample_weight=np.concatenate([np.ones(len(X)) if sw is None else sw, np.ones(len(Xp))]))
     expected = np.where(yt == retrained.classes_[1], 1.0, -1.0) * retrained.decision_function(Xt)
     assert np.allclose(result.margins.at_one, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("m", [5, 60])  # fewer poison rows than features: Woodbury; more: the updated matrix
+def test_ridge_closed_form_refit_with_a_trigger_on_features_no_clean_row_uses(m):
+    """A corner trigger: the last two features are 0 on every clean row (left out of the clean
+    factorisation) and carry the trigger on the poison rows; against scikit-learn's retraining."""
+    from sklearn.linear_model import RidgeClassifier
+
+    X, y, Xp, yp, Xt, yt = make_backdoor_problem(8, n=300, d=40, m=m)
+    X[:, -2:] = 0.0
+    Xp[:, -2:] = Xt[:, -2:] = 1.5
+    est = RidgeClassifier(alpha=0.7)
+    result = slope_model(est).fit(X, y).derivative(Xp, yp, Xt, yt)
+    assert result.details["refit"] == "closed-form" and result.method.startswith("primal-cholesky")
+    retrained = RidgeClassifier(alpha=0.7, solver="cholesky").fit(np.vstack([X, Xp]), np.concatenate([y, yp]))
+    expected = np.where(yt == retrained.classes_[1], 1.0, -1.0) * retrained.decision_function(Xt)
+    assert np.allclose(result.margins.at_one, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
