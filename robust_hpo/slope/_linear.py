@@ -334,8 +334,10 @@ class RidgeSlope(_LinearModelSlope):
         closed form: the objective is quadratic, so that optimum is one Newton step from the clean one,
         ``θ₁ = θ* − (H + 2c Z_pᵀ Z_p)⁻¹ (∇F(θ*) + c Σ_p ℓ'(t_p, f_p) z_p)``, solved on the slope's
         Hessian (:meth:`LinearModelHessian.solve_with_rows`) — the optimum scikit-learn's refit reaches,
-        without its fit. None (refit with scikit-learn) with several classes, a pipeline or class weights."""
-        if self._multi is not None or self.preprocessing is not None or self.weights_.spec is not None:
+        without its fit. None (refit with scikit-learn) with several classes, a pipeline, class weights or
+        ``damping`` (the damped Hessian is not the refit's)."""
+        if self._multi is not None or self.preprocessing is not None or self.weights_.spec is not None \
+                or self.damping > 0:
             return None
         with one_blas_thread:
             g = self._grad + self._c * self._gradient(a.X_poison, self._poison_grad(a))
