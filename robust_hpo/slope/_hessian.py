@@ -18,14 +18,16 @@ and ``q ≥ 0`` the per-sample curvature of the weighted data term. Three ways t
 * **dual-cholesky** — Woodbury: Cholesky of the n×n matrix ``r_w I + S X Xᵀ S`` (S = diag(√q)) plus a
   Schur complement for an unpenalised intercept: O(n² d + n³).
 
-``space="auto"`` chooses by a **cost model on the measured convergence**: it starts conjugate
+``space="auto"`` builds the cheaper factorisation before any iteration when it costs no more than
+:data:`UPFRONT_ITERATIONS` CG iterations (n ≫ d), and otherwise chooses by a **cost model on the
+measured convergence**: it starts conjugate
 gradients and, after every iteration, compares the work the remaining iterations will take (the
 observed rate at which the best residual so far fell, times the flops of one iteration: the products
 with H and the preconditioner) with the work of the cheaper factorisation (its flop count — without
 the Gram products a :class:`~._cache.GramCache` already holds, or will hold for the study's later
 trials: ``XᵀX`` under a constant curvature (ridge) — divided by
-:data:`FACTOR_FLOP_SPEEDUP`, how much faster dense factorisations run per flop than the thin,
-memory-bound products of CG). When the factorisation is cheaper it is built and used; a
+:data:`FACTOR_FLOP_SPEEDUP` (times :data:`STREAMED_SPEEDUP` when X does not fit in the cache), how much
+faster dense factorisations run per flop than the thin, memory-bound products of CG). When the factorisation is cheaper it is built and used; a
 factorisation built at an earlier curvature (the previous Newton step of the polish, see
 :mod:`._linear`) preconditions the next solves. The model counts flops and iterations, never
 seconds, so the same inputs take the same path on every run: a study is bit-for-bit reproducible
