@@ -97,6 +97,11 @@ UPFRONT_ITERATIONS = 10
 gradients to ``SOLVE_RTOL`` practically never take fewer (e.g. n ≫ d: Xᵀ D X of n = 50,000 rows and
 d = 200 costs about two iterations)."""
 
+CONSTANT_UPFRONT_ITERATIONS = 50
+"""As :data:`UPFRONT_ITERATIONS` under a constant curvature (ridge): there the factorisation solves
+every later system exactly — the β = 1 estimate's (``solve_with_rows``), more attacks, influences —
+while CG pays its iterations again for each (about 20–70 per solve on MNIST pixels)."""
+
 STALE_UPFRONT_ITERATIONS = 2
 """As :data:`UPFRONT_ITERATIONS` when a factorisation at an earlier curvature (the previous Newton
 step) preconditions the solve: CG then needs a few iterations only, so a new factorisation must be
@@ -309,8 +314,9 @@ class LinearModelHessian:
             return self._factorise(self.space).solve(V)
         factor_work = None if self.space == "cg" else self._cheaper_factorisation()[1] / self._speedup()
         iteration_work = V.shape[1] * (4.0 * self.n * self._d_used() + self._precondition_flops(factor))
-        if factor_work is not None and factor_work <= (UPFRONT_ITERATIONS if factor is None else
-                                                       STALE_UPFRONT_ITERATIONS) * iteration_work:
+        upfront = STALE_UPFRONT_ITERATIONS if factor is not None else \
+            CONSTANT_UPFRONT_ITERATIONS if self._constant else UPFRONT_ITERATIONS
+        if factor_work is not None and factor_work <= upfront * iteration_work:
             return self._factorise(None).solve(V)
         precondition = factor.solve if factor is not None else self._subset().solve
         if factor_work is not None:

@@ -69,8 +69,9 @@ def test_factorised_before_cg_with_a_default_tolerance_fit_matches_refits(monkey
 
 @pytest.mark.parametrize("alpha, shape, fit_intercept, weighted", [
     (0.5, (200, 6), True, False),      # factorised first: Woodbury on the factorisation
-    (1000.0, (600, 300), True, False), # conjugate gradients on the updated matrix
-    (1e-3, (600, 300), True, True),    # CG hands over to a factorisation (Woodbury); sample weights
+    (1000.0, (900, 700), True, False), # conjugate gradients on the updated matrix
+    (1e-3, (900, 700), True, True),    # CG hands over to a factorisation (Woodbury); sample weights
+    (1e-3, (600, 300), True, False),   # factorised first (constant curvature: up to 50 iterations' worth)
     (2.0, (80, 200), False, False),    # d > n (dual), no intercept
 ])
 def test_ridge_closed_form_refit_matches_scikit_learns_refit(alpha, shape, fit_intercept, weighted):
