@@ -19,6 +19,16 @@ import numpy as np
 from robust_hpo._validation import Interval, check, flatten_images
 
 
+def used_features(X: np.ndarray, block_bytes: int = 4 * 2 ** 20) -> np.ndarray:
+    """Indices of the columns of X with a nonzero entry (over row blocks: no n×d temporary)."""
+    n, d = X.shape
+    rows = max(1, block_bytes // (8 * max(d, 1)))
+    used = np.zeros(d, dtype=bool)
+    for start in range(0, n, rows):
+        used |= np.any(X[start:start + rows] != 0, axis=0)
+    return np.flatnonzero(used)
+
+
 class GramCache:
     """A small LRU of flattened training arrays and their Gram matrices.
 
@@ -70,6 +80,13 @@ class GramCache:
     def outer(self, X: np.ndarray) -> np.ndarray:
         """``X Xᵀ`` (n×n)."""
         return self._get(X, "outer", lambda: X @ X.T)
+
+    def used_features(self, X: np.ndarray) -> np.ndarray:
+        """Indices of the columns of ``X`` some row uses (nonzero somewhere)."""
+        slot = self._slot(X)  # not a Gram product: not counted in hits / misses
+        if "used" not in slot:
+            slot["used"] = used_features(X)
+        return slot["used"]
 
     def inner(self, X: np.ndarray) -> np.ndarray | None:
         """``Xᵀ X`` (d×d), or ``None`` when d exceeds ``max_primal_features``."""

@@ -18,14 +18,16 @@ and ``q ≥ 0`` the per-sample curvature of the weighted data term. Three ways t
 * **dual-cholesky** — Woodbury: Cholesky of the n×n matrix ``r_w I + S X Xᵀ S`` (S = diag(√q)) plus a
   Schur complement for an unpenalised intercept: O(n² d + n³).
 
-``space="auto"`` chooses by a **cost model on the measured convergence**: it starts conjugate
+``space="auto"`` builds the cheaper factorisation before any iteration when it costs no more than
+:data:`UPFRONT_ITERATIONS` CG iterations (n ≫ d), and otherwise chooses by a **cost model on the
+measured convergence**: it starts conjugate
 gradients and, after every iteration, compares the work the remaining iterations will take (the
 observed rate at which the best residual so far fell, times the flops of one iteration: the products
 with H and the preconditioner) with the work of the cheaper factorisation (its flop count — without
 the Gram products a :class:`~._cache.GramCache` already holds, or will hold for the study's later
 trials: ``XᵀX`` under a constant curvature (ridge) — divided by
-:data:`FACTOR_FLOP_SPEEDUP`, how much faster dense factorisations run per flop than the thin,
-memory-bound products of CG). When the factorisation is cheaper it is built and used; a
+:data:`FACTOR_FLOP_SPEEDUP` (times :data:`STREAMED_SPEEDUP` when X does not fit in the cache), how much
+faster dense factorisations run per flop than the thin, memory-bound products of CG). When the factorisation is cheaper it is built and used; a
 factorisation built at an earlier curvature (the previous Newton step of the polish, see
 :mod:`._linear`) preconditions the next solves. The model counts flops and iterations, never
 seconds, so the same inputs take the same path on every run: a study is bit-for-bit reproducible
@@ -45,10 +47,11 @@ from typing import Literal
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg.lapack import dpotrf as _dpotrf
 from scipy.linalg.lapack import dpotrs as _dpotrs
 
 from robust_hpo.errors import SingularHessianError, ValidationError
-from robust_hpo.slope._cache import GramCache
+from robust_hpo.slope._cache import GramCache, used_features
 from robust_hpo.slope._krylov import block_pcg, one_blas_thread
 
 Space = Literal["auto", "primal", "dual", "cg"]
@@ -75,11 +78,37 @@ def _factor_flops(space: str, n: int, d: int, gram_cached: bool) -> float:
     return (0.0 if gram_cached else n * n * d) + n ** 3 / 3.0
 
 
-FACTOR_FLOP_SPEEDUP = 2.0
+FACTOR_FLOP_SPEEDUP = 3.0
 """Flops per second of a dense factorisation (SYRK/GEMM + Cholesky) over those of conjugate
-gradients' thin products ``X V`` / ``Xᵀ U``, which stream X from memory once per iteration. Measured
-at one BLAS thread on the 2-core development machine: 1–3 (n = 1350, d = 784: ≈ 1; d = 9216: ≈ 2–3;
-n = 4000: ≈ 2–3); a constant, not a timing, so that the choice is reproducible."""
+gradients' thin products ``X V`` / ``Xᵀ U`` when X fits in the cache (at most
+:data:`CACHED_DESIGN_BYTES`). Measured at one BLAS thread on the 2-core development machine:
+3–4 (n = 1350, d = 550 used pixels); a constant, not a timing, so that the choice is reproducible."""
+
+STREAMED_SPEEDUP = 3.0
+"""The further factor when X does not fit in the cache: every CG iteration streams it from memory,
+while the factorisation's blocked products stay compute-bound. Measured with the above: 10 (n = 1350,
+d = 9216) and 27 (n = 50,000, d = 200) in all; 3 × 3 = 9 is taken."""
+
+CACHED_DESIGN_BYTES = 8 * 2 ** 20
+"""Designs up to this size (8 n d bytes on the used features) count as cache-resident."""
+
+UPFRONT_ITERATIONS = 10
+"""A factorisation that costs no more than this many CG iterations is built before any: conjugate
+gradients to ``SOLVE_RTOL`` practically never take fewer (e.g. n ≫ d: Xᵀ D X of n = 50,000 rows and
+d = 200 costs about two iterations)."""
+
+CONSTANT_UPFRONT_ITERATIONS = 50
+"""As :data:`UPFRONT_ITERATIONS` under a constant curvature (ridge): there the factorisation solves
+every later system exactly — the β = 1 estimate's (``solve_with_rows``), more attacks, influences —
+while CG pays its iterations again for each (about 20–70 per solve on MNIST pixels)."""
+
+STALE_UPFRONT_ITERATIONS = 2
+"""As :data:`UPFRONT_ITERATIONS` when a factorisation at an earlier curvature (the previous Newton
+step) preconditions the solve: CG then needs a few iterations only, so a new factorisation must be
+cheaper than this many."""
+
+GRAM_BLOCK_BYTES = 4 * 2 ** 20
+"""Xᵀ diag(q) X is summed over row blocks of about this size (a scaled copy of a block, not of X)."""
 
 SWITCH_MARGIN = 1.5
 """Conjugate gradients hand over only when their remaining work exceeds the factorisation's by this
@@ -103,6 +132,7 @@ class _Design:
     methods: list[str] = field(default_factory=list)
     _row_norms: np.ndarray | None = None
     _active: tuple[np.ndarray | None, np.ndarray] | None = None
+    _used: tuple[np.ndarray | None] | None = None
 
     @property
     def row_norms(self) -> np.ndarray:
@@ -111,13 +141,24 @@ class _Design:
             self._row_norms = np.einsum("ij,ij->i", self.X, self.X) + (1.0 if self.fit_intercept else 0.0)
         return self._row_norms
 
+    def used(self) -> np.ndarray | None:
+        """Indices of the features some training point uses (None: all)."""
+        if self._used is None:
+            used = self.cache.used_features(self.X) if self.cache is not None else used_features(self.X)
+            self._used = (None if used.size == self.X.shape[1] else used,)
+        return self._used[0]
+
+    @property
+    def d_used(self) -> int:
+        used = self.used()
+        return self.X.shape[1] if used is None else int(used.size)
+
     def active(self) -> tuple[np.ndarray | None, np.ndarray]:
         """(indices of the features some training point uses — None: all —, X on those features):
         the factorisations leave the others out (their block of H is r_w I)."""
         if self._active is None:
-            used = np.flatnonzero(np.any(self.X != 0, axis=0))
-            self._active = (None, self.X) if used.size == self.X.shape[1] else \
-                (used, np.ascontiguousarray(self.X[:, used]))
+            used = self.used()
+            self._active = (None, self.X) if used is None else (used, np.take(self.X, used, axis=1))
         return self._active
 
 
@@ -200,6 +241,69 @@ class LinearModelHessian:
         out = self._solve(V, rtol, None if x0 is None else np.reshape(np.asarray(x0, dtype=np.float64), V.shape))
         return out[:, 0] if vector else out
 
+    def solve_with_rows(self, v: np.ndarray, X_rows: np.ndarray, q_rows: np.ndarray, *,
+                        rtol: float = SOLVE_RTOL) -> np.ndarray:
+        """``(H + Z_rᵀ diag(q_r) Z_r)⁻¹ v`` (``Z_r = [X_r, 1]``, ``q_r > 0``): the Hessian of the same
+        objective with m more training rows (a quadratic loss: the model refitted with them is one
+        Newton step away). On a factorisation at this curvature by Woodbury — one solve with the m rows
+        as right-hand sides and an m×m Cholesky; otherwise by conjugate gradients on the updated matrix,
+        preconditioned as H's solves are (P ≤ H ≤ the updated matrix), falling back to a factorisation."""
+        v = np.asarray(v, dtype=np.float64)
+        vector = v.ndim == 1
+        V = v[:, None] if vector else v
+        q_rows = np.asarray(q_rows, dtype=np.float64)
+        Z = np.hstack([X_rows, np.ones((X_rows.shape[0], 1))]) if self.fit_intercept else np.asarray(X_rows)
+        D = self._design
+        factor = D.factor
+        if factor is None or factor.q is not self.q:
+            precondition = factor.solve if factor is not None else self._subset().solve
+
+            def matmat(W: np.ndarray) -> np.ndarray:
+                return self._matmat(W) + Z.T @ (q_rows[:, None] * (Z @ W))
+
+            with one_blas_thread:
+                result = block_pcg(matmat, V, precondition, rtol=rtol, maxiter=max(50, 4 * (self.d + 1)))
+            D.iterations += result.iterations
+            if result.converged:
+                return result.x[:, 0] if vector else result.x
+            factor = self._factorise(None)
+        if isinstance(factor, _Primal):
+            d, m = factor.L.shape[0], Z.shape[0]
+            if m * d * d + d ** 3 / 3.0 < 2.0 * d * d * m + m * m * d + m ** 3 / 3.0:
+                return self._solve_updated_primal(factor, V, Z, q_rows, vector)
+        A = factor.solve(V)
+        B = factor.solve(np.ascontiguousarray(Z.T))  # H⁻¹ Z_rᵀ
+        S = Z @ B
+        S[np.diag_indices_from(S)] += 1.0 / q_rows
+        out = A - B @ _cho_solve(_cholesky(S, "the row update's capacitance matrix"), Z @ A)
+        return out[:, 0] if vector else out
+
+    def _solve_updated_primal(self, factor: "_Primal", V: np.ndarray, Z: np.ndarray, q_rows: np.ndarray,
+                              vector: bool) -> np.ndarray:
+        """More rows than the primal system has unknowns: factorise ``H + Z_rᵀ diag(q_r) Z_r`` itself
+        (a syrk of the m rows and a Cholesky) instead of Woodbury's m×m system. The features are those
+        some clean row or some added row uses (a trigger on pixels no clean image uses joins here, its
+        block of H being r_w I); the others keep ``v_j / r_w``."""
+        r_w = self._design.r_w
+        d = Z.shape[1] - (1 if self.fit_intercept else 0)
+        if factor.active is None:
+            features, inner = np.arange(d), np.arange(d)
+        else:
+            features = np.union1d(factor.active, used_features(Z[:, :d]))
+            inner = np.searchsorted(features, factor.active)  # the factor's features among them
+        k = features.size
+        if self.fit_intercept:
+            features, inner = np.append(features, d), np.append(inner, k)
+        H = np.zeros((features.size, features.size))
+        H[np.diag_indices(k)] = r_w
+        H[np.ix_(inner, inner)] = factor.H
+        W = Z[:, features] * np.sqrt(q_rows)[:, None]
+        H += W.T @ W
+        L = _cholesky(H, "the primal Hessian with the added rows")
+        out = V / r_w
+        out[features] = _cho_solve(L, V[features])
+        return out[:, 0] if vector else out
+
     def _solve(self, V: np.ndarray, rtol: float, x0: np.ndarray | None) -> np.ndarray:
         D = self._design
         factor = D.factor
@@ -208,10 +312,15 @@ class LinearModelHessian:
             return factor.solve(V)
         if self.space in ("primal", "dual"):
             return self._factorise(self.space).solve(V)
+        factor_work = None if self.space == "cg" else self._cheaper_factorisation()[1] / self._speedup()
+        iteration_work = V.shape[1] * (4.0 * self.n * self._d_used() + self._precondition_flops(factor))
+        upfront = STALE_UPFRONT_ITERATIONS if factor is not None else \
+            CONSTANT_UPFRONT_ITERATIONS if self._constant else UPFRONT_ITERATIONS
+        if factor_work is not None and factor_work <= upfront * iteration_work:
+            return self._factorise(None).solve(V)
         precondition = factor.solve if factor is not None else self._subset().solve
-        factor_work = None if self.space == "cg" else \
-            self._cheaper_factorisation()[1] / FACTOR_FLOP_SPEEDUP * SWITCH_MARGIN
-        iteration_work = V.shape[1] * (4.0 * self.n * self.d + self._precondition_flops(factor))
+        if factor_work is not None:
+            factor_work *= SWITCH_MARGIN
         best = [math.inf]
 
         def monitor(iteration: int, residual: float, initial: float, seconds: float) -> bool:
@@ -254,11 +363,20 @@ class LinearModelHessian:
         k = self._design.subset_size
         return 4.0 * k * self.d + 2.0 * k * k
 
+    def _d_used(self) -> int:
+        """The number of features some training point uses (the factorisations work on those)."""
+        return self._design.d_used
+
+    def _speedup(self) -> float:
+        """Factorisation flops per CG flop for this design (:data:`FACTOR_FLOP_SPEEDUP`, times
+        :data:`STREAMED_SPEEDUP` when X does not fit in the cache): from the shape only."""
+        streamed = 8.0 * self.n * self._d_used() > CACHED_DESIGN_BYTES
+        return FACTOR_FLOP_SPEEDUP * (STREAMED_SPEEDUP if streamed else 1.0)
+
     def _cheaper_factorisation(self) -> tuple[str, float]:
-        """The cheaper factorisation and its flops (d: all features — an upper bound when some are
-        unused)."""
+        """The cheaper factorisation and its flops (d: the features some training point uses)."""
         D = self._design
-        n, d = self.n, self.d
+        n, d = self.n, self._d_used()
         # constant curvature (ridge): XᵀX is data-only, computed once per training array and reused by
         # every later trial of a study — its cost is amortised, so it is not counted even the first time
         inner = D.cache is not None and self._constant and d <= D.cache.max_primal_features
@@ -380,8 +498,7 @@ class _Primal(_Factor):
                 gram = gram[np.ix_(self.active, self.active)]
             G = gram * q[0]
         else:
-            W = self.X * np.sqrt(q)[:, None]
-            G = W.T @ W  # numpy's syrk: half the flops of a general product
+            G = _weighted_gram(self.X, q)
         G[np.diag_indices_from(G)] += D.r_w
         if D.fit_intercept:
             H = np.empty((d + 1, d + 1))
@@ -390,6 +507,7 @@ class _Primal(_Factor):
             H[-1, -1] = q.sum() + D.r_b
         else:
             H = G
+        self.H = H  # kept for an update with more rows (LinearModelHessian.solve_with_rows)
         self.L = _cholesky(H, "the primal Hessian")
 
     def _solve_active(self, V: np.ndarray) -> np.ndarray:
@@ -436,16 +554,36 @@ class _Dual(_Factor):
         return out
 
 
+def _weighted_gram(X: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``Xᵀ diag(q) X`` (q ≥ 0) by numpy's syrk (half the flops of a general product) over row blocks
+    of :data:`GRAM_BLOCK_BYTES`: the scaled copy is of one block, which stays in the cache, not of X."""
+    n, d = X.shape
+    s = np.sqrt(q)
+    rows = max(1, GRAM_BLOCK_BYTES // (8 * max(d, 1)))
+    if rows >= n:
+        W = X * s[:, None]
+        return W.T @ W
+    G = np.zeros((d, d))
+    W = np.empty((rows, d))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        block = W[: stop - start]
+        np.multiply(X[start:stop], s[start:stop, None], out=block)
+        G += block.T @ block
+    return G
+
+
 def _cholesky(M: np.ndarray, what: str) -> np.ndarray:
-    """Lower Cholesky factor. numpy's, on purpose: it shares the BLAS threads that just built
-    ``M`` (scipy ships a second OpenBLAS whose threads would contend with numpy's spinning ones)."""
-    try:
-        return np.linalg.cholesky(M)
-    except np.linalg.LinAlgError as exc:
+    """Lower Cholesky factor by LAPACK's potrf (scipy's: 1.6–2× faster than numpy's wrapper at one
+    thread for d = 550–1350; the factorisations run inside :data:`~._krylov.one_blas_thread`, where
+    both libraries' pools are limited, so their threads do not contend)."""
+    L, info = _dpotrf(M, lower=1, clean=1, overwrite_a=0)
+    if info != 0:
         raise SingularHessianError(
-            f"{what} is not positive definite ({exc}); the clean solution has a singular Hessian — "
-            "pass damping > 0 (documented in docs/slope.md) or strengthen the regularisation"
-        ) from None
+            f"{what} is not positive definite (LAPACK potrf info {info}); the clean solution has a singular "
+            "Hessian — pass damping > 0 (documented in docs/slope.md) or strengthen the regularisation"
+        )
+    return L
 
 
 def _potrs(L: np.ndarray, V: np.ndarray) -> np.ndarray:

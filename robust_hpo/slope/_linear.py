@@ -44,6 +44,10 @@ from robust_hpo.slope._krylov import one_blas_thread
 
 from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
 
+FLAT_DECREASE = 1e-11
+"""A Newton step whose predicted decrease of F is below this fraction of |F| is decided by the
+gradient, not by F (whose rounding is ~n·ε·|F| for n summed terms)."""
+
 
 class _LinearModelSlope(ConvexSlopeModel):
     """Primal Hessian H = diag(r) + c·Zᵀ diag(ℓ'') Z of the clean objective at the polished solution."""
@@ -154,8 +158,11 @@ class _LinearModelSlope(ConvexSlopeModel):
             steps += 1
             if moved is None:
                 break
-            w, b, f = moved
-            grad, new_residual = self._optimality(X, y_pm, w, b, f)
+            new_grad, new_residual = self._optimality(X, y_pm, moved[0], moved[1], moved[2])
+            if moved[3] and not new_residual < residual:
+                break  # a full step below the objective's rounding did not lower the gradient: stay
+            w, b, f = moved[:3]
+            grad = new_grad
             stalled = not new_residual < residual
             residual = new_residual
             if not self._constant_curvature():
@@ -168,21 +175,29 @@ class _LinearModelSlope(ConvexSlopeModel):
                 f"{fitted:.2e}; {steps} Newton polishing steps reached {residual:.2e}, above the limit "
                 f"{RESIDUAL_LIMIT:g} at which the slope is exact: lower tol or raise max_iter"
             )
-        self._w, self._b = w, b
+        self._w, self._b, self._grad = w, b, grad
         return hessian, {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
 
     def _line_search(self, X: np.ndarray, y_pm: np.ndarray, w: np.ndarray, b: float, f: np.ndarray,
-                     dw: np.ndarray, db: float, decrease: float) -> tuple[np.ndarray, float, np.ndarray] | None:
-        """(w, b, f) at θ − t·step for the largest t ∈ {1, ½, …} meeting Armijo's condition."""
+                     dw: np.ndarray, db: float,
+                     decrease: float) -> tuple[np.ndarray, float, np.ndarray, bool] | None:
+        """(w, b, f, flat) at θ − t·step for the largest t ∈ {1, ½, …} meeting Armijo's condition.
+
+        ``flat``: the predicted decrease ``∇Fᵀ step`` is below the rounding of F itself (F sums n
+        terms; near the optimum of a large problem its change is lost in the last digits), so
+        Armijo's test would compare noise and shrink t to nothing. The full Newton step is then
+        taken (the caller keeps it only if the gradient falls)."""
         current = self._objective(y_pm, w, b, f)
         with one_blas_thread:
             df = X @ dw + db  # one product: f along the step is f − t·df
+        if 0 <= decrease <= FLAT_DECREASE * abs(current):
+            return w - dw, b - db, f - df, True
         t = 1.0
         for _ in range(30):
             w_new, b_new, f_new = w - t * dw, b - t * db, f - t * df
             value = self._objective(y_pm, w_new, b_new, f_new)
             if value <= current - 1e-4 * t * decrease or (t == 1.0 and value <= current):
-                return w_new, b_new, f_new
+                return w_new, b_new, f_new, False
             t *= 0.5
         return None
 
@@ -326,6 +341,24 @@ class RidgeSlope(_LinearModelSlope):
 
     def _constant_curvature(self) -> bool:
         return True
+
+    def margins_at_one(self, a: Attack) -> np.ndarray | None:
+        """The triggered points' margins ``t f(x̃)`` of the model refitted at β = 1 on clean ∪ poison, in
+        closed form: the objective is quadratic, so that optimum is one Newton step from the clean one,
+        ``θ₁ = θ* − (H + 2c Z_pᵀ Z_p)⁻¹ (∇F(θ*) + c Σ_p ℓ'(t_p, f_p) z_p)``, solved on the slope's
+        Hessian (:meth:`LinearModelHessian.solve_with_rows`) — the optimum scikit-learn's refit reaches,
+        without its fit. None (refit with scikit-learn) with several classes, a pipeline, class weights or
+        ``damping`` (the damped Hessian is not the refit's)."""
+        if self._multi is not None or self.preprocessing is not None or self.weights_.spec is not None \
+                or self.damping > 0:
+            return None
+        with one_blas_thread:
+            g = self._grad + self._c * self._gradient(a.X_poison, self._poison_grad(a))
+            u = self._hessian.solve_with_rows(g, a.X_poison, np.full(a.X_poison.shape[0], 2.0 * self._c))
+            self._record_solver()
+            w = self._w - u[: self._w.size]
+            b = self._b - (float(u[-1]) if self._fit_intercept else 0.0)
+            return a.t_trigger * (a.X_trigger @ w + b)
 
     @staticmethod
     def pointwise_loss(y_pm: np.ndarray, f: np.ndarray) -> np.ndarray:
