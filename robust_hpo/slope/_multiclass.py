@@ -41,7 +41,20 @@ from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, Mul
     estimator_settings
 from robust_hpo.slope._hessian import SOLVE_RTOL, LinearModelHessian
 from robust_hpo.slope._krylov import block_pcg, one_blas_thread
+from robust_hpo.slope._ovr_batch import DenseFactor
 from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
+
+PRIMAL_ITERATIONS = 25
+"""A (d+1)×(d+1) primal factorisation is chosen outright (not conjugate gradients with the cost
+model's switch) when forming and factorising it costs at most this many conjugate-gradient
+iterations — fewer than a solve to ``SOLVE_RTOL`` takes (a flop count: reproducible)."""
+
+
+def primal_is_cheap(n: int, d: int) -> bool:
+    """Whether ``n (d+1)² + (d+1)³/3 ≤ PRIMAL_ITERATIONS · 4 n (d+1)`` (one CG iteration: 4 n (d+1))."""
+    q = d + 1
+    return n * q * q + q ** 3 / 3.0 <= PRIMAL_ITERATIONS * 4.0 * n * q
+
 
 DENSE_LIMIT = 1500
 """Multinomial Hessians of at most this many parameters (K·(d+1)) are formed and factorised; larger
@@ -297,10 +310,12 @@ class MultiOutputRidge(_ScoreMargins):
         sw = model.clean_weights()
         s = np.ones(X.shape[0]) if sw is None else sw
         with one_blas_thread:
-            self.hessian = LinearModelHessian(X, 2.0 * s, r_w=r_w, r_b=0.0,
-                                              fit_intercept=self.fit_intercept, space="auto",
-                                              damping=model.damping, cache=model.cache)
             Z = _design(X, self.fit_intercept)
+            if primal_is_cheap(*X.shape):  # (d+1)×(d+1): formed and factorised here, once
+                self.hessian = _dense_ridge_hessian(Z, s, r_w, self.fit_intercept, model.damping)
+            else:
+                self.hessian = LinearModelHessian(X, 2.0 * s, r_w=r_w, r_b=0.0, fit_intercept=self.fit_intercept,
+                                                  space="auto", damping=model.damping, cache=model.cache)
             reg = r_w * Theta
             if self.fit_intercept:
                 reg[-1] = 0.0
@@ -353,6 +368,20 @@ class MultiOutputRidge(_ScoreMargins):
                 out.append(self._trigger(a, D[:, k * self.K:(k + 1) * self.K], grad, F,
                                          {"cg_iterations": self.hessian.cg_iterations}))
         return out
+
+
+def _dense_ridge_hessian(Z: np.ndarray, s: np.ndarray, r_w: float, fit_intercept: bool, damping: float) -> Any:
+    """The ridge Hessian ``diag(r) + 2 Zᵀ diag(s) Z`` factorised (r = r_w, intercept 0; + damping)."""
+    Zs = Z * np.sqrt(2.0 * s)[:, None]
+    H = Zs.T @ Zs
+    r = np.full(Z.shape[1], r_w + damping)
+    if fit_intercept:
+        r[-1] = damping
+    H[np.diag_indices_from(H)] += r
+    try:
+        return DenseFactor(linalg.cholesky(H, lower=True, check_finite=False))
+    except linalg.LinAlgError:
+        raise SingularHessianError("the ridge Hessian is not positive definite; pass damping > 0") from None
 
 
 class OneVsOneSVC(MulticlassPart):

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other
+from robust_hpo.slope._multiclass import primal_is_cheap
+from robust_hpo.slope._ovr_batch import polish_all
 
 
 class OneVsRest(MulticlassPart):
@@ -39,8 +41,14 @@ class OneVsRest(MulticlassPart):
         self.machines: list[ConvexSlopeModel] = []
         own_fit = getattr(self.machine_class, "fits_its_own_estimator", False)
         details: dict[str, Any] = {"n_classes": self.K, "machines": self.K}
+        if not own_fit and primal_is_cheap(*X.shape) and hasattr(self.machine_class, "_objective_constants"):
+            batched = self._prepare_batched(model, X, codes)
+            if batched is not None:
+                return batched
         for k in range(self.K):
             machine = self.machine_class(model.estimator, damping=model.damping)
+            if primal_is_cheap(*X.shape) and hasattr(machine, "space"):
+                machine.space = "primal"  # a small (d+1)×(d+1) Hessian: factorised, no CG (see primal_is_cheap)
             y_pm = np.where(codes == k, 1.0, -1.0)
             machine.classes_ = np.array([-1, k])
             machine.n_features_, machine.n_clean_ = X.shape[1], X.shape[0]
@@ -65,6 +73,53 @@ class OneVsRest(MulticlassPart):
             details["newton_steps"] = details.get("newton_steps", 0) + machine.details_.get("newton_steps", 0)
         details["method"] = f"ovr-{details['method']}"
         return details
+
+    def _machine(self, model: ConvexSlopeModel, X: np.ndarray, k: int) -> ConvexSlopeModel:
+        """Machine k's binary adapter, its estimator a view of row k of the fitted coefficients."""
+        est = model.estimator_
+        machine = self.machine_class(model.estimator, damping=model.damping)
+        machine.classes_ = np.array([-1, k])
+        machine.n_features_, machine.n_clean_ = X.shape[1], X.shape[0]
+        machine._multi, machine._memo, machine.weights_ = None, None, model.weights_
+        machine.fit_seconds_, machine.prepare_seconds_ = 0.0, 0.0
+        view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
+        view.coef_ = np.asarray(est.coef_[k:k + 1], dtype=np.float64).copy()
+        view.intercept_ = np.asarray(est.intercept_[k:k + 1], dtype=np.float64).copy()
+        machine.estimator_ = view
+        return machine
+
+    def _prepare_batched(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any] | None:
+        """All machines polished together (:mod:`._ovr_batch`); None: polish them one by one."""
+        est = model.estimator_
+        machines = [self._machine(model, X, k) for k in range(self.K)]
+        fit_intercept = bool(est.fit_intercept)
+        W = np.asarray(est.coef_, dtype=np.float64).T
+        Theta = np.vstack([W, np.asarray(est.intercept_, dtype=np.float64)[None, :]]) if fit_intercept else W.copy()
+        Y = np.where(codes[:, None] == np.arange(self.K)[None, :], 1.0, -1.0)
+        result = polish_all(machines, X, Y, Theta, fit_intercept, model.clean_weights(), model.damping)
+        if result is None:
+            return None
+        Theta, factors, details = result
+        c, r_w, r_b = machines[0]._objective_constants()
+        d = X.shape[1]
+        for k, machine in enumerate(machines):
+            machine._c, machine._r_w, machine._r_b = c, r_w, r_b
+            machine._fit_intercept, machine._sw = fit_intercept, machine.clean_weights()
+            machine._w, machine._b = Theta[:d, k].copy(), float(Theta[d, k]) if fit_intercept else 0.0
+            machine._hessian = factors[k]
+            machine._class_gradients = None
+            if model.weights_.spec == "balanced":  # c Σ_{i ∈ j} s_i ∇θ ℓ_i per class j: κ' moves them
+                g = machine.loss_grad(Y[:, k], machine.decision_function(X)) * model.weights_.sample
+                machine._class_gradients = np.column_stack(
+                    [c * machine._gradient(X, np.where(model.weights_.codes == j, g, 0.0))
+                     for j in range(model.weights_.K)])
+            machine._write_back()
+            machine.details_ = {"method": factors[k].method, "space": factors[k].space, "n_features": d}
+            est.coef_[k] = machine._w
+            if fit_intercept:
+                est.intercept_[k] = machine._b
+        self.machines = machines
+        return {"n_classes": self.K, "machines": self.K, "method": "ovr-primal-cholesky-batched", **details}
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         return np.column_stack([m.decision_function(X) for m in self.machines])
