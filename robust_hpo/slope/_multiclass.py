@@ -189,36 +189,61 @@ class MultinomialLogistic(_ScoreMargins):
         return {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
 
     # -- the Hessian -------------------------------------------------------------------------------
-    def _at(self, F: np.ndarray) -> None:
-        """The Hessian at scores F: factorised (dense) or kept for products (CG)."""
+    def _at(self, F: np.ndarray, single: bool = True) -> None:
+        """The Hessian at scores F: factorised (dense: once, then kept as the preconditioner) or
+        kept for products (CG)."""
         P = softmax(F, axis=1)
         self.P, self.F_now = P, F
-        Z, K, q = self.Z, self.K, self.Z.shape[1]
+        Z, K = self.Z, self.K
         s = np.ones(Z.shape[0]) if self.sw is None else self.sw
         self.Zs = Z
-        self.stale = getattr(self, "L", None) is not None
-        if self.dense and self.stale:
+        if self.dense and getattr(self, "L", None) is not None:
             return  # later curvatures: products with the exact H, the first factor preconditions (_solve)
         if self.dense:
-            H = np.zeros((K * q, K * q))
-            G = (P[:, :, None] * (Z * np.sqrt(s)[:, None])[:, None, :]).reshape(Z.shape[0], K * q)
-            H -= G.T @ G  # a symmetric rank-n update (BLAS syrk)
-            for k in range(K):
-                block = slice(k * q, (k + 1) * q)
-                H[block, block] += (Z * (P[:, k] * s)[:, None]).T @ Z
-            H *= self.C
-            H[np.diag_indices_from(H)] += self._reg_diag()
-            if self.fit_intercept:  # the intercept-shift direction u: H + u uᵀ (see the module docstring)
-                b = np.arange(K) * q + q - 1
-                H[np.ix_(b, b)] += 1.0 / K
-            try:
-                self.L = linalg.cho_factor(H, lower=True, check_finite=False)
-            except linalg.LinAlgError:
-                raise SingularHessianError("the multinomial Hessian is not positive definite; pass damping > 0 "
-                                           "or strengthen the regularisation") from None
+            self.L = self._factor(P, s, single)
+            self.single = single
         else:
             diag = self.C * ((Z * Z).T @ (P * (1.0 - P) * s[:, None]))  # q × K
             self.jacobi = 1.0 / (diag.T.reshape(-1) + self._reg_diag())
+
+    def _factor(self, P: np.ndarray, s: np.ndarray, single: bool) -> tuple[np.ndarray, bool]:
+        """Cholesky factor of ``H + u uᵀ`` at probabilities P. ``single``: H formed and factorised in
+        single precision (measured: a fifth of the double factorisation's time, half the products') — a
+        preconditioner of conjugate gradients on the exact H, whose solves are checked by their
+        residual, never taken as exact; falls back to double where single precision is not positive
+        definite."""
+        Z, K, q = self.Z, self.K, self.Z.shape[1]
+        dtype = np.float32 if single else np.float64
+        if single:
+            if getattr(self, "_Z32", None) is None:
+                self._Z32 = Z.astype(np.float32)
+            A = self._Z32
+        else:
+            A = Z
+        Pd = (P if self.sw is None else P * s[:, None]).astype(dtype, copy=False)
+        G = (Pd[:, :, None] * A[:, None, :]).reshape(Z.shape[0], K * q)  # row i: (s_i p_i) ⊗ z_i
+        blocks = (A.T @ G).reshape(q, K, q)  # Zᵀ diag(s p_k) Z for all k in one product
+        if self.sw is not None:
+            G *= (1.0 / np.sqrt(s)).astype(dtype)[:, None]  # row i: √s_i p_i ⊗ z_i
+        H = G.T @ G  # a symmetric rank-n update (BLAS syrk)
+        H *= -1.0
+        for k in range(K):
+            H[k * q:(k + 1) * q, k * q:(k + 1) * q] += blocks[:, k, :]
+        H *= self.C
+        H[np.diag_indices_from(H)] += self._reg_diag().astype(dtype)
+        if self.fit_intercept:  # the intercept-shift direction u: H + u uᵀ (see the module docstring)
+            b = np.arange(K) * q + q - 1
+            H[np.ix_(b, b)] += 1.0 / K
+        try:
+            factor = linalg.cho_factor(H, lower=True, check_finite=False)
+            if not np.all(np.isfinite(factor[0][np.diag_indices_from(factor[0])])):
+                raise linalg.LinAlgError("not finite")
+            return factor
+        except linalg.LinAlgError:
+            if single:
+                return self._factor(P, s, False)
+            raise SingularHessianError("the multinomial Hessian is not positive definite; pass damping > 0 "
+                                       "or strengthen the regularisation") from None
 
     def _reg_diag(self) -> np.ndarray:
         r = np.ones(self.q_dim)
@@ -244,17 +269,22 @@ class MultinomialLogistic(_ScoreMargins):
         out += self._reg_diag()[:, None] * V
         return out
 
+    def _precondition(self, R: np.ndarray) -> np.ndarray:
+        """The factor's solve (in its own precision; the result in double)."""
+        return linalg.cho_solve(self.L, R.astype(self.L[0].dtype), check_finite=False).astype(np.float64)
+
     def _solve(self, B: np.ndarray, rtol: float = SOLVE_RTOL) -> np.ndarray:
-        if self.dense and not self.stale:
-            return linalg.cho_solve(self.L, B, check_finite=False)
-        if self.dense:  # the factor of an earlier curvature preconditions conjugate gradients on the exact H
-            result = block_pcg(self._matvec, B, lambda R: linalg.cho_solve(self.L, R, check_finite=False),
-                               rtol=rtol, maxiter=60)
-            if result.converged:
-                return result.x
-            self.L = None
-            self._at(self.F_now)  # refactorise at this curvature
-            return linalg.cho_solve(self.L, B, check_finite=False)
+        if self.dense:  # conjugate gradients on the exact H, preconditioned by a factor (_at)
+            for attempt in range(3):
+                result = block_pcg(self._matvec, B, self._precondition, rtol=rtol, maxiter=60)
+                if result.converged:
+                    return result.x
+                # refactorise at this curvature: single precision first, then double (an exact factor)
+                single = attempt == 0 and self.single
+                self.L = None
+                self._at(self.F_now, single=single)
+                if not single:
+                    return linalg.cho_solve(self.L, B, check_finite=False)
         result = block_pcg(self._matvec, B, lambda R: self.jacobi[:, None] * R, rtol=rtol,
                            maxiter=max(200, 2 * B.shape[0]))
         if not result.converged:
