@@ -50,11 +50,6 @@ class Attack:
     """κ'_k at β = 0 (class_weight="balanced"; None: the class weights do not move)."""
     raw: tuple[np.ndarray, np.ndarray] | None = None
     """The poison and triggered rows as given, before a pipeline's preprocessing (for the β = 1 refit)."""
-    kernels: Any = None
-    """One-vs-one rbf SVC machines: (K(P, X_train), K(T, X_train), K(T, P), i_P, i_T) for the whole
-    attack's poison rows P and triggered rows T, X_train the whole clean training set, and the indices
-    (i_P, i_T) of this attack's rows in P and T — kernel rows computed once for all machines (None: the
-    machine computes its own)."""
 
 
 @dataclass(frozen=True)

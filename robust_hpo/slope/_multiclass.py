@@ -434,11 +434,6 @@ class OneVsOneSVC(MulticlassPart):
             self.sign[i, p], self.sign[j, p] = -1.0, 1.0
         starts = np.concatenate([[0], np.cumsum(est.n_support_)])
         self.machines = []
-        self.model = model
-        self.rbf = est.kernel == "rbf"
-        self.X = X
-        # rbf: one training kernel matrix for all machines (each machine reads its block of it)
-        full = model.kernel(X, X) if self.rbf else None
         details: dict[str, Any] = {"method": "svm-kkt-ovo", "kernel": est.kernel, "n_classes": K,
                                    "machines": len(self.pairs)}
         for p, (i, j) in enumerate(self.pairs):
@@ -457,12 +452,9 @@ class OneVsOneSVC(MulticlassPart):
             machine._multi, machine._memo = None, None
             machine.weights_ = model.weights_.subset(rows)
             machine.estimator_ = view
-            machine._rows, machine._view = rows, True
-            machine._shared_train = None if full is None else (full, rows)
             machine.fit_seconds_ = 0.0
             machine.details_ = machine._prepare(X[rows], np.where(codes[rows] == j, 1.0, -1.0))
             machine.prepare_seconds_ = 0.0
-            machine._shared_train = None
             self.machines.append(machine)
             for key in ("n_margin_sv", "n_bound_sv", "active_set_steps"):
                 details[key] = details.get(key, 0) + machine.details_.get(key, 0)
@@ -473,10 +465,7 @@ class OneVsOneSVC(MulticlassPart):
         return details
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        if not self.rbf:
-            return np.column_stack([m.decision_function(X) for m in self.machines])
-        Kx = self.model._kernel_rows(X, self.X)  # one kernel block for all machines
-        return np.column_stack([Kx[:, m._sv_global] @ m._coef_sv + m._b for m in self.machines])
+        return np.column_stack([m.decision_function(X) for m in self.machines])
 
     def scores_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
         return -_ovo_decision(estimator, X)
@@ -507,9 +496,6 @@ class OneVsOneSVC(MulticlassPart):
         out = []
         for a in attacks:
             n_t = a.X_trigger.shape[0]
-            if self.rbf:  # kernel rows of this attack, computed once for all machines
-                kernel = self.model._kernel_rows
-                Kp, Kt, Ktp = kernel(a.X_poison, self.X), kernel(a.X_trigger, self.X), kernel(a.X_trigger, a.X_poison)
             F = np.zeros((n_t, len(self.pairs)))
             dF = np.zeros_like(F)
             value, exact, entering = 0.0, True, 0
@@ -518,13 +504,11 @@ class OneVsOneSVC(MulticlassPart):
                 po = np.flatnonzero((a.t_poison == i) | (a.t_poison == j))
                 if tr.size == 0:
                     continue
-                kernels = (Kp, Kt, Ktp, po, tr) if self.rbf else None
                 sub = Attack(a.X_poison[po], np.where(a.t_poison[po] == j, 1.0, -1.0),
                              a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0), a.motion,
-                             None if a.weight is None else a.weight[po], a.class_motion, kernels=kernels)
+                             None if a.weight is None else a.weight[po], a.class_motion)
                 if po.size == 0 and (a.motion is None or not np.any(a.motion.rho)) and a.class_motion is None:
-                    F[tr, p] = machine.decision_function(sub.X_trigger) if kernels is None else \
-                        Kt[np.ix_(tr, machine._sv_global)] @ machine._coef_sv + machine._b
+                    F[tr, p] = machine.decision_function(sub.X_trigger)
                     continue
                 solution = machine._solve_attacks([sub])[0]
                 F[tr, p], dF[tr, p] = solution.f_trigger, solution.df_trigger

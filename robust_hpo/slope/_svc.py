@@ -173,8 +173,7 @@ class SVCSlope(ConvexSlopeModel):
                        n_bound_sv=int(B.sum()), residual_fit=residual_fit, residual=residual,
                        active_set_steps=steps)
         self._set_solution(X, y_pm, alpha, b, S, B)
-        if not getattr(self, "_view", False):  # a one-vs-one machine's estimator is a throwaway view
-            self._write_back(X, y_pm)
+        self._write_back(X, y_pm)
         self._degenerate = not S.any()
         if self._degenerate:
             details["degenerate"] = True
@@ -197,7 +196,7 @@ class SVCSlope(ConvexSlopeModel):
         S = (alpha > 0) & ~B
         alpha[B] = C[B]
         b = float(est.intercept_[0])
-        self._train_kernel = _TrainingKernel(self, X, getattr(self, "_shared_train", None))
+        self._train_kernel = _TrainingKernel(self, X)
         before = self._violation(X, y_pm, alpha, b, S, B, C)[0]
         self._interval = (b, b)
         steps = 0
@@ -298,8 +297,6 @@ class SVCSlope(ConvexSlopeModel):
                       S: np.ndarray, B: np.ndarray) -> None:
         sv = np.flatnonzero(alpha > 0)
         self._sv_index = sv
-        rows = getattr(self, "_rows", None)  # a one-vs-one machine: its rows in the full training set
-        self._sv_global = sv if rows is None else rows[sv]
         self._X_sv = X[sv]
         self._sv_norms = np.einsum("ij,ij->i", self._X_sv, self._X_sv)
         self._coef_sv = alpha[sv] * y_pm[sv]
@@ -396,9 +393,7 @@ class SVCSlope(ConvexSlopeModel):
         out = []
         rbf = self._w is None
         for a in attacks:
-            shared = a.kernels if rbf and a.kernels is not None else None
-            Kt = (shared[1][np.ix_(shared[4], self._sv_global)] if shared is not None
-                  else self._kernel_rows(a.X_trigger, self._X_sv, self._sv_norms)) if rbf else None
+            Kt = self._kernel_rows(a.X_trigger, self._X_sv, self._sv_norms) if rbf else None
             ft = (Kt @ self._coef_sv if rbf else a.X_trigger @ self._w) + self._b
             moving = a.motion is not None and bool(np.any(a.motion.rho))
             if self._degenerate:
@@ -408,8 +403,7 @@ class SVCSlope(ConvexSlopeModel):
                         "is not defined at a degenerate SVC; increase C")
                 out.append(self._one_sided(a, ft))
                 continue
-            Kp = (shared[0][np.ix_(shared[3], self._sv_global)] if shared is not None
-                  else self._kernel_rows(a.X_poison, self._X_sv, self._sv_norms)) if rbf else None
+            Kp = self._kernel_rows(a.X_poison, self._X_sv, self._sv_norms) if rbf else None
             fp = (Kp @ self._coef_sv if rbf else a.X_poison @ self._w) + self._b
             viol = a.t_poison * fp < 1.0  # poison points that enter at α = Cβ
             details: dict[str, Any] = {"n_poison_entering": int(viol.sum())}
@@ -433,9 +427,7 @@ class SVCSlope(ConvexSlopeModel):
             d_alpha, d_b = self._kkt_derivative(self._XS, self._yS, Xv, tv, KSv_tv)
             out.append(self._trigger_side(a, ft, ft, self._XS, self._yS * d_alpha, Xv, tv, d_b, details,
                                           Kt_S=None if Kt is None else Kt[:, self._S_in_sv],
-                                          kernel_motion=kernel_motion,
-                                          Kt_v=None if shared is None or bound_moves else
-                                          shared[2][np.ix_(shared[4], shared[3][viol])]))
+                                          kernel_motion=kernel_motion))
         return out
 
     def _kernel_motion(self, rho: np.ndarray):
@@ -476,8 +468,7 @@ class SVCSlope(ConvexSlopeModel):
     def _trigger_side(self, a: Attack, ft: np.ndarray, ft_from: np.ndarray, XS: np.ndarray,
                       coef_S: np.ndarray, Xv: np.ndarray, tv: np.ndarray, d_b: float,
                       details: dict[str, Any], exact: bool = True,
-                      Kt_S: np.ndarray | None = None, kernel_motion: Any = None,
-                      Kt_v: np.ndarray | None = None) -> AttackSolution:
+                      Kt_S: np.ndarray | None = None, kernel_motion: Any = None) -> AttackSolution:
         """dL/dβ and df_t/dβ = K(x_t, S) coef_S + C K(x_t, viol) t_viol + db at the triggered points.
 
         ``ft_from``: their decision values where the derivative starts (β = 0, or 0⁺ after a jump),
@@ -499,12 +490,11 @@ class SVCSlope(ConvexSlopeModel):
         if kernel_motion is not None:
             df += kernel_motion(a.X_trigger)
         Ct = self._C * tv
-        df[active] += Kt_v[active] @ Ct if Kt_v is not None else self._kernel_dot(a.X_trigger[active], Xv, Ct)
+        df[active] += self._kernel_dot(a.X_trigger[active], Xv, Ct)
         value = float(np.sum(-a.t_trigger[active] * df[active]) / n_t)
         start = time.perf_counter()  # the margins need df at the triggered points beyond the margin too
         if not active.all():
-            df[~active] += Kt_v[~active] @ Ct if Kt_v is not None else \
-                self._kernel_dot(a.X_trigger[~active], Xv, Ct)
+            df[~active] += self._kernel_dot(a.X_trigger[~active], Xv, Ct)
         details["margins_seconds"] = time.perf_counter() - start
         return AttackSolution(value, ft, df, details, exact=exact)
 
@@ -582,14 +572,12 @@ class _TrainingKernel:
     """Columns ``K(X, x_j)`` of the training kernel, each computed once (RBF); the linear kernel
     needs none (products go through ``X`` and ``w``)."""
 
-    def __init__(self, model: "SVCSlope", X: np.ndarray,
-                 shared: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def __init__(self, model: "SVCSlope", X: np.ndarray) -> None:
         self.model = model
         self.X = X
         self.linear = model.estimator_.kernel == "linear"
         self.position: dict[int, int] = {}
         self.K = np.empty((X.shape[0], 0))
-        self.shared = shared  # (a kernel matrix over a larger set, the rows of X in it): one-vs-one machines
         self.flops = 0.0
 
     def _columns(self, idx: np.ndarray) -> np.ndarray:
@@ -608,9 +596,6 @@ class _TrainingKernel:
             return np.zeros(self.X.shape[0])
         if self.linear:
             return self.X @ (self.X[idx].T @ v)
-        if self.shared is not None:
-            full, rows = self.shared
-            return full[np.ix_(rows, rows[idx])] @ v
         columns = self._columns(idx)  # may grow self.K
         return self.K[:, columns] @ v
 
@@ -618,9 +603,6 @@ class _TrainingKernel:
         """``K(X[rows], X[idx])``."""
         if self.linear:
             return self.X[rows] @ self.X[idx].T
-        if self.shared is not None:
-            full, where = self.shared
-            return full[np.ix_(where[rows], where[idx])]
         columns = self._columns(idx)
         return self.K[np.ix_(rows, columns)]
 
