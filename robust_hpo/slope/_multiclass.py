@@ -452,6 +452,7 @@ class OneVsOneSVC(MulticlassPart):
             machine._multi, machine._memo = None, None
             machine.weights_ = model.weights_.subset(rows)
             machine.estimator_ = view
+            machine._view = True  # its refined solution is not written back into the view
             machine.fit_seconds_ = 0.0
             machine.details_ = machine._prepare(X[rows], np.where(codes[rows] == j, 1.0, -1.0))
             machine.prepare_seconds_ = 0.0

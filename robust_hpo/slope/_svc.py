@@ -173,7 +173,8 @@ class SVCSlope(ConvexSlopeModel):
                        n_bound_sv=int(B.sum()), residual_fit=residual_fit, residual=residual,
                        active_set_steps=steps)
         self._set_solution(X, y_pm, alpha, b, S, B)
-        self._write_back(X, y_pm)
+        if not getattr(self, "_view", False):  # a one-vs-one machine's estimator is a throwaway view
+            self._write_back(X, y_pm)
         self._degenerate = not S.any()
         if self._degenerate:
             details["degenerate"] = True
