@@ -349,16 +349,17 @@ class MultiOutputRidge(_ScoreMargins):
             reg = r_w * Theta
             if self.fit_intercept:
                 reg[-1] = 0.0
-            grad = reg + Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
-            fitted = float(np.linalg.norm(grad) / max(np.linalg.norm(reg) + np.linalg.norm(grad - reg), 1e-300))
+            data = Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
+            grad = reg + data
+            fitted = float(np.linalg.norm(grad) / max(np.linalg.norm(reg) + np.linalg.norm(data), 1e-300))
             steps = 0
             if fitted > POLISH_RTOL:  # quadratic: one exact Newton step
                 Theta = Theta - self.hessian.solve(grad, rtol=1e-10)
                 steps = 1
-            reg = r_w * Theta
-            if self.fit_intercept:
-                reg[-1] = 0.0
-            data = Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
+                reg = r_w * Theta
+                if self.fit_intercept:
+                    reg[-1] = 0.0
+                data = Z.T @ (-2.0 * s[:, None] * (Y - Z @ Theta))
             self.class_gradients = None
             if model.weights_.spec == "balanced":  # Σ_{i ∈ k} s_i ∇θ ℓ_i per class k (κ' moves them)
                 R = -2.0 * model.weights_.sample[:, None] * (Y - Z @ Theta)

@@ -69,12 +69,13 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
 
     Z32 = Z.astype(np.float32)
 
-    def factors(F: np.ndarray, cols: np.ndarray, exact: bool) -> np.ndarray | None:
-        """Cholesky factors of the machines' Hessians at scores F, formed in one product
-        ``Zᵀ [Q_1 Z | … | Q_m Z]``; ``exact=False`` (a polishing step's Newton direction, checked by
-        the exact gradient afterwards) forms it in single precision, the factor kept for the
-        derivative solves in double."""
-        Qc = c * curv_f(Y[:, cols], F) * s[:, None]
+    def factors(F: np.ndarray, cols: np.ndarray, exact: bool, Qc: np.ndarray | None = None) -> np.ndarray | None:
+        """Cholesky factors of the machines' Hessians at scores F (curvatures ``Qc`` when known),
+        formed in one product ``Zᵀ [Q_1 Z | … | Q_m Z]``; ``exact=False`` (a polishing step's Newton
+        direction, checked by the exact gradient afterwards) forms it in single precision, the factor
+        kept for the derivative solves in double."""
+        if Qc is None:
+            Qc = c * curv_f(Y[:, cols], F) * s[:, None]
         A = Z if exact else Z32
         M = (Qc.astype(A.dtype)[:, :, None] * A[:, None, :]).reshape(A.shape[0], -1)
         H = (A.T @ M).reshape(q, cols.size, q).transpose(1, 0, 2).astype(np.float64)
@@ -90,12 +91,20 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
         fitted = residual.copy()
         steps = 0
         live = np.flatnonzero(residual > POLISH_RTOL)
+        # a piecewise-constant curvature (squared hinge, modified huber: 0 or 2c s) often does not change
+        # over the last Newton step: then the step's factor, formed exactly, is the final Hessian's
+        Q = c * curv_f(Y, F) * s[:, None]
+        piecewise = bool(np.all((Q == 0) | (Q == Q.max(axis=0, keepdims=True))))
+        kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # machine: (curvature, exact factor)
         while live.size:
             if steps >= MAX_NEWTON_STEPS or not np.all(np.isfinite(residual)):
                 return None
-            L = factors(F[:, live], live, exact=False)
+            Qc = c * curv_f(Y[:, live], F[:, live]) * s[:, None]
+            L = factors(F[:, live], live, exact=piecewise, Qc=Qc)
             if L is None:
                 return None
+            if piecewise:
+                kept.update({int(k): (Qc[:, j], L[j]) for j, k in enumerate(live)})
             step = np.column_stack([linalg.cho_solve((L[j], True), grad[:, k], check_finite=False)
                                     for j, k in enumerate(live)])
             dF = Z @ step
@@ -121,9 +130,19 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
             residual = new
             # as the per-machine polish: done at POLISH_RTOL, or at a rounding floor below the limit
             live = live[(residual[live] > POLISH_RTOL) & ~(stalled & (residual[live] <= RESIDUAL_LIMIT))]
-        L = factors(F, np.arange(K), exact=True)
-        if L is None:
-            return None
+        Q = c * curv_f(Y, F) * s[:, None]
+        final: list[np.ndarray | None] = [None] * K
+        for k, (Qk, Lk) in kept.items():
+            if np.array_equal(Qk, Q[:, k]):  # the same curvature: the same Hessian, already factorised
+                final[k] = Lk
+        rest = np.array([k for k in range(K) if final[k] is None], dtype=np.intp)
+        if rest.size:
+            L = factors(F[:, rest], rest, exact=True, Qc=Q[:, rest])
+            if L is None:
+                return None
+            for j, k in enumerate(rest):
+                final[k] = L[j]
+        L = np.stack(final)
     return Theta, [DenseFactor(L[k]) for k in range(K)], {
         "residual_fit": float(fitted.max()), "residual": float(residual.max()), "newton_steps": steps}
 
