@@ -121,7 +121,7 @@ class MultinomialLogistic(_ScoreMargins):
         est.coef_ = self.Theta[: X.shape[1]].T.copy()
         if self.fit_intercept:
             est.intercept_ = self.Theta[-1].copy()
-        return {"method": "multinomial-" + ("cholesky" if self.dense else "pcg"), "n_classes": self.K,
+        return {"method": "multinomial-" + ("cholesky-pcg" if self.dense else "pcg"), "n_classes": self.K,
                 "n_features": X.shape[1], **details}
 
     # -- objective ---------------------------------------------------------------------------------
@@ -246,10 +246,13 @@ class MultinomialLogistic(_ScoreMargins):
                                        "or strengthen the regularisation") from None
 
     def _reg_diag(self) -> np.ndarray:
-        r = np.ones(self.q_dim)
-        if self.fit_intercept:
-            r[-1] = 0.0
-        return np.tile(r, self.K) + self.damping
+        """The regulariser's diagonal (+ damping), class-major (computed once: every product uses it)."""
+        if getattr(self, "_reg_cache", None) is None:
+            r = np.ones(self.q_dim)
+            if self.fit_intercept:
+                r[-1] = 0.0
+            self._reg_cache = np.tile(r, self.K) + self.damping
+        return self._reg_cache
 
     def _matvec(self, V: np.ndarray) -> np.ndarray:
         """H V for columns V of vec(Θ) (class-major)."""
