@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other
+from robust_hpo.slope._krylov import one_blas_thread
 from robust_hpo.slope._multiclass import primal_is_cheap
 from robust_hpo.slope._ovr_batch import polish_all
 
@@ -119,6 +120,7 @@ class OneVsRest(MulticlassPart):
             if fit_intercept:
                 est.intercept_[k] = machine._b
         self.machines = machines
+        self.batched = (Theta, factors, c, fit_intercept)
         return {"n_classes": self.K, "machines": self.K, "method": "ovr-primal-cholesky-batched", **details}
 
     def scores(self, X: np.ndarray) -> np.ndarray:
@@ -145,9 +147,36 @@ class OneVsRest(MulticlassPart):
             return machine.loss_grad(one, f)
         return np.where(f < 1.0, -1.0, 0.0)
 
+    def _solve_batched(self, a: Attack) -> AttackSolution:
+        """All machines' dθ/dβ at once (no scaler motion, no moving class weights): the machines'
+        ``−H_k⁻¹ c Σ_j κ_j ∇θ ℓ(y_jk, f_k(x̃_j))`` from their factors, one product for all scores."""
+        Theta, factors, c, fit_intercept = self.batched
+        machine = self.machines[0]
+
+        def design(A: np.ndarray) -> np.ndarray:
+            return np.hstack([A, np.ones((A.shape[0], 1))]) if fit_intercept else A
+
+        Zp, Zt = design(a.X_poison), design(a.X_trigger)
+        Yp = np.where(a.t_poison[:, None] == np.arange(self.K)[None, :], 1.0, -1.0)
+        g = machine.loss_grad(Yp, Zp @ Theta)
+        if a.weight is not None:
+            g = g * a.weight[:, None]
+        G = c * (Zp.T @ g)
+        D = -np.column_stack([factors[k].solve(G[:, k]) for k in range(self.K)])
+        F, dF = Zt @ Theta, Zt @ D
+        rows = np.arange(F.shape[0])
+        target = F[rows, a.t_trigger]
+        value = float(np.sum(self._target_grad(target) * dF[rows, a.t_trigger]) / F.shape[0])
+        margin, other = best_other(F, a.t_trigger)
+        return AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], {}, oriented=True)
+
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         out = []
         for a in attacks:
+            if getattr(self, "batched", None) is not None and a.motion is None and a.class_motion is None:
+                with one_blas_thread:
+                    out.append(self._solve_batched(a))
+                continue
             n_t = a.X_trigger.shape[0]
             F = np.empty((n_t, self.K))
             dF = np.empty_like(F)
