@@ -228,3 +228,16 @@ def test_multinomial_double_precision_factor_matches_refits(monkeypatch):
     derivative, _ = fd(tight(LogisticRegression(C=10.0)), problem, "log", 1e-4)
     assert result.exact
     assert _rel_err(result.derivative, derivative) <= 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_multinomial_preconditioner_through_its_inverse_factor_matches_refits(monkeypatch):
+    """Long CG runs apply the preconditioner through the inverse factor (forced from the start here)."""
+    from robust_hpo.slope import _multiclass
+
+    monkeypatch.setattr(_multiclass, "INVERSE_AFTER", 0)
+    problem = digits_problem(4, 16)
+    result = backdoor_slope(LogisticRegression(C=30.0), *problem)
+    derivative, _ = fd(tight(LogisticRegression(C=30.0)), problem, "log", 1e-4)
+    assert result.exact
+    assert _rel_err(result.derivative, derivative) <= 1e-3
