@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other
+from robust_hpo.slope._krylov import one_blas_thread
+from robust_hpo.slope._multiclass import primal_is_cheap
+from robust_hpo.slope._ovr_batch import polish_all
 
 
 class OneVsRest(MulticlassPart):
@@ -39,8 +42,14 @@ class OneVsRest(MulticlassPart):
         self.machines: list[ConvexSlopeModel] = []
         own_fit = getattr(self.machine_class, "fits_its_own_estimator", False)
         details: dict[str, Any] = {"n_classes": self.K, "machines": self.K}
+        if not own_fit and primal_is_cheap(*X.shape) and hasattr(self.machine_class, "_objective_constants"):
+            batched = self._prepare_batched(model, X, codes)
+            if batched is not None:
+                return batched
         for k in range(self.K):
             machine = self.machine_class(model.estimator, damping=model.damping)
+            if primal_is_cheap(*X.shape) and hasattr(machine, "space"):
+                machine.space = "primal"  # a small (d+1)×(d+1) Hessian: factorised, no CG (see primal_is_cheap)
             y_pm = np.where(codes == k, 1.0, -1.0)
             machine.classes_ = np.array([-1, k])
             machine.n_features_, machine.n_clean_ = X.shape[1], X.shape[0]
@@ -68,6 +77,54 @@ class OneVsRest(MulticlassPart):
         details["method"] = f"ovr-{details['method']}"
         return details
 
+    def _machine(self, model: ConvexSlopeModel, X: np.ndarray, k: int) -> ConvexSlopeModel:
+        """Machine k's binary adapter, its estimator a view of row k of the fitted coefficients."""
+        est = model.estimator_
+        machine = self.machine_class(model.estimator, damping=model.damping)
+        machine.classes_ = np.array([-1, k])
+        machine.n_features_, machine.n_clean_ = X.shape[1], X.shape[0]
+        machine._multi, machine._memo, machine.weights_ = None, None, model.weights_
+        machine.fit_seconds_, machine.prepare_seconds_ = 0.0, 0.0
+        view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
+        view.coef_ = np.asarray(est.coef_[k:k + 1], dtype=np.float64).copy()
+        view.intercept_ = np.asarray(est.intercept_[k:k + 1], dtype=np.float64).copy()
+        machine.estimator_ = view
+        return machine
+
+    def _prepare_batched(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any] | None:
+        """All machines polished together (:mod:`._ovr_batch`); None: polish them one by one."""
+        est = model.estimator_
+        machines = [self._machine(model, X, k) for k in range(self.K)]
+        fit_intercept = bool(est.fit_intercept)
+        W = np.asarray(est.coef_, dtype=np.float64).T
+        Theta = np.vstack([W, np.asarray(est.intercept_, dtype=np.float64)[None, :]]) if fit_intercept else W.copy()
+        Y = np.where(codes[:, None] == np.arange(self.K)[None, :], 1.0, -1.0)
+        result = polish_all(machines, X, Y, Theta, fit_intercept, model.clean_weights(), model.damping)
+        if result is None:
+            return None
+        Theta, factors, details = result
+        c, r_w, r_b = machines[0]._objective_constants()
+        d = X.shape[1]
+        for k, machine in enumerate(machines):
+            machine._c, machine._r_w, machine._r_b = c, r_w, r_b
+            machine._fit_intercept, machine._sw = fit_intercept, machine.clean_weights()
+            machine._w, machine._b = Theta[:d, k].copy(), float(Theta[d, k]) if fit_intercept else 0.0
+            machine._hessian = factors[k]
+            machine._class_gradients = None
+            if model.weights_.spec == "balanced":  # c Σ_{i ∈ j} s_i ∇θ ℓ_i per class j: κ' moves them
+                g = machine.loss_grad(Y[:, k], machine.decision_function(X)) * model.weights_.sample
+                machine._class_gradients = np.column_stack(
+                    [c * machine._gradient(X, np.where(model.weights_.codes == j, g, 0.0))
+                     for j in range(model.weights_.K)])
+            machine._write_back()
+            machine.details_ = {"method": factors[k].method, "space": factors[k].space, "n_features": d}
+            est.coef_[k] = machine._w
+            if fit_intercept:
+                est.intercept_[k] = machine._b
+        self.machines = machines
+        self.batched = (Theta, factors, c, fit_intercept)
+        return {"n_classes": self.K, "machines": self.K, "method": "ovr-primal-cholesky-batched", **details}
+
     def scores(self, X: np.ndarray) -> np.ndarray:
         return np.column_stack([m.decision_function(X) for m in self.machines])
 
@@ -92,9 +149,36 @@ class OneVsRest(MulticlassPart):
             return machine.loss_grad(one, f)
         return np.where(f < 1.0, -1.0, 0.0)
 
+    def _solve_batched(self, a: Attack) -> AttackSolution:
+        """All machines' dθ/dβ at once (no scaler motion, no moving class weights): the machines'
+        ``−H_k⁻¹ c Σ_j κ_j ∇θ ℓ(y_jk, f_k(x̃_j))`` from their factors, one product for all scores."""
+        Theta, factors, c, fit_intercept = self.batched
+        machine = self.machines[0]
+
+        def design(A: np.ndarray) -> np.ndarray:
+            return np.hstack([A, np.ones((A.shape[0], 1))]) if fit_intercept else A
+
+        Zp, Zt = design(a.X_poison), design(a.X_trigger)
+        Yp = np.where(a.t_poison[:, None] == np.arange(self.K)[None, :], 1.0, -1.0)
+        g = machine.loss_grad(Yp, Zp @ Theta)
+        if a.weight is not None:
+            g = g * a.weight[:, None]
+        G = c * (Zp.T @ g)
+        D = -np.column_stack([factors[k].solve(G[:, k]) for k in range(self.K)])
+        F, dF = Zt @ Theta, Zt @ D
+        rows = np.arange(F.shape[0])
+        target = F[rows, a.t_trigger]
+        value = float(np.sum(self._target_grad(target) * dF[rows, a.t_trigger]) / F.shape[0])
+        margin, other = best_other(F, a.t_trigger)
+        return AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], {}, oriented=True)
+
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         out = []
         for a in attacks:
+            if getattr(self, "batched", None) is not None and a.motion is None and a.class_motion is None:
+                with one_blas_thread:
+                    out.append(self._solve_batched(a))
+                continue
             n_t = a.X_trigger.shape[0]
             F = np.empty((n_t, self.K))
             dF = np.empty_like(F)

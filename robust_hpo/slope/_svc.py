@@ -173,7 +173,8 @@ class SVCSlope(ConvexSlopeModel):
                        n_bound_sv=int(B.sum()), residual_fit=residual_fit, residual=residual,
                        active_set_steps=steps)
         self._set_solution(X, y_pm, alpha, b, S, B)
-        self._write_back(X, y_pm)
+        if not getattr(self, "_view", False):  # a one-vs-one machine's estimator is a throwaway view
+            self._write_back(X, y_pm)
         self._degenerate = not S.any()
         if self._degenerate:
             details["degenerate"] = True
@@ -226,7 +227,9 @@ class SVCSlope(ConvexSlopeModel):
         cB = C[B_idx] * y_pm[B_idx]  # α y of the bound support vectors
         rhs[:-1] = 1.0 - yS * (K.block(S_idx, B_idx) @ cB if B_idx.size else 0.0)
         rhs[-1] = -cB.sum()
-        sol, _, res = _solve_with(kkt, _lu(kkt), rhs)
+        lu = _lu(kkt)
+        self._last_kkt = (S_idx, kkt, lu)  # the final sets' system is the derivative's (_set_solution)
+        sol, _, res = _solve_with(kkt, lu, rhs)
         if not res <= 1e-6:  # no α_S, b put S on the margin: the sets are wrong
             raise _Unsettled(res)
         out = alpha.copy()
@@ -310,9 +313,14 @@ class SVCSlope(ConvexSlopeModel):
         codes = self.weights_.codes
         # bound support vectors: α = C s κ moves with κ ("balanced"): their rows, labels, s and class
         self._bound = (X[B_idx], y_pm[B_idx], self.weights_.sample[B_idx], codes[B_idx])
-        self._kkt = self._kkt_from(self._train_kernel.block(S_idx, S_idx), self._yS, self.damping) \
-            if S.any() else np.zeros((1, 1))
+        last = getattr(self, "_last_kkt", None)
+        self._last_kkt = None
         self._kkt_lu: tuple[np.ndarray, np.ndarray] | None = None
+        if S.any() and last is not None and not self.damping and np.array_equal(last[0], S_idx):
+            self._kkt, self._kkt_lu = last[1], last[2]  # refinement's last system: the same matrix
+        else:
+            self._kkt = self._kkt_from(self._train_kernel.block(S_idx, S_idx), self._yS, self.damping) \
+                if S.any() else np.zeros((1, 1))
         self._train_kernel = None  # n × n_sv floats: not kept after fitting
 
     def _write_back(self, X: np.ndarray, y_pm: np.ndarray) -> None:

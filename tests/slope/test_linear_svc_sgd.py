@@ -122,6 +122,26 @@ def test_linear_svc_and_sgd_match_refits_of_their_objectives(estimator, kind, sp
     assert _rel_err(result.derivative, expected) <= 1e-3
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("estimator, kind, spec, h", [CASES[2], CASES[4]])
+def test_one_vs_rest_polish_machine_by_machine_matches_refits(estimator, kind, spec, h, monkeypatch):
+    """Small designs polish all one-vs-rest machines together; large ones (here forced) one by one:
+    both against the same refits."""
+    from robust_hpo.slope import _ovr
+
+    problem = _problem(spec)
+    C = estimator.C if kind == "sqhinge" else 1.0 / (estimator.alpha * len(problem[0]))
+    expected = fd(kind, C, problem, h)
+    batched = backdoor_slope(estimator, *problem)
+    assert batched.details["method"] == "ovr-primal-cholesky-batched"
+    monkeypatch.setattr(_ovr, "primal_is_cheap", lambda n, d: False)
+    single = backdoor_slope(estimator, *problem)
+    assert single.details["method"] != "ovr-primal-cholesky-batched"
+    for result in (batched, single):
+        assert result.exact and abs(result.derivative) > 1e-3
+        assert _rel_err(result.derivative, expected) <= 1e-3
+
+
 def _fd_scaled(estimator, problem, h):
     """LinearSVC with intercept_scaling: refits of the multi-class LinearSVC itself (primal, tight)."""
     X, y, Xp, yp, Xt, yt = problem

@@ -195,3 +195,49 @@ def test_multinomial_conjugate_gradient_path_matches_refits(monkeypatch):
     assert result.method == "multinomial-pcg"
     derivative, _ = fd(tight(LogisticRegression(C=2.0)), problem, "log", 1e-2)
     assert _rel_err(result.derivative, derivative) <= 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_multi_output_ridge_on_a_large_design_matches_refits(monkeypatch):
+    """Small designs factorise the (d+1)×(d+1) ridge Hessian outright; large ones (here forced) go
+    through LinearModelHessian's cost model: both against the same refits."""
+    from robust_hpo.slope import _multiclass
+
+    problem = digits_problem(4, 14)
+    derivative, _ = fd(tight(RidgeClassifier(alpha=0.3)), problem, "squared", 1e-4)
+    small = backdoor_slope(RidgeClassifier(alpha=0.3), *problem)
+    assert small.method == "multi-output-primal-cholesky"
+    monkeypatch.setattr(_multiclass, "primal_is_cheap", lambda n, d: False)
+    large = backdoor_slope(RidgeClassifier(alpha=0.3), *problem)
+    for result in (small, large):
+        assert result.exact
+        assert _rel_err(result.derivative, derivative) <= 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_multinomial_double_precision_factor_matches_refits(monkeypatch):
+    """The single-precision factor is only a preconditioner; where it is not used (forced here: the
+    double-precision fallback) the slope is the same."""
+    from robust_hpo.slope import _multiclass
+
+    original = _multiclass.MultinomialLogistic._factor
+    monkeypatch.setattr(_multiclass.MultinomialLogistic, "_factor",
+                        lambda self, P, s, single: original(self, P, s, False))
+    problem = digits_problem(3, 15)
+    result = backdoor_slope(LogisticRegression(C=10.0), *problem)
+    derivative, _ = fd(tight(LogisticRegression(C=10.0)), problem, "log", 1e-4)
+    assert result.exact
+    assert _rel_err(result.derivative, derivative) <= 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_multinomial_preconditioner_through_its_inverse_factor_matches_refits(monkeypatch):
+    """Long CG runs apply the preconditioner through the inverse factor (forced from the start here)."""
+    from robust_hpo.slope import _multiclass
+
+    monkeypatch.setattr(_multiclass, "INVERSE_AFTER", 0)
+    problem = digits_problem(4, 16)
+    result = backdoor_slope(LogisticRegression(C=30.0), *problem)
+    derivative, _ = fd(tight(LogisticRegression(C=30.0)), problem, "log", 1e-4)
+    assert result.exact
+    assert _rel_err(result.derivative, derivative) <= 1e-3
