@@ -267,8 +267,9 @@ class ConvexSlopeModel(ABC):
         """Refit with scikit-learn on clean ∪ poison, poison weighted by ``beta`` (Eq. 1); clean rows
         weigh ``sample_weight`` (default 1), class weights as the slope defines them (``_weights``).
         SGDClassifier (``refits_at_the_optimum``): the exact optimum of its objective, not SGD's
-        early-stopped refit, so that curves agree with the slope at β → 0. ``warm_start``: a bare ``LogisticRegression`` starts its solver from this model's clean fit
-        (the same convex optimum, fewer iterations); other learners and pipelines ignore it."""
+        early-stopped refit, so that curves agree with the slope at β → 0. ``warm_start``: a bare
+        ``LogisticRegression`` starts its solver from this model's clean fit (the same convex
+        optimum, fewer iterations); other learners and pipelines ignore it."""
         if not (isinstance(beta, numbers.Real) and math.isfinite(beta) and beta >= 0):
             raise ValidationError(f"beta must be a finite number >= 0, got {beta!r}")
         Xc = as_finite_2d("X_clean", X_clean)
@@ -341,8 +342,9 @@ class ConvexSlopeModel(ABC):
         y_trigger)``, all from this one clean fit; the solves of all attacks are batched.
 
         Each result's ``slope_seconds`` is the fit's preparation (polish and factorisation) plus an
-        equal share of this call; ``details["margins_seconds"]`` is the part spent on the margins
-        (target margins, their derivatives and the clean-test scale).
+        equal share of this call; ``details["margins_seconds"]`` is the equal share of the part spent
+        on the margins (target margins, their derivatives and the clean-test scale), so it never
+        exceeds the attack's share of the call.
         """
         if not hasattr(self, "estimator_"):
             raise NotFittedError("call fit(X_clean, y_clean) before derivative(...)")
@@ -365,6 +367,7 @@ class ConvexSlopeModel(ABC):
             pairs = with_refits(self, checked, margins)
             margins, refits = [m for m, _ in pairs], [d for _, d in pairs]
         share = (elapsed + margin_seconds) / len(checked)
+        margin_share = (sum(s.details.get("margins_seconds", 0.0) for s in solutions) + margin_seconds) / len(checked)
         return [
             SlopeResult.from_derivative(
                 s.derivative, n_poison=a.X_poison.shape[0], n_clean=self.n_clean_,
@@ -373,8 +376,7 @@ class ConvexSlopeModel(ABC):
                 damping=self.damping, fit_seconds=self.fit_seconds_,
                 slope_seconds=self.prepare_seconds_ + share,
                 details={**self.details_, **s.details, **self._preprocessing_details(a),
-                         "margins_seconds": s.details.get("margins_seconds", 0.0)
-                         + margin_seconds / len(checked), **r},
+                         "margins_seconds": margin_share, **r},
                 exact=s.exact and self._preprocessing_exact(a), margins=m,
             )
             for a, s, m, r in zip(checked, solutions, margins, refits)
