@@ -390,7 +390,7 @@ class StudyConfig:
                 f"per class) — raise data.n_train or lower the fraction")
 
     def binary_learners(self) -> list[str]:
-        """The searched learners whose families take two classes only (the convex ones)."""
+        """The searched learners whose families take two classes only (`binary_only`; none of the built-in ones)."""
         return [name for name in self.search.learners if getattr(get_family(name), "binary_only", False)]
 
     def threat_names(self) -> list[str]:
