@@ -20,6 +20,7 @@ from sklearn.svm import SVC
 
 from robust_hpo.slope import backdoor_slope, slope_model
 from tests.slope.test_convex import _rel_err
+from tests.slope.test_margins import _refit
 
 
 def digits_problem(K: int, seed: int, n: int = 300, m: int = 15, n_trigger: int = 40, target: int = 0):
@@ -51,14 +52,6 @@ def synthetic_problem(K: int, seed: int, n: int = 240, d: int = 8, m: int = 12, 
     Xt[:, -1] += 3.0
     return X[:n], y[:n], Xp, np.full(m, 1), Xt, np.full(n_trigger, 1)
 
-
-def _refit(est, problem, beta):
-    X, y, Xp, yp, Xt, yt = problem
-    est = clone(est)
-    if beta == 0:
-        return est.fit(X, y)
-    return est.fit(np.vstack([X, Xp]), np.concatenate([y, yp]),
-                   sample_weight=np.concatenate([np.ones(len(X)), np.full(len(Xp), beta)]))
 
 
 def _with_shape(est, X):
