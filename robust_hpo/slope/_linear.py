@@ -258,10 +258,7 @@ class _LinearModelSlope(ConvexSlopeModel):
                          in_fit: bool, quantity: str = "loss") -> np.ndarray:
         """``dL/ds_j = −c ℓ'(y_j, f(x_j)) ∇θf(x_j)ᵀ H⁻¹ ∇θL``: one solve for all j (H is symmetric),
         whichever weight j has in the fit."""
-        dq = self.loss_grad(y_test_pm, self.decision_function(X_test)) if quantity == "loss" else -y_test_pm
-        with one_blas_thread:
-            u = self._hessian.solve(self._gradient(X_test, dq) / X_test.shape[0])
-        self._record_solver()
+        u = self._test_adjoint(X_test, y_test_pm, quantity)
         dz = X @ u[: X.shape[1]] + (u[-1] if self._fit_intercept else 0.0)  # ∇θ f(x_j) · u
         return -self._c * self.loss_grad(y_pm, self.decision_function(X)) * dz
 
@@ -270,13 +267,18 @@ class _LinearModelSlope(ConvexSlopeModel):
         """(∂L/∂ρ'_f, ∂L/∂a_f) per feature: the test quantity's derivative per unit of a pipeline scaler's
         motion (:class:`~._preprocess.Motion`), ``−⟨H⁻¹∇θL, E⟩`` with E its penalty term — one solve
         (``TrainingInfluence`` through a scaler)."""
+        u = self._test_adjoint(X_test, y_test_pm, quantity)
+        d = X_test.shape[1]
+        g_a = -self._r_b * (self._b * u[:d] + self._w * u[d]) if self._fit_intercept else np.zeros(d)
+        return -self._r_w * self._w * u[:d], g_a
+
+    def _test_adjoint(self, X_test: np.ndarray, y_test_pm: np.ndarray, quantity: str) -> np.ndarray:
+        """``H⁻¹ ∇θL``, L the mean test quantity (the loss, or ``"margin"``: minus the mean margin)."""
         dq = self.loss_grad(y_test_pm, self.decision_function(X_test)) if quantity == "loss" else -y_test_pm
         with one_blas_thread:
             u = self._hessian.solve(self._gradient(X_test, dq) / X_test.shape[0])
         self._record_solver()
-        d = X_test.shape[1]
-        g_a = -self._r_b * (self._b * u[:d] + self._w * u[d]) if self._fit_intercept else np.zeros(d)
-        return -self._r_w * self._w * u[:d], g_a
+        return u
 
     def _record_solver(self) -> None:
         """The solve may have changed method (cg → its Cholesky fallback): keep details current."""

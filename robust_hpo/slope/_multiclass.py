@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -226,7 +225,7 @@ class MultinomialLogistic(_ScoreMargins):
         kept for products (CG)."""
         P = softmax(F, axis=1)
         self.P, self.F_now = P, F
-        Z, K = self.Z, self.K
+        Z = self.Z
         s = np.ones(Z.shape[0]) if self.sw is None else self.sw
         self.Zs = Z
         if self.dense and getattr(self, "L", None) is not None:
@@ -375,24 +374,25 @@ class MultinomialLogistic(_ScoreMargins):
         """``dL/ds_j = −C z_jᵀ U (p_j − y_j)`` with ``U = H⁻¹ ∇Θ L`` (one solve for all j). ∇Θ L and
         every ``z_j (p_j − y_j)ᵀ`` are orthogonal to the intercept shift, so ``H + u uᵀ`` changes
         nothing (see the module docstring); the value does not depend on j's weight in the fit."""
+        U = self._test_adjoint(X_test, test_codes, quantity)
         with one_blas_thread:
-            Zt = _design(X_test, self.fit_intercept)
-            B = Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity)  # q × K
-            U = self._solve(B.T.reshape(-1, 1))[:, 0].reshape(self.K, -1).T
             Z = _design(X, self.fit_intercept)
-            R = softmax(Z @ self.Theta, axis=1) - np.eye(self.K)[codes]
-            return -self.C * np.sum((Z @ U) * R, axis=1)
+            return -self.C * np.sum((Z @ U) * self.loss_gradient(Z @ self.Theta, codes), axis=1)
 
     def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
                            quantity: str = "loss") -> tuple[np.ndarray, np.ndarray]:
         """(∂L/∂ρ'_f, ∂L/∂a_f): a scaler's motion enters as ``E = [ρ' ⊙ W; 0]`` (unpenalised
         intercepts: the mean does not matter), so ``∂L/∂ρ'_f = −Σ_k W_fk U_fk``, U = H⁻¹ ∇Θ L."""
-        with one_blas_thread:
-            Zt = _design(X_test, self.fit_intercept)
-            B = Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity)
-            U = self._solve(B.T.reshape(-1, 1))[:, 0].reshape(self.K, -1).T
+        U = self._test_adjoint(X_test, test_codes, quantity)
         d = X_test.shape[1]
         return -np.sum(self.Theta[:d] * U[:d], axis=1), np.zeros(d)
+
+    def _test_adjoint(self, X_test: np.ndarray, test_codes: np.ndarray, quantity: str) -> np.ndarray:
+        """``U = H⁻¹ ∇Θ L`` as a q × K matrix (L the mean test quantity, :meth:`_test_gradient`)."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            B = Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity)  # q × K
+            return self._solve(B.T.reshape(-1, 1))[:, 0].reshape(self.K, -1).T
 
 
 class MultiOutputRidge(_ScoreMargins):
@@ -479,20 +479,23 @@ class MultiOutputRidge(_ScoreMargins):
                          in_fit: bool, quantity: str = "loss") -> np.ndarray:
         """``dL/ds_j = −Σ_k (z_jᵀ U_k) ∂ℓ_j/∂f_k`` with ``U = H⁻¹ ∇Θ L`` (one block solve, the outputs'
         shared Hessian), ``ℓ_j = Σ_k (Y_jk − f_k(x_j))²``."""
+        U = self._test_adjoint(X_test, test_codes, quantity)
         with one_blas_thread:
-            Zt = _design(X_test, self.fit_intercept)
-            U = self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
             Z = _design(X, self.fit_intercept)
             return -np.sum((Z @ U) * self.loss_gradient(Z @ self.Theta, codes), axis=1)
 
     def scaler_sensitivity(self, X_test: np.ndarray, test_codes: np.ndarray,
                            quantity: str = "loss") -> tuple[np.ndarray, np.ndarray]:
         """(∂L/∂ρ'_f, ∂L/∂a_f) with ``E = [r_w ρ' ⊙ W; 0]``: ``∂L/∂ρ'_f = −r_w Σ_k W_fk U_fk``."""
-        with one_blas_thread:
-            Zt = _design(X_test, self.fit_intercept)
-            U = self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
+        U = self._test_adjoint(X_test, test_codes, quantity)
         d = X_test.shape[1]
         return -self.r_w * np.sum(self.Theta[:d] * U[:d], axis=1), np.zeros(d)
+
+    def _test_adjoint(self, X_test: np.ndarray, test_codes: np.ndarray, quantity: str) -> np.ndarray:
+        """``U = H⁻¹ ∇Θ L`` (q × K, one block solve on the outputs' shared Hessian)."""
+        with one_blas_thread:
+            Zt = _design(X_test, self.fit_intercept)
+            return self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
 
 
 def _triangular_inverse(L: np.ndarray) -> np.ndarray:
