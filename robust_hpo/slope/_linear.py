@@ -211,11 +211,16 @@ class _LinearModelSlope(ConvexSlopeModel):
                 else type(est.intercept_)(self._b)
 
     # -- derivatives -------------------------------------------------------------------------------
-    def parameter_derivatives(self, attacks: Sequence[Attack]) -> np.ndarray:
-        """dθ/dβ per attack as the columns of a (d[+1]) × k array: ``−H⁻¹ c Σ_j ∇θ ℓ(t_j, f(x̃_j))``."""
+    def parameter_derivatives(self, attacks: Sequence[Attack],
+                              functionals: np.ndarray | None = None) -> np.ndarray:
+        """dθ/dβ per attack as the columns of a (d[+1]) × k array: ``−H⁻¹ c Σ_j ∇θ ℓ(t_j, f(x̃_j))``.
+
+        ``functionals``: per attack the gradient of the quantity the caller takes from dθ/dβ (the
+        triggered points' mean loss): the solve may stop once that quantity is certified
+        (:meth:`LinearModelHessian.solve`)."""
         G = np.column_stack([self._c * self._gradient(a.X_poison, self._poison_grad(a))
                              + self._penalty_motion(a) + self._class_motion(a) for a in attacks])
-        U = self._hessian.solve(G)
+        U = self._hessian.solve(G, functionals=functionals)
         self._record_solver()
         return -U
 
@@ -242,12 +247,13 @@ class _LinearModelSlope(ConvexSlopeModel):
             return self._solve_attacks_one_thread(attacks)
 
     def _solve_attacks_one_thread(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
-        D = self.parameter_derivatives(attacks)
+        f_triggers = [self.decision_function(a.X_trigger) for a in attacks]
+        g_triggers = [self._gradient(a.X_trigger, self.loss_grad(a.t_trigger, ft)) / a.X_trigger.shape[0]
+                      for a, ft in zip(attacks, f_triggers)]
+        D = self.parameter_derivatives(attacks, np.column_stack(g_triggers))
         out = []
-        for k, a in enumerate(attacks):
+        for k, (a, ft, g_trigger) in enumerate(zip(attacks, f_triggers, g_triggers)):
             dtheta = D[:, k]
-            ft = self.decision_function(a.X_trigger)
-            g_trigger = self._gradient(a.X_trigger, self.loss_grad(a.t_trigger, ft)) / a.X_trigger.shape[0]
             start = time.perf_counter()
             dft = a.X_trigger @ dtheta[: a.X_trigger.shape[1]] + (dtheta[-1] if self._fit_intercept else 0.0)
             out.append(AttackSolution(derivative=float(g_trigger @ dtheta), f_trigger=ft, df_trigger=dft,

@@ -37,7 +37,9 @@ class DenseFactor:
     def __init__(self, L: np.ndarray) -> None:
         self.L = L
 
-    def solve(self, v: np.ndarray, *, rtol: float = 0.0, x0: np.ndarray | None = None) -> np.ndarray:
+    def solve(self, v: np.ndarray, *, rtol: float = 0.0, x0: np.ndarray | None = None,
+              functionals: np.ndarray | None = None) -> np.ndarray:
+        """Exact: ``rtol``, ``x0`` and ``functionals`` (what an iterative solve may stop on) are not needed."""
         return linalg.cho_solve((self.L, True), np.asarray(v, dtype=np.float64), check_finite=False)
 
 

@@ -277,8 +277,9 @@ def test_logistic_spaces_agree_and_the_cost_model_switches_to_a_factorisation(C,
                                      "primal-cholesky+pcg")
         else:
             assert result.method == f"{space}-cholesky"
-    for space in ("primal", "dual", "cg"):
-        assert values[space] == pytest.approx(values["auto"], rel=1e-8)
+    assert values["dual"] == pytest.approx(values["primal"], rel=1e-8)  # both exact
+    for space in ("auto", "cg"):  # conjugate gradients stop once the slope is certified to CERTIFY_RTOL
+        assert values[space] == pytest.approx(values["primal"], rel=_hessian.CERTIFY_RTOL)
     monkeypatch.setattr(_hessian, "FACTOR_FLOP_SPEEDUP", 1e30)  # factorising costs nothing
     switched = LogisticSlope(LogisticRegression(C=50.0, tol=1e-2)).fit(X, y).derivative(Xp, yp, Xt, yt)
     assert switched.method in ("pcg+primal-cholesky", "pcg+dual-cholesky", "primal-cholesky")
