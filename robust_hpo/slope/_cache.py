@@ -33,18 +33,14 @@ class GramCache:
     """A small LRU of flattened training arrays and their Gram matrices.
 
     ``max_entries`` bounds the number of distinct arrays kept; ``max_primal_features`` bounds the
-    size of a cached ``Xᵀ X`` (d×d floats), ``max_dual_rows`` that of an ``X Xᵀ`` computed ahead for the
-    study's later trials (n×n floats: 4096 rows are 134 MB).
+    size of a cached ``Xᵀ X`` (d×d floats).
     """
 
-    def __init__(self, *, max_entries: int = 2, max_primal_features: int = 4096,
-                 max_dual_rows: int = 4096) -> None:
+    def __init__(self, *, max_entries: int = 2, max_primal_features: int = 4096) -> None:
         check("max_entries", max_entries, [Interval(Integral, 1, None)])
         check("max_primal_features", max_primal_features, [Interval(Integral, 0, None)])
-        check("max_dual_rows", max_dual_rows, [Interval(Integral, 0, None)])
         self.max_entries = max_entries
         self.max_primal_features = max_primal_features
-        self.max_dual_rows = max_dual_rows
         self._entries: OrderedDict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = OrderedDict()
         self.hits = 0
         self.misses = 0
