@@ -237,17 +237,26 @@ class LinearModelHessian:
 
     # -- products --------------------------------------------------------------------------------
     def _matmat(self, V: np.ndarray) -> np.ndarray:
-        """H V on the active coordinates ([w_active, b])."""
+        """H V for V laid out as [w, b] (or [w]); the products run on the used features only (the
+        others' block of H is r_w I), one column as matrix–vector products."""
         D = self._design
-        if not D.fit_intercept:
-            return D.r_w * V + D.X.T @ (self.q[:, None] * (D.X @ V))
-        U = D.X @ V[:-1]
-        U += V[-1]
-        U *= self.q[:, None]
-        out = np.empty_like(V)
-        out[:-1] = D.X.T @ U
-        out[:-1] += D.r_w * V[:-1]
-        out[-1] = D.r_b * V[-1] + np.add.reduce(U, axis=0)
+        active, Xa = D.active()
+        one = V.shape[1] == 1
+        W = V[:-1] if D.fit_intercept else V
+        Wa = W if active is None else W[active]
+        U = Xa @ (Wa[:, 0] if one else Wa)
+        if D.fit_intercept:
+            U += V[-1, 0] if one else V[-1]
+        U *= self.q if one else self.q[:, None]
+        G = Xa.T @ U
+        out = D.r_w * V
+        out_w = out[:-1] if D.fit_intercept else out
+        if active is None:
+            out_w += G[:, None] if one else G
+        else:
+            out_w[active] += G[:, None] if one else G
+        if D.fit_intercept:
+            out[-1] = D.r_b * V[-1] + np.add.reduce(U, axis=0)
         return out
 
     # -- public ----------------------------------------------------------------------------------
@@ -441,17 +450,15 @@ class _Subset:
     def __init__(self, D: _Design, q: np.ndarray, index: np.ndarray | None = None,
                  gram: np.ndarray | None = None, XS: np.ndarray | None = None) -> None:
         self.D = D
+        self.active, self.X = D.active()  # the used features (the others: H is r_w I there, P too)
         if index is None:
             weight = q * D.row_norms
             k = min(D.subset_size, int(np.count_nonzero(weight > 0)))
             index = np.zeros(0, dtype=np.intp) if k == 0 else \
                 (np.argpartition(-weight, k - 1)[:k] if k < q.size else np.arange(q.size))
         self.index = index
-        self._rows = np.empty((index.size + 1, D.X.shape[1]))  # X_S, then the centroid (set per curvature)
-        if XS is None:
-            np.take(D.X, index, axis=0, out=self._rows[:-1])
-        else:
-            self._rows[:-1] = XS
+        self._rows = np.empty((index.size + 1, self.X.shape[1]))  # X_S, then the centroid (set per curvature)
+        self._rows[:-1] = self.X[index] if XS is None else XS
         self.XS = self._rows[:-1]
         self.gram = self.XS @ self.XS.T if gram is None else gram
         self._weigh(q)
@@ -467,18 +474,17 @@ class _Subset:
         self.r_w = D.r_w
         qS = q[self.index]
         keep = qS > 0  # points whose curvature vanished at this q leave the subset
-        index, XS, gram, qS = (self.index, self.XS, self.gram, qS) if keep.all() else \
-            (self.index[keep], self.XS[keep], self.gram[np.ix_(keep, keep)], qS[keep])
+        XS, gram, qS = (self.XS, self.gram, qS) if keep.all() else \
+            (self.XS[keep], self.gram[np.ix_(keep, keep)], qS[keep])
         total = float(q.sum())
-        c = D.X.T @ q  # Σ_i q_i x_i: P's intercept column, and the centroid's numerator
+        c = self.X.T @ q  # Σ_i q_i x_i: P's intercept column, and the centroid's numerator
         rest = total - float(qS.sum())
         if rest > 1e-12 * total:
             centroid = (c - XS.T @ qS) / rest
-            cross = XS @ centroid
             k = qS.size
             G = np.empty((k + 1, k + 1))
             G[:k, :k] = gram
-            G[:k, k] = G[k, :k] = cross
+            G[:k, k] = G[k, :k] = XS @ centroid
             G[k, k] = centroid @ centroid
             if keep.all():
                 self._rows[-1] = centroid
@@ -498,20 +504,30 @@ class _Subset:
             self.schur = max(gamma - float(c @ self.Ac), 1e-12 * max(gamma, 1e-300))
 
     def _solve_w(self, V: np.ndarray) -> np.ndarray:
-        """``(r_w I + Rᵀ Ω R)⁻¹ V`` by Woodbury."""
+        """``(r_w I + Rᵀ Ω R)⁻¹ V`` on the used features, by Woodbury."""
         U = V * (1.0 / self.r_w)
         if self.L is not None:
             U -= (self.R.T @ _potrs(self.L, self.R @ U)) * (1.0 / self.r_w)
         return U
 
     def solve(self, V: np.ndarray) -> np.ndarray:
-        if not self.fit_intercept:
-            return self._solve_w(V)
-        U = self._solve_w(V[:-1])
-        t = (V[-1] - self.c @ U) / self.schur
-        out = np.empty_like(V)
-        out[:-1] = U - self.Ac[:, None] * t
-        out[-1] = t
+        W = V[:-1] if self.fit_intercept else V
+        if self.active is None:
+            out = np.empty_like(V)
+            out_w = out[:-1] if self.fit_intercept else out
+            U = self._solve_w(W)
+        else:
+            out = V * (1.0 / self.r_w)  # the unused features
+            out_w = out[:-1] if self.fit_intercept else out
+            U = self._solve_w(W[self.active])
+        if self.fit_intercept:
+            t = (V[-1] - self.c @ U) / self.schur
+            U -= self.Ac[:, None] * t
+            out[-1] = t
+        if self.active is None:
+            out_w[...] = U
+        else:
+            out_w[self.active] = U
         return out
 
 
