@@ -3,7 +3,8 @@
 Every trial of a study fits on the same clean training set; only the hyperparameters change.
 ``X Xᵀ`` (the dual space's n×n Gram) and ``Xᵀ X`` (ridge's primal Gram: its curvature does not
 depend on θ) are the dominant cost of an exact slope and depend on the data alone, so a study
-computes them once. Entries are keyed by the *identity* of the array and hold a strong reference
+computes them once — and with them the cheap data-only helpers every trial would otherwise redo
+(the used features, X on them, the row norms). Entries are keyed by the *identity* of the array and hold a strong reference
 to it (so the identity cannot be reused); the arrays must not be modified in place while cached.
 """
 
@@ -27,6 +28,11 @@ def used_features(X: np.ndarray, block_bytes: int = 4 * 2 ** 20) -> np.ndarray:
     for start in range(0, n, rows):
         used |= np.any(X[start:start + rows] != 0, axis=0)
     return np.flatnonzero(used)
+
+
+def row_norms(X: np.ndarray) -> np.ndarray:
+    """‖x_i‖² per row."""
+    return np.einsum("ij,ij->i", X, X)
 
 
 class GramCache:
@@ -87,6 +93,21 @@ class GramCache:
         if "used" not in slot:
             slot["used"] = used_features(X)
         return slot["used"]
+
+    def row_norms(self, X: np.ndarray) -> np.ndarray:
+        """‖x_i‖² per row of ``X`` (the subset preconditioner ranks points by it)."""
+        slot = self._slot(X)  # data-only helpers: not counted in hits / misses
+        if "row_norms" not in slot:
+            slot["row_norms"] = row_norms(X)
+        return slot["row_norms"]
+
+    def on_used_features(self, X: np.ndarray) -> np.ndarray:
+        """``X`` restricted to :meth:`used_features` (a copy: conjugate gradients and the
+        factorisations work on it)."""
+        slot = self._slot(X)
+        if "on_used" not in slot:
+            slot["on_used"] = np.take(X, self.used_features(X), axis=1)
+        return slot["on_used"]
 
     def inner(self, X: np.ndarray) -> np.ndarray | None:
         """``Xᵀ X`` (d×d), or ``None`` when d exceeds ``max_primal_features``."""

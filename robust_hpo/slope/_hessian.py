@@ -54,7 +54,7 @@ from scipy.linalg.lapack import dpotrf as _dpotrf
 from scipy.linalg.lapack import dpotrs as _dpotrs
 
 from robust_hpo.errors import SingularHessianError, ValidationError
-from robust_hpo.slope._cache import GramCache, used_features
+from robust_hpo.slope._cache import GramCache, row_norms, used_features
 from robust_hpo.slope._krylov import block_pcg, certified_stop, one_blas_thread
 
 Space = Literal["auto", "primal", "dual", "cg"]
@@ -151,7 +151,8 @@ class _Design:
     def row_norms(self) -> np.ndarray:
         """‖z_i‖² (with the intercept's 1)."""
         if self._row_norms is None:
-            self._row_norms = np.einsum("ij,ij->i", self.X, self.X) + (1.0 if self.fit_intercept else 0.0)
+            norms = self.cache.row_norms(self.X) if self.cache is not None else row_norms(self.X)
+            self._row_norms = norms + 1.0 if self.fit_intercept else norms
         return self._row_norms
 
     def used(self) -> np.ndarray | None:
@@ -177,7 +178,12 @@ class _Design:
         the few rows and columns it saves (they are exact either way)."""
         if self._active is None:
             used = self.used()
-            self._active = (used, np.take(self.X, used, axis=1)) if self._compacts(used) else (None, self.X)
+            if not self._compacts(used):
+                self._active = (None, self.X)
+            elif self.cache is not None:
+                self._active = (used, self.cache.on_used_features(self.X))
+            else:
+                self._active = (used, np.take(self.X, used, axis=1))
         return self._active
 
 
