@@ -575,6 +575,9 @@ class _Primal(_Factor):
             if self.active is not None:
                 gram = gram[np.ix_(self.active, self.active)]
             G = gram * q[0]
+        elif constant:  # one syrk of X itself, no scaled copy
+            G = self.X.T @ self.X
+            G *= q[0]
         else:
             G = _weighted_gram(self.X, q)
         G[np.diag_indices_from(G)] += D.r_w
