@@ -1,0 +1,476 @@
+"""``SVC`` with K ≥ 3 classes: libsvm's K(K−1)/2 one-vs-one machines, refined together.
+
+Machine p = (i, j), i < j, is trained on the rows of classes i and j only; class j is its +1 side, so
+its decision value is −libsvm's. Each is the binary problem of :class:`~._svc.SVCSlope` (same dual,
+same sets N / B / S, same active-set refinement, same tolerances), and the slope of each is that
+class's KKT derivative; poison of class i or j enters only machine (i, j). Curve loss = for each
+triggered point, the hinge of each of the K − 1 machines involving its target, the target as the
+positive side, summed; averaged over the triggered points. Margin = the smallest decision value of
+the target's K − 1 duels (target positive): positive ⇔ the target wins every duel, hence the vote.
+
+**Batched refinement.** The machines' α (an n × P matrix, column p zero outside machine p's rows)
+and intercepts are read from the fitted estimator; every machine's margins come from one kernel block
+``K(X, X_sv)`` (the union of the support vectors; for the linear kernel, from ``X`` and the P weight
+vectors) and one product, and the equalities on the margin support vectors of all machines are solved
+as one stack of zero-padded KKT systems (a padded unknown has the row ``1 · x = 0``, so it decouples).
+Set corrections repeat for the machines that need them. A machine whose system is singular or
+inexact (relative residual > 1e-8), which has no margin support vector, or whose sets do not settle,
+is refined on its own by :class:`~._svc.SVCSlope` (least squares, the degenerate case, the tighter
+refit), exactly as without batching. The binary machine objects the derivatives use are built from
+the refined solution when first needed (only the target's K − 1 machines for a slope).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart
+
+BATCH_RESIDUAL = 1e-8
+"""A batched KKT solve with a larger relative residual is redone for its machine alone (LU, then
+least squares) — the binary solver's own threshold for falling back from LU."""
+
+
+class OneVsOneSVC(MulticlassPart):
+    """The one-vs-one machines of a fitted ``SVC`` (see the module docstring); ``machine_class`` is
+    :class:`~._svc.SVCSlope` (passed in: this module does not import ``_svc``).
+
+    The machines' variables are held flat, machine by machine (``seg[p]:seg[p+1]`` are machine p's
+    entries): training row ``r``, machine ``mach``, label ``y`` (±1, class j positive), box ``C`` and
+    α, and the sets S, B (N the rest)."""
+
+    loss_name = "hinge (one-vs-one, summed over the target's duels)"
+
+    def __init__(self, machine_class: type) -> None:
+        self.machine_class = machine_class
+
+    # -- refinement --------------------------------------------------------------------------------
+    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+        est = model.estimator_
+        K = model.n_classes_
+        self.K, self.model, self.X, self.codes = K, model, X, codes
+        self.pairs = list(itertools.combinations(range(K), 2))
+        P = len(self.pairs)
+        self.sign = np.zeros((K, P))
+        pair_index = np.full((K, K), -1)
+        for p, (i, j) in enumerate(self.pairs):
+            self.sign[i, p], self.sign[j, p] = -1.0, 1.0
+            pair_index[i, j] = pair_index[j, i] = p
+        member = self.sign[codes] != 0  # n × P
+        self.mach, self.r = np.nonzero(member.T)  # machine by machine, rows ascending (libsvm's order)
+        self.seg = np.concatenate([[0], np.cumsum(member.sum(axis=0))])
+        self.y = self.sign[codes[self.r], self.mach]
+        weights = model.clean_weights()
+        self.C_scalar = float(est.C)
+        self.C = self.C_scalar * (np.ones(self.r.size) if weights is None else weights[self.r])
+        alpha = self._libsvm_alpha(est, codes, pair_index)[self.r, self.mach]
+        b = -np.asarray(est.intercept_, dtype=np.float64)
+        self.linear = est.kernel == "linear"
+        self._columns = None if self.linear else _KernelColumns(model, X)
+        B = (alpha >= self.C * (1.0 - self.machine_class.bound_rtol)) & (self.C > 0)
+        S = (alpha > 0) & ~B
+        alpha[B] = self.C[B]
+        all_machines = np.arange(P)
+        before = self._violations(alpha, b, S, B, all_machines)[0]
+        residual = np.zeros(P)
+        steps = np.zeros(P, dtype=int)
+        self.own: dict[int, Any] = {}  # machines refined on their own (see the module docstring)
+        has_margin = np.logical_or.reduceat(S, self.seg[:-1])
+        for p in np.flatnonzero(~has_margin):
+            self._refine_alone(int(p), alpha, b, S, B)
+            before[p] = 0.0
+        active = np.flatnonzero(has_margin)
+        while active.size:
+            solved = self._solve_equalities(active, alpha, b, S, B)
+            for p in np.setdiff1d(active, solved):
+                self._refine_alone(int(p), alpha, b, S, B)
+                before[p] = steps[p] = 0
+            if not solved.size:
+                break
+            violation, low, high, enter, entries = self._violations(alpha, b, S, B, solved)
+            change = low | high | enter
+            moved = np.logical_or.reduceat(change, np.searchsorted(entries, self.seg[solved]))
+            residual[solved[~moved]] = violation[~moved]
+            at = entries[change]
+            S_new = S.copy()
+            S_new[at] = (S[at] & ~low[change] & ~high[change]) | enter[change]
+            again = solved[moved]
+            alone = (steps[again] >= self.machine_class.max_active_set_steps) | \
+                ~np.logical_or.reduceat(S_new, self.seg[:-1])[again]
+            B[at] = (B[at] & ~enter[change]) | high[change]
+            S[:] = S_new
+            alpha[entries[low]] = 0.0
+            alpha[entries[high]] = self.C[entries[high]]
+            steps[again] += 1
+            for p in again[alone]:
+                self._refine_alone(int(p), alpha, b, S, B)
+                before[p] = steps[p] = 0
+            active = again[~alone]
+        self.alpha, self.b, self.S, self.B, self.steps = alpha, b, S, B, steps
+        self._set_scores()
+        self._machines: dict[int, Any] = dict(self.own)
+        details: dict[str, Any] = {"method": "svm-kkt-ovo", "kernel": est.kernel, "n_classes": K, "machines": P,
+                                   "n_margin_sv": int(S.sum()), "n_bound_sv": int(B.sum()),
+                                   "active_set_steps": int(steps.sum()),
+                                   "residual_fit": float(before.max()), "residual": float(residual.max())}
+        for p, machine in sorted(self.own.items()):  # machines refined on their own: their own counts
+            own = machine.details_
+            for key in ("n_margin_sv", "n_bound_sv", "active_set_steps"):
+                details[key] += own.get(key, 0)
+            for key in ("residual_fit", "residual"):
+                details[key] = max(details[key], own.get(key, 0.0))
+            if own.get("degenerate"):
+                details.setdefault("degenerate_machines", []).append(list(map(int, self.pairs[p])))
+        return details
+
+    @staticmethod
+    def _libsvm_alpha(est: Any, codes: np.ndarray, pair_index: np.ndarray) -> np.ndarray:
+        """α (n × P) of libsvm's fit: a support vector of class c holds in row r of ``dual_coef_`` its
+        coefficient in the machine against class r (r < c) or r + 1 (r ≥ c)."""
+        K = pair_index.shape[0]
+        alpha = np.zeros((codes.size, K * (K - 1) // 2))
+        sv = np.asarray(est.support_)
+        c = codes[sv]
+        r = np.arange(K - 1)[:, None]
+        other = r + (r >= c[None, :])
+        alpha[np.broadcast_to(sv, other.shape), pair_index[c[None, :], other]] = np.abs(est.dual_coef_)
+        return alpha
+
+    def _entries(self, cols: np.ndarray) -> np.ndarray:
+        """Flat entries of the machines ``cols`` (ascending machine order), machine by machine."""
+        sizes = self.seg[cols + 1] - self.seg[cols]
+        return np.repeat(self.seg[cols] - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+
+    def _products(self, values: np.ndarray, entries: np.ndarray, cols: np.ndarray,
+                  at: np.ndarray) -> np.ndarray:
+        """``Σ_l values_l K(x_at, x_{r_l})`` within each machine: ``values`` on flat ``entries`` of the
+        machines ``cols`` (ascending), evaluated at the flat entries ``at`` of the same machines."""
+        col_of = np.searchsorted(cols, self.mach)
+        coef = np.zeros((self.X.shape[0], cols.size))
+        coef[self.r[entries], col_of[entries]] = values
+        rows = np.unique(self.r[entries[values != 0]])
+        if rows.size == 0:
+            return np.zeros(at.size)
+        G = self.X @ (self.X[rows].T @ coef[rows]) if self.linear else self._columns.dot(rows, coef[rows])
+        return G[self.r[at], col_of[at]]
+
+    def _violations(self, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray,
+                    cols: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per machine of ``cols`` (ascending): the largest KKT violation (as :meth:`SVCSlope._violation`:
+        margin units, α's in units of C); on those machines' flat ``entries`` (returned last) the
+        entries leaving S to N (``low``) or to B (``high``) and entering S."""
+        e = self._entries(cols)
+        a, y, C, Se, Be = alpha[e], self.y[e], self.C[e], S[e], B[e]
+        yf = y * (self._products(a * y, e, cols, e) + b[self.mach[e]])
+        N = ~(Se | Be)
+        starts = np.searchsorted(e, self.seg[cols])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(Se, np.maximum(np.abs(yf - 1.0), np.maximum(np.maximum(0.0, -a), a - C) / C),
+                         np.where(N, 1.0 - yf, yf - 1.0))
+        violation = np.maximum(np.maximum.reduceat(v, starts), 0.0)
+        tol = self.machine_class.kkt_tol
+        low, high = Se & (a <= 0), Se & (a >= C)
+        enter = ((N & (yf < 1.0 - tol)) | (Be & (yf > 1.0 + tol))) & (C > 0)
+        return violation, low, high, enter, e
+
+    def _kkt_stack(self, cols: np.ndarray, S: np.ndarray, damping: float = 0.0) -> tuple[np.ndarray, ...]:
+        """The KKT matrices ``[[Q_SS, y_S], [y_Sᵀ, 0]]`` of the machines ``cols`` (ascending), zero-padded
+        to one size (a padded unknown: ``1 · x = 0``). Returns (stack, the flat S entries, their machine
+        position k in ``cols`` and slot in the system, y_S per slot)."""
+        e = self._entries(cols)
+        at = e[S[e]]
+        machine = np.searchsorted(cols, self.mach[at])
+        counts = np.bincount(machine, minlength=cols.size)
+        m = int(counts.max())
+        first = np.cumsum(counts) - counts
+        slot = np.arange(at.size) - np.repeat(first, counts)
+        rows = self.r[at]
+        idx = np.repeat(rows[first][:, None], m, axis=1)  # pads repeat the machine's first row
+        idx[machine, slot] = rows
+        yS = np.zeros((cols.size, m))
+        yS[machine, slot] = self.y[at]
+        if self.linear:
+            XS = self.X[idx]
+            KSS = XS @ XS.transpose(0, 2, 1)
+        else:
+            KSS = self._columns.block(idx)
+        kkt = np.zeros((cols.size, m + 1, m + 1))
+        kkt[:, :m, :m] = yS[:, :, None] * KSS * yS[:, None, :]
+        kkt[:, :m, m] = kkt[:, m, :m] = yS
+        if damping:
+            kkt[machine, slot, slot] += damping
+        pad_machine, pad_slot = np.nonzero(yS == 0)
+        kkt[pad_machine, pad_slot, pad_slot] = 1.0
+        return kkt, at, machine, slot, yS
+
+    @staticmethod
+    def _solve_stack(kkt: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Solutions of a stack of systems and which are exact (relative residual ≤ BATCH_RESIDUAL)."""
+        try:
+            with np.errstate(all="ignore"):
+                sol = np.linalg.solve(kkt, rhs[..., None])[..., 0]
+                res = np.linalg.norm(np.einsum("kij,kj...->ki...", kkt, sol) - rhs, axis=1)
+                ok = np.isfinite(res) & (res <= BATCH_RESIDUAL * np.maximum(np.linalg.norm(rhs, axis=1), 1e-300))
+        except np.linalg.LinAlgError:  # an exactly singular system: none is trusted
+            return np.zeros_like(rhs), np.zeros(rhs.shape[0], dtype=bool)
+        return sol, ok
+
+    def _solve_equalities(self, cols: np.ndarray, alpha: np.ndarray, b: np.ndarray, S: np.ndarray,
+                          B: np.ndarray) -> np.ndarray:
+        """α_S and b of the machines ``cols`` from ``Q_SS α_S + y_S b = 1 − C Q_SB 1``, ``y_Sᵀ α_S =
+        −C y_Bᵀ 1`` (one padded stack of systems), written into ``alpha`` and ``b``; returns the
+        machines solved (the others are left to :meth:`_refine_alone`)."""
+        kkt, at, machine, slot, _ = self._kkt_stack(cols, S)
+        m = kkt.shape[1] - 1
+        e = self._entries(cols)
+        bound = e[B[e]]
+        cB = self.C[bound] * self.y[bound]  # α y of the bound support vectors
+        rhs = np.zeros((cols.size, m + 1))
+        fB = self._products(cB, bound, cols, at) if bound.size else np.zeros(at.size)
+        rhs[machine, slot] = 1.0 - self.y[at] * fB
+        rhs[:, m] = -np.bincount(np.searchsorted(cols, self.mach[bound]), weights=cB, minlength=cols.size)
+        sol, ok = self._solve_stack(kkt, rhs)
+        keep = ok[machine]
+        alpha[at[keep]] = sol[machine[keep], slot[keep]]
+        b[cols[ok]] = sol[ok, m]
+        return cols[ok]
+
+    def _new_machine(self, p: int) -> Any:
+        """Machine p as a binary :class:`~._svc.SVCSlope` on a view of the estimator (libsvm's α and b
+        for that pair), not yet refined. Returns (machine, its rows, their ±1 labels)."""
+        model, est = self.model, self.model.estimator_
+        i, j = self.pairs[p]
+        rows = self.r[self.seg[p]:self.seg[p + 1]]
+        starts = np.concatenate([[0], np.cumsum(est.n_support_)])
+        view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
+        sv_i = est.support_[starts[i]:starts[i + 1]]
+        sv_j = est.support_[starts[j]:starts[j + 1]]
+        coef = np.concatenate([est.dual_coef_[j - 1, starts[i]:starts[i + 1]],
+                               est.dual_coef_[i, starts[j]:starts[j + 1]]])
+        view.support_ = np.searchsorted(rows, np.concatenate([sv_i, sv_j]))
+        view.dual_coef_ = coef[None, :]
+        view.intercept_ = np.array([-float(est.intercept_[p])])
+        machine = self.machine_class(model.estimator, damping=model.damping)
+        machine.classes_ = model.classes_[[i, j]]
+        machine.n_features_, machine.n_clean_ = self.X.shape[1], rows.size
+        machine._multi, machine._memo = None, None
+        machine.weights_ = model.weights_.subset(rows)
+        machine.estimator_ = view
+        machine._view = True  # its refined solution is not written back into the view
+        machine.fit_seconds_ = machine.prepare_seconds_ = 0.0
+        return machine, rows, self.y[self.seg[p]:self.seg[p + 1]]
+
+    def _refine_alone(self, p: int, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray) -> None:
+        """Machine p refined by the binary solver from libsvm's solution; its α and b replace machine p's
+        (its sets, counts and residuals stay in the machine: its entries of S and B are cleared)."""
+        machine, rows, y = self._new_machine(p)
+        machine.details_ = machine._prepare(self.X[rows], y)
+        self.own[p] = machine
+        mine = slice(self.seg[p], self.seg[p + 1])
+        alpha[mine] = 0.0
+        alpha[self.seg[p] + machine._sv_index] = np.abs(machine._coef_sv)
+        b[p] = machine._b
+        S[mine] = B[mine] = False
+
+    def machine(self, p: int) -> Any:
+        """Machine p as a refined binary :class:`~._svc.SVCSlope` (built on first use)."""
+        found = self._machines.get(p)
+        if found is None:
+            found, rows, y = self._new_machine(p)
+            mine = slice(self.seg[p], self.seg[p + 1])
+            found.details_ = {"method": "svm-kkt", "kernel": self.model.estimator_.kernel,
+                              "n_margin_sv": int(self.S[mine].sum()), "n_bound_sv": int(self.B[mine].sum()),
+                              "active_set_steps": int(self.steps[p])}
+            found._install(self.X[rows], y, self.alpha[mine], float(self.b[p]), self.S[mine], self.B[mine])
+            self._machines[p] = found
+        return found
+
+    # -- scores and the conventions ------------------------------------------------------------------
+    def _set_scores(self) -> None:
+        """The refined machines' decision functions: ``X W + b`` (linear) or ``K(X, X_sv) A + b``."""
+        coef = np.zeros((self.X.shape[0], len(self.pairs)))
+        coef[self.r, self.mach] = self.alpha * self.y
+        sv = np.flatnonzero(np.any(coef != 0, axis=1))
+        self._sv, self._coef_sv = sv, coef[sv]
+        self._W = self.X[sv].T @ self._coef_sv if self.linear else None
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        if self._W is not None:
+            return X @ self._W + self.b
+        return self.model._kernel_dot(X, self.X[self._sv], self._coef_sv) + self.b
+
+    def scores_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
+        return -_ovo_decision(estimator, X)
+
+    def predict_from(self, F: np.ndarray) -> np.ndarray:
+        votes = np.zeros((F.shape[0], self.K))
+        for p, (i, j) in enumerate(self.pairs):
+            wins_j = F[:, p] >= 0  # libsvm: its decision value > 0 votes for i, otherwise j
+            votes[:, j] += wins_j
+            votes[:, i] += ~wins_j
+        return np.argmax(votes, axis=1)
+
+    def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return self._duels(F, codes)[0]
+
+    def _duels(self, F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(smallest oriented duel value, its machine) per row: the target's duels only."""
+        oriented = F * self.sign[codes]
+        oriented[self.sign[codes] == 0] = np.inf
+        k = np.argmin(oriented, axis=1)
+        return oriented[np.arange(F.shape[0]), k], k
+
+    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        S = self.sign[codes]
+        return np.sum(np.where(S != 0, np.maximum(0.0, 1.0 - S * F), 0.0), axis=1)
+
+    # -- derivatives ---------------------------------------------------------------------------------
+    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
+        return [self._solve_one(a) for a in attacks]
+
+    def _solve_one(self, a: Attack) -> AttackSolution:
+        """dL/dβ and the margins' derivative: the machines of the triggered points' targets, all at once
+        (:meth:`_batched`) where nothing else moves; a moving scaler or class weights, machines refined
+        on their own and inexact batched solves go machine by machine through :class:`~._svc.SVCSlope`."""
+        n_t = a.X_trigger.shape[0]
+        P = len(self.pairs)
+        F, dF = np.zeros((n_t, P)), np.zeros((n_t, P))
+        cols = np.flatnonzero(np.any(self.sign[np.unique(a.t_trigger)] != 0, axis=0))
+        still = (a.motion is None or not np.any(a.motion.rho)) and a.class_motion is None
+        fast = np.array([p for p in cols if p not in self.own], dtype=int) if still else np.zeros(0, dtype=int)
+        value, entering, done = 0.0, 0, np.zeros(0, dtype=int)
+        if fast.size:
+            value, entering, done = self._batched(a, fast, F, dF)
+        exact = True
+        for p in np.setdiff1d(cols, done):
+            i, j = self.pairs[p]
+            tr = np.flatnonzero((a.t_trigger == i) | (a.t_trigger == j))
+            po = np.flatnonzero((a.t_poison == i) | (a.t_poison == j))
+            machine = self.machine(int(p))
+            sub = Attack(a.X_poison[po], np.where(a.t_poison[po] == j, 1.0, -1.0),
+                         a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0), a.motion,
+                         None if a.weight is None else a.weight[po], a.class_motion)
+            if po.size == 0 and still:
+                F[tr, p] = machine.decision_function(sub.X_trigger)
+                continue
+            solution = machine._solve_attacks([sub])[0]
+            F[tr, p], dF[tr, p] = solution.f_trigger, solution.df_trigger
+            value += solution.derivative * tr.size / n_t
+            exact = exact and solution.exact
+            entering += solution.details.get("n_poison_entering", 0)
+        margin, k = self._duels(F, a.t_trigger)
+        rows = np.arange(n_t)
+        return AttackSolution(value, margin, self.sign[a.t_trigger, k] * dF[rows, k],
+                              {"n_poison_entering": entering}, exact=exact, oriented=True)
+
+    def _batched(self, a: Attack, cols: np.ndarray, F: np.ndarray, dF: np.ndarray) -> tuple[float, int, np.ndarray]:
+        """The machines ``cols`` (refined together, no moving scaler or class weights) at once, as
+        :meth:`SVCSlope._solve_attacks` computes each: poison of the machine's classes with ``t f < 1``
+        enters at ``α = C κ β``; one padded stack of KKT solves gives dα_S/dβ, db/dβ; the triggered
+        points' ``df/dβ`` and the hinge's derivative where ``t f < 1``. Fills columns of ``F`` and
+        ``dF``; returns (the machines' part of dL/dβ, entering poison, the machines done)."""
+        n_t = a.X_trigger.shape[0]
+        C = self.C_scalar
+        Sg_t, Sg_p = self.sign[a.t_trigger][:, cols], self.sign[a.t_poison][:, cols]
+        weight = np.ones(a.X_poison.shape[0]) if a.weight is None else a.weight
+        coef = self._coef_sv[:, cols]
+        if self.linear:
+            W = self._W[:, cols]
+            Ft, Fp = a.X_trigger @ W + self.b[cols], a.X_poison @ W + self.b[cols]
+        else:
+            used = np.flatnonzero(np.any(coef != 0, axis=1))
+            Xs, coef = self.X[self._sv[used]], coef[used]
+            Kt = self.model._kernel_rows(a.X_trigger, Xs)
+            Kp = self.model._kernel_rows(a.X_poison, Xs)
+            Ft, Fp = Kt @ coef + self.b[cols], Kp @ coef + self.b[cols]
+            position = np.full(self.X.shape[0], -1)
+            position[self._sv[used]] = np.arange(used.size)
+        enter = (Sg_p != 0) & (Sg_p * Fp < 1.0)
+        V = np.where(enter, Sg_p * weight[:, None], 0.0)  # entering poison's α y per unit C β, per machine
+        kkt, at, machine, slot, _ = self._kkt_stack(cols, self.S, self.model.damping)
+        m = kkt.shape[1] - 1
+        XS = self.X[self.r[at]]
+        if self.linear:
+            Uv = a.X_poison.T @ V
+            KSv = np.einsum("ld,ld->l", XS, Uv.T[machine])  # K(x_s, X_poison) v of its machine
+        else:
+            KpS = Kp[:, position[self.r[at]]]
+            KSv = np.einsum("pl,pl->l", KpS, V[:, machine])
+        rhs = np.zeros((cols.size, m + 1))
+        rhs[machine, slot] = -C * self.y[at] * KSv
+        rhs[:, m] = -C * V.sum(axis=0)
+        sol, ok = self._solve_stack(kkt, rhs)
+        M = np.zeros((at.size, cols.size))
+        M[np.arange(at.size), machine] = self.y[at] * sol[machine, slot]  # dα_S y_S
+        if self.linear:
+            DF = a.X_trigger @ (XS.T @ M + C * Uv) + sol[:, m]
+        else:
+            Ktp = self.model.kernel(a.X_trigger, a.X_poison)
+            DF = Kt[:, position[self.r[at]]] @ M + C * (Ktp @ V) + sol[:, m]
+        active = (Sg_t != 0) & (Sg_t * Ft < 1.0) & ok
+        F[:, cols[ok]], dF[:, cols[ok]] = Ft[:, ok], DF[:, ok]
+        value = -float(np.sum(np.where(active, Sg_t * DF, 0.0))) / n_t
+        return value, int(enter[:, ok].sum()), cols[ok]
+
+    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
+                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
+        """Summed over the machines: machine (i, j) sees the training rows of classes i and j (its own
+        fit, in order, when ``in_fit``) and the test rows whose target is i or j (``"margin"``: the rows
+        whose smallest duel it is), each as the binary :meth:`SVCSlope.point_influences` (j positive)
+        weighted by its share of the test rows."""
+        n_t = X_test.shape[0]
+        out = np.zeros(X.shape[0])
+        active = self._duels(self.scores(X_test), test_codes)[1] if quantity == "margin" else None
+        for p, (i, j) in enumerate(self.pairs):
+            tests = (test_codes == i) | (test_codes == j) if active is None else active == p
+            rows = np.flatnonzero((codes == i) | (codes == j))
+            if not tests.any() or rows.size == 0:
+                continue
+            out[rows] += tests.sum() / n_t * self.machine(p).point_influences(
+                X[rows], np.where(codes[rows] == j, 1.0, -1.0), X_test[tests],
+                np.where(test_codes[tests] == j, 1.0, -1.0), in_fit=in_fit, quantity=quantity)
+        return out
+
+
+class _KernelColumns:
+    """Columns ``K(X, x_j)`` of the training kernel (RBF), each computed once, for all machines."""
+
+    def __init__(self, model: ConvexSlopeModel, X: np.ndarray) -> None:
+        self.model, self.X = model, X
+        self.position = np.full(X.shape[0], -1)
+        self.K = np.empty((X.shape[0], 0))
+
+    def _ensure(self, rows: np.ndarray) -> None:
+        missing = np.unique(rows[self.position[rows] < 0])
+        if missing.size:
+            start = self.K.shape[1]
+            new = self.model._kernel_rows(self.X, self.X[missing])
+            self.K = np.hstack([self.K, new]) if start else new
+            self.position[missing] = start + np.arange(missing.size)
+
+    def dot(self, rows: np.ndarray, coef: np.ndarray) -> np.ndarray:
+        """``K(X, X[rows]) coef``."""
+        self._ensure(rows)
+        full = np.zeros((self.K.shape[1],) + coef.shape[1:])
+        full[self.position[rows]] = coef
+        return self.K @ full
+
+    def block(self, idx: np.ndarray) -> np.ndarray:
+        """``K(X[idx_k], X[idx_k])`` for each row k of an index matrix (a stack of blocks)."""
+        self._ensure(idx.ravel())
+        return self.K[idx[:, :, None], self.position[idx][:, None, :]]
+
+
+def _ovo_decision(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """libsvm's one-vs-one decision values of a fitted SVC (positive: the pair's first class)."""
+    shape = estimator.decision_function_shape
+    try:
+        estimator.decision_function_shape = "ovo"
+        return np.asarray(estimator.decision_function(X), dtype=np.float64)
+    finally:
+        estimator.decision_function_shape = shape
