@@ -71,7 +71,7 @@ class OneVsOneSVC(MulticlassPart):
         alpha = self._libsvm_alpha(est, codes, pair_index)[self.r, self.mach]
         b = -np.asarray(est.intercept_, dtype=np.float64)
         self.linear = est.kernel == "linear"
-        self._columns = None if self.linear else _KernelColumns(model, X)
+        self._blocks = None if self.linear else _ClassBlocks(model, X, codes, self.sign)
         B = (alpha >= self.C * (1.0 - self.machine_class.bound_rtol)) & (self.C > 0)
         S = (alpha > 0) & ~B
         alpha[B] = self.C[B]
@@ -149,15 +149,24 @@ class OneVsOneSVC(MulticlassPart):
     def _products(self, values: np.ndarray, entries: np.ndarray, cols: np.ndarray,
                   at: np.ndarray) -> np.ndarray:
         """``Σ_l values_l K(x_at, x_{r_l})`` within each machine: ``values`` on flat ``entries`` of the
-        machines ``cols`` (ascending), evaluated at the flat entries ``at`` of the same machines."""
-        col_of = np.searchsorted(cols, self.mach)
-        coef = np.zeros((self.X.shape[0], cols.size))
-        coef[self.r[entries], col_of[entries]] = values
-        rows = np.unique(self.r[entries[values != 0]])
-        if rows.size == 0:
+        machines ``cols`` (ascending; entries machine by machine), evaluated at the flat entries ``at``
+        of the same machines."""
+        nz = values != 0
+        if not nz.any():
             return np.zeros(at.size)
-        G = self.X @ (self.X[rows].T @ coef[rows]) if self.linear else self._columns.dot(rows, coef[rows])
-        return G[self.r[at], col_of[at]]
+        e, v = entries[nz], values[nz]
+        col = np.searchsorted(cols, self.mach[e])
+        if self.linear:  # the machines' weight vectors w_p = Σ v x
+            starts = np.flatnonzero(np.concatenate([[True], col[1:] != col[:-1]]))
+            W = np.zeros((cols.size, self.X.shape[1]))
+            W[col[starts]] = np.add.reduceat(self.X[self.r[e]] * v[:, None], starts, axis=0)
+            G = self.X @ W.T
+        else:
+            rows, inverse = np.unique(self.r[e], return_inverse=True)
+            coef = np.zeros((rows.size, cols.size))
+            coef[inverse, col] = v
+            G = self._blocks.dot(rows, coef, cols)
+        return G[self.r[at], np.searchsorted(cols, self.mach[at])]
 
     def _violations(self, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray,
                     cols: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -194,13 +203,20 @@ class OneVsOneSVC(MulticlassPart):
         idx[machine, slot] = rows
         yS = np.zeros((cols.size, m))
         yS[machine, slot] = self.y[at]
-        if self.linear:
-            XS = self.X[idx]
-            KSS = XS @ XS.transpose(0, 2, 1)
-        else:
-            KSS = self._columns.block(idx)
+        XS = self.X[idx]
+        Q = XS @ XS.transpose(0, 2, 1)
+        if not self.linear:  # exp(−γ‖a − b‖²), as SVCSlope.kernel
+            gamma = float(self.model.estimator_.gamma)
+            sq = np.einsum("kmd,kmd->km", XS, XS)
+            Q *= 2.0 * gamma
+            Q -= gamma * sq[:, :, None]
+            Q -= gamma * sq[:, None, :]
+            np.minimum(Q, 0.0, out=Q)
+            np.exp(Q, out=Q)
+        Q *= yS[:, :, None]
+        Q *= yS[:, None, :]
         kkt = np.zeros((cols.size, m + 1, m + 1))
-        kkt[:, :m, :m] = yS[:, :, None] * KSS * yS[:, None, :]
+        kkt[:, :m, :m] = Q
         kkt[:, :m, m] = kkt[:, m, :m] = yS
         if damping:
             kkt[machine, slot, slot] += damping
@@ -437,33 +453,44 @@ class OneVsOneSVC(MulticlassPart):
         return out
 
 
-class _KernelColumns:
-    """Columns ``K(X, x_j)`` of the training kernel (RBF), each computed once, for all machines."""
+class _ClassBlocks:
+    """The RBF training kernel in one block per class: block c holds ``K(X_c, x_j)`` for the rows of
+    class c and the columns j its K − 1 machines use (the support vectors of the machines involving c;
+    each column computed once) — the kernel entries the machines' margins need, and no others."""
 
-    def __init__(self, model: ConvexSlopeModel, X: np.ndarray) -> None:
-        self.model, self.X = model, X
-        self.position = np.full(X.shape[0], -1)
-        self.K = np.empty((X.shape[0], 0))
+    def __init__(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray, sign: np.ndarray) -> None:
+        self.model, self.X, self.sign = model, X, sign
+        self.rows = [np.flatnonzero(codes == c) for c in range(sign.shape[0])]
+        self.X_rows = [X[r] for r in self.rows]
+        self.position = np.full((sign.shape[0], X.shape[0]), -1)
+        self.K: list[np.ndarray] = [np.empty((r.size, 0)) for r in self.rows]
 
-    def _ensure(self, rows: np.ndarray) -> None:
-        missing = np.unique(rows[self.position[rows] < 0])
+    def _ensure(self, c: int, cols: np.ndarray) -> None:
+        missing = cols[self.position[c, cols] < 0]
         if missing.size:
-            start = self.K.shape[1]
-            new = self.model._kernel_rows(self.X, self.X[missing])
-            self.K = np.hstack([self.K, new]) if start else new
-            self.position[missing] = start + np.arange(missing.size)
+            missing = np.unique(missing)
+            start = self.K[c].shape[1]
+            new = self.model._kernel_rows(self.X_rows[c], self.X[missing])
+            self.K[c] = np.hstack([self.K[c], new]) if start else new
+            self.position[c, missing] = start + np.arange(missing.size)
 
-    def dot(self, rows: np.ndarray, coef: np.ndarray) -> np.ndarray:
-        """``K(X, X[rows]) coef``."""
-        self._ensure(rows)
-        full = np.zeros((self.K.shape[1],) + coef.shape[1:])
-        full[self.position[rows]] = coef
-        return self.K @ full
-
-    def block(self, idx: np.ndarray) -> np.ndarray:
-        """``K(X[idx_k], X[idx_k])`` for each row k of an index matrix (a stack of blocks)."""
-        self._ensure(idx.ravel())
-        return self.K[idx[:, :, None], self.position[idx][:, None, :]]
+    def dot(self, rows: np.ndarray, coef: np.ndarray, machines: np.ndarray) -> np.ndarray:
+        """``K(X, X[rows]) coef`` (n × m) for coefficient columns of the machines ``machines``, on the
+        rows of each machine's two classes (zero elsewhere)."""
+        out = np.zeros((self.X.shape[0], machines.size))
+        for c, rows_c in enumerate(self.rows):
+            mine = np.flatnonzero(self.sign[c, machines] != 0)
+            if mine.size == 0:
+                continue
+            sub = coef[:, mine]
+            used = np.flatnonzero(np.any(sub != 0, axis=1))
+            if used.size == 0:
+                continue
+            self._ensure(c, rows[used])
+            full = np.zeros((self.K[c].shape[1], mine.size))
+            full[self.position[c, rows[used]]] = sub[used]
+            out[rows_c[:, None], mine] = self.K[c] @ full
+        return out
 
 
 def _ovo_decision(estimator: Any, X: np.ndarray) -> np.ndarray:
