@@ -61,6 +61,8 @@ class OneVsOneSVC(MulticlassPart):
         for p, (i, j) in enumerate(self.pairs):
             self.sign[i, p], self.sign[j, p] = -1.0, 1.0
             pair_index[i, j] = pair_index[j, i] = p
+        self.duels = np.sort(np.where(np.eye(K, dtype=bool), P, pair_index), axis=1)[:, :-1]  # class -> its machines
+        self.duel_sign = np.take_along_axis(self.sign, self.duels, axis=1)
         member = self.sign[codes] != 0  # n × P
         self.mach, self.r = np.nonzero(member.T)  # machine by machine, rows ascending (libsvm's order)
         self.seg = np.concatenate([[0], np.cumsum(member.sum(axis=0))])
@@ -149,24 +151,16 @@ class OneVsOneSVC(MulticlassPart):
     def _products(self, values: np.ndarray, entries: np.ndarray, cols: np.ndarray,
                   at: np.ndarray) -> np.ndarray:
         """``Σ_l values_l K(x_at, x_{r_l})`` within each machine: ``values`` on flat ``entries`` of the
-        machines ``cols`` (ascending; entries machine by machine), evaluated at the flat entries ``at``
-        of the same machines."""
-        nz = values != 0
-        if not nz.any():
+        machines ``cols``, evaluated at the flat entries ``at`` of the same machines."""
+        if not np.any(values):
             return np.zeros(at.size)
-        e, v = entries[nz], values[nz]
-        col = np.searchsorted(cols, self.mach[e])
-        if self.linear:  # the machines' weight vectors w_p = Σ v x
-            starts = np.flatnonzero(np.concatenate([[True], col[1:] != col[:-1]]))
-            W = np.zeros((cols.size, self.X.shape[1]))
-            W[col[starts]] = np.add.reduceat(self.X[self.r[e]] * v[:, None], starts, axis=0)
-            G = self.X @ W.T
-        else:
-            rows, inverse = np.unique(self.r[e], return_inverse=True)
-            coef = np.zeros((rows.size, cols.size))
-            coef[inverse, col] = v
-            G = self._blocks.dot(rows, coef, cols)
-        return G[self.r[at], np.searchsorted(cols, self.mach[at])]
+        where = np.full(len(self.pairs), -1)
+        where[cols] = np.arange(cols.size)
+        coef = np.zeros(self.X.shape[0] * cols.size)
+        coef[self.r[entries] * cols.size + where[self.mach[entries]]] = values
+        coef = coef.reshape(self.X.shape[0], cols.size)
+        G = self.X @ (self.X.T @ coef) if self.linear else self._blocks.dot(coef, cols)
+        return G.reshape(-1)[self.r[at] * cols.size + where[self.mach[at]]]
 
     def _violations(self, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray,
                     cols: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -336,10 +330,11 @@ class OneVsOneSVC(MulticlassPart):
 
     def _duels(self, F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(smallest oriented duel value, its machine) per row: the target's duels only."""
-        oriented = F * self.sign[codes]
-        oriented[self.sign[codes] == 0] = np.inf
-        k = np.argmin(oriented, axis=1)
-        return oriented[np.arange(F.shape[0]), k], k
+        machines = self.duels[codes]
+        oriented = np.take_along_axis(F, machines, axis=1) * self.duel_sign[codes]
+        k = np.argmin(oriented, axis=1)  # ties: the first machine, as over all columns
+        rows = np.arange(F.shape[0])
+        return oriented[rows, k], machines[rows, k]
 
     def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
         S = self.sign[codes]
@@ -421,13 +416,17 @@ class OneVsOneSVC(MulticlassPart):
         rhs[machine, slot] = -C * self.y[at] * KSv
         rhs[:, m] = -C * V.sum(axis=0)
         sol, ok = self._solve_stack(kkt, rhs)
-        M = np.zeros((at.size, cols.size))
-        M[np.arange(at.size), machine] = self.y[at] * sol[machine, slot]  # dα_S y_S
+        d_coef = self.y[at] * sol[machine, slot]  # dα_S y_S
         if self.linear:
+            M = np.zeros((at.size, cols.size))
+            M[np.arange(at.size), machine] = d_coef
             DF = a.X_trigger @ (XS.T @ M + C * Uv) + sol[:, m]
         else:
-            Ktp = self.model.kernel(a.X_trigger, a.X_poison)
-            DF = Kt[:, position[self.r[at]]] @ M + C * (Ktp @ V) + sol[:, m]
+            M = np.zeros((position.max() + 1, cols.size))
+            M[position[self.r[at]], machine] = d_coef  # a row's entries in different machines: no clash
+            entering = np.flatnonzero(enter.any(axis=1))
+            Ktp = self.model.kernel(a.X_trigger, a.X_poison[entering])
+            DF = Kt @ M + C * (Ktp @ V[entering]) + sol[:, m]
         active = (Sg_t != 0) & (Sg_t * Ft < 1.0) & ok
         F[:, cols[ok]], dF[:, cols[ok]] = Ft[:, ok], DF[:, ok]
         value = -float(np.sum(np.where(active, Sg_t * DF, 0.0))) / n_t
@@ -474,8 +473,8 @@ class _ClassBlocks:
             self.K[c] = np.hstack([self.K[c], new]) if start else new
             self.position[c, missing] = start + np.arange(missing.size)
 
-    def dot(self, rows: np.ndarray, coef: np.ndarray, machines: np.ndarray) -> np.ndarray:
-        """``K(X, X[rows]) coef`` (n × m) for coefficient columns of the machines ``machines``, on the
+    def dot(self, coef: np.ndarray, machines: np.ndarray) -> np.ndarray:
+        """``K(X, X) coef`` (n × m) for coefficient columns (n × m) of the machines ``machines``, on the
         rows of each machine's two classes (zero elsewhere)."""
         out = np.zeros((self.X.shape[0], machines.size))
         for c, rows_c in enumerate(self.rows):
@@ -486,9 +485,9 @@ class _ClassBlocks:
             used = np.flatnonzero(np.any(sub != 0, axis=1))
             if used.size == 0:
                 continue
-            self._ensure(c, rows[used])
+            self._ensure(c, used)
             full = np.zeros((self.K[c].shape[1], mine.size))
-            full[self.position[c, rows[used]]] = sub[used]
+            full[self.position[c, used]] = sub[used]
             out[rows_c[:, None], mine] = self.K[c] @ full
         return out
 
