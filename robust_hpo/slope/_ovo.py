@@ -159,6 +159,8 @@ class OneVsOneSVC(MulticlassPart):
         coef = np.zeros(self.X.shape[0] * cols.size)
         coef[self.r[entries] * cols.size + where[self.mach[entries]]] = values
         coef = coef.reshape(self.X.shape[0], cols.size)
+        if self.linear and at.size * 32 < coef.size:  # few values wanted: rows times the weight vectors
+            return np.einsum("ij,ij->i", self.X[self.r[at]], (self.X.T @ coef).T[where[self.mach[at]]])
         G = self.X @ (self.X.T @ coef) if self.linear else self._blocks.dot(coef, cols)
         return G.reshape(-1)[self.r[at] * cols.size + where[self.mach[at]]]
 
