@@ -105,21 +105,15 @@ class SVCSlope(ConvexSlopeModel):
     # -- kernels ---------------------------------------------------------------------------------
     def kernel(self, A: np.ndarray, B: np.ndarray, B_norms: np.ndarray | None = None) -> np.ndarray:
         """K(A, B): ``A Bᵀ`` or ``exp(−γ‖a − b‖²)`` (plain BLAS, in place; no per-call validation).
-        ``B_norms``: the rows' ``‖b‖²`` when known. RBF: ``−γ‖a − b‖² = [2γa, −γ‖a‖², −γ]·[b, 1, ‖b‖²]``,
-        one matrix product."""
+        ``B_norms``: the rows' ``‖b‖²`` when known."""
+        G = A @ B.T
         if self.estimator_.kernel == "linear":
-            return A @ B.T
-        gamma = float(self.estimator_.gamma)
-        d = A.shape[1]
-        Aa = np.empty((A.shape[0], d + 2))
-        np.multiply(A, 2.0 * gamma, out=Aa[:, :d])
-        Aa[:, d] = -gamma * np.einsum("ij,ij->i", A, A)
-        Aa[:, d + 1] = -gamma
-        Bb = np.empty((B.shape[0], d + 2))
-        Bb[:, :d] = B
-        Bb[:, d] = 1.0
-        Bb[:, d + 1] = np.einsum("ij,ij->i", B, B) if B_norms is None else B_norms
-        G = Aa @ Bb.T
+            return G
+        gamma = self.estimator_.gamma
+        b2 = np.einsum("ij,ij->i", B, B) if B_norms is None else B_norms
+        G *= 2.0 * gamma                                   # −γ(‖a‖² + ‖b‖² − 2 a·b), in place
+        G -= gamma * np.einsum("ij,ij->i", A, A)[:, None]
+        G -= gamma * b2[None, :]
         np.minimum(G, 0.0, out=G)
         return np.exp(G, out=G)
 
