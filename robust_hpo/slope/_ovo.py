@@ -77,8 +77,8 @@ class OneVsOneSVC(MulticlassPart):
         B = (alpha >= self.C * (1.0 - self.machine_class.bound_rtol)) & (self.C > 0)
         S = (alpha > 0) & ~B
         alpha[B] = self.C[B]
-        all_machines = np.arange(P)
-        before = self._violations(alpha, b, S, B, all_machines)[0]
+        fitted = (alpha.copy(), b.copy())  # libsvm's solution: its violation comes with the first check
+        before = np.zeros(P)
         residual = np.zeros(P)
         steps = np.zeros(P, dtype=int)
         self.own: dict[int, Any] = {}  # machines refined on their own (see the module docstring)
@@ -94,7 +94,9 @@ class OneVsOneSVC(MulticlassPart):
                 before[p] = steps[p] = 0
             if not solved.size:
                 break
-            violation, low, high, enter, entries = self._violations(alpha, b, S, B, solved)
+            violation, low, high, enter, entries, of_fit = self._violations(alpha, b, S, B, solved, fitted)
+            if fitted is not None:
+                before[solved], fitted = of_fit, None
             change = low | high | enter
             moved = np.logical_or.reduceat(change, np.searchsorted(entries, self.seg[solved]))
             residual[solved[~moved]] = violation[~moved]
@@ -150,38 +152,57 @@ class OneVsOneSVC(MulticlassPart):
 
     def _products(self, values: np.ndarray, entries: np.ndarray, cols: np.ndarray,
                   at: np.ndarray) -> np.ndarray:
-        """``Σ_l values_l K(x_at, x_{r_l})`` within each machine: ``values`` on flat ``entries`` of the
-        machines ``cols``, evaluated at the flat entries ``at`` of the same machines."""
+        """``Σ_l values_l K(x_at, x_{r_l})`` within each machine: ``values`` (a vector, or q columns) on
+        flat ``entries`` of the machines ``cols``, evaluated at the flat entries ``at`` of the same machines."""
+        q = 1 if values.ndim == 1 else values.shape[1]
         if not np.any(values):
-            return np.zeros(at.size)
+            return np.zeros((at.size, q) if values.ndim > 1 else at.size)
         where = np.full(len(self.pairs), -1)
-        where[cols] = np.arange(cols.size)
-        coef = np.zeros(self.X.shape[0] * cols.size)
-        coef[self.r[entries] * cols.size + where[self.mach[entries]]] = values
-        coef = coef.reshape(self.X.shape[0], cols.size)
+        where[cols] = np.arange(cols.size) * q
+        width = cols.size * q
+        coef = np.zeros(self.X.shape[0] * width)
+        place = self.r[entries] * width + where[self.mach[entries]]
+        coef[place if q == 1 else place[:, None] + np.arange(q)] = values
+        coef = coef.reshape(self.X.shape[0], width)
+        place = where[self.mach[at]] if q == 1 else where[self.mach[at]][:, None] + np.arange(q)
         if self.linear and at.size * 32 < coef.size:  # few values wanted: rows times the weight vectors
-            return np.einsum("ij,ij->i", self.X[self.r[at]], (self.X.T @ coef).T[where[self.mach[at]]])
-        G = self.X @ (self.X.T @ coef) if self.linear else self._blocks.dot(coef, cols)
-        return G.reshape(-1)[self.r[at] * cols.size + where[self.mach[at]]]
+            return np.einsum("ij,ij->i", self.X[self.r[at]], (self.X.T @ coef).T[place])
+        G = self.X @ (self.X.T @ coef) if self.linear else self._blocks.dot(coef, np.repeat(cols, q))
+        return G[self.r[at] if q == 1 else self.r[at][:, None], place]
 
-    def _violations(self, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray,
-                    cols: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _violations(self, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray, cols: np.ndarray,
+                    fitted: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Any, ...]:
         """Per machine of ``cols`` (ascending): the largest KKT violation (as :meth:`SVCSlope._violation`:
-        margin units, α's in units of C); on those machines' flat ``entries`` (returned last) the
-        entries leaving S to N (``low``) or to B (``high``) and entering S."""
+        margin units, α's in units of C); on those machines' flat ``entries`` the entries leaving S to N
+        (``low``) or to B (``high``) and entering S. ``fitted``: libsvm's (α, b) on the same sets, whose
+        largest violation per machine comes last (from the same kernel products; else None)."""
         e = self._entries(cols)
         a, y, C, Se, Be = alpha[e], self.y[e], self.C[e], S[e], B[e]
-        yf = y * (self._products(a * y, e, cols, e) + b[self.mach[e]])
         N = ~(Se | Be)
         starts = np.searchsorted(e, self.seg[cols])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.where(Se, np.maximum(np.abs(yf - 1.0), np.maximum(np.maximum(0.0, -a), a - C) / C),
-                         np.where(N, 1.0 - yf, yf - 1.0))
-        violation = np.maximum(np.maximum.reduceat(v, starts), 0.0)
+        of_fit = None
+        if fitted is None:
+            yf = y * (self._products(a * y, e, cols, e) + b[self.mach[e]])
+        else:
+            a0 = fitted[0][e]
+            both = self._products(np.column_stack([a * y, a0 * y]), e, cols, e)
+            yf = y * (both[:, 0] + b[self.mach[e]])
+            of_fit = self._worst(a0, y * (both[:, 1] + fitted[1][self.mach[e]]), C, Se, N, starts)
+        violation = self._worst(a, yf, C, Se, N, starts)
         tol = self.machine_class.kkt_tol
         low, high = Se & (a <= 0), Se & (a >= C)
         enter = ((N & (yf < 1.0 - tol)) | (Be & (yf > 1.0 + tol))) & (C > 0)
-        return violation, low, high, enter, e
+        return violation, low, high, enter, e, of_fit
+
+    @staticmethod
+    def _worst(a: np.ndarray, yf: np.ndarray, C: np.ndarray, S: np.ndarray, N: np.ndarray,
+               starts: np.ndarray) -> np.ndarray:
+        """Largest violation per machine (segments from ``starts``): |y f − 1| and α outside [0, C] on S,
+        1 − y f on N, y f − 1 on B."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(S, np.maximum(np.abs(yf - 1.0), np.maximum(np.maximum(0.0, -a), a - C) / C),
+                         np.where(N, 1.0 - yf, yf - 1.0))
+        return np.maximum(np.maximum.reduceat(v, starts), 0.0)
 
     def _kkt_stack(self, cols: np.ndarray, S: np.ndarray, damping: float = 0.0) -> tuple[np.ndarray, ...]:
         """The KKT matrices ``[[Q_SS, y_S], [y_Sᵀ, 0]]`` of the machines ``cols`` (ascending), zero-padded
