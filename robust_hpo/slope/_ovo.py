@@ -8,16 +8,23 @@ triggered point, the hinge of each of the K − 1 machines involving its target,
 positive side, summed; averaged over the triggered points. Margin = the smallest decision value of
 the target's K − 1 duels (target positive): positive ⇔ the target wins every duel, hence the vote.
 
-**Batched refinement.** The machines' α (an n × P matrix, column p zero outside machine p's rows)
-and intercepts are read from the fitted estimator; every machine's margins come from one kernel block
-``K(X, X_sv)`` (the union of the support vectors; for the linear kernel, from ``X`` and the P weight
-vectors) and one product, and the equalities on the margin support vectors of all machines are solved
-as one stack of zero-padded KKT systems (a padded unknown has the row ``1 · x = 0``, so it decouples).
-Set corrections repeat for the machines that need them. A machine whose system is singular or
-inexact (relative residual > 1e-8), which has no margin support vector, or whose sets do not settle,
-is refined on its own by :class:`~._svc.SVCSlope` (least squares, the degenerate case, the tighter
-refit), exactly as without batching. The binary machine objects the derivatives use are built from
-the refined solution when first needed (only the target's K − 1 machines for a slope).
+**Batched refinement.** The machines' α live in one flat array, machine by machine (read from the
+fitted estimator's ``dual_coef_``), with one intercept each. Every machine's margins come from one set
+of kernel products: through the P weight vectors (linear kernel), or from one block per class c holding
+``K(X_c, x_j)`` for the support vectors of the machines involving c (RBF; the only kernel entries the
+margins need; freed after fitting). The equalities on the margin support vectors of all machines are
+solved as one stack of zero-padded KKT systems (a padded unknown has the row ``1 · x = 0``, so it
+decouples); set corrections repeat for the machines that moved. libsvm's own KKT residual
+(``residual_fit``) comes from the first check's products. A machine whose system is singular or inexact
+(relative residual > ``BATCH_RESIDUAL``), which has no margin support vector, or whose sets do not
+settle — and every machine when the RBF blocks would exceed ``BLOCK_LIMIT`` — is refined on its own by
+:class:`~._svc.SVCSlope` (least squares, the degenerate case, the tighter refit), exactly as without
+batching.
+
+**Derivative.** The target's K − 1 machines are differentiated as one stack too (:meth:`OneVsOneSVC._batched`,
+the binary :meth:`SVCSlope._solve_attacks` for all of them at once); machines refined on their own, a
+moving scaler and balanced class weights go machine by machine through ``SVCSlope`` objects, which are
+built from the refined solution when first needed (also for per-point influences).
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ from typing import Any
 import numpy as np
 
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart
+
+BLOCK_LIMIT = 2 ** 25
+"""RBF: the class blocks hold at most n · n_sv kernel entries (n_sv: libsvm's support vectors); above this
+many (256 MiB) every machine is refined on its own instead, one machine's kernel columns at a time."""
 
 BATCH_RESIDUAL = 1e-8
 """A batched KKT solve with a larger relative residual is redone for its machine alone (LU, then
@@ -83,6 +94,8 @@ class OneVsOneSVC(MulticlassPart):
         steps = np.zeros(P, dtype=int)
         self.own: dict[int, Any] = {}  # machines refined on their own (see the module docstring)
         has_margin = np.logical_or.reduceat(S, self.seg[:-1])
+        if not self.linear and X.shape[0] * len(est.support_) > BLOCK_LIMIT:
+            has_margin[:] = False  # the kernel blocks would be too large: machine by machine
         for p in np.flatnonzero(~has_margin):
             self._refine_alone(int(p), alpha, b, S, B)
             before[p] = 0.0
@@ -116,6 +129,7 @@ class OneVsOneSVC(MulticlassPart):
                 before[p] = steps[p] = 0
             active = again[~alone]
         self.alpha, self.b, self.S, self.B, self.steps = alpha, b, S, B, steps
+        self._blocks = None  # the training kernel is not kept after fitting
         self._set_scores()
         self._machines: dict[int, Any] = dict(self.own)
         details: dict[str, Any] = {"method": "svm-kkt-ovo", "kernel": est.kernel, "n_classes": K, "machines": P,

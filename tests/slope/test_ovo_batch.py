@@ -148,3 +148,16 @@ def test_machine_by_machine_path_gives_the_same_numbers(monkeypatch, estimator, 
     for key in ("n_margin_sv", "n_bound_sv"):
         assert batched.details_[key] == alone.details_[key]
     assert batched.details_.get("degenerate_machines") == alone.details_.get("degenerate_machines")
+
+
+def test_rbf_machines_go_one_by_one_above_the_kernel_block_limit(monkeypatch):
+    """Kernel blocks above BLOCK_LIMIT entries: every machine refined alone (bounded memory), same numbers."""
+    estimator, problem = SVC(C=3.0, gamma=0.2), wine_problem(6)
+    batched = slope_model(estimator).fit(*problem[:2])
+    expected = batched.derivative(*problem[2:])
+    monkeypatch.setattr(_ovo, "BLOCK_LIMIT", 0)
+    alone = slope_model(estimator).fit(*problem[:2])
+    result = alone.derivative(*problem[2:])
+    assert not batched._multi.own and len(alone._multi.own) == len(alone._multi.pairs)
+    assert result.derivative == pytest.approx(expected.derivative, rel=1e-9, abs=1e-12)
+    assert np.allclose(result.margins.derivative, expected.margins.derivative, rtol=1e-7, atol=1e-9)
