@@ -1,4 +1,4 @@
-"""Exact slopes for K ≥ 3 classes: multinomial logistic regression, multi-output ridge, one-vs-one SVC.
+"""Exact slopes for K ≥ 3 classes: multinomial logistic regression, multi-output ridge, one-vs-one SVC (:mod:`._ovo`).
 
 Each is the problem scikit-learn fits (s_i = sample weight: 1 clean, β poison; c_i ∈ {0..K−1} the
 class index; f_i ∈ R^K the scores ``X W + b``):
@@ -26,8 +26,6 @@ Their β-derivatives come from the same solves (the derivative of the active max
 
 from __future__ import annotations
 
-import copy
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -519,143 +517,3 @@ def _dense_ridge_hessian(Z: np.ndarray, s: np.ndarray, r_w: float, fit_intercept
         return DenseFactor(linalg.cholesky(H, lower=True, check_finite=False))
     except linalg.LinAlgError:
         raise SingularHessianError("the ridge Hessian is not positive definite; pass damping > 0") from None
-
-
-class OneVsOneSVC(MulticlassPart):
-    """``SVC`` with K ≥ 3 classes: the K(K−1)/2 binary machines of libsvm's one-vs-one scheme, each
-    read from the fitted estimator, refined and differentiated as a binary :class:`~._svc.SVCSlope`
-    (machine (i, j): classes_[1] = j is its +1 side, so its decision value is −libsvm's)."""
-
-    loss_name = "hinge (one-vs-one, summed over the target's duels)"
-
-    def __init__(self, machine_class: type) -> None:
-        self.machine_class = machine_class  # SVCSlope (passed in: this module does not import _svc)
-
-    def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
-        est = model.estimator_
-        K = model.n_classes_
-        self.K = K
-        self.pairs = list(itertools.combinations(range(K), 2))
-        self.sign = np.zeros((K, len(self.pairs)))
-        for p, (i, j) in enumerate(self.pairs):
-            self.sign[i, p], self.sign[j, p] = -1.0, 1.0
-        starts = np.concatenate([[0], np.cumsum(est.n_support_)])
-        self.machines = []
-        details: dict[str, Any] = {"method": "svm-kkt-ovo", "kernel": est.kernel, "n_classes": K,
-                                   "machines": len(self.pairs)}
-        for p, (i, j) in enumerate(self.pairs):
-            rows = np.flatnonzero((codes == i) | (codes == j))
-            view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
-            sv_i = est.support_[starts[i]:starts[i + 1]]
-            sv_j = est.support_[starts[j]:starts[j + 1]]
-            coef = np.concatenate([est.dual_coef_[j - 1, starts[i]:starts[i + 1]],
-                                   est.dual_coef_[i, starts[j]:starts[j + 1]]])
-            view.support_ = np.searchsorted(rows, np.concatenate([sv_i, sv_j]))
-            view.dual_coef_ = coef[None, :]
-            view.intercept_ = np.array([-float(est.intercept_[p])])
-            machine = self.machine_class(model.estimator, damping=model.damping)
-            machine.classes_ = model.classes_[[i, j]]
-            machine.n_features_, machine.n_clean_ = X.shape[1], rows.size
-            machine._multi, machine._memo = None, None
-            machine.weights_ = model.weights_.subset(rows)
-            machine.estimator_ = view
-            machine._view = True  # its refined solution is not written back into the view
-            machine.fit_seconds_ = 0.0
-            machine.details_ = machine._prepare(X[rows], np.where(codes[rows] == j, 1.0, -1.0))
-            machine.prepare_seconds_ = 0.0
-            self.machines.append(machine)
-            for key in ("n_margin_sv", "n_bound_sv", "active_set_steps"):
-                details[key] = details.get(key, 0) + machine.details_.get(key, 0)
-            for key in ("residual_fit", "residual"):
-                details[key] = max(details.get(key, 0.0), machine.details_.get(key, 0.0))
-            if machine.details_.get("degenerate"):
-                details.setdefault("degenerate_machines", []).append([int(i), int(j)])
-        return details
-
-    def scores(self, X: np.ndarray) -> np.ndarray:
-        return np.column_stack([m.decision_function(X) for m in self.machines])
-
-    def scores_of(self, estimator: Any, X: np.ndarray) -> np.ndarray:
-        return -_ovo_decision(estimator, X)
-
-    def predict_from(self, F: np.ndarray) -> np.ndarray:
-        votes = np.zeros((F.shape[0], self.K))
-        for p, (i, j) in enumerate(self.pairs):
-            wins_j = F[:, p] >= 0  # libsvm: its decision value > 0 votes for i, otherwise j
-            votes[:, j] += wins_j
-            votes[:, i] += ~wins_j
-        return np.argmax(votes, axis=1)
-
-    def margins_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        return self._duels(F, codes)[0]
-
-    def _duels(self, F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(smallest oriented duel value, its machine) per row: the target's duels only."""
-        oriented = F * self.sign[codes]
-        oriented[self.sign[codes] == 0] = np.inf
-        k = np.argmin(oriented, axis=1)
-        return oriented[np.arange(F.shape[0]), k], k
-
-    def loss_from(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        S = self.sign[codes]
-        return np.sum(np.where(S != 0, np.maximum(0.0, 1.0 - S * F), 0.0), axis=1)
-
-    def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
-        out = []
-        for a in attacks:
-            n_t = a.X_trigger.shape[0]
-            F = np.zeros((n_t, len(self.pairs)))
-            dF = np.zeros_like(F)
-            value, exact, entering = 0.0, True, 0
-            for p, ((i, j), machine) in enumerate(zip(self.pairs, self.machines)):
-                tr = np.flatnonzero((a.t_trigger == i) | (a.t_trigger == j))
-                po = np.flatnonzero((a.t_poison == i) | (a.t_poison == j))
-                if tr.size == 0:
-                    continue
-                sub = Attack(a.X_poison[po], np.where(a.t_poison[po] == j, 1.0, -1.0),
-                             a.X_trigger[tr], np.where(a.t_trigger[tr] == j, 1.0, -1.0), a.motion,
-                             None if a.weight is None else a.weight[po], a.class_motion)
-                if po.size == 0 and (a.motion is None or not np.any(a.motion.rho)) and a.class_motion is None:
-                    F[tr, p] = machine.decision_function(sub.X_trigger)
-                    continue
-                solution = machine._solve_attacks([sub])[0]
-                F[tr, p], dF[tr, p] = solution.f_trigger, solution.df_trigger
-                value += solution.derivative * tr.size / n_t
-                exact = exact and solution.exact
-                entering += solution.details.get("n_poison_entering", 0)
-            margin, k = self._duels(F, a.t_trigger)
-            rows = np.arange(n_t)
-            out.append(AttackSolution(value, margin, self.sign[a.t_trigger, k] * dF[rows, k],
-                                      {"n_poison_entering": entering},
-                                      exact=exact, oriented=True))
-        return out
-
-
-    def point_influences(self, X: np.ndarray, codes: np.ndarray, X_test: np.ndarray, test_codes: np.ndarray, *,
-                         in_fit: bool, quantity: str = "loss") -> np.ndarray:
-        """Summed over the machines: machine (i, j) sees the training rows of classes i and j (its own
-        fit, in order, when ``in_fit``) and the test rows whose target is i or j (``"margin"``: the rows
-        whose smallest duel it is), each as the binary :meth:`SVCSlope.point_influences` (j positive)
-        weighted by its share of the test rows."""
-        n_t = X_test.shape[0]
-        out = np.zeros(X.shape[0])
-        active = self._duels(self.scores(X_test), test_codes)[1] if quantity == "margin" else None
-        for p, ((i, j), machine) in enumerate(zip(self.pairs, self.machines)):
-            tests = (test_codes == i) | (test_codes == j) if active is None else active == p
-            rows = np.flatnonzero((codes == i) | (codes == j))
-            if not tests.any() or rows.size == 0:
-                continue
-            out[rows] += tests.sum() / n_t * machine.point_influences(
-                X[rows], np.where(codes[rows] == j, 1.0, -1.0), X_test[tests],
-                np.where(test_codes[tests] == j, 1.0, -1.0), in_fit=in_fit, quantity=quantity)
-        return out
-
-
-def _ovo_decision(estimator: Any, X: np.ndarray) -> np.ndarray:
-    """libsvm's one-vs-one decision values of a fitted SVC (positive: the pair's first class)."""
-    shape = estimator.decision_function_shape
-    try:
-        estimator.decision_function_shape = "ovo"
-        return np.asarray(estimator.decision_function(X), dtype=np.float64)
-    finally:
-        estimator.decision_function_shape = shape

@@ -75,6 +75,8 @@ class SVCSlope(ConvexSlopeModel):
     loss_name = "hinge"
     bound_rtol = 1e-8
     """Reading libsvm's solution: α ≥ C (1 − bound_rtol) is at the bound."""
+    kkt_tol = KKT_TOL
+    max_active_set_steps = MAX_ACTIVE_SET_STEPS
 
     def _check_params(self, est: SVC) -> None:
         if est.kernel not in ("linear", "rbf"):
@@ -87,7 +89,7 @@ class SVCSlope(ConvexSlopeModel):
         check_no_class_weight(est)
 
     def _multiclass_part(self) -> Any:
-        from robust_hpo.slope._multiclass import OneVsOneSVC
+        from robust_hpo.slope._ovo import OneVsOneSVC
 
         return OneVsOneSVC(SVCSlope)
 
@@ -295,6 +297,17 @@ class SVCSlope(ConvexSlopeModel):
             ends = (lower >= b_lo - KKT_TOL) | (upper <= b_hi + KKT_TOL)
             return b, (S | ends, B & ~ends, alpha), 0.0
         return min(max(b, b_lo), b_hi), None, 0.0
+
+    def _install(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float, S: np.ndarray,
+                 B: np.ndarray) -> None:
+        """Take a solution refined elsewhere (α, b and their sets, S not empty: the batched one-vs-one
+        refinement of :mod:`._ovo`) as this fit's, as :meth:`_prepare` would leave it."""
+        self._C = float(self.estimator_.C)
+        self._interval = (b, b)
+        self._degenerate = False
+        self._train_kernel = _TrainingKernel(self, X)
+        self._last_kkt = None
+        self._set_solution(X, y_pm, alpha, b, S, B)
 
     def _set_solution(self, X: np.ndarray, y_pm: np.ndarray, alpha: np.ndarray, b: float,
                       S: np.ndarray, B: np.ndarray) -> None:
