@@ -147,6 +147,7 @@ class MultinomialLogistic(_ScoreMargins):
         self.Z = _design(X, self.fit_intercept)
         self.q_dim = self.Z.shape[1]
         self.Y = np.eye(self.K)[codes]
+        self.codes, self._rows = codes, np.arange(codes.size)
         self.sw = model.clean_weights()
         self.damping = model.damping
         p = self.Z.shape[1] * self.K
@@ -169,37 +170,43 @@ class MultinomialLogistic(_ScoreMargins):
             R[-1] = 0.0
         return R
 
-    def _objective(self, Theta: np.ndarray, F: np.ndarray) -> float:
+    def _state(self, Theta: np.ndarray, F: np.ndarray) -> tuple[float, np.ndarray]:
+        """(the objective, the probabilities softmax(F)) at Θ with scores F, from one exponential."""
         W = Theta[:-1] if self.fit_intercept else Theta
-        loss = logsumexp(F, axis=1) - np.sum(F * self.Y, axis=1)
-        return float(0.5 * np.sum(W * W) + self.C * (loss.sum() if self.sw is None else loss @ self.sw))
+        m = F.max(axis=1, keepdims=True)
+        E = np.exp(F - m)
+        S = E.sum(axis=1, keepdims=True)
+        loss = (np.log(S) + m)[:, 0] - F[self._rows, self.codes]
+        E /= S
+        return float(0.5 * np.sum(W * W) + self.C * (loss.sum() if self.sw is None else loss @ self.sw)), E
 
-    def _residuals(self, F: np.ndarray) -> np.ndarray:
-        """s_i κ_i (p_i − y_i): the weighted ∂ℓ/∂f per row."""
-        R = softmax(F, axis=1) - self.Y
-        return R if self.sw is None else R * self.sw[:, None]
-
-    def _gradient(self, Theta: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, float]:
+    def _gradient(self, Theta: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, float]:
+        """(∇ objective, its relative norm) at Θ with probabilities P."""
         reg = self._reg(Theta)
-        data = self.C * (self.Z.T @ self._residuals(F))
+        R = P - self.Y  # s_i (p_i − y_i): the weighted ∂ℓ/∂f per row
+        if self.sw is not None:
+            R *= self.sw[:, None]
+        data = self.Z.T @ R
+        data *= self.C
         scale = np.linalg.norm(reg) + np.linalg.norm(data)
         grad = reg + data
         return grad, float(np.linalg.norm(grad) / scale) if scale > 0 else 0.0
 
     def _polish(self, Theta: np.ndarray, est: Any) -> dict[str, Any]:
         F = self.Z @ Theta
-        grad, residual = self._gradient(Theta, F)
+        current, P = self._state(Theta, F)
+        grad, residual = self._gradient(Theta, P)
         fitted, steps = residual, 0
-        self._at(F)
+        self._at(F, P=P)
         while residual > POLISH_RTOL and steps < MAX_NEWTON_STEPS and np.isfinite(residual):
             step = self._solve(grad.T.reshape(-1, 1),
                                rtol=max(min(0.1, residual), 0.3 * POLISH_RTOL / residual))[:, 0]
             step = step.reshape(self.K, -1).T
             dF = self.Z @ step
-            current, decrease = self._objective(Theta, F), float(np.sum(grad * step))
+            decrease = float(np.sum(grad * step))
             t, moved = 1.0, False
             for _ in range(30):
-                value = self._objective(Theta - t * step, F - t * dF)
+                value, P = self._state(Theta - t * step, F - t * dF)
                 if value <= current - 1e-4 * t * decrease or (t == 1.0 and value <= current):
                     moved = True
                     break
@@ -207,10 +214,10 @@ class MultinomialLogistic(_ScoreMargins):
             steps += 1
             if not moved:
                 break
-            Theta, F = Theta - t * step, F - t * dF
-            grad, new = self._gradient(Theta, F)
+            Theta, F, current = Theta - t * step, F - t * dF, value
+            grad, new = self._gradient(Theta, P)
             stalled, residual = not new < residual, new
-            self._at(F)
+            self._at(F, P=P)
             if stalled and residual <= RESIDUAL_LIMIT:
                 break
         if not (np.isfinite(residual) and residual <= RESIDUAL_LIMIT):
@@ -227,10 +234,11 @@ class MultinomialLogistic(_ScoreMargins):
         return {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
 
     # -- the Hessian -------------------------------------------------------------------------------
-    def _at(self, F: np.ndarray, single: bool = True) -> None:
-        """The Hessian at scores F: kept for products; the dense path's preconditioner is factorised
-        here the first time and again where it went stale (:data:`REFRESH_ITERATIONS`)."""
-        P = softmax(F, axis=1)
+    def _at(self, F: np.ndarray, single: bool = True, P: np.ndarray | None = None) -> None:
+        """The Hessian at scores F (P: their softmax, where known): kept for products; the dense
+        path's preconditioner is factorised here the first time and again where it went stale
+        (:data:`REFRESH_ITERATIONS`)."""
+        P = softmax(F, axis=1) if P is None else P
         self.P, self.F_now = P, F
         Z = self.Z
         s = np.ones(Z.shape[0]) if self.sw is None else self.sw
@@ -268,17 +276,21 @@ class MultinomialLogistic(_ScoreMargins):
             self._incidence = np.zeros((self._pairs[0].size, K))
             self._incidence[np.arange(self._pairs[0].size), self._pairs[0]] = 1.0
             self._incidence[np.arange(self._pairs[0].size), self._pairs[1]] = 1.0
-        A = self._Z32
+        A, n = self._Z32, Z.shape[0]
         w = self.C * s
         first, second = self._pairs
-        coupling = P[:, first] * P[:, second]  # n × pairs: p_ik p_il
-        coupling[coupling * (w * self._zz)[:, None] <= PAIR_DROP] = 0.0
-        diag = coupling @ self._incidence  # n × K: p_ik Σ_{kept l ≠ k} p_il
+        PT = np.ascontiguousarray(P.T)
+        coupling = PT[first] * PT[second]  # pairs × n: p_ik p_il
+        coupling[coupling * (w * self._zz) <= PAIR_DROP] = 0.0
+        diag = self._incidence.T @ coupling  # K × n: p_ik Σ_{kept l ≠ k} p_il
         # the K diagonal blocks, then the pairs' blocks, each Σ_i c_i z_i z_iᵀ over its rows with c_i > 0:
         # one gather of all those rows (scaled by √c_i), then one BLAS syrk per block on its slice
-        weights = np.hstack([diag, coupling]) * w[:, None]  # n × (K + pairs), all ≥ 0
-        block, rows = np.nonzero(weights.T)  # sorted by block
-        Y = A[rows] * np.sqrt(weights.T[block, rows]).astype(np.float32)[:, None]
+        weights = np.vstack([diag, coupling])
+        weights *= w  # (K + pairs) × n, all ≥ 0
+        kept = np.flatnonzero(weights)  # sorted by block
+        block = kept // n
+        Y = np.take(A, kept - block * n, axis=0)
+        Y *= np.sqrt(weights.ravel()[kept]).astype(np.float32)[:, None]
         bounds = np.searchsorted(block, np.arange(K + first.size + 1))
         blocks = np.zeros((K + first.size, q, q), dtype=np.float32)
         for j in np.flatnonzero(np.diff(bounds)):
@@ -293,13 +305,8 @@ class MultinomialLogistic(_ScoreMargins):
         if self.fit_intercept:  # the intercept-shift direction u: M + u uᵀ (see the module docstring)
             b = np.arange(K) * q + q - 1
             H[np.ix_(b, b)] += 1.0 / K
-        try:
-            factor = linalg.cho_factor(H, lower=True, check_finite=False)
-            if not np.all(np.isfinite(factor[0][np.diag_indices_from(factor[0])])):
-                raise linalg.LinAlgError("not finite")
-            return np.asfortranarray(factor[0]), True
-        except linalg.LinAlgError:
-            return self._exact_factor(P, s)
+        factor = _cholesky_in_place(H)
+        return (factor, True) if factor is not None else self._exact_factor(P, s)
 
     def _exact_factor(self, P: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, bool]:
         """Cholesky factor of ``H + u uᵀ`` formed in double precision (every coupling kept)."""
@@ -318,14 +325,11 @@ class MultinomialLogistic(_ScoreMargins):
         if self.fit_intercept:
             b = np.arange(K) * q + q - 1
             H[np.ix_(b, b)] += 1.0 / K
-        try:
-            factor = linalg.cho_factor(H, lower=True, check_finite=False)
-            if not np.all(np.isfinite(factor[0][np.diag_indices_from(factor[0])])):
-                raise linalg.LinAlgError("not finite")
-            return np.asfortranarray(factor[0]), True
-        except linalg.LinAlgError:
+        factor = _cholesky_in_place(H)
+        if factor is None:
             raise SingularHessianError("the multinomial Hessian is not positive definite; pass damping > 0 "
-                                       "or strengthen the regularisation") from None
+                                       "or strengthen the regularisation")
+        return factor, True
 
     def _reg_diag(self) -> np.ndarray:
         """The regulariser's diagonal (+ damping), class-major (computed once: every product uses it)."""
@@ -339,19 +343,17 @@ class MultinomialLogistic(_ScoreMargins):
     def _matvec(self, V: np.ndarray) -> np.ndarray:
         """H V for columns V of vec(Θ) (class-major)."""
         K, q = self.K, self.Zs.shape[1]
-        out = np.empty_like(V)
+        out = self._reg_diag()[:, None] * V
+        Cs = self.C if self.sw is None else self.C * self.sw[:, None]
         for c in range(V.shape[1]):
-            T = V[:, c].reshape(K, q).T
-            A = self.Zs @ T
-            PA = self.P * A
-            R = PA - self.P * PA.sum(axis=1, keepdims=True)
-            if self.sw is not None:
-                R *= self.sw[:, None]
-            HT = self.C * (self.Zs.T @ R)
+            T = V[:, c].reshape(K, q)  # row k: θ_k
+            PA = self.P * (self.Zs @ T.T)
+            PA -= self.P * PA.sum(axis=1, keepdims=True)
+            PA *= Cs
+            HT = PA.T @ self.Zs  # K × q: row k is C Σ_i s_i [A_i (Θᵀz_i)]_k z_iᵀ
             if self.fit_intercept:
-                HT[-1] += T[-1].sum() / K
-            out[:, c] = HT.T.reshape(-1)
-        out += self._reg_diag()[:, None] * V
+                HT[:, -1] += T[:, -1].sum() / K
+            out[:, c] += HT.reshape(-1)
         return out
 
     def _precondition(self, R: np.ndarray) -> np.ndarray:
@@ -547,6 +549,17 @@ class MultiOutputRidge(_ScoreMargins):
         with one_blas_thread:
             Zt = _design(X_test, self.fit_intercept)
             return self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
+
+
+def _cholesky_in_place(H: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor of a symmetric C-ordered H, written over it by LAPACK potrf on its
+    Fortran-ordered transpose (the same matrix: no copy either way; the upper triangle is left as
+    it was); None where H is not numerically positive definite."""
+    potrf, = linalg.get_lapack_funcs(("potrf",), (H,))
+    L, info = potrf(H.T, lower=1, clean=0, overwrite_a=1)
+    if info != 0 or not np.all(np.isfinite(np.diagonal(L))):
+        return None
+    return L
 
 
 def _dense_ridge_hessian(Z: np.ndarray, s: np.ndarray, r_w: float, fit_intercept: bool, damping: float) -> Any:
