@@ -148,6 +148,7 @@ class MultinomialLogistic(_ScoreMargins):
         self.q_dim = self.Z.shape[1]
         self.Y = np.eye(self.K)[codes]
         self.codes, self._rows = codes, np.arange(codes.size)
+        self.ZT = np.ascontiguousarray(self.Z.T)
         self.sw = model.clean_weights()
         self.damping = model.damping
         p = self.Z.shape[1] * self.K
@@ -239,7 +240,7 @@ class MultinomialLogistic(_ScoreMargins):
         path's preconditioner is factorised here the first time and again where it went stale
         (:data:`REFRESH_ITERATIONS`)."""
         P = softmax(F, axis=1) if P is None else P
-        self.P, self.F_now = P, F
+        self.P, self.PT, self.F_now = P, np.ascontiguousarray(P.T), F
         Z = self.Z
         s = np.ones(Z.shape[0]) if self.sw is None else self.sw
         self.Zs = Z
@@ -341,16 +342,19 @@ class MultinomialLogistic(_ScoreMargins):
         return self._reg_cache
 
     def _matvec(self, V: np.ndarray) -> np.ndarray:
-        """H V for columns V of vec(Θ) (class-major)."""
+        """H V for columns V of vec(Θ) (class-major), in the K × n layout (sums over the K classes
+        along contiguous rows: measured a third faster than n × K)."""
         K, q = self.K, self.Zs.shape[1]
         out = self._reg_diag()[:, None] * V
-        Cs = self.C if self.sw is None else self.C * self.sw[:, None]
+        PT = self.PT
+        Cs = self.C if self.sw is None else self.C * self.sw
         for c in range(V.shape[1]):
             T = V[:, c].reshape(K, q)  # row k: θ_k
-            PA = self.P * (self.Zs @ T.T)
-            PA -= self.P * PA.sum(axis=1, keepdims=True)
-            PA *= Cs
-            HT = PA.T @ self.Zs  # K × q: row k is C Σ_i s_i [A_i (Θᵀz_i)]_k z_iᵀ
+            A = T @ self.ZT  # K × n: the scores' directions
+            A *= PT
+            A -= PT * A.sum(axis=0)
+            A *= Cs
+            HT = A @ self.Zs  # K × q: row k is C Σ_i s_i [A_i (Θᵀz_i)]_k z_iᵀ
             if self.fit_intercept:
                 HT[:, -1] += T[:, -1].sum() / K
             out[:, c] += HT.reshape(-1)
