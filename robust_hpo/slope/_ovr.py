@@ -26,7 +26,7 @@ import numpy as np
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other
 from robust_hpo.slope._krylov import one_blas_thread
 from robust_hpo.slope._multiclass import primal_is_cheap
-from robust_hpo.slope._ovr_batch import polish_all
+from robust_hpo.slope._ovr_batch import polish_all, solve_machines
 
 
 class OneVsRest(MulticlassPart):
@@ -164,7 +164,7 @@ class OneVsRest(MulticlassPart):
         if a.weight is not None:
             g = g * a.weight[:, None]
         G = c * (Zp.T @ g)
-        D = -np.column_stack([factors[k].solve(G[:, k]) for k in range(self.K)])
+        D = -solve_machines(factors, G)
         F, dF = Zt @ Theta, Zt @ D
         rows = np.arange(F.shape[0])
         target = F[rows, a.t_trigger]
