@@ -13,9 +13,10 @@ factor at the polished θ (:class:`DenseFactor`) for the derivative solves.
 A smooth curvature (log_loss) changes at every step: there the factors are formed once, in single
 precision, and precondition conjugate gradients on the machines' exact Hessians (one product
 ``Zᵀ (Q ⊙ Z V)`` for all machines per iteration, :class:`BatchedHessians`); they are formed again
-where a solve needed more than :data:`REFRESH_ITERATIONS` iterations, and the derivative solves run the same iteration on the
-Hessians at the polished Θ to :data:`SOLVE_RTOL` (exact double-precision products; a machine whose
-iteration does not converge falls back to a double-precision factor).
+where a solve needed more than :data:`REFRESH_ITERATIONS` iterations. The derivative solves run the
+same iteration on the Hessians at the polished Θ to the linear models' ``SOLVE_RTOL`` (exact
+double-precision products; a machine whose iteration does not converge falls back to a
+double-precision factor).
 
 Anything the batched path does not settle (a singular Hessian — SGD leaving every point flat —, a
 stalled line search, the step limit) returns None and the caller polishes machine by machine, which
@@ -29,11 +30,10 @@ from typing import Any
 import numpy as np
 from scipy import linalg
 
+from robust_hpo.slope._hessian import SOLVE_RTOL
 from robust_hpo.slope._krylov import one_blas_thread
 from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
 
-SOLVE_RTOL = 1e-10
-"""Relative residual of the derivative solves by :class:`BatchedHessians` (double-precision products)."""
 
 REFRESH_ITERATIONS = 8
 """A single-precision preconditioner that needed more than this many iterations in one polishing
@@ -123,7 +123,8 @@ class BatchedHessians:
         return np.matmul(self.inverse[machines], R.T[:, :, None])[:, :, 0].T
 
     def solve(self, B: np.ndarray, machines: np.ndarray, rtol: float | None = None) -> np.ndarray:
-        """``H_k⁻¹ B[:, j]``, k = machines[j], to relative residual ``rtol`` (default :data:`SOLVE_RTOL`)."""
+        """``H_k⁻¹ B[:, j]``, k = machines[j], to relative residual ``rtol`` (default: the linear
+        models' ``SOLVE_RTOL``)."""
         X, converged, iterations = batched_pcg(lambda V: self.product(V, machines),
                                                lambda R: self.precondition(R, machines), B,
                                                SOLVE_RTOL if rtol is None else rtol)
