@@ -127,9 +127,10 @@ class _ScoreMargins(MulticlassPart):
         return G / F.shape[0]
 
     def _trigger(self, a: Attack, dTheta: np.ndarray, loss_grad: np.ndarray, F: np.ndarray,
-                 details: dict[str, Any]) -> AttackSolution:
-        """dL/dβ and the margins' derivative from dΘ/dβ ((d[+1]) × K) at the triggered rows."""
-        Zt = _design(a.X_trigger, self.fit_intercept)
+                 details: dict[str, Any], Zt: np.ndarray | None = None) -> AttackSolution:
+        """dL/dβ and the margins' derivative from dΘ/dβ ((d[+1]) × K) at the triggered rows
+        (``Zt``: their design, where already made)."""
+        Zt = _design(a.X_trigger, self.fit_intercept) if Zt is None else Zt
         dF = Zt @ dTheta
         value = float(np.sum(loss_grad * dF) / a.X_trigger.shape[0])
         margin, other = best_other(F, a.t_trigger)
@@ -522,18 +523,24 @@ class MultiOutputRidge(_ScoreMargins):
 
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         with one_blas_thread:
-            rhs = [_design(a.X_poison, self.fit_intercept).T @ (-2.0 * (1.0 if a.weight is None else a.weight[:, None])
-                                                                   * (self._coding(a.t_poison) - self.scores(a.X_poison)))
-                   + _motion(a, self.Theta, self.fit_intercept, self.r_w)
-                   + (0.0 if a.class_motion is None else sum(k * g for k, g in zip(a.class_motion, self.class_gradients)))
-                   for a in attacks]
+            rhs = []
+            for a in attacks:
+                Zp = _design(a.X_poison, self.fit_intercept)
+                R = -2.0 * (self._coding(a.t_poison) - Zp @ self.Theta)
+                if a.weight is not None:
+                    R *= a.weight[:, None]
+                G = Zp.T @ R + _motion(a, self.Theta, self.fit_intercept, self.r_w)
+                if a.class_motion is not None:
+                    G = G + sum(k * g for k, g in zip(a.class_motion, self.class_gradients))
+                rhs.append(G)
             D = -self.hessian.solve(np.hstack(rhs))
             out = []
             for k, a in enumerate(attacks):
-                F = self.scores(a.X_trigger)
+                Zt = _design(a.X_trigger, self.fit_intercept)
+                F = Zt @ self.Theta
                 grad = -2.0 * (self._coding(a.t_trigger) - F)
                 out.append(self._trigger(a, D[:, k * self.K:(k + 1) * self.K], grad, F,
-                                         {"cg_iterations": self.hessian.cg_iterations}))
+                                         {"cg_iterations": self.hessian.cg_iterations}, Zt))
         return out
 
     def loss_gradient(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -609,8 +616,12 @@ def _cholesky_in_place(H: np.ndarray) -> np.ndarray | None:
 
 def _dense_ridge_hessian(Z: np.ndarray, s: np.ndarray, r_w: float, fit_intercept: bool, damping: float) -> Any:
     """The ridge Hessian ``diag(r) + 2 Zᵀ diag(s) Z`` factorised (r = r_w, intercept 0; + damping)."""
-    Zs = Z * np.sqrt(2.0 * s)[:, None]
-    H = Zs.T @ Zs
+    if np.all(s == 1.0):  # unweighted: 2 ZᵀZ from one BLAS syrk on Z itself
+        H = Z.T @ Z
+        H *= 2.0
+    else:
+        Zs = Z * np.sqrt(2.0 * s)[:, None]
+        H = Zs.T @ Zs
     r = np.full(Z.shape[1], r_w + damping)
     if fit_intercept:
         r[-1] = damping
