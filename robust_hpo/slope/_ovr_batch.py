@@ -115,19 +115,26 @@ class BatchedHessians:
         self.cg_iterations = 0
         self._exact: dict[int, np.ndarray] = {}
 
-    def product(self, V: np.ndarray, machines: np.ndarray) -> np.ndarray:
-        """H_k v for column j of V, k = machines[j]."""
-        return self.r[:, None] * V + self.ZT @ (self.Q[:, machines] * (self.Z @ V))
+    def operators(self, machines: np.ndarray) -> tuple[Any, Any]:
+        """(V ↦ H_k v, R ↦ M_k⁻¹ r) column by column, column j for machine k = machines[j]."""
+        Q = self.Q if np.array_equal(machines, np.arange(self.Q.shape[1])) else self.Q[:, machines]
+        inverse = self.inverse[machines]
+        r = self.r[:, None]
 
-    def precondition(self, R: np.ndarray, machines: np.ndarray) -> np.ndarray:
-        return np.matmul(self.inverse[machines], R.T[:, :, None])[:, :, 0].T
+        def product(V: np.ndarray) -> np.ndarray:
+            out = self.ZT @ (Q * (self.Z @ V))
+            out += r * V
+            return out
+
+        def precondition(R: np.ndarray) -> np.ndarray:
+            return np.matmul(inverse, R.T[:, :, None])[:, :, 0].T
+
+        return product, precondition
 
     def solve(self, B: np.ndarray, machines: np.ndarray, rtol: float | None = None) -> np.ndarray:
         """``H_k⁻¹ B[:, j]``, k = machines[j], to relative residual ``rtol`` (default: the linear
         models' ``SOLVE_RTOL``)."""
-        X, converged, iterations = batched_pcg(lambda V: self.product(V, machines),
-                                               lambda R: self.precondition(R, machines), B,
-                                               SOLVE_RTOL if rtol is None else rtol)
+        X, converged, iterations = batched_pcg(*self.operators(machines), B, SOLVE_RTOL if rtol is None else rtol)
         self.cg_iterations += iterations
         for j in np.flatnonzero(~converged):
             X[:, j] = linalg.cho_solve((self._exact_factor(int(machines[j])), True), B[:, j], check_finite=False)
@@ -224,6 +231,7 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
         piecewise = bool(np.all((Q == 0) | (Q == Q.max(axis=0, keepdims=True))))
         kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # machine: (curvature, exact factor)
         every = np.arange(K)
+        values = objective(Theta, F, every)
         inverse, stale = None, False  # smooth curvature: the preconditioners' (L Lᵀ)⁻¹, formed when stale
         while live.size:
             if steps >= MAX_NEWTON_STEPS or not np.all(np.isfinite(residual)):
@@ -237,7 +245,7 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
                 step = np.column_stack([linalg.cho_solve((L[j], True), grad[:, k], check_finite=False)
                                         for j, k in enumerate(live)])
             else:  # conjugate gradients on the exact Hessians, single-precision factors precondition
-                Q = c * curv_f(Y, F) * s[:, None]
+                Q = c * curv_f(Y, F) * s[:, None] if Q is None else Q
                 if inverse is None or stale:
                     L = factors(F, every, exact=False, Qc=Q)
                     if L is None:
@@ -245,14 +253,13 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
                     inverse, stale = _inverse_factors(L), False
                 batch = BatchedHessians(Z, Q, r, inverse)
                 rtol = max(min(0.1, float(residual[live].min())), 0.3 * POLISH_RTOL / float(residual[live].max()))
-                step, converged, iterations = batched_pcg(lambda V: batch.product(V, live),
-                                                          lambda R: batch.precondition(R, live), grad[:, live], rtol)
+                step, converged, iterations = batched_pcg(*batch.operators(live), grad[:, live], rtol)
                 if not converged.all():
                     return None
                 stale = iterations > REFRESH_ITERATIONS
             dF = Z @ step
             T0, F0 = Theta[:, live], F[:, live]
-            current = objective(T0, F0, live)
+            current = values[live]
             decrease = np.einsum("ij,ij->j", grad[:, live], step)
             t = np.ones(live.size)
             accepted = np.zeros(live.size, dtype=bool)
@@ -267,13 +274,15 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
                 return None
             Theta[:, live] -= t * step
             F[:, live] -= t * dF
+            values[live] = trial  # each machine's objective at its accepted step
+            Q = None  # the curvature moved with F
             steps += 1
             grad, new = optimality(Theta, F)
             stalled = ~(new[live] < residual[live])
             residual = new
             # as the per-machine polish: done at POLISH_RTOL, or at a rounding floor below the limit
             live = live[(residual[live] > POLISH_RTOL) & ~(stalled & (residual[live] <= RESIDUAL_LIMIT))]
-        Q = c * curv_f(Y, F) * s[:, None]
+        Q = c * curv_f(Y, F) * s[:, None] if Q is None else Q
         if not piecewise:  # the derivative solves: the same iteration at the polished Θ
             if inverse is None or stale:
                 L = factors(F, every, exact=False, Qc=Q)
