@@ -270,10 +270,10 @@ class MultinomialLogistic(_ScoreMargins):
         left out where ``C s_i p_ik p_il ‖z_i‖² ≤`` :data:`PAIR_DROP` and ``p_ik p_il`` taken off both
         diagonal entries: what is left of ``A_i`` stays diagonally dominant (its rows still sum to
         zero), hence positive semi-definite, and ``A_i`` minus it is diagonally dominant too — so
-        ``M ≤ H`` and M is positive definite wherever H is. The blocks are products over the rows
-        that keep each pair (measured on digits, K = 10: 5–15 % of the rows per pair). Otherwise
-        (the double-precision fallback, where single precision is not positive definite) M = H
-        exactly."""
+        ``M ≤ H`` (in exact arithmetic) and M is positive definite wherever H is. The blocks are
+        products over the rows that keep each pair (measured on digits, K = 10: 5–15 % of the rows
+        per pair). Otherwise (the double-precision fallback, where single precision is not positive
+        definite) M = H exactly."""
         if not single:
             return self._exact_factor(P, s)
         Z, K, q = self.Z, self.K, self.Z.shape[1]
@@ -300,15 +300,15 @@ class MultinomialLogistic(_ScoreMargins):
         Y = np.take(A, kept - block * n, axis=0)
         Y *= np.sqrt(weights.ravel()[kept]).astype(np.float32)[:, None]
         bounds = np.searchsorted(block, np.arange(K + first.size + 1))
-        blocks = np.zeros((K + first.size, q, q), dtype=np.float32)
+        # only H's upper block triangle is written: potrf reads the lower triangle of Hᵀ (below)
+        H = np.zeros((K * q, K * q), dtype=np.float32)
+        rows_of, cols_of = np.concatenate([np.arange(K), first]) * q, np.concatenate([np.arange(K), second]) * q
         for j in np.flatnonzero(np.diff(bounds)):
             Yj = Y[bounds[j]:bounds[j + 1]]
-            blocks[j] = Yj.T @ Yj
-        H = np.zeros((K * q, K * q), dtype=np.float32)
-        H4 = H.reshape(K, q, K, q)  # H4[k, :, l, :] is block (k, l)
-        H4[np.arange(K), :, np.arange(K), :] = blocks[:K]
-        H4[first, :, second, :] = -blocks[K:]
-        H4[second, :, first, :] = -blocks[K:]
+            block = Yj.T @ Yj  # BLAS syrk
+            if j >= K:
+                block *= -1.0
+            H[rows_of[j]:rows_of[j] + q, cols_of[j]:cols_of[j] + q] = block
         H[np.diag_indices_from(H)] += self._reg_diag().astype(np.float32)
         if self.fit_intercept:  # the intercept-shift direction u: M + u uᵀ (see the module docstring)
             b = np.arange(K) * q + q - 1
@@ -396,6 +396,7 @@ class MultinomialLogistic(_ScoreMargins):
                     return linalg.cho_solve(self.L, B, check_finite=False)
         result = block_pcg(self._matvec, B, lambda R: self.jacobi[:, None] * R, rtol=rtol,
                            maxiter=max(200, 2 * B.shape[0]))
+        self.cg_iterations = getattr(self, "cg_iterations", 0) + result.iterations
         if not result.converged:
             raise SingularHessianError(
                 f"conjugate gradients on the multinomial Hessian stopped at relative residual "
@@ -428,7 +429,9 @@ class MultinomialLogistic(_ScoreMargins):
             for k, a in enumerate(attacks):
                 F = self.scores(a.X_trigger)
                 grad = softmax(F, axis=1) - eye[a.t_trigger]
-                out.append(self._trigger(a, D[:, k].reshape(K, q).T, grad, F, {}))
+                out.append(self._trigger(a, D[:, k].reshape(K, q).T, grad, F,
+                                         {"cg_iterations": getattr(self, "cg_iterations", 0),
+                                          "factorisations": getattr(self, "factorisations", 0)}))
         return out
 
     def loss_gradient(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -605,8 +608,9 @@ def _vector_pcg(apply_A: Any, B: np.ndarray, apply_M: Any, *, rtol: float, maxit
 
 def _cholesky_in_place(H: np.ndarray) -> np.ndarray | None:
     """The lower Cholesky factor of a symmetric C-ordered H, written over it by LAPACK potrf on its
-    Fortran-ordered transpose (the same matrix: no copy either way; the upper triangle is left as
-    it was); None where H is not numerically positive definite."""
+    Fortran-ordered transpose (the same matrix: no copy either way). potrf reads only the lower
+    triangle of Hᵀ — H's upper triangle, all that needs to be filled in — and leaves the rest as it
+    was; None where H is not numerically positive definite."""
     potrf, = linalg.get_lapack_funcs(("potrf",), (H,))
     L, info = potrf(H.T, lower=1, clean=0, overwrite_a=1)
     if info != 0 or not np.all(np.isfinite(np.diagonal(L))):

@@ -170,7 +170,8 @@ class OneVsRest(MulticlassPart):
         target = F[rows, a.t_trigger]
         value = float(np.sum(self._target_grad(target) * dF[rows, a.t_trigger]) / F.shape[0])
         margin, other = best_other(F, a.t_trigger)
-        return AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], {}, oriented=True)
+        return AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other],
+                              {"cg_iterations": factors[0].cg_iterations}, oriented=True)
 
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         out = []
