@@ -147,11 +147,11 @@ def test_pipeline_predictions_and_estimator_are_the_polished_pipeline():
     assert np.allclose(model.pipeline_.decision_function(Xt), tight_fit.decision_function(Xt), atol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")  # scikit-learn's weighted
-def test_scalers_are_applied_with_scikit_learns_own_arithmetic():                      # variance of a constant
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")
+def test_scalers_are_applied_with_scikit_learns_own_arithmetic():
     """The pipeline's scaler transforms validated rows without scikit-learn's input checks: the same
     numbers as ``transform`` for every StandardScaler / MinMaxScaler setting (clip and PCA go through
-    ``transform`` itself)."""
+    ``transform`` itself). (scikit-learn's weighted variance of the constant feature warns.)"""
     from robust_hpo.slope._preprocess import _transform
 
     rng = np.random.default_rng(41)
