@@ -200,14 +200,19 @@ class ConvexSlopeModel(ABC):
     def encode(self, name: str, y: np.ndarray) -> np.ndarray:
         """Labels -> ±1 (``classes_[1]`` is +1) for two classes, class indices 0..K−1 for K ≥ 3;
         ``ValueError`` for labels outside the classes."""
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
+        try:  # the class index of each label; a label outside the classes is not found where it sorts
+            codes = np.minimum(np.searchsorted(self.classes_, y), self.classes_.size - 1).astype(np.intp)
+            known = self.classes_[codes] == y
+        except TypeError:  # labels that do not compare with the classes (strings against numbers)
+            codes, known = np.zeros(len(y), dtype=np.intp), np.zeros(len(y), dtype=bool)
+        if not np.all(known):
+            unknown = np.setdiff1d(np.unique(y), self.classes_)
             raise ValidationError(
                 f"{name} has labels {unknown.tolist()} outside the training classes "
                 f"{self.classes_.tolist()} (those of y_clean)"
             )
         if getattr(self, "_multi", None) is not None:
-            return np.searchsorted(self.classes_, y).astype(np.intp)
+            return codes
         return np.where(y == self.classes_[1], 1.0, -1.0)
 
     def predict(self, X: Any) -> np.ndarray:

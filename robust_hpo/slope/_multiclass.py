@@ -26,6 +26,7 @@ Their β-derivatives come from the same solves (the derivative of the active max
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,7 @@ from robust_hpo.errors import NotConvergedError, SingularHessianError
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other, \
     estimator_settings
 from robust_hpo.slope._hessian import SOLVE_RTOL, LinearModelHessian
-from robust_hpo.slope._krylov import block_pcg, one_blas_thread
+from robust_hpo.slope._krylov import PCGResult, block_pcg, one_blas_thread
 from robust_hpo.slope._ovr_batch import DenseFactor
 from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
 
@@ -52,8 +53,20 @@ def primal_is_cheap(n: int, d: int) -> bool:
     return n * q * q + q ** 3 / 3.0 <= PRIMAL_ITERATIONS * 4.0 * n * q
 
 
-INVERSE_AFTER = 12
-"""Applications of one multinomial preconditioner factor after which its triangular inverse is formed."""
+PAIR_DROP = 1e-2
+"""The multinomial preconditioner leaves out the coupling of classes k ≠ l at row i where
+``C s_i p_ik p_il ‖z_i‖² ≤ PAIR_DROP`` (the penalty's diagonal is 1) and takes the same amount off
+the diagonal, so that it stays below the Hessian (``P ≤ H``, see :meth:`MultinomialLogistic._factor`);
+most rows' probabilities sit on one or two classes, so most of the K² blocks' rows drop out."""
+
+FORCING = 0.3
+"""The polish's Newton directions are solved to relative residual ``min(FORCING, residual)`` (an
+inexact Newton forcing term; measured on digits K = 10: as many Newton steps as with 0.1, fewer
+conjugate-gradient iterations while far from the optimum)."""
+
+REFRESH_ITERATIONS = 4
+"""A preconditioner that needed more than this many conjugate-gradient iterations for one solve is
+formed again at the next point (the polish moves the curvature away from where it was formed)."""
 
 DENSE_LIMIT = 1500
 """Multinomial Hessians of at most this many parameters (K·(d+1)) are formed and factorised; larger
@@ -112,9 +125,10 @@ class _ScoreMargins(MulticlassPart):
         return G / F.shape[0]
 
     def _trigger(self, a: Attack, dTheta: np.ndarray, loss_grad: np.ndarray, F: np.ndarray,
-                 details: dict[str, Any]) -> AttackSolution:
-        """dL/dβ and the margins' derivative from dΘ/dβ ((d[+1]) × K) at the triggered rows."""
-        Zt = _design(a.X_trigger, self.fit_intercept)
+                 details: dict[str, Any], Zt: np.ndarray | None = None) -> AttackSolution:
+        """dL/dβ and the margins' derivative from dΘ/dβ ((d[+1]) × K) at the triggered rows
+        (``Zt``: their design, where already made)."""
+        Zt = _design(a.X_trigger, self.fit_intercept) if Zt is None else Zt
         dF = Zt @ dTheta
         value = float(np.sum(loss_grad * dF) / a.X_trigger.shape[0])
         margin, other = best_other(F, a.t_trigger)
@@ -138,6 +152,8 @@ class MultinomialLogistic(_ScoreMargins):
         self.Z = _design(X, self.fit_intercept)
         self.q_dim = self.Z.shape[1]
         self.Y = np.eye(self.K)[codes]
+        self.codes, self._rows = codes, np.arange(codes.size)
+        self.ZT = np.ascontiguousarray(self.Z.T)
         self.sw = model.clean_weights()
         self.damping = model.damping
         p = self.Z.shape[1] * self.K
@@ -160,37 +176,43 @@ class MultinomialLogistic(_ScoreMargins):
             R[-1] = 0.0
         return R
 
-    def _objective(self, Theta: np.ndarray, F: np.ndarray) -> float:
+    def _state(self, Theta: np.ndarray, F: np.ndarray) -> tuple[float, np.ndarray]:
+        """(the objective, the probabilities softmax(F)) at Θ with scores F, from one exponential."""
         W = Theta[:-1] if self.fit_intercept else Theta
-        loss = logsumexp(F, axis=1) - np.sum(F * self.Y, axis=1)
-        return float(0.5 * np.sum(W * W) + self.C * (loss.sum() if self.sw is None else loss @ self.sw))
+        m = F.max(axis=1, keepdims=True)
+        E = np.exp(F - m)
+        S = E.sum(axis=1, keepdims=True)
+        loss = (np.log(S) + m)[:, 0] - F[self._rows, self.codes]
+        E /= S
+        return float(0.5 * np.sum(W * W) + self.C * (loss.sum() if self.sw is None else loss @ self.sw)), E
 
-    def _residuals(self, F: np.ndarray) -> np.ndarray:
-        """s_i κ_i (p_i − y_i): the weighted ∂ℓ/∂f per row."""
-        R = softmax(F, axis=1) - self.Y
-        return R if self.sw is None else R * self.sw[:, None]
-
-    def _gradient(self, Theta: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, float]:
+    def _gradient(self, Theta: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, float]:
+        """(∇ objective, its relative norm) at Θ with probabilities P."""
         reg = self._reg(Theta)
-        data = self.C * (self.Z.T @ self._residuals(F))
+        R = P - self.Y  # s_i (p_i − y_i): the weighted ∂ℓ/∂f per row
+        if self.sw is not None:
+            R *= self.sw[:, None]
+        data = self.Z.T @ R
+        data *= self.C
         scale = np.linalg.norm(reg) + np.linalg.norm(data)
         grad = reg + data
         return grad, float(np.linalg.norm(grad) / scale) if scale > 0 else 0.0
 
     def _polish(self, Theta: np.ndarray, est: Any) -> dict[str, Any]:
         F = self.Z @ Theta
-        grad, residual = self._gradient(Theta, F)
+        current, P = self._state(Theta, F)
+        grad, residual = self._gradient(Theta, P)
         fitted, steps = residual, 0
-        self._at(F)
+        self._at(F, P=P)
         while residual > POLISH_RTOL and steps < MAX_NEWTON_STEPS and np.isfinite(residual):
             step = self._solve(grad.T.reshape(-1, 1),
-                               rtol=max(min(0.1, residual), 0.3 * POLISH_RTOL / residual))[:, 0]
+                               rtol=max(min(FORCING, residual), 0.3 * POLISH_RTOL / residual))[:, 0]
             step = step.reshape(self.K, -1).T
             dF = self.Z @ step
-            current, decrease = self._objective(Theta, F), float(np.sum(grad * step))
+            decrease = float(np.sum(grad * step))
             t, moved = 1.0, False
             for _ in range(30):
-                value = self._objective(Theta - t * step, F - t * dF)
+                value, P = self._state(Theta - t * step, F - t * dF)
                 if value <= current - 1e-4 * t * decrease or (t == 1.0 and value <= current):
                     moved = True
                     break
@@ -198,10 +220,10 @@ class MultinomialLogistic(_ScoreMargins):
             steps += 1
             if not moved:
                 break
-            Theta, F = Theta - t * step, F - t * dF
-            grad, new = self._gradient(Theta, F)
+            Theta, F, current = Theta - t * step, F - t * dF, value
+            grad, new = self._gradient(Theta, P)
             stalled, residual = not new < residual, new
-            self._at(F)
+            self._at(F, P=P)
             if stalled and residual <= RESIDUAL_LIMIT:
                 break
         if not (np.isfinite(residual) and residual <= RESIDUAL_LIMIT):
@@ -218,62 +240,102 @@ class MultinomialLogistic(_ScoreMargins):
         return {"residual_fit": fitted, "residual": residual, "newton_steps": steps}
 
     # -- the Hessian -------------------------------------------------------------------------------
-    def _at(self, F: np.ndarray, single: bool = True) -> None:
-        """The Hessian at scores F: factorised (dense: once, then kept as the preconditioner) or
-        kept for products (CG)."""
-        P = softmax(F, axis=1)
-        self.P, self.F_now = P, F
+    def _at(self, F: np.ndarray, single: bool = True, P: np.ndarray | None = None) -> None:
+        """The Hessian at scores F (P: their softmax, where known): kept for products; the dense
+        path's preconditioner is factorised here the first time and again where it went stale
+        (:data:`REFRESH_ITERATIONS`)."""
+        P = softmax(F, axis=1) if P is None else P
+        self.P, self.PT, self.F_now = P, np.ascontiguousarray(P.T), F
         Z = self.Z
         s = np.ones(Z.shape[0]) if self.sw is None else self.sw
         self.Zs = Z
-        if self.dense and getattr(self, "L", None) is not None:
-            return  # later curvatures: products with the exact H, the first factor preconditions (_solve)
+        if self.dense and getattr(self, "L", None) is not None and not getattr(self, "stale", False):
+            return  # later curvatures: products with the exact H, this factor preconditions (_solve)
         if self.dense:
             self.L = self._factor(P, s, single)
-            self.single = single
-            self.M, self.applications = None, 0  # the factor's triangular inverse, made when it pays
+            self.single, self.stale = single, False
+            self.factorisations = getattr(self, "factorisations", 0) + 1
         else:
             diag = self.C * ((Z * Z).T @ (P * (1.0 - P) * s[:, None]))  # q × K
             self.jacobi = 1.0 / (diag.T.reshape(-1) + self._reg_diag())
 
     def _factor(self, P: np.ndarray, s: np.ndarray, single: bool) -> tuple[np.ndarray, bool]:
-        """Cholesky factor of ``H + u uᵀ`` at probabilities P. ``single``: H formed and factorised in
-        single precision (measured: a fifth of the double factorisation's time, half the products') — a
-        preconditioner of conjugate gradients on the exact H, whose solves are checked by their
-        residual, never taken as exact; falls back to double where single precision is not positive
-        definite."""
+        """Cholesky factor of ``M + u uᵀ`` at probabilities P, M the preconditioner of conjugate
+        gradients on the exact H (whose solves are checked by their residual, never taken as exact).
+
+        ``single``: M formed and factorised in single precision from the row-wise blocks
+        ``C s_i A_i ⊗ z_i z_iᵀ``, ``A_i = diag(p_i) − p_i p_iᵀ``, with the coupling of classes k ≠ l
+        left out where ``C s_i p_ik p_il ‖z_i‖² ≤`` :data:`PAIR_DROP` and ``p_ik p_il`` taken off both
+        diagonal entries: what is left of ``A_i`` stays diagonally dominant (its rows still sum to
+        zero), hence positive semi-definite, and ``A_i`` minus it is diagonally dominant too — so
+        ``M ≤ H`` (in exact arithmetic) and M is positive definite wherever H is. The blocks are
+        products over the rows that keep each pair (measured on digits, K = 10: 5–15 % of the rows
+        per pair). Otherwise (the double-precision fallback, where single precision is not positive
+        definite) M = H exactly."""
+        if not single:
+            return self._exact_factor(P, s)
         Z, K, q = self.Z, self.K, self.Z.shape[1]
-        dtype = np.float32 if single else np.float64
-        if single:
-            if getattr(self, "_Z32", None) is None:
-                self._Z32 = Z.astype(np.float32)
-            A = self._Z32
-        else:
-            A = Z
-        Pd = (P if self.sw is None else P * s[:, None]).astype(dtype, copy=False)
-        G = (Pd[:, :, None] * A[:, None, :]).reshape(Z.shape[0], K * q)  # row i: (s_i p_i) ⊗ z_i
-        blocks = (A.T @ G).reshape(q, K, q)  # Zᵀ diag(s p_k) Z for all k in one product
+        if getattr(self, "_Z32", None) is None:
+            self._Z32 = Z.astype(np.float32)
+            self._zz = np.einsum("ij,ij->i", Z, Z)
+            self._pairs = np.triu_indices(K, 1)
+            self._incidence = np.zeros((self._pairs[0].size, K))
+            self._incidence[np.arange(self._pairs[0].size), self._pairs[0]] = 1.0
+            self._incidence[np.arange(self._pairs[0].size), self._pairs[1]] = 1.0
+        A, n = self._Z32, Z.shape[0]
+        w = self.C * s
+        first, second = self._pairs
+        PT = np.ascontiguousarray(P.T)
+        coupling = PT[first] * PT[second]  # pairs × n: p_ik p_il
+        coupling[coupling * (w * self._zz) <= PAIR_DROP] = 0.0
+        diag = self._incidence.T @ coupling  # K × n: p_ik Σ_{kept l ≠ k} p_il
+        # the K diagonal blocks, then the pairs' blocks, each Σ_i c_i z_i z_iᵀ over its rows with c_i > 0:
+        # one gather of all those rows (scaled by √c_i), then one BLAS syrk per block on its slice
+        weights = np.vstack([diag, coupling])
+        weights *= w  # (K + pairs) × n, all ≥ 0
+        kept = np.flatnonzero(weights)  # sorted by block
+        block = kept // n
+        Y = np.take(A, kept - block * n, axis=0)
+        Y *= np.sqrt(weights.ravel()[kept]).astype(np.float32)[:, None]
+        bounds = np.searchsorted(block, np.arange(K + first.size + 1))
+        # only H's upper block triangle is written: potrf reads the lower triangle of Hᵀ (below)
+        H = np.zeros((K * q, K * q), dtype=np.float32)
+        rows_of, cols_of = np.concatenate([np.arange(K), first]) * q, np.concatenate([np.arange(K), second]) * q
+        for j in np.flatnonzero(np.diff(bounds)):
+            Yj = Y[bounds[j]:bounds[j + 1]]
+            block = Yj.T @ Yj  # BLAS syrk
+            if j >= K:
+                block *= -1.0
+            H[rows_of[j]:rows_of[j] + q, cols_of[j]:cols_of[j] + q] = block
+        H[np.diag_indices_from(H)] += self._reg_diag().astype(np.float32)
+        if self.fit_intercept:  # the intercept-shift direction u: M + u uᵀ (see the module docstring)
+            b = np.arange(K) * q + q - 1
+            H[np.ix_(b, b)] += 1.0 / K
+        factor = _cholesky_in_place(H)
+        return (factor, True) if factor is not None else self._exact_factor(P, s)
+
+    def _exact_factor(self, P: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Cholesky factor of ``H + u uᵀ`` formed in double precision (every coupling kept)."""
+        Z, K, q = self.Z, self.K, self.Z.shape[1]
+        Pd = P if self.sw is None else P * s[:, None]
+        G = (Pd[:, :, None] * Z[:, None, :]).reshape(Z.shape[0], K * q)  # row i: (s_i p_i) ⊗ z_i
+        blocks = (Z.T @ G).reshape(q, K, q)  # Zᵀ diag(s p_k) Z for all k in one product
         if self.sw is not None:
-            G *= (1.0 / np.sqrt(s)).astype(dtype)[:, None]  # row i: √s_i p_i ⊗ z_i
+            G *= (1.0 / np.sqrt(s))[:, None]  # row i: √s_i p_i ⊗ z_i
         H = G.T @ G  # a symmetric rank-n update (BLAS syrk)
         H *= -1.0
         for k in range(K):
             H[k * q:(k + 1) * q, k * q:(k + 1) * q] += blocks[:, k, :]
         H *= self.C
-        H[np.diag_indices_from(H)] += self._reg_diag().astype(dtype)
-        if self.fit_intercept:  # the intercept-shift direction u: H + u uᵀ (see the module docstring)
+        H[np.diag_indices_from(H)] += self._reg_diag()
+        if self.fit_intercept:
             b = np.arange(K) * q + q - 1
             H[np.ix_(b, b)] += 1.0 / K
-        try:
-            factor = linalg.cho_factor(H, lower=True, check_finite=False)
-            if not np.all(np.isfinite(factor[0][np.diag_indices_from(factor[0])])):
-                raise linalg.LinAlgError("not finite")
-            return factor
-        except linalg.LinAlgError:
-            if single:
-                return self._factor(P, s, False)
+        factor = _cholesky_in_place(H)
+        if factor is None:
             raise SingularHessianError("the multinomial Hessian is not positive definite; pass damping > 0 "
-                                       "or strengthen the regularisation") from None
+                                       "or strengthen the regularisation")
+        return factor, True
 
     def _reg_diag(self) -> np.ndarray:
         """The regulariser's diagonal (+ damping), class-major (computed once: every product uses it)."""
@@ -285,50 +347,54 @@ class MultinomialLogistic(_ScoreMargins):
         return self._reg_cache
 
     def _matvec(self, V: np.ndarray) -> np.ndarray:
-        """H V for columns V of vec(Θ) (class-major)."""
+        """H V for columns V of vec(Θ) (class-major), in the K × n layout (sums over the K classes
+        along contiguous rows: measured a third faster than n × K)."""
         K, q = self.K, self.Zs.shape[1]
-        out = np.empty_like(V)
+        out = self._reg_diag()[:, None] * V
+        PT = self.PT
+        Cs = self.C if self.sw is None else self.C * self.sw
         for c in range(V.shape[1]):
-            T = V[:, c].reshape(K, q).T
-            A = self.Zs @ T
-            PA = self.P * A
-            R = PA - self.P * PA.sum(axis=1, keepdims=True)
-            if self.sw is not None:
-                R *= self.sw[:, None]
-            HT = self.C * (self.Zs.T @ R)
+            T = V[:, c].reshape(K, q)  # row k: θ_k
+            A = T @ self.ZT  # K × n: the scores' directions
+            A *= PT
+            A -= PT * A.sum(axis=0)
+            A *= Cs
+            HT = A @ self.Zs  # K × q: row k is C Σ_i s_i [A_i (Θᵀz_i)]_k z_iᵀ
             if self.fit_intercept:
-                HT[-1] += T[-1].sum() / K
-            out[:, c] = HT.T.reshape(-1)
-        out += self._reg_diag()[:, None] * V
+                HT[:, -1] += T[:, -1].sum() / K
+            out[:, c] += HT.reshape(-1)
         return out
 
     def _precondition(self, R: np.ndarray) -> np.ndarray:
-        """The factor's solve, in its own precision (the result in double). From the
-        :data:`INVERSE_AFTER`-th application on, as two products with the inverse factor ``L⁻¹``
-        (made once, LAPACK trtri ≈ 1.7 factorisations' time; then ~4× faster per column than two
-        triangular solves, measured): a count, so the path does not depend on timing."""
-        self.applications += 1
-        if self.M is None and self.applications > INVERSE_AFTER:
-            self.M = _triangular_inverse(self.L[0])
-        R = R.astype(self.L[0].dtype)
-        if self.M is None:
-            return linalg.cho_solve(self.L, R, check_finite=False).astype(np.float64)
-        return (self.M.T @ (self.M @ R)).astype(np.float64)
+        """The factor's solve, in its own precision (the result in double): one column as two BLAS
+        triangular solves (trsv: measured 5× faster than LAPACK's potrs on one column), several
+        through potrs."""
+        L = self.L[0]
+        R = R.astype(L.dtype)
+        if R.shape[1] == 1:
+            trsv, = linalg.get_blas_funcs(("trsv",), (L,))
+            x = trsv(L, trsv(L, R[:, 0], lower=1), lower=1, trans=1)
+            return x[:, None].astype(np.float64)
+        return linalg.cho_solve(self.L, R, check_finite=False).astype(np.float64)
 
     def _solve(self, B: np.ndarray, rtol: float = SOLVE_RTOL) -> np.ndarray:
         if self.dense:  # conjugate gradients on the exact H, preconditioned by a factor (_at)
             for attempt in range(3):
-                result = block_pcg(self._matvec, B, self._precondition, rtol=rtol, maxiter=60)
+                pcg = _vector_pcg if B.shape[1] == 1 else block_pcg
+                result = pcg(self._matvec, B, self._precondition, rtol=rtol, maxiter=60)
+                self.cg_iterations = getattr(self, "cg_iterations", 0) + result.iterations
                 if result.converged:
+                    self.stale = self.stale or result.iterations > REFRESH_ITERATIONS
                     return result.x
                 # refactorise at this curvature: single precision first, then double (an exact factor)
                 single = attempt == 0 and self.single
-                self.L = None
+                self.stale = True
                 self._at(self.F_now, single=single)
                 if not single:
                     return linalg.cho_solve(self.L, B, check_finite=False)
         result = block_pcg(self._matvec, B, lambda R: self.jacobi[:, None] * R, rtol=rtol,
                            maxiter=max(200, 2 * B.shape[0]))
+        self.cg_iterations = getattr(self, "cg_iterations", 0) + result.iterations
         if not result.converged:
             raise SingularHessianError(
                 f"conjugate gradients on the multinomial Hessian stopped at relative residual "
@@ -361,7 +427,9 @@ class MultinomialLogistic(_ScoreMargins):
             for k, a in enumerate(attacks):
                 F = self.scores(a.X_trigger)
                 grad = softmax(F, axis=1) - eye[a.t_trigger]
-                out.append(self._trigger(a, D[:, k].reshape(K, q).T, grad, F, {}))
+                out.append(self._trigger(a, D[:, k].reshape(K, q).T, grad, F,
+                                         {"cg_iterations": getattr(self, "cg_iterations", 0),
+                                          "factorisations": getattr(self, "factorisations", 0)}))
         return out
 
     def loss_gradient(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -456,18 +524,24 @@ class MultiOutputRidge(_ScoreMargins):
 
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         with one_blas_thread:
-            rhs = [_design(a.X_poison, self.fit_intercept).T @ (-2.0 * (1.0 if a.weight is None else a.weight[:, None])
-                                                                   * (self._coding(a.t_poison) - self.scores(a.X_poison)))
-                   + _motion(a, self.Theta, self.fit_intercept, self.r_w)
-                   + (0.0 if a.class_motion is None else sum(k * g for k, g in zip(a.class_motion, self.class_gradients)))
-                   for a in attacks]
+            rhs = []
+            for a in attacks:
+                Zp = _design(a.X_poison, self.fit_intercept)
+                R = -2.0 * (self._coding(a.t_poison) - Zp @ self.Theta)
+                if a.weight is not None:
+                    R *= a.weight[:, None]
+                G = Zp.T @ R + _motion(a, self.Theta, self.fit_intercept, self.r_w)
+                if a.class_motion is not None:
+                    G = G + sum(k * g for k, g in zip(a.class_motion, self.class_gradients))
+                rhs.append(G)
             D = -self.hessian.solve(np.hstack(rhs))
             out = []
             for k, a in enumerate(attacks):
-                F = self.scores(a.X_trigger)
+                Zt = _design(a.X_trigger, self.fit_intercept)
+                F = Zt @ self.Theta
                 grad = -2.0 * (self._coding(a.t_trigger) - F)
                 out.append(self._trigger(a, D[:, k * self.K:(k + 1) * self.K], grad, F,
-                                         {"cg_iterations": self.hessian.cg_iterations}))
+                                         {"cg_iterations": self.hessian.cg_iterations}, Zt))
         return out
 
     def loss_gradient(self, F: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -496,19 +570,60 @@ class MultiOutputRidge(_ScoreMargins):
             return self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
 
 
-def _triangular_inverse(L: np.ndarray) -> np.ndarray:
-    """``L⁻¹`` of a lower Cholesky factor (``cho_factor``'s, whose upper triangle is not zeroed)."""
-    trtri, = linalg.get_lapack_funcs(("trtri",), (L,))
-    inv, info = trtri(L, lower=1)
-    if info != 0:  # pragma: no cover - a Cholesky factor has a positive diagonal
-        inv = linalg.solve_triangular(L, np.eye(L.shape[0], dtype=L.dtype), lower=True, check_finite=False)
-    return np.tril(inv)
+def _vector_pcg(apply_A: Any, B: np.ndarray, apply_M: Any, *, rtol: float, maxiter: int) -> PCGResult:
+    """:func:`~._krylov.block_pcg` for one column (p × 1), without the bookkeeping of several: the
+    same recurrence and stopping rule (relative residual ‖b − A x‖ / ‖b‖ ≤ rtol from the recurrence)."""
+    start = time.perf_counter()
+    b = B[:, 0]
+    norm = float(np.sqrt(b @ b))
+    x = np.zeros_like(b)
+    if norm == 0.0:
+        return PCGResult(x[:, None], 0, 0.0, True, time.perf_counter() - start)
+    r = b.copy()
+    z = apply_M(r[:, None])[:, 0]
+    p = z.copy()
+    rz = float(r @ z)
+    residual, iterations = 1.0, 0
+    while residual > rtol and iterations < maxiter:
+        Ap = apply_A(p[:, None])[:, 0]
+        curvature = float(p @ Ap)
+        if not curvature > 0:  # not positive definite (or breakdown): report unconverged
+            break
+        step = rz / curvature
+        x += step * p
+        r -= step * Ap
+        iterations += 1
+        residual = float(np.sqrt(r @ r)) / norm
+        if residual <= rtol:
+            break
+        z = apply_M(r[:, None])[:, 0]
+        rz_new = float(r @ z)
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    converged = bool(residual <= rtol and np.all(np.isfinite(x)))
+    return PCGResult(x[:, None], iterations, residual, converged, time.perf_counter() - start)
+
+
+def _cholesky_in_place(H: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor of a symmetric C-ordered H, written over it by LAPACK potrf on its
+    Fortran-ordered transpose (the same matrix: no copy either way). potrf reads only the lower
+    triangle of Hᵀ — H's upper triangle, all that needs to be filled in — and leaves the rest as it
+    was; None where H is not numerically positive definite."""
+    potrf, = linalg.get_lapack_funcs(("potrf",), (H,))
+    L, info = potrf(H.T, lower=1, clean=0, overwrite_a=1)
+    if info != 0 or not np.all(np.isfinite(np.diagonal(L))):
+        return None
+    return L
 
 
 def _dense_ridge_hessian(Z: np.ndarray, s: np.ndarray, r_w: float, fit_intercept: bool, damping: float) -> Any:
     """The ridge Hessian ``diag(r) + 2 Zᵀ diag(s) Z`` factorised (r = r_w, intercept 0; + damping)."""
-    Zs = Z * np.sqrt(2.0 * s)[:, None]
-    H = Zs.T @ Zs
+    if np.all(s == 1.0):  # unweighted: 2 ZᵀZ from one BLAS syrk on Z itself
+        H = Z.T @ Z
+        H *= 2.0
+    else:
+        Zs = Z * np.sqrt(2.0 * s)[:, None]
+        H = Zs.T @ Zs
     r = np.full(Z.shape[1], r_w + damping)
     if fit_intercept:
         r[-1] = damping

@@ -26,7 +26,7 @@ import numpy as np
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other
 from robust_hpo.slope._krylov import one_blas_thread
 from robust_hpo.slope._multiclass import primal_is_cheap
-from robust_hpo.slope._ovr_batch import polish_all
+from robust_hpo.slope._ovr_batch import polish_all, solve_machines
 
 
 class OneVsRest(MulticlassPart):
@@ -164,13 +164,14 @@ class OneVsRest(MulticlassPart):
         if a.weight is not None:
             g = g * a.weight[:, None]
         G = c * (Zp.T @ g)
-        D = -np.column_stack([factors[k].solve(G[:, k]) for k in range(self.K)])
+        D = -solve_machines(factors, G)
         F, dF = Zt @ Theta, Zt @ D
         rows = np.arange(F.shape[0])
         target = F[rows, a.t_trigger]
         value = float(np.sum(self._target_grad(target) * dF[rows, a.t_trigger]) / F.shape[0])
         margin, other = best_other(F, a.t_trigger)
-        return AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other], {}, oriented=True)
+        return AttackSolution(value, margin, dF[rows, a.t_trigger] - dF[rows, other],
+                              {"cg_iterations": factors[0].cg_iterations}, oriented=True)
 
     def solve(self, attacks: Sequence[Attack]) -> list[AttackSolution]:
         out = []

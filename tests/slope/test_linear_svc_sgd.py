@@ -221,3 +221,33 @@ def test_weighted_linear_svc_and_sgd_match_weighted_refits(estimator, kind, spec
         expected = (4 * R[1] - R[0]) / 3
     assert result.exact and abs(result.derivative) > 1e-3
     assert _rel_err(result.derivative, expected) <= 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("setting", [None, ("REFRESH_ITERATIONS", 0), ("SOLVE_RTOL", 0.0)])
+def test_smooth_one_vs_rest_conjugate_gradients_match_refits(setting, monkeypatch):
+    """SGD log_loss machines are polished and differentiated by conjugate gradients on their exact
+    Hessians, single-precision factors preconditioning: at the defaults, with the factors formed
+    before every solve, and with every derivative solve falling back to a double-precision factor
+    (an unreachable tolerance), on a problem
+    the defaults were not tuned on (digits, 5 classes, target 3) — directly (all machines in one
+    iteration) and with balanced class weights (machine by machine: their weights move with β)."""
+    from robust_hpo.slope import _ovr_batch
+
+    if setting is not None:
+        monkeypatch.setattr(_ovr_batch, *setting)
+    problem = digits_problem(5, 31, target=3)
+    estimator = SGDClassifier(loss="log_loss", alpha=3e-3, random_state=1)
+    C = 1.0 / (estimator.alpha * len(problem[0]))
+    result = backdoor_slope(estimator, *problem)
+    assert result.details["method"] == "ovr-primal-cholesky-batched" and result.exact
+    assert _rel_err(result.derivative, fd("log", C, problem, 1e-2)) <= 1e-3
+    weighted = backdoor_slope(SGDClassifier(loss="log_loss", alpha=3e-3, class_weight="balanced", random_state=1),
+                              *problem)
+    assert weighted.details["method"] == "ovr-primal-cholesky-batched" and weighted.exact
+    s = np.ones(len(problem[0]))
+    L0 = _weighted_machine_loss("log", C, problem, 0.0, "balanced", s)
+    D = [(_weighted_machine_loss("log", C, problem, h, "balanced", s) - L0) / h for h in (1e-3, 5e-4, 2.5e-4)]
+    R = [2 * D[1] - D[0], 2 * D[2] - D[1]]
+    assert _rel_err(weighted.derivative, (4 * R[1] - R[0]) / 3) <= 1e-3
+    assert _rel_err(weighted.derivative, result.derivative) > 1e-3  # the moving class weights matter here

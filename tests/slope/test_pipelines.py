@@ -145,3 +145,22 @@ def test_pipeline_predictions_and_estimator_are_the_polished_pipeline():
     assert np.array_equal(model.predict(Xt), model.pipeline_.predict(Xt))
     tight_fit = make_pipeline(StandardScaler(), tight(LogisticRegression())).fit(X, y)
     assert np.allclose(model.pipeline_.decision_function(Xt), tight_fit.decision_function(Xt), atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")
+def test_scalers_are_applied_with_scikit_learns_own_arithmetic():
+    """The pipeline's scaler transforms validated rows without scikit-learn's input checks: the same
+    numbers as ``transform`` for every StandardScaler / MinMaxScaler setting (clip and PCA go through
+    ``transform`` itself). (scikit-learn's weighted variance of the constant feature warns.)"""
+    from robust_hpo.slope._preprocess import _transform
+
+    rng = np.random.default_rng(41)
+    X = rng.normal(3.0, 2.0, size=(60, 6))
+    X[:, 2] = 1.5  # a constant feature: scale 1
+    Y = rng.normal(3.0, 4.0, size=(25, 6))
+    w = rng.uniform(0.1, 2.0, size=60)
+    for step in (StandardScaler().fit(X, sample_weight=w), StandardScaler(with_mean=False).fit(X),
+                 StandardScaler(with_std=False).fit(X), MinMaxScaler().fit(X),
+                 MinMaxScaler(feature_range=(-2.0, 3.0)).fit(X), MinMaxScaler(clip=True).fit(X),
+                 PCA(n_components=3).fit(X)):
+        assert np.array_equal(_transform(step, Y), step.transform(Y)), step
