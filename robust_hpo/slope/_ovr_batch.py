@@ -163,7 +163,10 @@ class MachineHessian:
     def cg_iterations(self) -> int:
         return self.batch.cg_iterations
 
-    def solve(self, v: np.ndarray, *, rtol: float = 0.0, x0: np.ndarray | None = None) -> np.ndarray:
+    def solve(self, v: np.ndarray, *, rtol: float = 0.0, x0: np.ndarray | None = None,
+              functionals: np.ndarray | None = None) -> np.ndarray:
+        """Solved to ``SOLVE_RTOL`` (``functionals``, what a certified stop would need, is not used:
+        the batch's single-precision preconditioner is not known to be ≤ H)."""
         V = np.asarray(v, dtype=np.float64)
         B = V[:, None] if V.ndim == 1 else V
         X = self.batch.solve(B, np.full(B.shape[1], self.k))
