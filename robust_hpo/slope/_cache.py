@@ -4,8 +4,9 @@ Every trial of a study fits on the same clean training set; only the hyperparame
 ``X Xᵀ`` (the dual space's n×n Gram) and ``Xᵀ X`` (ridge's primal Gram: its curvature does not
 depend on θ) are the dominant cost of an exact slope and depend on the data alone, so a study
 computes them once — and with them the cheap data-only helpers every trial would otherwise redo
-(the used features, X on them, the row norms). Entries are keyed by the *identity* of the array and hold a strong reference
-to it (so the identity cannot be reused); the arrays must not be modified in place while cached.
+(the used features, X on them, the row norms). Entries are keyed by the *identity* of the array and
+hold a strong reference to it (so the identity cannot be reused); the arrays must not be modified in
+place while cached.
 """
 
 from __future__ import annotations
@@ -87,27 +88,25 @@ class GramCache:
         """``X Xᵀ`` (n×n)."""
         return self._get(X, "outer", lambda: X @ X.T)
 
+    def _helper(self, X: np.ndarray, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """A data-only helper of ``X`` (not a Gram product: not counted in hits / misses)."""
+        slot = self._slot(X)
+        if name not in slot:
+            slot[name] = compute()
+        return slot[name]
+
     def used_features(self, X: np.ndarray) -> np.ndarray:
         """Indices of the columns of ``X`` some row uses (nonzero somewhere)."""
-        slot = self._slot(X)  # not a Gram product: not counted in hits / misses
-        if "used" not in slot:
-            slot["used"] = used_features(X)
-        return slot["used"]
+        return self._helper(X, "used", lambda: used_features(X))
 
     def row_norms(self, X: np.ndarray) -> np.ndarray:
         """‖x_i‖² per row of ``X`` (the subset preconditioner ranks points by it)."""
-        slot = self._slot(X)  # data-only helpers: not counted in hits / misses
-        if "row_norms" not in slot:
-            slot["row_norms"] = row_norms(X)
-        return slot["row_norms"]
+        return self._helper(X, "row_norms", lambda: row_norms(X))
 
     def on_used_features(self, X: np.ndarray) -> np.ndarray:
         """``X`` restricted to :meth:`used_features` (a copy: conjugate gradients and the
         factorisations work on it)."""
-        slot = self._slot(X)
-        if "on_used" not in slot:
-            slot["on_used"] = np.take(X, self.used_features(X), axis=1)
-        return slot["on_used"]
+        return self._helper(X, "on_used", lambda: np.take(X, self.used_features(X), axis=1))
 
     def inner(self, X: np.ndarray) -> np.ndarray | None:
         """``Xᵀ X`` (d×d), or ``None`` when d exceeds ``max_primal_features``."""

@@ -99,7 +99,6 @@ def block_pcg(apply_A: Operator, B: np.ndarray, apply_M: Operator, *, rtol: floa
     initial = residual
     iterations = 0
     stopped = False
-    certified = np.zeros(B2.shape[1], dtype=bool)
     if live.size and residual > rtol:
         Z = apply_M(R)
         P = Z.copy()
@@ -128,7 +127,6 @@ def block_pcg(apply_A: Operator, B: np.ndarray, apply_M: Operator, *, rtol: floa
             if certify is not None:
                 done = certify(live, rz_new, X)
                 if done.any():
-                    certified[live[done]] = True
                     keep = ~done
                     if not keep.any():
                         residual = 0.0  # every column certified
