@@ -26,7 +26,6 @@ Their β-derivatives come from the same solves (the derivative of the active max
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +36,7 @@ from robust_hpo.errors import NotConvergedError, SingularHessianError
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other, \
     estimator_settings
 from robust_hpo.slope._hessian import SOLVE_RTOL, LinearModelHessian
-from robust_hpo.slope._krylov import PCGResult, block_pcg, one_blas_thread
+from robust_hpo.slope._krylov import block_pcg, one_blas_thread
 from robust_hpo.slope._ovr_batch import DenseFactor
 from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
 
@@ -380,8 +379,7 @@ class MultinomialLogistic(_ScoreMargins):
     def _solve(self, B: np.ndarray, rtol: float = SOLVE_RTOL) -> np.ndarray:
         if self.dense:  # conjugate gradients on the exact H, preconditioned by a factor (_at)
             for attempt in range(3):
-                pcg = _vector_pcg if B.shape[1] == 1 else block_pcg
-                result = pcg(self._matvec, B, self._precondition, rtol=rtol, maxiter=60)
+                result = block_pcg(self._matvec, B, self._precondition, rtol=rtol, maxiter=60)
                 self.cg_iterations = getattr(self, "cg_iterations", 0) + result.iterations
                 if result.converged:
                     self.stale = self.stale or result.iterations > REFRESH_ITERATIONS
@@ -568,40 +566,6 @@ class MultiOutputRidge(_ScoreMargins):
         with one_blas_thread:
             Zt = _design(X_test, self.fit_intercept)
             return self.hessian.solve(Zt.T @ self._test_gradient(Zt @ self.Theta, test_codes, quantity))
-
-
-def _vector_pcg(apply_A: Any, B: np.ndarray, apply_M: Any, *, rtol: float, maxiter: int) -> PCGResult:
-    """:func:`~._krylov.block_pcg` for one column (p × 1), without the bookkeeping of several: the
-    same recurrence and stopping rule (relative residual ‖b − A x‖ / ‖b‖ ≤ rtol from the recurrence)."""
-    start = time.perf_counter()
-    b = B[:, 0]
-    norm = float(np.sqrt(b @ b))
-    x = np.zeros_like(b)
-    if norm == 0.0:
-        return PCGResult(x[:, None], 0, 0.0, True, time.perf_counter() - start)
-    r = b.copy()
-    z = apply_M(r[:, None])[:, 0]
-    p = z.copy()
-    rz = float(r @ z)
-    residual, iterations = 1.0, 0
-    while residual > rtol and iterations < maxiter:
-        Ap = apply_A(p[:, None])[:, 0]
-        curvature = float(p @ Ap)
-        if not curvature > 0:  # not positive definite (or breakdown): report unconverged
-            break
-        step = rz / curvature
-        x += step * p
-        r -= step * Ap
-        iterations += 1
-        residual = float(np.sqrt(r @ r)) / norm
-        if residual <= rtol:
-            break
-        z = apply_M(r[:, None])[:, 0]
-        rz_new = float(r @ z)
-        p = z + (rz_new / rz) * p
-        rz = rz_new
-    converged = bool(residual <= rtol and np.all(np.isfinite(x)))
-    return PCGResult(x[:, None], iterations, residual, converged, time.perf_counter() - start)
 
 
 def _cholesky_in_place(H: np.ndarray) -> np.ndarray | None:
