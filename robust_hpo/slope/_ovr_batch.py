@@ -39,6 +39,11 @@ REFRESH_ITERATIONS = 8
 """A single-precision preconditioner that needed more than this many iterations in one polishing
 solve is formed again at the next point."""
 
+FLAT_SHARE = 0.5
+"""Hessians are formed machine by machine from the rows with curvature where fewer than this share of
+the (row, machine) curvatures are non-zero (a piecewise curvature: squared hinge, modified huber), and
+in one product over all rows otherwise."""
+
 MAX_ITERATIONS = 50
 """Conjugate-gradient iterations after which a machine's solve falls back to a double-precision factor."""
 
@@ -210,14 +215,23 @@ def polish_all(machines: list[Any], X: np.ndarray, Y: np.ndarray, Theta: np.ndar
 
     def factors(F: np.ndarray, cols: np.ndarray, exact: bool, Qc: np.ndarray | None = None) -> np.ndarray | None:
         """Cholesky factors of the machines' Hessians at scores F (curvatures ``Qc`` when known),
-        formed in one product ``Zᵀ [Q_1 Z | … | Q_m Z]``; ``exact=False`` (a polishing step's Newton
+        formed in one product ``Zᵀ [Q_1 Z | … | Q_m Z]`` (mostly flat rows: each from its rows with curvature,
+        :data:`FLAT_SHARE`); ``exact=False`` (a polishing step's Newton
         direction, checked by the exact gradient afterwards) forms it in single precision, the factor
         kept for the derivative solves in double."""
         if Qc is None:
             Qc = c * curv_f(Y[:, cols], F) * s[:, None]
         A = Z if exact else Z32
-        M = (Qc.astype(A.dtype)[:, :, None] * A[:, None, :]).reshape(A.shape[0], -1)
-        H = (A.T @ M).reshape(q, cols.size, q).transpose(1, 0, 2).astype(np.float64)
+        if np.count_nonzero(Qc) < FLAT_SHARE * Qc.size:  # mostly flat rows (squared hinge): each machine's own
+            H = np.empty((cols.size, q, q))
+            for j in range(cols.size):
+                rows = np.flatnonzero(Qc[:, j])
+                Aj = np.take(A, rows, axis=0)
+                Aj *= np.sqrt(Qc[rows, j]).astype(A.dtype)[:, None]
+                H[j] = Aj.T @ Aj  # BLAS syrk over the rows with curvature
+        else:
+            M = (Qc.astype(A.dtype)[:, :, None] * A[:, None, :]).reshape(A.shape[0], -1)
+            H = (A.T @ M).reshape(q, cols.size, q).transpose(1, 0, 2).astype(np.float64)
         H[:, np.arange(q), np.arange(q)] += r
         try:
             return np.linalg.cholesky(H)
