@@ -151,7 +151,9 @@ class _LinearModelSlope(ConvexSlopeModel):
                                          damping=self.damping, cache=self.cache)
         steps = 0
         while residual > POLISH_RTOL and steps < MAX_NEWTON_STEPS and np.isfinite(residual):
-            forcing = max(min(0.1, residual), 0.3 * POLISH_RTOL / residual)
+            forcing = 0.3 * POLISH_RTOL / residual  # quadratic: the exact step is the optimum
+            if not self._constant_curvature():
+                forcing = max(min(0.1, residual), forcing)
             step = hessian.solve(grad, rtol=forcing)
             dw, db = (step[:-1], float(step[-1])) if self._fit_intercept else (step, 0.0)
             moved = self._line_search(X, y_pm, w, b, f, dw, db, float(grad @ step))
@@ -331,6 +333,16 @@ class LogisticSlope(_LinearModelSlope):
 
 
 class RidgeSlope(_LinearModelSlope):
+    """``RidgeClassifier``: ``α‖w‖² + Σ s_i (y_i − f_i)²`` (±1 targets, intercept unpenalised).
+
+    **Fitted on the slope's factorisation.** The objective is quadratic, so its optimum is one exact
+    Newton step from θ = 0 on the Hessian the slope factorises anyway: scikit-learn's own fit (which
+    forms ``XᵀX`` a second time) is not run. scikit-learn fits one row per class, which gives the
+    estimator its fitted structure (classes, label binarizer, shapes, attributes of the installed
+    version); its coefficients are then replaced by the optimum (:meth:`_fit_estimator`) — the same
+    closed form as scikit-learn's ``cholesky`` solver, to rounding, and the optimum every other solver
+    approaches (the polish takes any fit there)."""
+
     loss_name = "squared"
 
     def _check_params(self, est: RidgeClassifier) -> None:
@@ -349,6 +361,17 @@ class RidgeSlope(_LinearModelSlope):
 
     def _constant_curvature(self) -> bool:
         return True
+
+    def _fit_estimator(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
+        """scikit-learn's fit on one row per class (the fitted structure), coefficients set to 0: the
+        polish (:meth:`_prepare`, one exact Newton step on the slope's factorisation, every clean row
+        with its weight) then writes the optimum into ``est`` (see the class docstring)."""
+        first = np.unique(y, return_index=True)[1]
+        est.fit(X[first], y[first])
+        est.coef_ = np.zeros_like(est.coef_, dtype=np.float64)
+        est.intercept_ = np.zeros_like(np.asarray(est.intercept_, dtype=np.float64)) \
+            if est.fit_intercept else est.intercept_
+        return est
 
     def margins_at_one(self, a: Attack) -> np.ndarray | None:
         """The triggered points' margins ``t f(x̃)`` of the model refitted at β = 1 on clean ∪ poison, in
