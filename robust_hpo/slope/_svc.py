@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import linalg
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import SVC
 
 from robust_hpo.errors import DegenerateSolveError, NotConvergedError, ValidationError
@@ -686,3 +688,14 @@ class SGDHingeSlope(SVCSlope):
         if self._multi is not None:  # the one-vs-rest machines fit their own SVMs; this fit gives the layout
             return clone(self.estimator)
         return SVC(kernel="linear", C=1.0 / (float(self.estimator.alpha) * X.shape[0]), tol=1e-4)
+
+    def _fit_estimator(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
+        """K ≥ 3: SGD fitted on one row per class — only its layout (classes, K × d coefficients) is
+        used: each one-vs-rest machine then fits and refines its own optimum and writes it in, so
+        SGD's own epochs over every row would be thrown away. Two classes: the ``SVC`` itself."""
+        if self._multi is None:
+            return super()._fit_estimator(est, X, y)
+        first = np.unique(y, return_index=True)[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return est.fit(X[first], y[first])
