@@ -106,3 +106,39 @@ def test_ridge_closed_form_refit_with_a_trigger_on_features_no_clean_row_uses(m)
     retrained = RidgeClassifier(alpha=0.7, solver="cholesky").fit(np.vstack([X, Xp]), np.concatenate([y, yp]))
     expected = np.where(yt == retrained.classes_[1], 1.0, -1.0) * retrained.decision_function(Xt)
     assert np.allclose(result.margins.at_one, expected, rtol=1e-6, atol=1e-8 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("K, shape, alpha, fit_intercept, weighted, solver", [
+    (2, (300, 12), 1.0, True, False, "auto"),
+    (2, (900, 700), 1000.0, True, True, "sag"),      # a large design (the cost model may pick CG); sag named
+    (2, (80, 200), 2.0, False, False, "lsqr"),       # d > n (dual), no intercept
+    (4, (400, 30), 0.3, True, True, "auto"),         # K outputs, one factorisation
+])
+def test_ridge_is_fitted_on_the_slopes_factorisation(monkeypatch, K, shape, alpha, fit_intercept, weighted, solver):
+    """The fitted ridge classifier is the optimum — scikit-learn's cholesky solution, to the polish's
+    accuracy (relative gradient 1e-6: to rounding where the Hessian is factorised), whatever solver it
+    names — while scikit-learn's own fit only ever sees one row per class."""
+    from sklearn.linear_model import RidgeClassifier
+
+    rng = np.random.default_rng(sum(shape) + K)
+    X = rng.normal(size=shape) + rng.integers(0, 2, size=shape)
+    y = rng.integers(0, K, size=shape[0]) * 3 + 1  # labels 1, 4, 7, …
+    sw = rng.uniform(0.2, 3.0, size=shape[0]) if weighted else None
+    sizes = []
+    fit = RidgeClassifier.fit
+
+    def spy(self, X, y, sample_weight=None):
+        sizes.append(len(X))
+        return fit(self, X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(RidgeClassifier, "fit", spy)
+    model = slope_model(RidgeClassifier(alpha=alpha, fit_intercept=fit_intercept, solver=solver)).fit(X, y, sw)
+    assert sizes == [K]
+    monkeypatch.setattr(RidgeClassifier, "fit", fit)
+    reference = RidgeClassifier(alpha=alpha, fit_intercept=fit_intercept, solver="cholesky").fit(X, y, sample_weight=sw)
+    scale = np.abs(reference.decision_function(X)).max()
+    np.testing.assert_allclose(model.estimator_.decision_function(X), reference.decision_function(X),
+                               rtol=0, atol=1e-5 * scale)
+    np.testing.assert_array_equal(model.estimator_.classes_, reference.classes_)
+    np.testing.assert_array_equal(model.estimator_.predict(X), reference.predict(X))
+    assert model.details_["residual"] <= 1e-6
