@@ -84,7 +84,9 @@ class OneVsOneSVC(MulticlassPart):
         alpha = self._libsvm_alpha(est, codes, pair_index)[self.r, self.mach]
         b = -np.asarray(est.intercept_, dtype=np.float64)
         self.linear = est.kernel == "linear"
-        self._blocks = None if self.linear else _ClassBlocks(model, X, codes, self.sign)
+        self._gram: dict[int, np.ndarray] = {}  # machine -> K(X_S, X_S) of its last solve (the derivative's)
+        self._norms = None if self.linear else np.einsum("ij,ij->i", X, X)
+        self._augmented: tuple[np.ndarray, np.ndarray] | None = None
         B = (alpha >= self.C * (1.0 - self.machine_class.bound_rtol)) & (self.C > 0)
         S = (alpha > 0) & ~B
         alpha[B] = self.C[B]
@@ -94,8 +96,11 @@ class OneVsOneSVC(MulticlassPart):
         steps = np.zeros(P, dtype=int)
         self.own: dict[int, Any] = {}  # machines refined on their own (see the module docstring)
         has_margin = np.logical_or.reduceat(S, self.seg[:-1])
+        self._blocks = None
         if not self.linear and X.shape[0] * len(est.support_) > BLOCK_LIMIT:
             has_margin[:] = False  # the kernel blocks would be too large: machine by machine
+        elif has_margin.any():
+            self._blocks = _MachineProducts(self, alpha > 0)
         for p in np.flatnonzero(~has_margin):
             self._refine_alone(int(p), alpha, b, S, B)
             before[p] = 0.0
@@ -129,7 +134,7 @@ class OneVsOneSVC(MulticlassPart):
                 before[p] = steps[p] = 0
             active = again[~alone]
         self.alpha, self.b, self.S, self.B, self.steps = alpha, b, S, B, steps
-        self._blocks = None  # the training kernel is not kept after fitting
+        self._blocks = self._augmented = None  # the training kernel is not kept after fitting
         self._set_scores()
         self._machines: dict[int, Any] = dict(self.own)
         details: dict[str, Any] = {"method": "svm-kkt-ovo", "kernel": est.kernel, "n_classes": K, "machines": P,
@@ -168,21 +173,16 @@ class OneVsOneSVC(MulticlassPart):
                   at: np.ndarray) -> np.ndarray:
         """``Σ_l values_l K(x_at, x_{r_l})`` within each machine: ``values`` (a vector, or q columns) on
         flat ``entries`` of the machines ``cols``, evaluated at the flat entries ``at`` of the same machines."""
-        q = 1 if values.ndim == 1 else values.shape[1]
         if not np.any(values):
-            return np.zeros((at.size, q) if values.ndim > 1 else at.size)
-        where = np.full(len(self.pairs), -1)
-        where[cols] = np.arange(cols.size) * q
-        width = cols.size * q
-        coef = np.zeros(self.X.shape[0] * width)
-        place = self.r[entries] * width + where[self.mach[entries]]
-        coef[place if q == 1 else place[:, None] + np.arange(q)] = values
-        coef = coef.reshape(self.X.shape[0], width)
-        place = where[self.mach[at]] if q == 1 else where[self.mach[at]][:, None] + np.arange(q)
-        if self.linear and at.size * 32 < coef.size:  # few values wanted: rows times the weight vectors
-            return np.einsum("ij,ij->i", self.X[self.r[at]], (self.X.T @ coef).T[place])
-        G = self.X @ (self.X.T @ coef) if self.linear else self._blocks.dot(coef, np.repeat(cols, q))
-        return G[self.r[at] if q == 1 else self.r[at][:, None], place]
+            return np.zeros((at.size,) + values.shape[1:])
+        every = self.r.size
+        if entries.size == every:  # every machine's entries, in order
+            full = values
+        else:
+            full = np.zeros((every,) + values.shape[1:])
+            full[entries] = values
+        found = self._blocks.products(full)
+        return found if at.size == every else found[at]
 
     def _violations(self, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray, cols: np.ndarray,
                     fitted: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Any, ...]:
@@ -218,42 +218,86 @@ class OneVsOneSVC(MulticlassPart):
                          np.where(N, 1.0 - yf, yf - 1.0))
         return np.maximum(np.maximum.reduceat(v, starts), 0.0)
 
-    def _kkt_stack(self, cols: np.ndarray, S: np.ndarray, damping: float = 0.0) -> tuple[np.ndarray, ...]:
-        """The KKT matrices ``[[Q_SS, y_S], [y_Sᵀ, 0]]`` of the machines ``cols`` (ascending), zero-padded
-        to one size (a padded unknown: ``1 · x = 0``). Returns (stack, the flat S entries, their machine
-        position k in ``cols`` and slot in the system, y_S per slot)."""
+    def _layout(self, cols: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The flat S entries of the machines ``cols`` (ascending), machine by machine, and each one's
+        machine position k in ``cols`` and slot in its machine's system."""
         e = self._entries(cols)
         at = e[S[e]]
         machine = np.searchsorted(cols, self.mach[at])
         counts = np.bincount(machine, minlength=cols.size)
-        m = int(counts.max())
+        slot = np.arange(at.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        return at, machine, slot
+
+    def _stacked_solve(self, cols: np.ndarray, at: np.ndarray, machine: np.ndarray, slot: np.ndarray,
+                       rhs_S: np.ndarray, rhs_eq: np.ndarray, damping: float = 0.0,
+                       cached: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Solves the KKT systems ``[[Q_SS + damping I, y_S], [y_Sᵀ, 0]] (x_S, x_b) = (rhs_S, rhs_eq)`` of
+        the machines ``cols`` (layout from :meth:`_layout`), as zero-padded stacks of machines of similar
+        size (a padded unknown: ``1 · x = 0``, so it decouples). ``K(X_S, X_S)`` comes from ``X``
+        (linear), the class blocks (RBF, while refining; kept per machine) or, with ``cached``, from each
+        machine's last solve on the same S (the derivative's). Returns (x_S per entry, x_b per machine,
+        which machines' solves are exact)."""
+        counts = np.bincount(machine, minlength=cols.size)
         first = np.cumsum(counts) - counts
-        slot = np.arange(at.size) - np.repeat(first, counts)
-        rows = self.r[at]
-        idx = np.repeat(rows[first][:, None], m, axis=1)  # pads repeat the machine's first row
-        idx[machine, slot] = rows
-        yS = np.zeros((cols.size, m))
-        yS[machine, slot] = self.y[at]
+        x_S, x_b, ok = np.zeros(at.size), np.zeros(cols.size), np.zeros(cols.size, dtype=bool)
+        for ks in _size_buckets(counts):
+            sizes = counts[ks]
+            m = int(sizes.max())
+            mine = np.repeat(first[ks] - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+            kb, sb = np.repeat(np.arange(ks.size), sizes), slot[mine]  # machine in bucket, slot
+            yS = np.zeros((ks.size, m))
+            yS[kb, sb] = self.y[at[mine]]
+            if cached:
+                Q = np.zeros((ks.size, m, m))
+                for k, p in enumerate(cols[ks]):
+                    Q[k, :sizes[k], :sizes[k]] = self._gram[int(p)]
+            else:
+                rows = self.r[at[mine]]
+                idx = np.repeat(rows[np.cumsum(sizes) - sizes][:, None], m, axis=1)
+                idx[kb, sb] = rows  # pads repeat the machine's first row
+                Q = self._gram_of(idx)
+                for k, p in enumerate(cols[ks]):
+                    self._gram[int(p)] = Q[k, :sizes[k], :sizes[k]]
+            kkt = np.zeros((ks.size, m + 1, m + 1))
+            np.multiply(Q, yS[:, :, None] * yS[:, None, :], out=kkt[:, :m, :m])  # pads: zero rows and columns
+            kkt[:, :m, m] = kkt[:, m, :m] = yS
+            if damping:
+                kkt[kb, sb, sb] += damping
+            pad_k, pad_s = np.nonzero(yS == 0)
+            kkt[pad_k, pad_s, pad_s] = 1.0
+            rhs = np.zeros((ks.size, m + 1))
+            rhs[kb, sb] = rhs_S[mine]
+            rhs[:, m] = rhs_eq[ks]
+            sol, good = self._solve_stack(kkt, rhs)
+            x_S[mine], x_b[ks], ok[ks] = sol[kb, sb], sol[:, m], good
+        return x_S, x_b, ok
+
+    def _gram_of(self, idx: np.ndarray) -> np.ndarray:
+        """``K(x_{idx[k, s]}, x_{idx[k, t]})`` (k × m × m), as :meth:`SVCSlope.kernel`."""
         XS = self.X[idx]
         Q = XS @ XS.transpose(0, 2, 1)
-        if not self.linear:  # exp(−γ‖a − b‖²), as SVCSlope.kernel
+        if not self.linear:  # exp(−γ‖a − b‖²)
             gamma = float(self.model.estimator_.gamma)
-            sq = np.einsum("kmd,kmd->km", XS, XS)
+            sq = self._norms[idx] * gamma
             Q *= 2.0 * gamma
-            Q -= gamma * sq[:, :, None]
-            Q -= gamma * sq[:, None, :]
+            Q -= sq[:, :, None]
+            Q -= sq[:, None, :]
             np.minimum(Q, 0.0, out=Q)
             np.exp(Q, out=Q)
-        Q *= yS[:, :, None]
-        Q *= yS[:, None, :]
-        kkt = np.zeros((cols.size, m + 1, m + 1))
-        kkt[:, :m, :m] = Q
-        kkt[:, :m, m] = kkt[:, m, :m] = yS
-        if damping:
-            kkt[machine, slot, slot] += damping
-        pad_machine, pad_slot = np.nonzero(yS == 0)
-        kkt[pad_machine, pad_slot, pad_slot] = 1.0
-        return kkt, at, machine, slot, yS
+        return Q
+
+    def _kernel(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``K(X[rows], X[cols])`` (RBF): the exponent ``−γ‖a − b‖²`` as one product of the augmented rows
+        ``[2γa, −γ‖a‖², 1]`` and ``[b, 1, −γ‖b‖²]`` (the terms of :meth:`SVCSlope.kernel`), clipped at 0
+        and exponentiated in place."""
+        if self._augmented is None:
+            gamma = float(self.model.estimator_.gamma)
+            ones, sq = np.ones((self.X.shape[0], 1)), -gamma * self._norms[:, None]
+            self._augmented = (np.hstack([2.0 * gamma * self.X, sq, ones]), np.hstack([self.X, ones, sq]))
+        left, right = self._augmented
+        out = left[rows] @ right[cols].T
+        np.minimum(out, 0.0, out=out)
+        return np.exp(out, out=out)
 
     @staticmethod
     def _solve_stack(kkt: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +305,7 @@ class OneVsOneSVC(MulticlassPart):
         try:
             with np.errstate(all="ignore"):
                 sol = np.linalg.solve(kkt, rhs[..., None])[..., 0]
-                res = np.linalg.norm(np.einsum("kij,kj...->ki...", kkt, sol) - rhs, axis=1)
+                res = np.linalg.norm(np.matmul(kkt, sol[..., None])[..., 0] - rhs, axis=1)
                 ok = np.isfinite(res) & (res <= BATCH_RESIDUAL * np.maximum(np.linalg.norm(rhs, axis=1), 1e-300))
         except np.linalg.LinAlgError:  # an exactly singular system: none is trusted
             return np.zeros_like(rhs), np.zeros(rhs.shape[0], dtype=bool)
@@ -270,21 +314,18 @@ class OneVsOneSVC(MulticlassPart):
     def _solve_equalities(self, cols: np.ndarray, alpha: np.ndarray, b: np.ndarray, S: np.ndarray,
                           B: np.ndarray) -> np.ndarray:
         """α_S and b of the machines ``cols`` from ``Q_SS α_S + y_S b = 1 − C Q_SB 1``, ``y_Sᵀ α_S =
-        −C y_Bᵀ 1`` (one padded stack of systems), written into ``alpha`` and ``b``; returns the
-        machines solved (the others are left to :meth:`_refine_alone`)."""
-        kkt, at, machine, slot, _ = self._kkt_stack(cols, S)
-        m = kkt.shape[1] - 1
+        −C y_Bᵀ 1`` (stacks of systems), written into ``alpha`` and ``b``; returns the machines solved
+        (the others are left to :meth:`_refine_alone`)."""
+        at, machine, slot = self._layout(cols, S)
         e = self._entries(cols)
         bound = e[B[e]]
         cB = self.C[bound] * self.y[bound]  # α y of the bound support vectors
-        rhs = np.zeros((cols.size, m + 1))
         fB = self._products(cB, bound, cols, at) if bound.size else np.zeros(at.size)
-        rhs[machine, slot] = 1.0 - self.y[at] * fB
-        rhs[:, m] = -np.bincount(np.searchsorted(cols, self.mach[bound]), weights=cB, minlength=cols.size)
-        sol, ok = self._solve_stack(kkt, rhs)
+        eq = -np.bincount(np.searchsorted(cols, self.mach[bound]), weights=cB, minlength=cols.size)
+        x_S, x_b, ok = self._stacked_solve(cols, at, machine, slot, 1.0 - self.y[at] * fB, eq)
         keep = ok[machine]
-        alpha[at[keep]] = sol[machine[keep], slot[keep]]
-        b[cols[ok]] = sol[ok, m]
+        alpha[at[keep]] = x_S[keep]
+        b[cols[ok]] = x_b[ok]
         return cols[ok]
 
     def _new_machine(self, p: int) -> Any:
@@ -440,8 +481,7 @@ class OneVsOneSVC(MulticlassPart):
             position[self._sv[used]] = np.arange(used.size)
         enter = (Sg_p != 0) & (Sg_p * Fp < 1.0)
         V = np.where(enter, Sg_p * weight[:, None], 0.0)  # entering poison's α y per unit C β, per machine
-        kkt, at, machine, slot, _ = self._kkt_stack(cols, self.S, self.model.damping)
-        m = kkt.shape[1] - 1
+        at, machine, slot = self._layout(cols, self.S)
         XS = self.X[self.r[at]]
         if self.linear:
             Uv = a.X_poison.T @ V
@@ -449,21 +489,19 @@ class OneVsOneSVC(MulticlassPart):
         else:
             KpS = Kp[:, position[self.r[at]]]
             KSv = np.einsum("pl,pl->l", KpS, V[:, machine])
-        rhs = np.zeros((cols.size, m + 1))
-        rhs[machine, slot] = -C * self.y[at] * KSv
-        rhs[:, m] = -C * V.sum(axis=0)
-        sol, ok = self._solve_stack(kkt, rhs)
-        d_coef = self.y[at] * sol[machine, slot]  # dα_S y_S
+        x_S, x_b, ok = self._stacked_solve(cols, at, machine, slot, -C * self.y[at] * KSv, -C * V.sum(axis=0),
+                                           self.model.damping, cached=True)
+        d_coef = self.y[at] * x_S  # dα_S y_S
         if self.linear:
             M = np.zeros((at.size, cols.size))
             M[np.arange(at.size), machine] = d_coef
-            DF = a.X_trigger @ (XS.T @ M + C * Uv) + sol[:, m]
+            DF = a.X_trigger @ (XS.T @ M + C * Uv) + x_b
         else:
             M = np.zeros((position.max() + 1, cols.size))
             M[position[self.r[at]], machine] = d_coef  # a row's entries in different machines: no clash
             entering = np.flatnonzero(enter.any(axis=1))
             Ktp = self.model.kernel(a.X_trigger, a.X_poison[entering])
-            DF = Kt @ M + C * (Ktp @ V[entering]) + sol[:, m]
+            DF = Kt @ M + C * (Ktp @ V[entering]) + x_b
         active = (Sg_t != 0) & (Sg_t * Ft < 1.0) & ok
         F[:, cols[ok]], dF[:, cols[ok]] = Ft[:, ok], DF[:, ok]
         value = -float(np.sum(np.where(active, Sg_t * DF, 0.0))) / n_t
@@ -489,44 +527,125 @@ class OneVsOneSVC(MulticlassPart):
         return out
 
 
-class _ClassBlocks:
-    """The RBF training kernel in one block per class: block c holds ``K(X_c, x_j)`` for the rows of
-    class c and the columns j its K − 1 machines use (the support vectors of the machines involving c;
-    each column computed once) — the kernel entries the machines' margins need, and no others."""
+class _MachineProducts:
+    """``Σ_l v_l K(x_r, x_{r_l})`` within each machine, at every flat entry (r, p) of the one-vs-one
+    machines (``v`` on the flat entries): the products the margins and the KKT right-hand sides need.
 
-    def __init__(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray, sign: np.ndarray) -> None:
-        self.model, self.X, self.sign = model, X, sign
-        self.rows = [np.flatnonzero(codes == c) for c in range(sign.shape[0])]
-        self.X_rows = [X[r] for r in self.rows]
-        self.position = np.full((sign.shape[0], X.shape[0]), -1)
-        self.K: list[np.ndarray] = [np.empty((r.size, 0)) for r in self.rows]
+    Rows are taken class by class: a row of class c lies in c's K − 1 machines (its duels) and in no
+    other, so its values come from one product of (the rows of c) × (c's columns) by (c's columns) ×
+    (its duels). Linear: the columns are the features and the duels' weight vectors ``Σ v x`` are
+    formed once per call. RBF: block c holds ``K(X_c, x_j)`` for the columns j its duels use —
+    libsvm's support vectors at construction, more as the active set grows (each computed once) —
+    the kernel entries the margins need, and no others; the blocks share one array (rows by class,
+    columns padded to the widest block)."""
 
-    def _ensure(self, c: int, cols: np.ndarray) -> None:
-        missing = cols[self.position[c, cols] < 0]
-        if missing.size:
-            missing = np.unique(missing)
-            start = self.K[c].shape[1]
-            new = self.model._kernel_rows(self.X_rows[c], self.X[missing])
-            self.K[c] = np.hstack([self.K[c], new]) if start else new
-            self.position[c, missing] = start + np.arange(missing.size)
+    def __init__(self, part: "OneVsOneSVC", support: np.ndarray) -> None:
+        K, P, X, codes = part.K, len(part.pairs), part.X, part.codes
+        self.part, self.K, self.P = part, K, P
+        self.order = np.argsort(codes, kind="stable")  # rows by class
+        self.start = np.searchsorted(codes[self.order], np.arange(K + 1))
+        sorted_row = np.empty(X.shape[0], dtype=np.intp)
+        sorted_row[self.order] = np.arange(X.shape[0])
+        duel_slot = np.full((K, P), -1)
+        for c in range(K):
+            duel_slot[c, part.duels[c]] = np.arange(K - 1)
+        pairs = np.array(part.pairs)
+        r, mach = part.r, part.mach
+        self.out_at = sorted_row[r] * (K - 1) + duel_slot[codes[r], mach]  # an entry's value in the output
+        self.sides = [(pairs[mach, 0], duel_slot[pairs[mach, 0], mach]),  # where an entry's coefficient goes:
+                      (pairs[mach, 1], duel_slot[pairs[mach, 1], mach])]  # the blocks of its machine's classes
+        if part.linear:
+            self.rows = X[self.order]
+            return
+        self.X_rows = X[self.order]
+        self.position = np.full((K, X.shape[0]), -1)  # column j's place in block c
+        self.width = np.zeros(K, dtype=np.intp)
+        used = np.zeros((K, X.shape[0]), dtype=bool)  # libsvm's support vectors of the machines involving c
+        for cls, _ in self.sides:
+            used[cls[support], r[support]] = True
+        self.blocks: list[np.ndarray] = []
+        for c in range(K):
+            cols = np.flatnonzero(used[c])
+            self.blocks.append(self.part._kernel(self.order[self.start[c]:self.start[c + 1]], cols))
+            self.position[c, cols] = np.arange(cols.size)
+            self.width[c] = cols.size
 
-    def dot(self, coef: np.ndarray, machines: np.ndarray) -> np.ndarray:
-        """``K(X, X) coef`` (n × m) for coefficient columns (n × m) of the machines ``machines``, on the
-        rows of each machine's two classes (zero elsewhere)."""
-        out = np.zeros((self.X.shape[0], machines.size))
-        for c, rows_c in enumerate(self.rows):
-            mine = np.flatnonzero(self.sign[c, machines] != 0)
-            if mine.size == 0:
+    def _add(self, c: int, cols: np.ndarray) -> None:
+        """Columns ``cols`` (training rows, not yet in block c) appended to block c."""
+        new = self.part._kernel(self.order[self.start[c]:self.start[c + 1]], cols)
+        self.blocks[c] = np.hstack([self.blocks[c], new])
+        self.position[c, cols] = self.width[c] + np.arange(cols.size)
+        self.width[c] += cols.size
+
+    def products(self, v: np.ndarray) -> np.ndarray:
+        """The within-machine products at every flat entry, for ``v`` on every flat entry (a vector, or
+        q columns)."""
+        K, P, r = self.K, self.P, self.part.r
+        V = v.reshape(v.shape[0], -1)
+        q = V.shape[1]
+        used = V[:, 0] != 0
+        for j in range(1, q):
+            used |= V[:, j] != 0
+        nz = np.flatnonzero(used)
+        rows_nz, values = r[nz], V[nz]
+        out = np.empty((self.start[-1], (K - 1) * q))
+        if self.part.linear:
+            rows, at = np.unique(rows_nz, return_inverse=True)
+            coef = np.zeros((rows.size * P, q))
+            coef[at * P + self.part.mach[nz]] = values
+            W = self.part.X[rows].T @ coef.reshape(rows.size, P * q)  # the machines' weight vectors
+            for c in range(K):
+                lo, hi = self.start[c], self.start[c + 1]
+                out[lo:hi] = self.rows[lo:hi] @ W[:, self.lanes(c, q)]
+        else:
+            for cls, _ in self.sides:  # columns not yet in their blocks
+                missing = self.position[cls[nz], rows_nz] < 0
+                for c in np.unique(cls[nz][missing]):
+                    self._add(int(c), np.unique(rows_nz[missing & (cls[nz] == c)]))
+            cls = np.concatenate([c[nz] for c, _ in self.sides])  # each coefficient in its two blocks
+            where = np.concatenate([self.position[c[nz], rows_nz] * (K - 1) + slot[nz] for c, slot in self.sides])
+            by_class = np.argsort(cls, kind="stable")
+            bounds = np.searchsorted(cls[by_class], np.arange(K + 1))
+            where, value = where[by_class], np.concatenate([values, values])[by_class]
+            for c in range(K):
+                lo, hi, w = self.start[c], self.start[c + 1], self.width[c]
+                full = np.zeros((w * (K - 1), q))
+                full[where[bounds[c]:bounds[c + 1]]] = value[bounds[c]:bounds[c + 1]]
+                out[lo:hi] = self.blocks[c] @ full.reshape(w, (K - 1) * q)
+        found = out.reshape(-1, q)[self.out_at]
+        return found.reshape(v.shape)
+
+    def lanes(self, c: int, q: int) -> np.ndarray:
+        """Columns of the machines' weight vectors (q per machine) of class c's duels, in duel order."""
+        return (self.part.duels[c][:, None] * q + np.arange(q)).ravel()
+
+
+BUCKET_OVERHEAD = 4e5
+"""The fixed cost of one more stack of KKT solves, in units of one padded system's m³ (measured: about
+as much as the LU work it saves when machines of ~25 margin SVs stop being padded to ~50)."""
+
+
+def _size_buckets(counts: np.ndarray, ratio: float = 1.3) -> list[np.ndarray]:
+    """Positions of ``counts`` (systems of size count + 1) grouped by size, ascending within each group:
+    groups of sizes within ``ratio`` of their smallest, a group merged into the next larger one while
+    padding it there costs less LU work (Σ m³) than a stack of its own (``BUCKET_OVERHEAD``)."""
+    order = np.argsort(counts, kind="stable")
+    sizes = counts[order] + 1
+    cuts = [0]
+    for i in range(1, sizes.size):
+        if sizes[i] > ratio * sizes[cuts[-1]]:
+            cuts.append(i)
+    cuts.append(sizes.size)
+    groups = [(cuts[g], cuts[g + 1]) for g in range(len(cuts) - 1)]
+    merged: list[tuple[int, int]] = []
+    for lo, hi in reversed(groups):  # from the largest sizes down
+        if merged:
+            top = sizes[merged[-1][1] - 1]
+            if (hi - lo) * (float(top) ** 3 - float(sizes[hi - 1]) ** 3) < BUCKET_OVERHEAD:
+                merged[-1] = (lo, merged[-1][1])
                 continue
-            sub = coef[:, mine]
-            used = np.flatnonzero(np.any(sub != 0, axis=1))
-            if used.size == 0:
-                continue
-            self._ensure(c, used)
-            full = np.zeros((self.K[c].shape[1], mine.size))
-            full[self.position[c, used]] = sub[used]
-            out[rows_c[:, None], mine] = self.K[c] @ full
-        return out
+        merged.append((lo, hi))
+    return [np.sort(order[lo:hi]) for lo, hi in reversed(merged)]
 
 
 def _ovo_decision(estimator: Any, X: np.ndarray) -> np.ndarray:
