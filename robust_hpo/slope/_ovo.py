@@ -74,14 +74,14 @@ class OneVsOneSVC(MulticlassPart):
             pair_index[i, j] = pair_index[j, i] = p
         self.duels = np.sort(np.where(np.eye(K, dtype=bool), P, pair_index), axis=1)[:, :-1]  # class -> its machines
         self.duel_sign = np.take_along_axis(self.sign, self.duels, axis=1)
-        member = self.sign[codes] != 0  # n × P
-        self.mach, self.r = np.nonzero(member.T)  # machine by machine, rows ascending (libsvm's order)
-        self.seg = np.concatenate([[0], np.cumsum(member.sum(axis=0))])
+        member = np.flatnonzero((self.sign.T != 0)[:, codes])  # P × n: machine by machine, rows ascending
+        self.mach, self.r = np.divmod(member, codes.size)  # (libsvm's order)
+        self.seg = np.concatenate([[0], np.cumsum(np.bincount(self.mach, minlength=P))])
         self.y = self.sign[codes[self.r], self.mach]
         weights = model.clean_weights()
         self.C_scalar = float(est.C)
         self.C = self.C_scalar * (np.ones(self.r.size) if weights is None else weights[self.r])
-        alpha = self._libsvm_alpha(est, codes, pair_index)[self.r, self.mach]
+        alpha = self._libsvm_alpha(est, codes, pair_index).ravel()[self.r * P + self.mach]
         b = -np.asarray(est.intercept_, dtype=np.float64)
         self.linear = est.kernel == "linear"
         self._gram: dict[int, np.ndarray] = {}  # machine -> K(X_S, X_S) of its last solve (the derivative's)
@@ -176,6 +176,20 @@ class OneVsOneSVC(MulticlassPart):
         if not np.any(values):
             return np.zeros((at.size,) + values.shape[1:])
         every = self.r.size
+        if self.linear and (cols.size < len(self.pairs) or at.size < every):  # through the weight vectors
+            q = 1 if values.ndim == 1 else values.shape[1]
+            where = np.full(len(self.pairs), -1)
+            where[cols] = np.arange(cols.size) * q
+            V = values.reshape(values.shape[0], q)
+            W = _weight_vectors(self.X, self.r[entries], where[self.mach[entries]] // q, V, cols.size)
+            lanes = where[self.mach[at]]
+            if at.size * 32 < self.X.shape[0] * cols.size * q:  # few values wanted: their rows only
+                Xa, Wt = self.X[self.r[at]], np.ascontiguousarray(W.T)
+                found = np.column_stack([np.einsum("ij,ij->i", Xa, Wt[lanes + j]) for j in range(q)])
+            else:
+                G = self.X @ W
+                found = np.column_stack([G[self.r[at], lanes + j] for j in range(q)])
+            return found.reshape((at.size,) + values.shape[1:])
         if entries.size == every:  # every machine's entries, in order
             full = values
         else:
@@ -191,17 +205,18 @@ class OneVsOneSVC(MulticlassPart):
         (``low``) or to B (``high``) and entering S. ``fitted``: libsvm's (α, b) on the same sets, whose
         largest violation per machine comes last (from the same kernel products; else None)."""
         e = self._entries(cols)
-        a, y, C, Se, Be = alpha[e], self.y[e], self.C[e], S[e], B[e]
+        every = slice(None) if e.size == self.r.size else e  # every machine: views, not copies
+        a, y, C, Se, Be = alpha[every], self.y[every], self.C[every], S[every], B[every]
         N = ~(Se | Be)
         starts = np.searchsorted(e, self.seg[cols])
         of_fit = None
         if fitted is None:
-            yf = y * (self._products(a * y, e, cols, e) + b[self.mach[e]])
+            yf = y * (self._products(a * y, e, cols, e) + b[self.mach[every]])
         else:
-            a0 = fitted[0][e]
+            a0 = fitted[0][every]
             both = self._products(np.column_stack([a * y, a0 * y]), e, cols, e)
-            yf = y * (both[:, 0] + b[self.mach[e]])
-            of_fit = self._worst(a0, y * (both[:, 1] + fitted[1][self.mach[e]]), C, Se, N, starts)
+            yf = y * (both[:, 0] + b[self.mach[every]])
+            of_fit = self._worst(a0, y * (both[:, 1] + fitted[1][self.mach[every]]), C, Se, N, starts)
         violation = self._worst(a, yf, C, Se, N, starts)
         tol = self.machine_class.kkt_tol
         low, high = Se & (a <= 0), Se & (a >= C)
@@ -551,9 +566,12 @@ class _MachineProducts:
             duel_slot[c, part.duels[c]] = np.arange(K - 1)
         pairs = np.array(part.pairs)
         r, mach = part.r, part.mach
-        self.out_at = sorted_row[r] * (K - 1) + duel_slot[codes[r], mach]  # an entry's value in the output
-        self.sides = [(pairs[mach, 0], duel_slot[pairs[mach, 0], mach]),  # where an entry's coefficient goes:
-                      (pairs[mach, 1], duel_slot[pairs[mach, 1], mach])]  # the blocks of its machine's classes
+        slots = duel_slot.ravel()
+        self.out_at = sorted_row[r] * (K - 1) + slots[codes[r] * P + mach]  # an entry's value in the output
+        self.sides = []  # where an entry's coefficient goes: the blocks of its machine's two classes
+        for side in (0, 1):
+            cls = pairs[:, side][mach]
+            self.sides.append((cls, slots[cls * P + mach]))
         if part.linear:
             self.rows = X[self.order]
             return
@@ -590,13 +608,15 @@ class _MachineProducts:
         rows_nz, values = r[nz], V[nz]
         out = np.empty((self.start[-1], (K - 1) * q))
         if self.part.linear:
-            rows, at = np.unique(rows_nz, return_inverse=True)
-            coef = np.zeros((rows.size * P, q))
-            coef[at * P + self.part.mach[nz]] = values
-            W = self.part.X[rows].T @ coef.reshape(rows.size, P * q)  # the machines' weight vectors
+            W = _weight_vectors(self.part.X, rows_nz, self.part.mach[nz], values, P)
+            moving = np.zeros(P, dtype=bool)
+            moving[self.part.mach[nz]] = True
             for c in range(K):
                 lo, hi = self.start[c], self.start[c + 1]
-                out[lo:hi] = self.rows[lo:hi] @ W[:, self.lanes(c, q)]
+                if moving[self.part.duels[c]].any():  # else none of c's machines has a coefficient
+                    out[lo:hi] = self.rows[lo:hi] @ W[:, self.lanes(c, q)]
+                else:
+                    out[lo:hi] = 0.0
         else:
             for cls, _ in self.sides:  # columns not yet in their blocks
                 missing = self.position[cls[nz], rows_nz] < 0
@@ -609,6 +629,9 @@ class _MachineProducts:
             where, value = where[by_class], np.concatenate([values, values])[by_class]
             for c in range(K):
                 lo, hi, w = self.start[c], self.start[c + 1], self.width[c]
+                if bounds[c] == bounds[c + 1]:  # no coefficient in c's machines
+                    out[lo:hi] = 0.0
+                    continue
                 full = np.zeros((w * (K - 1), q))
                 full[where[bounds[c]:bounds[c + 1]]] = value[bounds[c]:bounds[c + 1]]
                 out[lo:hi] = self.blocks[c] @ full.reshape(w, (K - 1) * q)
@@ -618,6 +641,20 @@ class _MachineProducts:
     def lanes(self, c: int, q: int) -> np.ndarray:
         """Columns of the machines' weight vectors (q per machine) of class c's duels, in duel order."""
         return (self.part.duels[c][:, None] * q + np.arange(q)).ravel()
+
+
+def _weight_vectors(X: np.ndarray, rows: np.ndarray, machines: np.ndarray, values: np.ndarray,
+                    P: int) -> np.ndarray:
+    """``W[:, p q + j] = Σ_l values[l, j] x_{rows_l}`` over the entries l of machine p (d × P q)."""
+    q = values.shape[1]
+    if P * q <= 8:  # few machines: over every row
+        coef = np.zeros((X.shape[0] * P, q))
+        coef[rows * P + machines] = values
+        return X.T @ coef.reshape(X.shape[0], P * q)
+    used, at = np.unique(rows, return_inverse=True)  # the rows with a coefficient only
+    coef = np.zeros((used.size * P, q))
+    coef[at * P + machines] = values
+    return X[used].T @ coef.reshape(used.size, P * q)
 
 
 BUCKET_OVERHEAD = 4e5
@@ -631,6 +668,8 @@ def _size_buckets(counts: np.ndarray, ratio: float = 1.3) -> list[np.ndarray]:
     padding it there costs less LU work (Σ m³) than a stack of its own (``BUCKET_OVERHEAD``)."""
     order = np.argsort(counts, kind="stable")
     sizes = counts[order] + 1
+    if sizes.size * float(sizes[-1]) ** 3 - np.sum(sizes.astype(float) ** 3) < BUCKET_OVERHEAD:
+        return [np.arange(counts.size)]  # padding to the largest wastes less than another stack
     cuts = [0]
     for i in range(1, sizes.size):
         if sizes[i] > ratio * sizes[cuts[-1]]:
