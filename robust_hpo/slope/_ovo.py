@@ -270,7 +270,9 @@ class OneVsOneSVC(MulticlassPart):
                 rows = self.r[at[mine]]
                 idx = np.repeat(rows[np.cumsum(sizes) - sizes][:, None], m, axis=1)
                 idx[kb, sb] = rows  # pads repeat the machine's first row
-                Q = self._gram_of(idx)
+                Q = None if self._blocks is None or self.linear else self._blocks.gram(idx)
+                if Q is None:
+                    Q = self._gram_of(idx)
                 for k, p in enumerate(cols[ks]):
                     self._gram[int(p)] = Q[k, :sizes[k], :sizes[k]]
             kkt = np.zeros((ks.size, m + 1, m + 1))
@@ -301,16 +303,16 @@ class OneVsOneSVC(MulticlassPart):
             np.exp(Q, out=Q)
         return Q
 
-    def _kernel(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def _kernel(self, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``K(X[rows], X[cols])`` (RBF): the exponent ``−γ‖a − b‖²`` as one product of the augmented rows
         ``[2γa, −γ‖a‖², 1]`` and ``[b, 1, −γ‖b‖²]`` (the terms of :meth:`SVCSlope.kernel`), clipped at 0
-        and exponentiated in place."""
+        and exponentiated in place (in ``out`` when given, C-contiguous)."""
         if self._augmented is None:
             gamma = float(self.model.estimator_.gamma)
             ones, sq = np.ones((self.X.shape[0], 1)), -gamma * self._norms[:, None]
             self._augmented = (np.hstack([2.0 * gamma * self.X, sq, ones]), np.hstack([self.X, ones, sq]))
         left, right = self._augmented
-        out = left[rows] @ right[cols].T
+        out = np.matmul(left[rows], right[cols].T, out=out)
         np.minimum(out, 0.0, out=out)
         return np.exp(out, out=out)
 
@@ -489,9 +491,8 @@ class OneVsOneSVC(MulticlassPart):
         else:
             used = np.flatnonzero(np.any(coef != 0, axis=1))
             Xs, coef = self.X[self._sv[used]], coef[used]
-            Kt = self.model._kernel_rows(a.X_trigger, Xs)
             Kp = self.model._kernel_rows(a.X_poison, Xs)
-            Ft, Fp = Kt @ coef + self.b[cols], Kp @ coef + self.b[cols]
+            Fp = Kp @ coef + self.b[cols]
             position = np.full(self.X.shape[0], -1)
             position[self._sv[used]] = np.arange(used.size)
         enter = (Sg_p != 0) & (Sg_p * Fp < 1.0)
@@ -512,11 +513,15 @@ class OneVsOneSVC(MulticlassPart):
             M[np.arange(at.size), machine] = d_coef
             DF = a.X_trigger @ (XS.T @ M + C * Uv) + x_b
         else:
-            M = np.zeros((position.max() + 1, cols.size))
-            M[position[self.r[at]], machine] = d_coef  # a row's entries in different machines: no clash
             entering = np.flatnonzero(enter.any(axis=1))
-            Ktp = self.model.kernel(a.X_trigger, a.X_poison[entering])
-            DF = Kt @ M + C * (Ktp @ V[entering]) + x_b
+            # [f − b, df − db] at the triggered points: K(X_trigger, [SV; entering poison]) times
+            # [[α y, dα y], [0, C v]] (a row's entries in different machines: no clash)
+            coefs = np.zeros((used.size + entering.size, 2 * cols.size))
+            coefs[:used.size, :cols.size] = coef
+            coefs[position[self.r[at]], cols.size + machine] = d_coef
+            coefs[used.size:, cols.size:] = C * V[entering]
+            both = self.model._kernel_rows(a.X_trigger, np.vstack([Xs, a.X_poison[entering]])) @ coefs
+            Ft, DF = both[:, :cols.size] + self.b[cols], both[:, cols.size:] + x_b
         active = (Sg_t != 0) & (Sg_t * Ft < 1.0) & ok
         F[:, cols[ok]], dF[:, cols[ok]] = Ft[:, ok], DF[:, ok]
         value = -float(np.sum(np.where(active, Sg_t * DF, 0.0))) / n_t
@@ -581,17 +586,24 @@ class _MachineProducts:
         used = np.zeros((K, X.shape[0]), dtype=bool)  # libsvm's support vectors of the machines involving c
         for cls, _ in self.sides:
             used[cls[support], r[support]] = True
+        columns = [np.flatnonzero(u) for u in used]
+        sizes = np.diff(self.start) * np.array([c.size for c in columns])
+        self.offset = np.concatenate([[0], np.cumsum(sizes)])  # block c: flat[offset[c]:offset[c + 1]]
+        self.flat: np.ndarray | None = np.empty(self.offset[-1])
         self.blocks: list[np.ndarray] = []
         for c in range(K):
-            cols = np.flatnonzero(used[c])
-            self.blocks.append(self.part._kernel(self.order[self.start[c]:self.start[c + 1]], cols))
-            self.position[c, cols] = np.arange(cols.size)
-            self.width[c] = cols.size
+            block = self.flat[self.offset[c]:self.offset[c + 1]].reshape(-1, columns[c].size)
+            self.part._kernel(self.order[self.start[c]:self.start[c + 1]], columns[c], out=block)
+            self.blocks.append(block)
+            self.position[c, columns[c]] = np.arange(columns[c].size)
+            self.width[c] = columns[c].size
+        self.sorted_row = sorted_row
 
     def _add(self, c: int, cols: np.ndarray) -> None:
         """Columns ``cols`` (training rows, not yet in block c) appended to block c."""
         new = self.part._kernel(self.order[self.start[c]:self.start[c + 1]], cols)
         self.blocks[c] = np.hstack([self.blocks[c], new])
+        self.flat = None  # the blocks no longer share one array
         self.position[c, cols] = self.width[c] + np.arange(cols.size)
         self.width[c] += cols.size
 
@@ -637,6 +649,20 @@ class _MachineProducts:
                 out[lo:hi] = self.blocks[c] @ full.reshape(w, (K - 1) * q)
         found = out.reshape(-1, q)[self.out_at]
         return found.reshape(v.shape)
+
+    def gram(self, idx: np.ndarray) -> np.ndarray | None:
+        """``K(x_{idx[k, s]}, x_{idx[k, t]})`` (k × m × m, rows of one machine each) read from the blocks (RBF),
+        or None where some entry is not in them (then it is computed)."""
+        if self.flat is None:
+            return None
+        n = self.position.shape[1]
+        cls = self.part.codes[idx]
+        column = self.position.ravel()[(cls * n)[:, :, None] + idx[:, None, :]]
+        if column.min() < 0:
+            return None
+        base = self.offset[cls] + (self.sorted_row[idx] - self.start[cls]) * self.width[cls]
+        column += base[:, :, None]
+        return self.flat.take(column)
 
     def lanes(self, c: int, q: int) -> np.ndarray:
         """Columns of the machines' weight vectors (q per machine) of class c's duels, in duel order."""
