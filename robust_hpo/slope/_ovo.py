@@ -228,9 +228,12 @@ class OneVsOneSVC(MulticlassPart):
                starts: np.ndarray) -> np.ndarray:
         """Largest violation per machine (segments from ``starts``): |y f − 1| and α outside [0, C] on S,
         1 − y f on N, y f − 1 on B."""
+        d = yf - 1.0
+        v = np.where(N, -d, d)
+        s = np.flatnonzero(S)
+        a_S, C_S = a[s], C[s]
         with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.where(S, np.maximum(np.abs(yf - 1.0), np.maximum(np.maximum(0.0, -a), a - C) / C),
-                         np.where(N, 1.0 - yf, yf - 1.0))
+            v[s] = np.maximum(np.abs(d[s]), np.maximum(-a_S, a_S - C_S) / C_S)
         return np.maximum(np.maximum.reduceat(v, starts), 0.0)
 
     def _layout(self, cols: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
