@@ -10,19 +10,22 @@ the target's K − 1 duels (target positive): positive ⇔ the target wins every
 
 **Batched refinement.** The machines' α live in one flat array, machine by machine (read from the
 fitted estimator's ``dual_coef_``), with one intercept each. Every machine's margins come from one set
-of kernel products: through the P weight vectors (linear kernel), or from one block per class c holding
-``K(X_c, x_j)`` for the support vectors of the machines involving c (RBF; the only kernel entries the
-margins need; freed after fitting). The equalities on the margin support vectors of all machines are
-solved as one stack of zero-padded KKT systems (a padded unknown has the row ``1 · x = 0``, so it
-decouples); set corrections repeat for the machines that moved. libsvm's own KKT residual
+of kernel products, class by class (a row of class c lies in c's K − 1 machines only,
+:class:`_MachineProducts`): through the machines' weight vectors (linear kernel), or from one block per
+class c holding ``K(X_c, x_j)`` for the support vectors of the machines involving c (RBF; the only
+kernel entries the margins need, each computed once; freed after fitting). The equalities on the margin
+support vectors of all machines are solved as stacks of zero-padded KKT systems, machines of similar
+size together (a padded unknown has the row ``1 · x = 0``, so it decouples; ``K(X_S, X_S)`` read from
+the RBF blocks); set corrections repeat for the machines that moved. libsvm's own KKT residual
 (``residual_fit``) comes from the first check's products. A machine whose system is singular or inexact
 (relative residual > ``BATCH_RESIDUAL``), which has no margin support vector, or whose sets do not
 settle — and every machine when the RBF blocks would exceed ``BLOCK_LIMIT`` — is refined on its own by
 :class:`~._svc.SVCSlope` (least squares, the degenerate case, the tighter refit), exactly as without
 batching.
 
-**Derivative.** The target's K − 1 machines are differentiated as one stack too (:meth:`OneVsOneSVC._batched`,
-the binary :meth:`SVCSlope._solve_attacks` for all of them at once); machines refined on their own, a
+**Derivative.** The target's K − 1 machines are differentiated as stacks too (:meth:`OneVsOneSVC._batched`,
+the binary :meth:`SVCSlope._solve_attacks` for all of them at once), on the ``K(X_S, X_S)`` each machine's
+last solve used (kept per machine, the final margin set's); machines refined on their own, a
 moving scaler and balanced class weights go machine by machine through ``SVCSlope`` objects, which are
 built from the refined solution when first needed (also for per-point influences).
 """
@@ -559,8 +562,8 @@ class _MachineProducts:
     (its duels). Linear: the columns are the features and the duels' weight vectors ``Σ v x`` are
     formed once per call. RBF: block c holds ``K(X_c, x_j)`` for the columns j its duels use —
     libsvm's support vectors at construction, more as the active set grows (each computed once) —
-    the kernel entries the margins need, and no others; the blocks share one array (rows by class,
-    columns padded to the widest block)."""
+    the kernel entries the margins need, and no others. The blocks are consecutive in one flat array
+    (until one grows), from which the KKT systems' ``K(X_S, X_S)`` are read (:meth:`gram`)."""
 
     def __init__(self, part: "OneVsOneSVC", support: np.ndarray) -> None:
         K, P, X, codes = part.K, len(part.pairs), part.X, part.codes
@@ -583,7 +586,6 @@ class _MachineProducts:
         if part.linear:
             self.rows = X[self.order]
             return
-        self.X_rows = X[self.order]
         self.position = np.full((K, X.shape[0]), -1)  # column j's place in block c
         self.width = np.zeros(K, dtype=np.intp)
         used = np.zeros((K, X.shape[0]), dtype=bool)  # libsvm's support vectors of the machines involving c
@@ -595,7 +597,7 @@ class _MachineProducts:
         self.flat: np.ndarray | None = np.empty(self.offset[-1])
         self.blocks: list[np.ndarray] = []
         for c in range(K):
-            block = self.flat[self.offset[c]:self.offset[c + 1]].reshape(-1, columns[c].size)
+            block = self.flat[self.offset[c]:self.offset[c + 1]].reshape(np.diff(self.start)[c], columns[c].size)
             self.part._kernel(self.order[self.start[c]:self.start[c + 1]], columns[c], out=block)
             self.blocks.append(block)
             self.position[c, columns[c]] = np.arange(columns[c].size)
