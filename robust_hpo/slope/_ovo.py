@@ -193,13 +193,7 @@ class OneVsOneSVC(MulticlassPart):
                 G = self.X @ W
                 found = np.column_stack([G[self.r[at], lanes + j] for j in range(q)])
             return found.reshape((at.size,) + values.shape[1:])
-        if entries.size == every:  # every machine's entries, in order
-            full = values
-        else:
-            full = np.zeros((every,) + values.shape[1:])
-            full[entries] = values
-        found = self._blocks.products(full)
-        return found if at.size == every else found[at]
+        return self._blocks.products(values, entries, at)
 
     def _violations(self, alpha: np.ndarray, b: np.ndarray, S: np.ndarray, B: np.ndarray, cols: np.ndarray,
                     fitted: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Any, ...]:
@@ -406,7 +400,9 @@ class OneVsOneSVC(MulticlassPart):
         """The refined machines' decision functions: ``X W + b`` (linear) or ``K(X, X_sv) A + b``."""
         coef = np.zeros((self.X.shape[0], len(self.pairs)))
         coef[self.r, self.mach] = self.alpha * self.y
-        sv = np.flatnonzero(np.any(coef != 0, axis=1))
+        used = np.zeros(self.X.shape[0], dtype=bool)
+        used[self.r[self.alpha != 0]] = True
+        sv = np.flatnonzero(used)
         self._sv, self._coef_sv = sv, coef[sv]
         self._W = self.X[sv].T @ self._coef_sv if self.linear else None
 
@@ -579,13 +575,13 @@ class _MachineProducts:
         r, mach = part.r, part.mach
         slots = duel_slot.ravel()
         self.out_at = sorted_row[r] * (K - 1) + slots[codes[r] * P + mach]  # an entry's value in the output
+        if part.linear:
+            self.rows = X[self.order]
+            return
         self.sides = []  # where an entry's coefficient goes: the blocks of its machine's two classes
         for side in (0, 1):
             cls = pairs[:, side][mach]
             self.sides.append((cls, slots[cls * P + mach]))
-        if part.linear:
-            self.rows = X[self.order]
-            return
         self.position = np.full((K, X.shape[0]), -1)  # column j's place in block c
         self.width = np.zeros(K, dtype=np.intp)
         used = np.zeros((K, X.shape[0]), dtype=bool)  # libsvm's support vectors of the machines involving c
@@ -612,17 +608,19 @@ class _MachineProducts:
         self.position[c, cols] = self.width[c] + np.arange(cols.size)
         self.width[c] += cols.size
 
-    def products(self, v: np.ndarray) -> np.ndarray:
-        """The within-machine products at every flat entry, for ``v`` on every flat entry (a vector, or
-        q columns)."""
+    def products(self, values: np.ndarray, entries: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The within-machine products at the flat entries ``at``, for ``values`` (a vector, or q columns)
+        on the flat ``entries``."""
         K, P, r = self.K, self.P, self.part.r
-        V = v.reshape(v.shape[0], -1)
+        vector = values.ndim == 1
+        V = values.reshape(values.shape[0], -1)
         q = V.shape[1]
         used = V[:, 0] != 0
         for j in range(1, q):
             used |= V[:, j] != 0
-        nz = np.flatnonzero(used)
-        rows_nz, values = r[nz], V[nz]
+        keep = np.flatnonzero(used)
+        nz, values = entries[keep], V[keep]
+        rows_nz = r[nz]
         out = np.empty((self.start[-1], (K - 1) * q))
         if self.part.linear:
             W = _weight_vectors(self.part.X, rows_nz, self.part.mach[nz], values, P)
@@ -652,8 +650,8 @@ class _MachineProducts:
                 full = np.zeros((w * (K - 1), q))
                 full[where[bounds[c]:bounds[c + 1]]] = value[bounds[c]:bounds[c + 1]]
                 out[lo:hi] = self.blocks[c] @ full.reshape(w, (K - 1) * q)
-        found = out.reshape(-1, q)[self.out_at]
-        return found.reshape(v.shape)
+        found = out.reshape(-1, q)[self.out_at[at]]
+        return found[:, 0] if vector else found
 
     def gram(self, idx: np.ndarray) -> np.ndarray | None:
         """``K(x_{idx[k, s]}, x_{idx[k, t]})`` (k × m × m, rows of one machine each) read from the blocks (RBF),
