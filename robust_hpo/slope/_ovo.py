@@ -89,7 +89,6 @@ class OneVsOneSVC(MulticlassPart):
         self.linear = est.kernel == "linear"
         self._gram: dict[int, np.ndarray] = {}  # machine -> K(X_S, X_S) of its last solve (the derivative's)
         self._norms = None if self.linear else np.einsum("ij,ij->i", X, X)
-        self._augmented: tuple[np.ndarray, np.ndarray] | None = None
         B = (alpha >= self.C * (1.0 - self.machine_class.bound_rtol)) & (self.C > 0)
         S = (alpha > 0) & ~B
         alpha[B] = self.C[B]
@@ -137,7 +136,7 @@ class OneVsOneSVC(MulticlassPart):
                 before[p] = steps[p] = 0
             active = again[~alone]
         self.alpha, self.b, self.S, self.B, self.steps = alpha, b, S, B, steps
-        self._blocks = self._augmented = None  # the training kernel is not kept after fitting
+        self._blocks = None  # the training kernel is not kept after fitting
         self._set_scores()
         self._machines: dict[int, Any] = dict(self.own)
         details: dict[str, Any] = {"method": "svm-kkt-ovo", "kernel": est.kernel, "n_classes": K, "machines": P,
@@ -305,14 +304,15 @@ class OneVsOneSVC(MulticlassPart):
 
     def _kernel(self, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``K(X[rows], X[cols])`` (RBF): the exponent ``−γ‖a − b‖²`` as one product of the augmented rows
-        ``[2γa, −γ‖a‖², 1]`` and ``[b, 1, −γ‖b‖²]`` (the terms of :meth:`SVCSlope.kernel`), clipped at 0
-        and exponentiated in place (in ``out`` when given, C-contiguous)."""
-        if self._augmented is None:
-            gamma = float(self.model.estimator_.gamma)
-            ones, sq = np.ones((self.X.shape[0], 1)), -gamma * self._norms[:, None]
-            self._augmented = (np.hstack([2.0 * gamma * self.X, sq, ones]), np.hstack([self.X, ones, sq]))
-        left, right = self._augmented
-        out = np.matmul(left[rows], right[cols].T, out=out)
+        ``[2γa, −γ‖a‖², 1]`` and ``[b, 1, −γ‖b‖²]`` (the terms of :meth:`SVCSlope.kernel`; built for these
+        rows only), clipped at 0 and exponentiated in place (in ``out`` when given, C-contiguous)."""
+        gamma, d = float(self.model.estimator_.gamma), self.X.shape[1]
+        left, right = np.empty((rows.size, d + 2)), np.empty((cols.size, d + 2))
+        np.multiply(self.X[rows], 2.0 * gamma, out=left[:, :d])
+        left[:, d], left[:, d + 1] = -gamma * self._norms[rows], 1.0
+        right[:, :d] = self.X[cols]
+        right[:, d], right[:, d + 1] = 1.0, -gamma * self._norms[cols]
+        out = np.matmul(left, right.T, out=out)
         np.minimum(out, 0.0, out=out)
         return np.exp(out, out=out)
 
@@ -576,7 +576,6 @@ class _MachineProducts:
         slots = duel_slot.ravel()
         self.out_at = sorted_row[r] * (K - 1) + slots[codes[r] * P + mach]  # an entry's value in the output
         if part.linear:
-            self.rows = X[self.order]
             return
         self.sides = []  # where an entry's coefficient goes: the blocks of its machine's two classes
         for side in (0, 1):
@@ -629,7 +628,7 @@ class _MachineProducts:
             for c in range(K):
                 lo, hi = self.start[c], self.start[c + 1]
                 if moving[self.part.duels[c]].any():  # else none of c's machines has a coefficient
-                    out[lo:hi] = self.rows[lo:hi] @ W[:, self.lanes(c, q)]
+                    out[lo:hi] = self.part.X[self.order[lo:hi]] @ W[:, self.lanes(c, q)]
                 else:
                     out[lo:hi] = 0.0
         else:
