@@ -646,11 +646,18 @@ class _MachineProducts:
                 if bounds[c] == bounds[c + 1]:  # no coefficient in c's machines
                     out[lo:hi] = 0.0
                     continue
-                full = np.zeros((w * (K - 1), q))
-                full[where[bounds[c]:bounds[c + 1]]] = value[bounds[c]:bounds[c + 1]]
+                full = np.zeros(w * (K - 1) * q)
+                mine = where[bounds[c]:bounds[c + 1]] * q
+                for j in range(q):
+                    full[mine + j] = value[bounds[c]:bounds[c + 1], j]
                 out[lo:hi] = self.blocks[c] @ full.reshape(w, (K - 1) * q)
-        found = out.reshape(-1, q)[self.out_at[at]]
-        return found[:, 0] if vector else found
+        place, flat = self.out_at[at] * q, out.ravel()
+        if vector:
+            return flat.take(place)
+        found = np.empty((at.size, q))
+        for j in range(q):
+            found[:, j] = flat.take(place + j)
+        return found
 
     def gram(self, idx: np.ndarray) -> np.ndarray | None:
         """``K(x_{idx[k, s]}, x_{idx[k, t]})`` (k × m × m, rows of one machine each) read from the blocks (RBF),
@@ -676,12 +683,16 @@ def _weight_vectors(X: np.ndarray, rows: np.ndarray, machines: np.ndarray, value
     """``W[:, p q + j] = Σ_l values[l, j] x_{rows_l}`` over the entries l of machine p (d × P q)."""
     q = values.shape[1]
     if P * q <= 8:  # few machines: over every row
-        coef = np.zeros((X.shape[0] * P, q))
-        coef[rows * P + machines] = values
+        coef = np.zeros(X.shape[0] * P * q)
+        place = (rows * P + machines) * q
+        for j in range(q):
+            coef[place + j] = values[:, j]
         return X.T @ coef.reshape(X.shape[0], P * q)
     used, at = np.unique(rows, return_inverse=True)  # the rows with a coefficient only
-    coef = np.zeros((used.size * P, q))
-    coef[at * P + machines] = values
+    coef = np.zeros(used.size * P * q)
+    place = (at * P + machines) * q
+    for j in range(q):
+        coef[place + j] = values[:, j]
     return X[used].T @ coef.reshape(used.size, P * q)
 
 
