@@ -88,7 +88,7 @@ class OneVsOneSVC(MulticlassPart):
         b = -np.asarray(est.intercept_, dtype=np.float64)
         self.linear = est.kernel == "linear"
         self._gram: dict[int, np.ndarray] = {}  # machine -> K(X_S, X_S) of its last solve (the derivative's)
-        self._norms = None if self.linear else np.einsum("ij,ij->i", X, X)
+        self._norms = None if self.linear else self._norms_of(X)
         B = (alpha >= self.C * (1.0 - self.machine_class.bound_rtol)) & (self.C > 0)
         S = (alpha > 0) & ~B
         alpha[B] = self.C[B]
@@ -152,6 +152,10 @@ class OneVsOneSVC(MulticlassPart):
             if own.get("degenerate"):
                 details.setdefault("degenerate_machines", []).append(list(map(int, self.pairs[p])))
         return details
+
+    @staticmethod
+    def _norms_of(X: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", X, X)
 
     @staticmethod
     def _libsvm_alpha(est: Any, codes: np.ndarray, pair_index: np.ndarray) -> np.ndarray:
@@ -303,18 +307,9 @@ class OneVsOneSVC(MulticlassPart):
         return Q
 
     def _kernel(self, rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """``K(X[rows], X[cols])`` (RBF): the exponent ``−γ‖a − b‖²`` as one product of the augmented rows
-        ``[2γa, −γ‖a‖², 1]`` and ``[b, 1, −γ‖b‖²]`` (the terms of :meth:`SVCSlope.kernel`; built for these
-        rows only), clipped at 0 and exponentiated in place (in ``out`` when given, C-contiguous)."""
-        gamma, d = float(self.model.estimator_.gamma), self.X.shape[1]
-        left, right = np.empty((rows.size, d + 2)), np.empty((cols.size, d + 2))
-        np.multiply(self.X[rows], 2.0 * gamma, out=left[:, :d])
-        left[:, d], left[:, d + 1] = -gamma * self._norms[rows], 1.0
-        right[:, :d] = self.X[cols]
-        right[:, d], right[:, d + 1] = 1.0, -gamma * self._norms[cols]
-        out = np.matmul(left, right.T, out=out)
-        np.minimum(out, 0.0, out=out)
-        return np.exp(out, out=out)
+        """``K(X[rows], X[cols])`` (RBF), by :func:`_rbf` (in ``out`` when given, C-contiguous)."""
+        gamma = float(self.model.estimator_.gamma)
+        return _rbf(self.X[rows], self.X[cols], gamma, self._norms[rows], self._norms[cols], out)
 
     @staticmethod
     def _solve_stack(kkt: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -493,7 +488,8 @@ class OneVsOneSVC(MulticlassPart):
         else:
             used = np.flatnonzero(np.any(coef != 0, axis=1))
             Xs, coef = self.X[self._sv[used]], coef[used]
-            Kp = self.model._kernel_rows(a.X_poison, Xs)
+            gamma, Xs_norms = float(self.model.estimator_.gamma), self._norms_of(Xs)
+            Kp = _rbf_rows(a.X_poison, Xs, gamma, Xs_norms)
             Fp = Kp @ coef + self.b[cols]
             position = np.full(self.X.shape[0], -1)
             position[self._sv[used]] = np.arange(used.size)
@@ -522,7 +518,8 @@ class OneVsOneSVC(MulticlassPart):
             coefs[:used.size, :cols.size] = coef
             coefs[position[self.r[at]], cols.size + machine] = d_coef
             coefs[used.size:, cols.size:] = C * V[entering]
-            both = self.model._kernel_rows(a.X_trigger, np.vstack([Xs, a.X_poison[entering]])) @ coefs
+            columns = np.vstack([Xs, a.X_poison[entering]])
+            both = _rbf_rows(a.X_trigger, columns, gamma, self._norms_of(columns)) @ coefs
             Ft, DF = both[:, :cols.size] + self.b[cols], both[:, cols.size:] + x_b
         active = (Sg_t != 0) & (Sg_t * Ft < 1.0) & ok
         F[:, cols[ok]], dF[:, cols[ok]] = Ft[:, ok], DF[:, ok]
@@ -676,6 +673,31 @@ class _MachineProducts:
     def lanes(self, c: int, q: int) -> np.ndarray:
         """Columns of the machines' weight vectors (q per machine) of class c's duels, in duel order."""
         return (self.part.duels[c][:, None] * q + np.arange(q)).ravel()
+
+
+def _rbf(A: np.ndarray, B: np.ndarray, gamma: float, A_norms: np.ndarray, B_norms: np.ndarray,
+         out: np.ndarray | None = None) -> np.ndarray:
+    """``K(A, B) = exp(−γ‖a − b‖²)`` with the exponent as one product of the augmented rows ``[2γa, −γ‖a‖², 1]``
+    and ``[b, 1, −γ‖b‖²]`` (the terms of :meth:`SVCSlope.kernel`), clipped at 0 and exponentiated in place
+    (in ``out`` when given, C-contiguous)."""
+    d = A.shape[1]
+    left, right = np.empty((A.shape[0], d + 2)), np.empty((B.shape[0], d + 2))
+    np.multiply(A, 2.0 * gamma, out=left[:, :d])
+    left[:, d], left[:, d + 1] = -gamma * A_norms, 1.0
+    right[:, :d] = B
+    right[:, d], right[:, d + 1] = 1.0, -gamma * B_norms
+    out = np.matmul(left, right.T, out=out)
+    np.minimum(out, 0.0, out=out)
+    return np.exp(out, out=out)
+
+
+def _rbf_rows(A: np.ndarray, B: np.ndarray, gamma: float, B_norms: np.ndarray, block: int = 2048) -> np.ndarray:
+    """``K(A, B)`` (:func:`_rbf`) in blocks of ``block`` rows of A (bounded temporaries for large A)."""
+    out = np.empty((A.shape[0], B.shape[0]))
+    for i in range(0, A.shape[0], block):
+        rows = A[i:i + block]
+        _rbf(rows, B, gamma, np.einsum("ij,ij->i", rows, rows), B_norms, out[i:i + block])
+    return out
 
 
 def _weight_vectors(X: np.ndarray, rows: np.ndarray, machines: np.ndarray, values: np.ndarray,
