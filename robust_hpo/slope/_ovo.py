@@ -479,7 +479,8 @@ class OneVsOneSVC(MulticlassPart):
         ``dF``; returns (the machines' part of dL/dβ, entering poison, the machines done)."""
         n_t = a.X_trigger.shape[0]
         C = self.C_scalar
-        Sg_t, Sg_p = self.sign[a.t_trigger][:, cols], self.sign[a.t_poison][:, cols]
+        sign = self.sign[:, cols]
+        Sg_t, Sg_p = sign[a.t_trigger], sign[a.t_poison]
         weight = np.ones(a.X_poison.shape[0]) if a.weight is None else a.weight
         coef = self._coef_sv[:, cols]
         if self.linear:
@@ -496,8 +497,8 @@ class OneVsOneSVC(MulticlassPart):
         enter = (Sg_p != 0) & (Sg_p * Fp < 1.0)
         V = np.where(enter, Sg_p * weight[:, None], 0.0)  # entering poison's α y per unit C β, per machine
         at, machine, slot = self._layout(cols, self.S)
-        XS = self.X[self.r[at]]
         if self.linear:
+            XS = self.X[self.r[at]]
             Uv = a.X_poison.T @ V
             KSv = np.einsum("ld,ld->l", XS, Uv.T[machine])  # K(x_s, X_poison) v of its machine
         else:
@@ -728,20 +729,20 @@ def _size_buckets(counts: np.ndarray, ratio: float = 1.3) -> list[np.ndarray]:
     groups of sizes within ``ratio`` of their smallest, a group merged into the next larger one while
     padding it there costs less LU work (Σ m³) than a stack of its own (``BUCKET_OVERHEAD``)."""
     order = np.argsort(counts, kind="stable")
-    sizes = counts[order] + 1
-    if sizes.size * float(sizes[-1]) ** 3 - np.sum(sizes.astype(float) ** 3) < BUCKET_OVERHEAD:
+    if counts.size * (float(counts[order[-1]]) + 1) ** 3 - np.sum((counts + 1.0) ** 3) < BUCKET_OVERHEAD:
         return [np.arange(counts.size)]  # padding to the largest wastes less than another stack
+    sizes = (counts[order] + 1).tolist()
     cuts = [0]
-    for i in range(1, sizes.size):
+    for i in range(1, len(sizes)):
         if sizes[i] > ratio * sizes[cuts[-1]]:
             cuts.append(i)
-    cuts.append(sizes.size)
+    cuts.append(len(sizes))
     groups = [(cuts[g], cuts[g + 1]) for g in range(len(cuts) - 1)]
     merged: list[tuple[int, int]] = []
     for lo, hi in reversed(groups):  # from the largest sizes down
         if merged:
             top = sizes[merged[-1][1] - 1]
-            if (hi - lo) * (float(top) ** 3 - float(sizes[hi - 1]) ** 3) < BUCKET_OVERHEAD:
+            if (hi - lo) * (top ** 3 - sizes[hi - 1] ** 3) < BUCKET_OVERHEAD:
                 merged[-1] = (lo, merged[-1][1])
                 continue
         merged.append((lo, hi))
