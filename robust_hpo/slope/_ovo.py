@@ -590,8 +590,9 @@ class _MachineProducts:
         self.flat: np.ndarray | None = np.empty(self.offset[-1])
         self.blocks: list[np.ndarray] = []
         for c in range(K):
-            block = self.flat[self.offset[c]:self.offset[c + 1]].reshape(np.diff(self.start)[c], columns[c].size)
-            self.part._kernel(self.order[self.start[c]:self.start[c + 1]], columns[c], out=block)
+            rows_c = self.order[self.start[c]:self.start[c + 1]]
+            block = self.flat[self.offset[c]:self.offset[c + 1]].reshape(rows_c.size, columns[c].size)
+            self.part._kernel(rows_c, columns[c], out=block)
             self.blocks.append(block)
             self.position[c, columns[c]] = np.arange(columns[c].size)
             self.width[c] = columns[c].size
@@ -616,11 +617,11 @@ class _MachineProducts:
         for j in range(1, q):
             used |= V[:, j] != 0
         keep = np.flatnonzero(used)
-        nz, values = entries[keep], V[keep]
+        nz, coefs = entries[keep], V[keep]  # the nonzero coefficients and their flat entries
         rows_nz = r[nz]
         out = np.empty((self.start[-1], (K - 1) * q))
         if self.part.linear:
-            W = _weight_vectors(self.part.X, rows_nz, self.part.mach[nz], values, P)
+            W = _weight_vectors(self.part.X, rows_nz, self.part.mach[nz], coefs, P)
             moving = np.zeros(P, dtype=bool)
             moving[self.part.mach[nz]] = True
             for c in range(K):
@@ -638,7 +639,7 @@ class _MachineProducts:
             where = np.concatenate([self.position[c[nz], rows_nz] * (K - 1) + slot[nz] for c, slot in self.sides])
             by_class = np.argsort(cls, kind="stable")
             bounds = np.searchsorted(cls[by_class], np.arange(K + 1))
-            where, value = where[by_class], np.concatenate([values, values])[by_class]
+            where, value = where[by_class], np.concatenate([coefs, coefs])[by_class]
             for c in range(K):
                 lo, hi, w = self.start[c], self.start[c + 1], self.width[c]
                 if bounds[c] == bounds[c + 1]:  # no coefficient in c's machines
