@@ -24,7 +24,7 @@ settle — and every machine when the RBF blocks would exceed ``BLOCK_LIMIT`` �
 batching.
 
 **Derivative.** The target's K − 1 machines are differentiated as stacks too (:meth:`OneVsOneSVC._batched`,
-the binary :meth:`SVCSlope._solve_attacks` for all of them at once), on the ``K(X_S, X_S)`` each machine's
+the binary :meth:`SVCSlope._solve_attacks` for all of them at once), on the ``Q_SS`` each machine's
 last solve used (kept per machine, the final margin set's); machines refined on their own, a
 moving scaler and balanced class weights go machine by machine through ``SVCSlope`` objects, which are
 built from the refined solution when first needed (also for per-point influences).
@@ -87,7 +87,7 @@ class OneVsOneSVC(MulticlassPart):
         alpha = self._libsvm_alpha(est, codes, pair_index).ravel()[self.r * P + self.mach]
         b = -np.asarray(est.intercept_, dtype=np.float64)
         self.linear = est.kernel == "linear"
-        self._gram: dict[int, np.ndarray] = {}  # machine -> K(X_S, X_S) of its last solve (the derivative's)
+        self._gram: dict[int, np.ndarray] = {}  # machine -> its last solve's Q_SS (the derivative's)
         self._norms = None if self.linear else self._norms_of(X)
         B = (alpha >= self.C * (1.0 - self.machine_class.bound_rtol)) & (self.C > 0)
         S = (alpha > 0) & ~B
@@ -251,9 +251,9 @@ class OneVsOneSVC(MulticlassPart):
                        cached: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Solves the KKT systems ``[[Q_SS + damping I, y_S], [y_Sᵀ, 0]] (x_S, x_b) = (rhs_S, rhs_eq)`` of
         the machines ``cols`` (layout from :meth:`_layout`), as zero-padded stacks of machines of similar
-        size (a padded unknown: ``1 · x = 0``, so it decouples). ``K(X_S, X_S)`` comes from ``X``
-        (linear), the class blocks (RBF, while refining; kept per machine) or, with ``cached``, from each
-        machine's last solve on the same S (the derivative's). Returns (x_S per entry, x_b per machine,
+        size (a padded unknown: ``1 · x = 0``, so it decouples). ``Q_SS = y_s y_t K(x_s, x_t)`` comes from
+        ``X`` (linear), the class blocks (RBF, while refining), each kept per machine, or, with ``cached``,
+        from each machine's last solve on the same S (the derivative's). Returns (x_S per entry, x_b per machine,
         which machines' solves are exact)."""
         counts = np.bincount(machine, minlength=cols.size)
         first = np.cumsum(counts) - counts
@@ -265,21 +265,21 @@ class OneVsOneSVC(MulticlassPart):
             kb, sb = np.repeat(np.arange(ks.size), sizes), slot[mine]  # machine in bucket, slot
             yS = np.zeros((ks.size, m))
             yS[kb, sb] = self.y[at[mine]]
+            kkt = np.zeros((ks.size, m + 1, m + 1))
+            Q = kkt[:, :m, :m]
             if cached:
-                Q = np.zeros((ks.size, m, m))
                 for k, p in enumerate(cols[ks]):
                     Q[k, :sizes[k], :sizes[k]] = self._gram[int(p)]
             else:
                 rows = self.r[at[mine]]
                 idx = np.repeat(rows[np.cumsum(sizes) - sizes][:, None], m, axis=1)
                 idx[kb, sb] = rows  # pads repeat the machine's first row
-                Q = None if self._blocks is None or self.linear else self._blocks.gram(idx)
-                if Q is None:
-                    Q = self._gram_of(idx)
+                if self._blocks is None or self.linear or not self._blocks.gram(idx, out=Q):
+                    Q[...] = self._gram_of(idx)
+                Q *= yS[:, :, None]  # Q_SS = y_s y_t K(x_s, x_t); pads: zero rows and columns
+                Q *= yS[:, None, :]
                 for k, p in enumerate(cols[ks]):
-                    self._gram[int(p)] = Q[k, :sizes[k], :sizes[k]]
-            kkt = np.zeros((ks.size, m + 1, m + 1))
-            np.multiply(Q, yS[:, :, None] * yS[:, None, :], out=kkt[:, :m, :m])  # pads: zero rows and columns
+                    self._gram[int(p)] = Q[k, :sizes[k], :sizes[k]]  # (kkt is not changed below)
             kkt[:, :m, m] = kkt[:, m, :m] = yS
             if damping:
                 kkt[kb, sb, sb] += damping
@@ -658,19 +658,20 @@ class _MachineProducts:
             found[:, j] = flat.take(place + j)
         return found
 
-    def gram(self, idx: np.ndarray) -> np.ndarray | None:
-        """``K(x_{idx[k, s]}, x_{idx[k, t]})`` (k × m × m, rows of one machine each) read from the blocks (RBF),
-        or None where some entry is not in them (then it is computed)."""
+    def gram(self, idx: np.ndarray, out: np.ndarray) -> bool:
+        """``K(x_{idx[k, s]}, x_{idx[k, t]})`` (k × m × m, rows of one machine each) read from the blocks (RBF)
+        into ``out``; False (``out`` untouched) where some entry is not in them."""
         if self.flat is None:
-            return None
+            return False
         n = self.position.shape[1]
         cls = self.part.codes[idx]
         column = self.position.ravel()[(cls * n)[:, :, None] + idx[:, None, :]]
         if column.min() < 0:
-            return None
+            return False
         base = self.offset[cls] + (self.sorted_row[idx] - self.start[cls]) * self.width[cls]
-        column += base[:, :, None]
-        return self.flat.take(column)
+        column += base[:, :, None]  # in range by construction: a block's rows times its width
+        np.take(self.flat, column, out=out, mode="clip")
+        return True
 
     def lanes(self, c: int, q: int) -> np.ndarray:
         """Columns of the machines' weight vectors (q per machine) of class c's duels, in duel order."""

@@ -111,16 +111,16 @@ def test_stacked_solves_grouped_by_size_match_one_solve_per_machine(monkeypatch)
 
 @pytest.mark.parametrize("estimator", [SVC(C=5.0, gamma=0.04), SVC(kernel="linear", C=0.3)])
 def test_kept_kernel_blocks_are_those_of_the_final_margin_sets(estimator):
-    """The derivative reuses each machine's K(X_S, X_S) from its last solve: it must be the kernel of
-    the final margin set (after the active-set corrections), computed here by scikit-learn."""
+    """The derivative reuses each machine's Q_SS = y_s y_t K(x_s, x_t) from its last solve: it must be that
+    of the final margin set (after the active-set corrections), computed here with scikit-learn's kernel."""
     problem = digits_ten(14)
     model, part = _fitted(estimator, problem)
     for p in range(len(part.pairs)):
         if p in part.own:
             continue
         mine = slice(part.seg[p], part.seg[p + 1])
-        XS = problem[0][part.r[mine][part.S[mine]]]
-        np.testing.assert_allclose(part._gram[p], _kernel(model, XS, XS), rtol=1e-12, atol=1e-12)
+        XS, yS = problem[0][part.r[mine][part.S[mine]]], part.y[mine][part.S[mine]]
+        np.testing.assert_allclose(part._gram[p], np.outer(yS, yS) * _kernel(model, XS, XS), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
