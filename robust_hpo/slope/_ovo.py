@@ -239,9 +239,13 @@ class OneVsOneSVC(MulticlassPart):
     def _layout(self, cols: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The flat S entries of the machines ``cols`` (ascending), machine by machine, and each one's
         machine position k in ``cols`` and slot in its machine's system."""
-        e = self._entries(cols)
-        at = e[S[e]]
-        machine = np.searchsorted(cols, self.mach[at])
+        if cols.size == len(self.pairs):  # every machine: positions are the machines themselves
+            at = np.flatnonzero(S)
+            machine = self.mach[at]
+        else:
+            e = self._entries(cols)
+            at = e[S[e]]
+            machine = np.searchsorted(cols, self.mach[at])
         counts = np.bincount(machine, minlength=cols.size)
         slot = np.arange(at.size) - np.repeat(np.cumsum(counts) - counts, counts)
         return at, machine, slot
@@ -329,8 +333,11 @@ class OneVsOneSVC(MulticlassPart):
         −C y_Bᵀ 1`` (stacks of systems), written into ``alpha`` and ``b``; returns the machines solved
         (the others are left to :meth:`_refine_alone`)."""
         at, machine, slot = self._layout(cols, S)
-        e = self._entries(cols)
-        bound = e[B[e]]
+        if cols.size == len(self.pairs):
+            bound = np.flatnonzero(B)
+        else:
+            e = self._entries(cols)
+            bound = e[B[e]]
         cB = self.C[bound] * self.y[bound]  # α y of the bound support vectors
         fB = self._products(cB, bound, cols, at) if bound.size else np.zeros(at.size)
         eq = -np.bincount(np.searchsorted(cols, self.mach[bound]), weights=cB, minlength=cols.size)
