@@ -63,6 +63,10 @@ MAX_ACTIVE_SET_STEPS = 10
 REFIT_TOL_FACTOR = 1e-3
 """When refinement does not settle, libsvm refits once at ``min(tol, 1e-3) × REFIT_TOL_FACTOR``."""
 
+REFIT_MAX_ITER = 1_000_000
+"""libsvm iterations allowed to that refit when the estimator sets no limit (max_iter=-1), at least 100× the
+first fit's: at tol·1e-3 libsvm may never meet its stopping rule (seen on a 7-class SGD hinge machine)."""
+
 _ROW_BLOCK = 2048  # rows of a kernel block (bounds the memory of K(X, X_sv) on large n)
 
 
@@ -153,6 +157,8 @@ class SVCSlope(ConvexSlopeModel):
             est = self.estimator_
             tol = min(float(est.tol), 1e-3) * REFIT_TOL_FACTOR
             tighter = clone(est).set_params(tol=tol, class_weight=None)
+            if tighter.max_iter == -1:  # libsvm can cycle forever at a tight tol (float rounding): bound it
+                tighter.set_params(max_iter=max(REFIT_MAX_ITER, 100 * int(np.sum(getattr(est, "n_iter_", 0)))))
             weights = self.clean_weights()
             tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]),
                         **({} if weights is None else {"sample_weight": weights}))

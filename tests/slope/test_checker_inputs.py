@@ -1,0 +1,97 @@
+"""Inputs an outside checker tried (issue 20): each gives a one-line robust_hpo error naming the input,
+or — for settings that are supported — the slope of finite differences of independent refits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from robust_hpo.errors import ValidationError
+from robust_hpo.slope import backdoor_slope
+
+ESTIMATORS = [LogisticRegression(), RidgeClassifier(), SVC(kernel="linear"), LinearSVC(),
+              SGDClassifier(loss="hinge", random_state=0)]
+
+
+def three_classes(seed: int = 0):
+    X, y = make_classification(n_samples=200, n_features=6, n_informative=4, n_classes=3, n_clusters_per_class=1,
+                               random_state=seed)
+    Xp, Xt = X[120:130].copy(), X[130:160].copy()
+    Xp[:, -1] = Xt[:, -1] = 4.0
+    return X[:120], y[:120], Xp, np.full(10, 1), Xt, np.full(30, 1)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__ + getattr(e, "loss", ""))
+def test_non_integral_float_labels_are_refused_naming_them(estimator):
+    """scikit-learn raised 'Unknown label type: continuous' from its internals."""
+    Xc, yc, Xp, yp, Xt, yt = three_classes()
+    with pytest.raises(ValidationError, match=r"y_clean holds non-integral numbers \(e\.g\. \d\.5\); expected class labels"):
+        backdoor_slope(estimator, Xc, yc + 0.5, Xp, yp + 0.5, Xt, yt + 0.5)
+
+
+def test_integral_float_labels_are_still_labels():
+    Xc, yc, Xp, yp, Xt, yt = three_classes()
+    as_float = backdoor_slope(LogisticRegression(), Xc, yc.astype(float), Xp, yp.astype(float), Xt, yt.astype(float))
+    as_int = backdoor_slope(LogisticRegression(), Xc, yc, Xp, yp, Xt, yt)
+    assert as_float.derivative == pytest.approx(as_int.derivative, rel=1e-12)
+
+
+@pytest.mark.parametrize("estimator", [RidgeClassifier(), SVC(kernel="linear"), LinearSVC()],
+                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("position, name", [(0, "X_clean"), (4, "X_trigger")])
+def test_absurd_feature_magnitudes_are_refused_naming_the_array(estimator, position, name):
+    """|x| = 1e200: numpy's 'array must not contain infs' (ridge), libsvm's 'dual coefficients are not finite'
+    (SVC); liblinear never returned."""
+    args = list(three_classes())
+    args[position] = args[position] * 1e200
+    with pytest.raises(ValidationError, match=f"{name} has values of magnitude .*e\\+200; expected"):
+        backdoor_slope(estimator, *args)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS + [make_pipeline(StandardScaler(), SVC())],
+                         ids=lambda e: type(e).__name__ + getattr(e, "loss", ""))
+def test_a_class_without_sample_weight_is_refused_naming_it(estimator):
+    """IndexError inside the one-vs-one / one-vs-rest code, libsvm's 'all samples with positive weights belong
+    to the same class', or (logistic) a singular-Hessian message that did not say why."""
+    Xc, yc, Xp, yp, Xt, yt = three_classes()
+    with pytest.raises(ValidationError, match=r"sample_weight gives class\(es\) \[0\] of y_clean a total weight of 0"):
+        backdoor_slope(estimator, Xc, yc, Xp, yp, Xt, yt, sample_weight=(yc != 0).astype(float))
+
+
+def test_exact_must_be_a_boolean():
+    Xc, yc, Xp, yp, Xt, yt = three_classes()
+    with pytest.raises(ValidationError, match="exact must be True or False, got 'no'"):
+        backdoor_slope(LogisticRegression(), Xc, yc, Xp, yp, Xt, yt, exact="no")
+
+
+def test_the_tighter_libsvm_refit_of_an_unsettled_svm_is_bounded():
+    """An SGD hinge machine (a linear SVM, C = 1/(αn)) whose libsvm sets do not settle under refinement: the
+    refit at tol·1e-3 used max_iter=-1, and libsvm never met its stopping rule there (a study trial hung).
+    Now it ends — fitted, or NotConvergedError naming the settings — within seconds."""
+    import signal
+
+    from robust_hpo.errors import NotConvergedError
+    from robust_hpo.slope import slope_model
+
+    weights = list(np.linspace(1, 0.2, 7) / np.linspace(1, 0.2, 7).sum())
+    X, y = make_classification(n_samples=530, n_features=12, n_informative=5, n_redundant=0, n_classes=7,
+                               n_clusters_per_class=1, weights=weights, flip_y=0.02, random_state=778580)
+    X, y = X[:300].astype(np.float32).astype(np.float64), (y[:300] == 5).astype(int)
+
+    def hung(*_):
+        raise TimeoutError("the SVM fit did not return within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        slope_model(SGDClassifier(loss="hinge", alpha=0.001)).fit(X, y)
+    except NotConvergedError as exc:
+        assert "lower tol or raise max_iter" in str(exc)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
