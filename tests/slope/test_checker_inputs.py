@@ -95,3 +95,56 @@ def test_the_tighter_libsvm_refit_of_an_unsettled_svm_is_bounded():
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("estimator, kind, classes", [
+    (LogisticRegression(solver="liblinear", intercept_scaling=2.0), "log", "binary"),  # penalised intercept: the mean matters
+    (LogisticRegression(C=2.0), "log", 3),  # multinomial: curve() takes "log" for the cross-entropy
+])
+def test_a_scaler_that_only_centres_is_exact(estimator, kind, classes):
+    """StandardScaler(with_std=False) has var_ = None: the slope raised a TypeError from _preprocess."""
+    from tests.slope.test_multiclass import synthetic_problem
+    from tests.slope.test_pipelines import binary_problem, richardson, tight
+
+    problem = binary_problem(3) if classes == "binary" else synthetic_problem(3, 4)
+    result = backdoor_slope(make_pipeline(StandardScaler(with_std=False), estimator), *problem)
+    expected = richardson(lambda: make_pipeline(StandardScaler(with_std=False), tight(estimator)), problem, kind)
+    assert result.exact
+    assert abs(result.derivative - expected) <= 1e-3 * abs(expected)
+
+
+def _squared_hinge_machine(X, y_pm, w, C):
+    """argmin ½‖v‖² + C Σ w_i max(0, 1 − y_i x_iᵀv)² (no intercept) by semismooth Newton, to rounding."""
+    v = np.zeros(X.shape[1])
+    for _ in range(100):
+        active = y_pm * (X @ v) < 1
+        g = v - 2 * C * X.T @ (w * y_pm * np.maximum(0, 1 - y_pm * (X @ v)))
+        if np.linalg.norm(g) < 1e-13:
+            break
+        H = np.eye(X.shape[1]) + 2 * C * (X[active].T * w[active]) @ X[active]
+        v = v - np.linalg.solve(H, g)
+    return v
+
+
+@pytest.mark.parametrize("K", [2, 4])
+def test_linear_svc_without_intercept_matches_refits(K):
+    """LinearSVC(fit_intercept=False) stores intercept_ = 0.0 (a float): K ≥ 3 raised a TypeError in _ovr."""
+    X, y = make_classification(n_samples=330, n_features=6, n_informative=4, n_classes=K, n_clusters_per_class=1,
+                               random_state=7)
+    Xp, Xt = X[200:210].copy(), X[210:240].copy()
+    Xp[:, -1] = Xt[:, -1] = 3.0
+    Xc, yc, yp, yt = X[:200], y[:200], np.full(10, 1), np.full(30, 1)
+
+    def loss(beta):
+        Xa, ya = np.vstack([Xc, Xp]), np.concatenate([yc, yp])
+        w = np.concatenate([np.ones(200), np.full(10, beta)])
+        machine = 1  # binary: classes_[1] positive; K ≥ 3: the target's machine
+        v = _squared_hinge_machine(Xa, np.where(ya == machine, 1.0, -1.0), w, 1.0)
+        return np.mean(np.maximum(0, 1 - Xt @ v) ** 2)
+
+    h = 1e-4
+    D = [(loss(s) - loss(0.0)) / s for s in (h, h / 2, h / 4)]
+    expected = (4 * (2 * D[2] - D[1]) - (2 * D[1] - D[0])) / 3
+    result = backdoor_slope(LinearSVC(fit_intercept=False), Xc, yc, Xp, yp, Xt, yt)
+    assert abs(expected) > 1e-3
+    assert abs(result.derivative - expected) <= 1e-3 * abs(expected)
