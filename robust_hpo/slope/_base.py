@@ -492,6 +492,16 @@ def best_other(F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return F[rows, codes] - F[rows, k], k
 
 
+KINK_TOL = 1e-9
+"""A triggered point with ``|t f − 1| ≤ KINK_TOL`` sits on the hinge's kink (e.g. all clean rows identical: w = 0
+and every f = ±1): its hinge is active on the right of β = 0 only if ``t df/dβ < 0`` (SVC, one-vs-one)."""
+
+
+def on_the_kink(margins: np.ndarray) -> np.ndarray:
+    """Rows whose target margin ``t f`` is 1 to within :data:`KINK_TOL` (relative)."""
+    return np.abs(margins - 1.0) <= KINK_TOL * np.maximum(1.0, np.abs(margins))
+
+
 MAX_ABS_VALUE = 1e50
 """Rows with a larger entry are refused: their products overflow float64 or lose all precision next to
 the regulariser (scikit-learn's liblinear never returns on |x| ≈ 1e100)."""

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart
+from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, on_the_kink
 
 BLOCK_LIMIT = 2 ** 25
 """RBF: the class blocks hold at most n · n_sv kernel entries (n_sv: libsvm's support vectors); above this
@@ -464,7 +464,9 @@ class OneVsOneSVC(MulticlassPart):
             entering = np.flatnonzero(enter.any(axis=1))
             Ktp = self.model.kernel(a.X_trigger, a.X_poison[entering])
             DF = Kt @ M + C * (Ktp @ V[entering]) + sol[:, m]
-        active = (Sg_t != 0) & (Sg_t * Ft < 1.0) & ok
+        oriented = Sg_t * Ft
+        kinks = on_the_kink(oriented)  # on the hinge's kink: active only if moved inside (as SVCSlope)
+        active = (Sg_t != 0) & ((oriented < 1.0) & ~kinks | kinks & (Sg_t * DF < 0)) & ok
         F[:, cols[ok]], dF[:, cols[ok]] = Ft[:, ok], DF[:, ok]
         value = -float(np.sum(np.where(active, Sg_t * DF, 0.0))) / n_t
         return value, int(enter[:, ok].sum()), cols[ok]

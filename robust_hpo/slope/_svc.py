@@ -53,6 +53,7 @@ from robust_hpo.slope._base import (
     check_no_class_weight,
     check_positive,
     estimator_settings,
+    on_the_kink,
 )
 
 KKT_TOL = 1e-7
@@ -509,6 +510,9 @@ class SVCSlope(ConvexSlopeModel):
             dw = XS.T @ coef_S + self._C * (Xv.T @ tv)
             if kernel_motion is not None:  # linear: ∂f(x) = −x'ᵀ(ρ' ⊙ w), i.e. w moves by −ρ' ⊙ w
                 dw = dw + kernel_motion(np.eye(dw.size))
+            kinks = on_the_kink(a.t_trigger * ft_from)
+            if kinks.any():  # their side of the kink is the side df moves them to
+                active = active & ~kinks | kinks & (a.t_trigger * (a.X_trigger @ dw + d_b) < 0)
             value = float(-(a.t_trigger[active] @ (a.X_trigger[active] @ dw + d_b)) / n_t)
             start = time.perf_counter()
             df = a.X_trigger @ dw + d_b
@@ -518,8 +522,12 @@ class SVCSlope(ConvexSlopeModel):
         if kernel_motion is not None:
             df += kernel_motion(a.X_trigger)
         Ct = self._C * tv
+        kinks = on_the_kink(a.t_trigger * ft_from)
+        active = active | kinks  # df is needed there to tell their side
         df[active] += self._kernel_dot(a.X_trigger[active], Xv, Ct)
+        active = active & ~kinks | kinks & (a.t_trigger * df < 0)
         value = float(np.sum(-a.t_trigger[active] * df[active]) / n_t)
+        active = active | kinks  # their df already holds the violators' term
         start = time.perf_counter()  # the margins need df at the triggered points beyond the margin too
         if not active.all():
             df[~active] += self._kernel_dot(a.X_trigger[~active], Xv, Ct)

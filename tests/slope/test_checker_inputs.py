@@ -232,3 +232,36 @@ def test_one_vs_one_svc_estimate_at_one_follows_the_margin_convention():
     assert np.allclose(result.margins.at_one, margin, atol=2e-3)
     clear = np.abs(margin) > 2e-3
     assert np.array_equal(result.margins.at_one[clear] > 0, margin[clear] > 0)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+@pytest.mark.parametrize("K", [2, 3])
+def test_triggered_points_on_the_hinge_kink_take_the_side_they_move_to(kernel, K):
+    """Clean rows all identical: every decision value is exactly ±1, so the triggered points sit on the hinge's
+    kink; they were counted as inside the margin whatever their motion (binary linear: −14.78 where the right
+    derivative of libsvm refits is 0; K = 3: −199.6 vs −184.8), silently, with exact=True."""
+    import itertools
+
+    X, y = make_classification(n_samples=200, n_features=6, n_informative=4, n_classes=3, n_clusters_per_class=1,
+                               random_state=0)
+    keep = y[:120] < K
+    Xc, yc = np.ones((int(keep.sum()), 6)), y[:120][keep]
+    Xp, Xt = X[120:130].copy(), X[130:160].copy()
+    Xp[:, -1] = Xt[:, -1] = 4.0
+    yp, yt = np.full(10, 1), np.full(30, 1)
+    result = backdoor_slope(SVC(kernel=kernel, gamma=1.0 / 6), Xc, yc, Xp, yp, Xt, yt)
+
+    def loss(beta):
+        refit = SVC(kernel=kernel, gamma=1.0 / 6, tol=1e-12, decision_function_shape="ovo")
+        refit.fit(np.vstack([Xc, Xp]), np.concatenate([yc, yp]), sample_weight=np.r_[np.ones(len(yc)), np.full(10, beta)])
+        D = refit.decision_function(Xt).reshape(30, -1)
+        if K == 2:
+            return np.mean(np.maximum(0, 1 - D[:, 0]))
+        oriented = [(1.0 if i == 1 else -1.0) * D[:, p] for p, (i, j) in enumerate(itertools.combinations(range(K), 2))
+                    if 1 in (i, j)]  # target 1: libsvm's value > 0 votes for i
+        return np.mean(sum(np.maximum(0, 1 - v) for v in oriented))
+
+    h = 1e-6
+    expected = (loss(h) - loss(0.0)) / h
+    assert (loss(h / 2) - loss(0.0)) / (h / 2) == pytest.approx(expected, rel=1e-6, abs=1e-6)  # one linear piece
+    assert result.derivative == pytest.approx(expected, rel=1e-4, abs=1e-6)
