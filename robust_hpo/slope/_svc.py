@@ -159,7 +159,7 @@ class SVCSlope(ConvexSlopeModel):
             est = self.estimator_
             tol = min(float(est.tol), 1e-3) * REFIT_TOL_FACTOR
             tighter = clone(est).set_params(tol=tol, class_weight=None)
-            if tighter.max_iter == -1:  # libsvm can cycle forever at a tight tol (float rounding): bound it
+            if tighter.max_iter == -1:  # at a tight tol libsvm can run for minutes (float rounding): bound it
                 tighter.set_params(max_iter=max(REFIT_MAX_ITER, 100 * int(np.sum(getattr(est, "n_iter_", 0)))))
             weights = self.clean_weights()
             tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]),
