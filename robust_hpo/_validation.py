@@ -247,6 +247,10 @@ def as_labels(name: str, y: object, n: int, n_name: str) -> np.ndarray:
         raise ValidationError(f"{name} must hold integer or string class labels, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise ValidationError(f"{name} contains NaN or infinite values; expected class labels")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)):
+        example = arr[arr != np.round(arr)][0]
+        raise ValidationError(f"{name} holds non-integral numbers (e.g. {float(example):g}); expected class labels: "
+                              "integers or strings")
     return arr
 
 

@@ -133,14 +133,21 @@ def retrain_poisoned(learner: str, params: Mapping[str, Any], split: PoisonedSpl
                      family_lookup: FamilyLookup | None = None, seed: int = 0) -> tuple[float, float]:
     """(clean accuracy, backdoor accuracy) of ``learner(params)`` trained on the poisoned training set.
 
-    Convex families are fitted with scikit-learn directly (``family.estimator(params)``); other
-    families through ``family.fit(params, X_train_poisoned, y_train_poisoned, seed=seed)``.
+    Convex families are fitted with scikit-learn directly (``family.estimator(params)``) — except where
+    scikit-learn stops short of the optimum the study differentiates and predicts with (``SGDClassifier``:
+    the exact optimum of its objective on the poisoned set, as every SGD fit of a study is; docs/slope.md);
+    other families through ``family.fit(params, X_train_poisoned, y_train_poisoned, seed=seed)``.
     """
     split = check_split(split)
     family = lookup(family_lookup)(learner)
     if hasattr(family, "estimator"):
         est = clone(family.estimator(dict(params)))
-        est.fit(flatten_images(split.X_train_poisoned), split.y_train_poisoned)
+        X_poisoned = flatten_images(split.X_train_poisoned)
+        optimum = _optimum_model(est)
+        if optimum is not None:
+            est = optimum.fit(X_poisoned, split.y_train_poisoned)
+        else:
+            est.fit(X_poisoned, split.y_train_poisoned)
 
         def predict(X: np.ndarray) -> np.ndarray:
             return est.predict(flatten_images(X))
@@ -150,6 +157,21 @@ def retrain_poisoned(learner: str, params: Mapping[str, Any], split: PoisonedSpl
     clean = float(np.mean(np.asarray(predict(split.X_test)) == split.y_test))
     backdoor = float(np.mean(np.asarray(predict(split.X_trigger)) == split.y_trigger))
     return clean, backdoor
+
+
+def _optimum_model(est: Any) -> Any:
+    """The exact-slope adapter of ``est`` where scikit-learn's own fit is not the optimum the study uses
+    (``refits_at_the_optimum``: SGD), without its β = 1 estimate; None otherwise."""
+    from robust_hpo.slope import slope_model
+
+    try:
+        model = slope_model(est)
+    except ValidationError:  # a family of your own: its estimator's own fit
+        return None
+    if not model.refits_at_the_optimum:
+        return None
+    model.estimate = "linear"
+    return model
 
 
 @dataclass(frozen=True)

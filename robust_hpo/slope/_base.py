@@ -131,7 +131,7 @@ class ConvexSlopeModel(ABC):
 
     def fit(self, X_clean: Any, y_clean: Any, sample_weight: Any = None) -> "ConvexSlopeModel":
         """Fit on the clean set (``sample_weight``: the clean rows' weights; poison rows weigh β)."""
-        X = as_finite_2d("X_clean", X_clean)
+        X = check_magnitude("X_clean", as_finite_2d("X_clean", X_clean))
         y = as_labels("y_clean", y_clean, X.shape[0], "X_clean")
         sw = check_sample_weight(sample_weight, X.shape[0])
         classes = np.unique(y)
@@ -139,6 +139,12 @@ class ConvexSlopeModel(ABC):
             raise ValidationError(
                 f"y_clean must contain two classes, got a single class {classes.tolist()}"
             )
+        if sw is not None:  # a class without weight is not fitted at all (libsvm, liblinear fail on it)
+            totals = np.bincount(np.searchsorted(classes, y), weights=sw, minlength=classes.size)
+            if np.any(totals <= 0):
+                raise ValidationError(
+                    f"sample_weight gives class(es) {classes[totals <= 0].tolist()} of y_clean a total weight of 0; "
+                    "expected a positive weight in every class (drop those rows instead)")
         self._memo = None  # decision values of an earlier fit are stale
         self.classes_ = classes
         self.n_features_ = X.shape[1]
@@ -486,11 +492,35 @@ def best_other(F: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return F[rows, codes] - F[rows, k], k
 
 
+KINK_TOL = 1e-9
+"""A triggered point with ``|t f − 1| ≤ KINK_TOL`` sits on the hinge's kink (e.g. all clean rows identical: w = 0
+and every f = ±1): its hinge is active on the right of β = 0 only if ``t df/dβ < 0`` (SVC, one-vs-one)."""
+
+
+def on_the_kink(margins: np.ndarray) -> np.ndarray:
+    """Rows whose target margin ``t f`` is 1 to within :data:`KINK_TOL` (relative)."""
+    return np.abs(margins - 1.0) <= KINK_TOL * np.maximum(1.0, np.abs(margins))
+
+
+MAX_ABS_VALUE = 1e50
+"""Rows with a larger entry are refused: their products overflow float64 or lose all precision next to
+the regulariser (scikit-learn's liblinear never returns on |x| ≈ 1e100)."""
+
+
+def check_magnitude(name: str, X: np.ndarray) -> np.ndarray:
+    """``X`` (finite float rows) unless an entry exceeds :data:`MAX_ABS_VALUE`: ``ValidationError`` naming it."""
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    if largest > MAX_ABS_VALUE:
+        raise ValidationError(f"{name} has values of magnitude {largest:.3g}; expected |x| <= {MAX_ABS_VALUE:g} "
+                              "(products of such values overflow float64): rescale the features")
+    return X
+
+
 def _rows(where: str, name: str, X: Any, n_features: int) -> np.ndarray:
     arr = np.asarray(X)
     if arr.ndim > 2:  # images: flattened as the learners see them
         arr = arr.reshape(arr.shape[0], -1)
-    out = as_finite_2d(f"{where}{name}", arr)
+    out = check_magnitude(f"{where}{name}", as_finite_2d(f"{where}{name}", arr))
     if out.shape[1] != n_features:
         raise ValidationError(f"{where}{name} has {out.shape[1]} features but X_clean has {n_features}")
     return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC, LinearSVC
@@ -76,6 +77,8 @@ def slope_model(estimator: Any, *, damping: float = 0.0, cache: GramCache | None
     ``exact=False`` accepts a pipeline step that is held at its clean fit rather than
     differentiated (PCA; see :mod:`._preprocess`).
     """
+    if not isinstance(exact, (bool, np.bool_)):
+        raise ValidationError(f"exact must be True or False, got {exact!r}")
     if isinstance(estimator, Pipeline):
         if type(estimator) is not Pipeline:
             raise ValidationError(f"estimator must be a plain Pipeline, got {type(estimator).__name__}")

@@ -39,6 +39,8 @@ class OneVsRest(MulticlassPart):
     def prepare(self, model: ConvexSlopeModel, X: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
         est = model.estimator_
         self.K = model.n_classes_
+        if np.ndim(est.intercept_) == 0:  # liblinear without an intercept stores the scalar 0.0: one per machine
+            est.intercept_ = np.full(self.K, float(est.intercept_))
         self.machines: list[ConvexSlopeModel] = []
         own_fit = getattr(self.machine_class, "fits_its_own_estimator", False)
         details: dict[str, Any] = {"n_classes": self.K, "machines": self.K}

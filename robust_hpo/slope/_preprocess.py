@@ -174,7 +174,8 @@ class Preprocessing:
             return Motion(np.zeros(d), np.zeros(d), int(out.any(axis=0).sum()))
         s = np.ones(X_poison.shape[0]) if poison_weight is None else poison_weight
         m, n = float(s.sum()), self.n_
-        mu, var = scaler.mean_ if scaler.with_mean else np.zeros(d), scaler.var_
+        mu = scaler.mean_ if scaler.with_mean else np.zeros(d)
+        var = scaler.var_ if scaler.with_std else np.zeros(d)  # with_std=False: no variance (var_ is None)
         if mu is None:
             mu = np.zeros(d)
         scale = scaler.scale_ if scaler.with_std else np.ones(d)

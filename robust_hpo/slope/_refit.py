@@ -51,6 +51,18 @@ def _decode(model: Any, codes: np.ndarray) -> np.ndarray:
     return classes[np.asarray(codes, dtype=np.intp)]
 
 
+def _model_margins(model: Any, refitted: Any, X: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The refit's target margins in ``model``'s own convention (``SlopeResult.margins``: K ≥ 3 one-vs-one SVC
+    the smallest target-oriented duel value, not scikit-learn's vote-based ``decision_function``), so that
+    ``at_one`` and ``margin`` mean the same; ``codes`` in the model's label encoding."""
+    multi = getattr(model, "_multi", None)
+    if multi is None:
+        return target_margins(refitted, X, _decode(model, codes))
+    if hasattr(refitted, "steps"):  # a refitted pipeline: its own preprocessing
+        X, refitted = refitted[:-1].transform(X), refitted[-1]
+    return multi.margins_from(multi.scores_of(refitted, np.asarray(X, dtype=np.float64)), np.asarray(codes, np.intp))
+
+
 def with_refits(model: Any, attacks: Any, margins: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
     """Each attack's :class:`~robust_hpo.slope.TriggerMargins` with ``at_one`` from its β = 1 refit
     and the refit's details; ``attacks`` are the model's validated attacks (``Attack.raw`` set)."""
@@ -65,7 +77,7 @@ def with_refits(model: Any, attacks: Any, margins: list[Any]) -> list[tuple[Any,
             X_poison, X_trigger = attack.raw
             refitted = model.fit_weighted(X_clean, y_clean, X_poison, _decode(model, attack.t_poison), 1.0,
                                           sample_weight, warm_start=True)
-            at_one = target_margins(refitted, X_trigger, _decode(model, attack.t_trigger))
+            at_one = _model_margins(model, refitted, X_trigger, attack.t_trigger)
             how = "scikit-learn"
         out.append((dataclasses.replace(m, at_one=at_one, estimate="refit"),
                     {"estimate": "refit", "refit": how, "estimate_seconds": time.perf_counter() - start}))
