@@ -198,8 +198,9 @@ def check_betas(betas: Any, *, include_zero: bool) -> tuple[float, ...]:
     return ordered
 
 
-def as_finite_2d(name: str, X: object) -> np.ndarray:
-    """Return ``X`` as a C-contiguous 2-D float64 array, or raise ``ValidationError`` naming ``name``."""
+def as_finite_2d(name: str, X: object, *, max_abs: float | None = None) -> np.ndarray:
+    """Return ``X`` as a C-contiguous 2-D float64 array, or raise ``ValidationError`` naming ``name``;
+    ``max_abs``: also refuse an entry larger in magnitude (found by the same two reductions)."""
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse: np.asarray makes a 0-d object array
         raise ValidationError(f"{name} must be a dense numeric array, got a sparse {type(X).__name__}; "
                               "convert it with .toarray()")
@@ -219,8 +220,13 @@ def as_finite_2d(name: str, X: object) -> np.ndarray:
     if arr.shape[1] == 0:
         raise ValidationError(f"{name} must have at least one feature, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
+    lo, hi = float(arr.min()), float(arr.max())  # a NaN propagates to both, an infinity shows at an end
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValidationError(f"{name} contains NaN or infinite values; expected finite numbers")
+    largest = max(-lo, hi)
+    if max_abs is not None and largest > max_abs:
+        raise ValidationError(f"{name} has values of magnitude {largest:.3g}; expected |x| <= {max_abs:g} "
+                              "(products of such values overflow float64): rescale the features")
     return arr
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from robust_hpo._validation import as_finite_2d, as_labels
 from robust_hpo.attacks import PoisonedSplit
 from robust_hpo.errors import ValidationError
-from robust_hpo.slope._base import check_magnitude
+from robust_hpo.slope._base import MAX_ABS_VALUE
 from robust_hpo.slope._convex import slope_model
 from robust_hpo.slope._result import SlopeResult
 
@@ -53,11 +53,11 @@ def backdoor_slope(estimator: Any, X_clean: Any, y_clean: Any = None, X_poison: 
 
 def _check_arrays(X_clean: Any, y_clean: Any, X_poison: Any, y_poison: Any, X_trigger: Any, y_trigger: Any) -> None:
     """The checks the fit and the derivative make, done first: each error names its argument."""
-    Xc = check_magnitude("X_clean", as_finite_2d("X_clean", X_clean))
+    Xc = as_finite_2d("X_clean", X_clean, max_abs=MAX_ABS_VALUE)
     as_labels("y_clean", y_clean, Xc.shape[0], "X_clean")
     for X_name, X, y_name, y in (("X_poison", X_poison, "y_poison", y_poison),
                                  ("X_trigger", X_trigger, "y_trigger", y_trigger)):
-        arr = check_magnitude(X_name, as_finite_2d(X_name, X))
+        arr = as_finite_2d(X_name, X, max_abs=MAX_ABS_VALUE)
         if arr.shape[1] != Xc.shape[1]:
             raise ValidationError(f"{X_name} has {arr.shape[1]} features but X_clean has {Xc.shape[1]}; expected "
                                   "equal counts")

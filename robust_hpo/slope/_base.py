@@ -131,7 +131,7 @@ class ConvexSlopeModel(ABC):
 
     def fit(self, X_clean: Any, y_clean: Any, sample_weight: Any = None) -> "ConvexSlopeModel":
         """Fit on the clean set (``sample_weight``: the clean rows' weights; poison rows weigh β)."""
-        X = check_magnitude("X_clean", as_finite_2d("X_clean", X_clean))
+        X = as_finite_2d("X_clean", X_clean, max_abs=MAX_ABS_VALUE)
         y = as_labels("y_clean", y_clean, X.shape[0], "X_clean")
         sw = check_sample_weight(sample_weight, X.shape[0])
         classes = np.unique(y)
@@ -503,24 +503,16 @@ def on_the_kink(margins: np.ndarray) -> np.ndarray:
 
 
 MAX_ABS_VALUE = 1e50
-"""Rows with a larger entry are refused: their products overflow float64 or lose all precision next to
-the regulariser (scikit-learn's liblinear never returns on |x| ≈ 1e100)."""
-
-
-def check_magnitude(name: str, X: np.ndarray) -> np.ndarray:
-    """``X`` (finite float rows) unless an entry exceeds :data:`MAX_ABS_VALUE`: ``ValidationError`` naming it."""
-    largest = float(np.max(np.abs(X))) if X.size else 0.0
-    if largest > MAX_ABS_VALUE:
-        raise ValidationError(f"{name} has values of magnitude {largest:.3g}; expected |x| <= {MAX_ABS_VALUE:g} "
-                              "(products of such values overflow float64): rescale the features")
-    return X
+"""Rows with a larger entry are refused (``as_finite_2d(..., max_abs=MAX_ABS_VALUE)``): their products
+overflow float64 or lose all precision next to the regulariser (scikit-learn's liblinear never returns on
+|x| ≈ 1e100)."""
 
 
 def _rows(where: str, name: str, X: Any, n_features: int) -> np.ndarray:
     arr = np.asarray(X)
     if arr.ndim > 2:  # images: flattened as the learners see them
         arr = arr.reshape(arr.shape[0], -1)
-    out = check_magnitude(f"{where}{name}", as_finite_2d(f"{where}{name}", arr))
+    out = as_finite_2d(f"{where}{name}", arr, max_abs=MAX_ABS_VALUE)
     if out.shape[1] != n_features:
         raise ValidationError(f"{where}{name} has {out.shape[1]} features but X_clean has {n_features}")
     return out
