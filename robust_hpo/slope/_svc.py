@@ -711,6 +711,9 @@ class SGDHingeSlope(SVCSlope):
         if self._multi is None:
             return super()._fit_estimator(est, X, y)
         first = np.unique(y, return_index=True)[1]
+        early_stopping = est.get_params()["early_stopping"]
+        est.set_params(early_stopping=False)  # no validation split of K rows
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            return est.fit(X[first], y[first])
+            est.fit(X[first], y[first])
+        return est.set_params(early_stopping=early_stopping)

@@ -251,3 +251,17 @@ def test_smooth_one_vs_rest_conjugate_gradients_match_refits(setting, monkeypatc
     R = [2 * D[1] - D[0], 2 * D[2] - D[1]]
     assert _rel_err(weighted.derivative, (4 * R[1] - R[0]) / 3) <= 1e-3
     assert _rel_err(weighted.derivative, result.derivative) > 1e-3  # the moving class weights matter here
+
+
+def test_sgd_hinge_multiclass_with_early_stopping_reaches_the_same_optimum():
+    """K ≥ 3 SGD hinge: SGD's own fit only gives the layout (one row per class), so its settings that
+    need many rows (early_stopping's validation split) must not break it; the optimum does not depend on them."""
+    from sklearn.datasets import make_blobs
+    from sklearn.linear_model import SGDClassifier
+
+    X, y = make_blobs(240, n_features=4, centers=3, cluster_std=2.5, random_state=7)
+    plain = slope_model(SGDClassifier(loss="hinge", alpha=1e-2, random_state=0)).fit(X, y)
+    early = slope_model(SGDClassifier(loss="hinge", alpha=1e-2, random_state=0, early_stopping=True)).fit(X, y)
+    assert early.estimator_.get_params()["early_stopping"] is True
+    np.testing.assert_allclose(early.estimator_.coef_, plain.estimator_.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(early.estimator_.intercept_, plain.estimator_.intercept_, rtol=1e-9, atol=1e-12)
