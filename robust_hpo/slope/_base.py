@@ -13,6 +13,7 @@ import copy
 import math
 import numbers
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from robust_hpo._validation import as_finite_2d, as_labels
@@ -500,6 +502,26 @@ and every f = ±1): its hinge is active on the right of β = 0 only if ``t df/d�
 def on_the_kink(margins: np.ndarray) -> np.ndarray:
     """Rows whose target margin ``t f`` is 1 to within :data:`KINK_TOL` (relative)."""
     return np.abs(margins - 1.0) <= KINK_TOL * np.maximum(1.0, np.abs(margins))
+
+
+def hinge_active(margins: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """Rows whose hinge ``max(0, 1 − t f)`` moves with β at 0⁺: inside the margin (``t f < 1``), or on
+    its kink (:func:`on_the_kink`) and moved inside (``motion = t df/dβ < 0``; read on the kink rows only)."""
+    kinks = on_the_kink(margins)
+    return (margins < 1.0) & ~kinks | kinks & (motion < 0)
+
+
+def fit_layout(est: Any, X: np.ndarray, y: np.ndarray, **settings: Any) -> Any:
+    """``est`` fitted by scikit-learn on one row per class, ``settings`` overridden for that fit only: the
+    fitted structure (classes, coefficient shapes, the installed version's attributes) of an estimator
+    whose coefficients are computed elsewhere. A solver's convergence warning about K rows means nothing."""
+    first = np.unique(y, return_index=True)[1]
+    kept = {name: est.get_params()[name] for name in settings}
+    est.set_params(**settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X[first], y[first])
+    return est.set_params(**kept)
 
 
 MAX_ABS_VALUE = 1e50

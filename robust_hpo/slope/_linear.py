@@ -22,14 +22,12 @@ naming the estimator's ``tol`` and ``max_iter``. Ridge is quadratic: one exact N
 from __future__ import annotations
 
 import time
-import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 
 from robust_hpo.errors import NotConvergedError, SingularHessianError, ValidationError
@@ -40,6 +38,7 @@ from robust_hpo.slope._base import (
     check_no_class_weight,
     check_positive,
     estimator_settings,
+    fit_layout,
 )
 from robust_hpo.slope._hessian import LinearModelHessian, Space
 from robust_hpo.slope._krylov import one_blas_thread
@@ -368,10 +367,7 @@ class RidgeSlope(_LinearModelSlope):
         """scikit-learn's fit on one row per class (the fitted structure), coefficients set to 0: the
         polish (:meth:`_prepare`, one exact Newton step on the slope's factorisation, every clean row
         with its weight) then writes the optimum into ``est`` (see the class docstring)."""
-        first = np.unique(y, return_index=True)[1]
-        with warnings.catch_warnings():  # an iterative solver's warning about two rows means nothing
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X[first], y[first])
+        fit_layout(est, X, y)
         est.coef_ = np.zeros_like(est.coef_, dtype=np.float64)
         est.intercept_ = np.zeros_like(np.asarray(est.intercept_, dtype=np.float64)) \
             if est.fit_intercept else est.intercept_

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, on_the_kink
+from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, hinge_active
 
 BLOCK_LIMIT = 2 ** 25
 """RBF: the class blocks hold at most n · n_sv kernel entries (n_sv: libsvm's support vectors); above this
@@ -529,9 +529,7 @@ class OneVsOneSVC(MulticlassPart):
             columns = np.vstack([Xs, a.X_poison[entering]])
             both = _rbf_rows(a.X_trigger, columns, gamma, self._norms_of(columns)) @ coefs
             Ft, DF = both[:, :cols.size] + self.b[cols], both[:, cols.size:] + x_b
-        oriented = Sg_t * Ft
-        kinks = on_the_kink(oriented)  # on the hinge's kink: active only if moved inside (as SVCSlope)
-        active = (Sg_t != 0) & ((oriented < 1.0) & ~kinks | kinks & (Sg_t * DF < 0)) & ok
+        active = (Sg_t != 0) & hinge_active(Sg_t * Ft, Sg_t * DF) & ok  # a kink: as SVCSlope
         F[:, cols[ok]], dF[:, cols[ok]] = Ft[:, ok], DF[:, ok]
         value = -float(np.sum(np.where(active, Sg_t * DF, 0.0))) / n_t
         return value, int(enter[:, ok].sum()), cols[ok]

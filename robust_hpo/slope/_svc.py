@@ -37,14 +37,12 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import linalg
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import SVC
 
 from robust_hpo.errors import DegenerateSolveError, NotConvergedError, ValidationError
@@ -55,6 +53,8 @@ from robust_hpo.slope._base import (
     check_no_class_weight,
     check_positive,
     estimator_settings,
+    fit_layout,
+    hinge_active,
     on_the_kink,
 )
 
@@ -512,9 +512,8 @@ class SVCSlope(ConvexSlopeModel):
             dw = XS.T @ coef_S + self._C * (Xv.T @ tv)
             if kernel_motion is not None:  # linear: ∂f(x) = −x'ᵀ(ρ' ⊙ w), i.e. w moves by −ρ' ⊙ w
                 dw = dw + kernel_motion(np.eye(dw.size))
-            kinks = on_the_kink(a.t_trigger * ft_from)
-            if kinks.any():  # their side of the kink is the side df moves them to
-                active = active & ~kinks | kinks & (a.t_trigger * (a.X_trigger @ dw + d_b) < 0)
+            if on_the_kink(a.t_trigger * ft_from).any():  # their side of the kink is the side df moves them to
+                active = hinge_active(a.t_trigger * ft_from, a.t_trigger * (a.X_trigger @ dw + d_b))
             value = float(-(a.t_trigger[active] @ (a.X_trigger[active] @ dw + d_b)) / n_t)
             start = time.perf_counter()
             df = a.X_trigger @ dw + d_b
@@ -527,7 +526,7 @@ class SVCSlope(ConvexSlopeModel):
         kinks = on_the_kink(a.t_trigger * ft_from)
         active = active | kinks  # df is needed there to tell their side
         df[active] += self._kernel_dot(a.X_trigger[active], Xv, Ct)
-        active = active & ~kinks | kinks & (a.t_trigger * df < 0)
+        active = hinge_active(a.t_trigger * ft_from, a.t_trigger * df)
         value = float(np.sum(-a.t_trigger[active] * df[active]) / n_t)
         active = active | kinks  # their df already holds the violators' term
         start = time.perf_counter()  # the margins need df at the triggered points beyond the margin too
@@ -710,10 +709,4 @@ class SGDHingeSlope(SVCSlope):
         SGD's own epochs over every row would be thrown away. Two classes: the ``SVC`` itself."""
         if self._multi is None:
             return super()._fit_estimator(est, X, y)
-        first = np.unique(y, return_index=True)[1]
-        early_stopping = est.get_params()["early_stopping"]
-        est.set_params(early_stopping=False)  # no validation split of K rows
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X[first], y[first])
-        return est.set_params(early_stopping=early_stopping)
+        return fit_layout(est, X, y, early_stopping=False)  # no validation split of K rows
