@@ -123,6 +123,24 @@ COMPACT_SAVING = 0.1
 this fraction of the columns (MNIST pixels: 30 %; random ReLU features: 6 of 9216, where copying
 100 MB cost more than it saved)."""
 
+
+def _compacts(used: np.ndarray, d: int) -> bool:
+    return used.size <= (1.0 - COMPACT_SAVING) * d
+
+
+def on_used_features(X: np.ndarray, cache: GramCache | None = None,
+                     used: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the features some row of X uses, X on them): a copy when that drops at least
+    :data:`COMPACT_SAVING` of the columns, else X itself. A feature no row uses has no data term (its
+    block of the Hessian is r_w I, its coefficient 0 at the optimum). With a ``cache``, both are
+    computed once per training array; ``used``: the indices, if known."""
+    if used is None:
+        used = cache.used_features(X) if cache is not None else used_features(X)
+    if not _compacts(used, X.shape[1]):
+        return used, X
+    return used, (cache.on_used_features(X) if cache is not None else np.take(X, used, axis=1))
+
+
 SWITCH_MARGIN = 1.5
 """Conjugate gradients hand over only when their remaining work exceeds the factorisation's by this
 factor (CG may speed up; the factorisation's work is certain)."""
@@ -169,7 +187,7 @@ class _Design:
         return int(used.size) if self._compacts(used) else self.X.shape[1]
 
     def _compacts(self, used: np.ndarray | None) -> bool:
-        return used is not None and used.size <= (1.0 - COMPACT_SAVING) * self.X.shape[1]
+        return used is not None and _compacts(used, self.X.shape[1])
 
     def active(self) -> tuple[np.ndarray | None, np.ndarray]:
         """(indices of the features some training point uses — None: all —, X on those features):
@@ -178,12 +196,8 @@ class _Design:
         the few rows and columns it saves (they are exact either way)."""
         if self._active is None:
             used = self.used()
-            if not self._compacts(used):
-                self._active = (None, self.X)
-            elif self.cache is not None:
-                self._active = (used, self.cache.on_used_features(self.X))
-            else:
-                self._active = (used, np.take(self.X, used, axis=1))
+            X_used = self.X if used is None else on_used_features(self.X, self.cache, used)[1]
+            self._active = (None if X_used is self.X else used, X_used)
         return self._active
 
 
@@ -199,7 +213,8 @@ class LinearModelHessian:
 
     def __init__(self, X: np.ndarray, q: np.ndarray, *, r_w: float, r_b: float,
                  fit_intercept: bool, space: Space = "auto", damping: float = 0.0,
-                 cache: GramCache | None = None) -> None:
+                 cache: GramCache | None = None,
+                 on_used: tuple[np.ndarray | None, np.ndarray] | None = None) -> None:
         if r_w + damping <= 0:
             raise SingularHessianError("the weight regulariser's curvature must be positive")
         if space not in ("auto", "primal", "dual", "cg"):
@@ -207,6 +222,10 @@ class LinearModelHessian:
         n = X.shape[0]
         design = _Design(X=X, fit_intercept=fit_intercept, r_w=float(r_w) + damping, r_b=float(r_b) + damping,
                          cache=cache, subset_size=min(n, max(32, int(6 * math.sqrt(n)))))
+        if on_used is not None:  # the caller's on_used_features(X)
+            used, X_used = on_used
+            design._used = (None if used.size == X.shape[1] else used,)
+            design._active = (None if X_used is X else used, X_used)
         self._init(design, np.asarray(q, dtype=np.float64), space)
 
     def _init(self, design: _Design, q: np.ndarray, space: Space) -> None:
