@@ -94,7 +94,7 @@ def test_the_tighter_libsvm_refit_of_an_unsettled_svm_is_bounded(monkeypatch):
     try:
         slope_model(SGDClassifier(loss="hinge", alpha=0.001)).fit(X, y)
     except NotConvergedError as exc:
-        assert "lower tol or raise max_iter" in str(exc)
+        assert "libsvm cannot resolve this problem's optimum; use LinearSVC" in str(exc)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -265,3 +265,19 @@ def test_triggered_points_on_the_hinge_kink_take_the_side_they_move_to(kernel, K
     expected = (loss(h) - loss(0.0)) / h
     assert (loss(h / 2) - loss(0.0)) / (h / 2) == pytest.approx(expected, rel=1e-6, abs=1e-6)  # one linear piece
     assert result.derivative == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("fit_status, tol, free, expected", [
+    (1, 1e-6, 3, "stopped at its iteration limit (max_iter=-1): libsvm cannot resolve"),
+    (0, 1e-6, 20, "leaves 20 support vectors strictly inside the box for the 6 unknowns"),
+    (0, 1e-6, 4, ": lower tol or raise max_iter"),    # few free support vectors: the fit was just loose
+    (0, 1e-3, 20, ": lower tol or raise max_iter"),   # a loose fit's free set says nothing about degeneracy
+])
+def test_unsettled_svc_advice_names_the_cause(fit_status, tol, free, expected):
+    from types import SimpleNamespace
+
+    from robust_hpo.slope._svc import _unsettled_advice
+
+    dual = np.concatenate([np.full(free, 0.5), np.full(10, 1.0)])[None, :]
+    refit = SimpleNamespace(C=1.0, dual_coef_=dual, fit_status_=fit_status, kernel="linear", tol=tol, max_iter=-1)
+    assert expected in _unsettled_advice(refit, d=5)
