@@ -214,7 +214,7 @@ class LinearModelHessian:
     def __init__(self, X: np.ndarray, q: np.ndarray, *, r_w: float, r_b: float,
                  fit_intercept: bool, space: Space = "auto", damping: float = 0.0,
                  cache: GramCache | None = None,
-                 on_used: tuple[np.ndarray | None, np.ndarray] | None = None) -> None:
+                 on_used: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         if r_w + damping <= 0:
             raise SingularHessianError("the weight regulariser's curvature must be positive")
         if space not in ("auto", "primal", "dual", "cg"):

@@ -71,10 +71,12 @@ REFIT_MAX_ITER = 100_000_000
 first fit's: at tol·1e-3 libsvm may take minutes without meeting its stopping rule (a 300-row machine of a
 7-class SGD hinge: > 160 s), while a standardised 300-row table converged at 1e-9 after 39 million (8 s)."""
 
-def _unsettled_advice(refit: SVC, d: int) -> str:
-    """What to change when neither libsvm's fit nor its tighter refit could be refined to the optimum."""
-    C = float(refit.C) * (1.0 - 1e-8)
-    free = int(np.count_nonzero(np.abs(refit.dual_coef_) < C))  # 0 < α < C: claimed to sit on the margin
+
+def _unsettled_advice(refit: SVC, d: int, weights: np.ndarray | None = None) -> str:
+    """What to change when neither libsvm's fit nor its tighter refit could be refined to the optimum
+    (``weights``: the clean rows' effective sample weights, whose α box is C·s_i)."""
+    box = float(refit.C) * (1.0 if weights is None else weights[refit.support_])
+    free = int(np.count_nonzero(np.abs(refit.dual_coef_[0]) < box * (1.0 - 1e-8)))  # claimed on the margin
     if getattr(refit, "fit_status_", 0) == 1:
         why = f"; that refit stopped at its iteration limit (max_iter={refit.max_iter})"
     elif refit.kernel == "linear" and free > d + 1 and float(refit.tol) <= 1e-5:  # not a loose fit's guess
@@ -189,7 +191,7 @@ class SVCSlope(ConvexSlopeModel):
                     f"{estimator_settings(self.estimator)}: the solution does not satisfy its KKT "
                     f"conditions (violation {first.violation:.2e}) and active-set refinement did not "
                     f"settle, nor after a refit at tol={tol:g} (violation {second.violation:.2e})"
-                    f"{_unsettled_advice(tighter, X.shape[1])}"
+                    f"{_unsettled_advice(tighter, X.shape[1], weights)}"
                 ) from None
             self.estimator_ = tighter
             details["refit_tol"] = tol

@@ -279,5 +279,11 @@ def test_unsettled_svc_advice_names_the_cause(fit_status, tol, free, expected):
     from robust_hpo.slope._svc import _unsettled_advice
 
     dual = np.concatenate([np.full(free, 0.5), np.full(10, 1.0)])[None, :]
-    refit = SimpleNamespace(C=1.0, dual_coef_=dual, fit_status_=fit_status, kernel="linear", tol=tol, max_iter=-1)
+    refit = SimpleNamespace(C=1.0, dual_coef_=dual, support_=np.arange(free + 10) * 2, fit_status_=fit_status,
+                            kernel="linear", tol=tol, max_iter=-1)
     assert expected in _unsettled_advice(refit, d=5)
+    # sample weights: a support vector at its own bound C·s_i < C is not on the margin
+    weights = np.ones(2 * (free + 10))
+    weights[: 2 * free] = 0.5
+    if "strictly inside" in expected:
+        assert ": lower tol or raise max_iter" in _unsettled_advice(refit, d=5, weights=weights)
