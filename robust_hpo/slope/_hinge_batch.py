@@ -23,6 +23,7 @@ every condition (``SVCSlope._refine``); a machine that does not settle is fitted
 from __future__ import annotations
 
 import numpy as np
+from scipy import linalg
 
 START_WIDTH = 1.0
 """First smoothing width h (margin units); it halves at every outer step."""
@@ -45,7 +46,8 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
     batched Newton steps taken; None where the sets did not settle within :data:`MAX_NEWTON_STEPS`.
 
     ``X``: n × d rows; ``Y``: n × K labels ±1 (machine k: class k against the rest); ``box``: the
-    per-row bound ``c_i ≥ 0``."""
+    per-row bound ``c_i ≥ 0``. The margins ``m = y (xᵀw + b)`` move along each step by ``s δ``
+    (one product ``X D`` per step; the line search needs no other)."""
     n, d = X.shape
     K = Y.shape[1]
     cc = np.ascontiguousarray(box, dtype=np.float64)[:, None]
@@ -56,61 +58,96 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
     A0 = np.zeros((n, K))
     width, steps, previous = START_WIDTH, 0, None
     W, b = _least_squares_start(X, Y, box, scale / width)
-    H = np.zeros((K, d + 1, d + 1))
-    diag = np.arange(d)
+    M = Y * (X @ W + b)
+    A = np.zeros((n, K))
     while True:
         t = scale / width
-
-        def evaluate(W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            M = Y * (X @ W + b)
-            U = A0 + t * (1.0 - M)
-            A = np.minimum(np.maximum(U, 0.0), cc)
-            value = 0.5 * np.einsum("ij,ij->j", W, W) + np.einsum("ij,ij->j", A, 1.0 - M) \
-                - np.einsum("ij,ij->j", A - A0, A - A0) / (2.0 * t)
-            return U, A, value
-
-        U, A, value = evaluate(W, b)
-        while True:
-            YA = Y * A
-            Gw = W - X.T @ YA
-            Gb = -YA.sum(axis=0)
-            gnorm = np.sqrt(np.einsum("ij,ij->j", Gw, Gw) + Gb * Gb)
-            todo = gnorm > GRADIENT_RTOL * (1.0 + np.sqrt(np.einsum("ij,ij->j", W, W)))
-            if not todo.any():
-                break
+        run = np.arange(K)  # the machines whose smooth problem is not solved yet
+        while run.size:
+            Yr, Mr, A0r, Wr = Y[:, run], M[:, run], A0[:, run], W[:, run]
+            U = A0r + t * (1.0 - Mr)
+            Ar = np.minimum(np.maximum(U, 0.0), cc)
+            A[:, run] = Ar
+            YA = Yr * Ar
+            G = np.vstack([Wr - X.T @ YA, -YA.sum(axis=0)[None, :]])
+            todo = np.sqrt(np.einsum("ij,ij->j", G, G)) > GRADIENT_RTOL * (1.0 + np.sqrt(np.einsum("ij,ij->j", Wr, Wr)))
+            if not todo.all():
+                run, Yr, Mr, A0r, Wr, U, Ar, G = run[todo], Yr[:, todo], Mr[:, todo], A0r[:, todo], Wr[:, todo], \
+                    U[:, todo], Ar[:, todo], G[:, todo]
+                if not run.size:
+                    break
             if steps >= MAX_NEWTON_STEPS:
                 return None
             steps += 1
             band = (U > 0.0) & (U < cc)
-            G = np.vstack([Gw, Gb[None, :]])
-            for k in np.flatnonzero(todo):
-                Xb = X[band[:, k]]
-                Hk = H[k]
-                np.matmul(Xb.T, Xb, out=Hk[:d, :d])
-                Hk[:d, :d] *= t
-                Hk[diag, diag] += 1.0
-                Hk[:d, d] = Hk[d, :d] = t * Xb.sum(axis=0)
-                Hk[d, d] = t * Xb.shape[0] if Xb.shape[0] else 1.0  # no row in the band: a gradient step in b
-            D = np.zeros((d + 1, K))
-            D[:, todo] = -np.linalg.solve(H[todo], G[:, todo].T[:, :, None])[:, :, 0].T
+            D = np.column_stack([_newton_direction(X[band[:, j]], t, G[:, j]) for j in range(run.size)])
+            delta = Yr * (X @ D[:d] + D[d])                  # the margins' motion per unit step
+            ww, wd, dd = (np.einsum("ij,ij->j", Wr, Wr), np.einsum("ij,ij->j", Wr, D[:d]),
+                          np.einsum("ij,ij->j", D[:d], D[:d]))
+            e0 = Ar - A0r
+            current = 0.5 * ww + np.einsum("ij,ij->j", Ar, 1.0 - Mr) - np.einsum("ij,ij->j", e0, e0) / (2.0 * t)
+
+            def value(s: np.ndarray) -> np.ndarray:
+                """The smooth objective at (w, b) + s D, machine by machine."""
+                r = 1.0 - (Mr + s * delta)
+                a = np.minimum(np.maximum(A0r + t * r, 0.0), cc)
+                e = a - A0r
+                return 0.5 * (ww + s * (2.0 * wd + s * dd)) + np.einsum("ij,ij->j", a, r) \
+                    - np.einsum("ij,ij->j", e, e) / (2.0 * t)
+
             descent = np.einsum("ij,ij->j", D, G)
-            step = np.where(todo, 1.0, 0.0)
+            step = np.ones(run.size)
             for _ in range(_BACKTRACKS):
-                W_new, b_new = W + step * D[:d], b + step * D[d]
-                U_new, A_new, value_new = evaluate(W_new, b_new)
-                bad = todo & (value_new > value + 1e-4 * step * descent + 1e-13 * np.abs(value))
+                bad = value(step) > current + 1e-4 * step * descent + 1e-13 * np.abs(current)
                 if not bad.any():
                     break
                 step = np.where(bad, 0.5 * step, step)
             else:
                 return None  # no descent: rounding, or a singular band (the caller fits with libsvm)
-            W, b, U, A, value = W_new, b_new, U_new, A_new, value_new
+            W[:, run] = Wr + step * D[:d]
+            b[run] += step * D[d]
+            M[:, run] = Mr + step * delta
         sets = np.where(A <= 0.0, 0, np.where(A >= cc, 2, 1)).astype(np.int8)
-        A0 = A
+        A0 = A.copy()
         if previous is not None and np.array_equal(sets, previous):
             return A0, b, steps
         previous = sets
         width *= WIDTH_FACTOR
+
+
+_posv = linalg.get_lapack_funcs("posv", (np.zeros(1),))
+
+
+def _newton_direction(Xb: np.ndarray, t: float, g: np.ndarray) -> np.ndarray:
+    """``−H⁻¹ g`` for ``H = [[I + t Xbᵀ Xb, t Xbᵀ 1], [t 1ᵀ Xb, t nb]]`` (the rows Xb inside the band):
+    in the band's space (``(I/t + Xb Xbᵀ) r = −Xb g_w + 1 Δb``, ``1ᵀ r = −g_b``, ``Δw = −g_w − Xbᵀ r``)
+    when it has fewer rows than features, else from H itself; no row in the band: ``−g`` (the
+    intercept has no curvature there; the line search scales it)."""
+    nb, d = Xb.shape
+    gw, gb = g[:d], g[d]
+    if nb == 0:
+        return -g
+    if nb <= d:
+        Kb = Xb @ Xb.T
+        Kb[np.arange(nb), np.arange(nb)] += 1.0 / t
+        rhs = np.empty((nb, 2))
+        rhs[:, 0] = -(Xb @ gw)
+        rhs[:, 1] = 1.0
+        _, sol, info = _posv(Kb, rhs, lower=1, overwrite_a=1, overwrite_b=1)
+        if info != 0:
+            sol = np.linalg.lstsq(Xb @ Xb.T + np.eye(nb) / t, rhs, rcond=None)[0]
+        p, q = sol[:, 0], sol[:, 1]
+        db = (-gb - p.sum()) / q.sum()
+        r = p + db * q
+        return np.append(-gw - Xb.T @ r, db)
+    H = np.empty((d + 1, d + 1))
+    H[:d, :d] = Xb.T @ Xb
+    H[:d, :d] *= t
+    H[np.arange(d), np.arange(d)] += 1.0
+    H[:d, d] = H[d, :d] = t * Xb.sum(axis=0)
+    H[d, d] = t * nb
+    _, sol, info = _posv(H, -g, lower=1, overwrite_a=1)
+    return sol if info == 0 else np.linalg.lstsq(H, -g, rcond=None)[0]
 
 
 def _least_squares_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
