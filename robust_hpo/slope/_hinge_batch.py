@@ -38,6 +38,8 @@ WIDTH_FACTOR = 0.5
 MAX_NEWTON_STEPS = 80
 """Batched Newton steps (all outer steps together) before giving up (None: libsvm fits instead)."""
 
+STABLE_STEPS = 3
+
 _BACKTRACKS = 30
 
 
@@ -60,6 +62,7 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
     W, b = _least_squares_start(X, Y, box, scale / width)
     M = Y * (X @ W + b)
     A = np.zeros((n, K))
+    stable = 0
     while True:
         t = scale / width
         run = np.arange(K)  # the machines whose smooth problem is not solved yet
@@ -70,7 +73,7 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
             A[:, run] = Ar
             YA = Yr * Ar
             G = np.vstack([Wr - X.T @ YA, -YA.sum(axis=0)[None, :]])
-            todo = np.sqrt(np.einsum("ij,ij->j", G, G)) > GRADIENT_RTOL * (1.0 + np.sqrt(np.einsum("ij,ij->j", Wr, Wr)))
+            todo = np.sqrt(np.einsum("ij,ij->j", G, G)) > min(GRADIENT_RTOL, width) * (1.0 + np.sqrt(np.einsum("ij,ij->j", Wr, Wr)))
             if not todo.all():
                 run, Yr, Mr, A0r, Wr, U, Ar, G = run[todo], Yr[:, todo], Mr[:, todo], A0r[:, todo], Wr[:, todo], \
                     U[:, todo], Ar[:, todo], G[:, todo]
@@ -109,7 +112,8 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
             M[:, run] = Mr + step * delta
         sets = np.where(A <= 0.0, 0, np.where(A >= cc, 2, 1)).astype(np.int8)
         A0 = A.copy()
-        if previous is not None and np.array_equal(sets, previous):
+        stable = stable + 1 if previous is not None and np.array_equal(sets, previous) else 0
+        if stable >= STABLE_STEPS:
             return A0, b, steps
         previous = sets
         width *= WIDTH_FACTOR
