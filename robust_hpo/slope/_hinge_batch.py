@@ -61,6 +61,7 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
     width, steps, previous = START_WIDTH, 0, None
     W, b = _least_squares_start(X, Y, box, scale / width)
     M = Y * (X @ W + b)
+    Z = np.hstack([X, np.ones((n, 1))])
     A = np.zeros((n, K))
     stable = 0
     while True:
@@ -83,7 +84,7 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
                 return None
             steps += 1
             band = (U > 0.0) & (U < cc)
-            D = np.column_stack([_newton_direction(X[band[:, j]], t, G[:, j]) for j in range(run.size)])
+            D = np.column_stack([_newton_direction(Z[band[:, j]], t, G[:, j]) for j in range(run.size)])
             delta = Yr * (X @ D[:d] + D[d])                  # the margins' motion per unit step
             ww, wd, dd = (np.einsum("ij,ij->j", Wr, Wr), np.einsum("ij,ij->j", Wr, D[:d]),
                           np.einsum("ij,ij->j", D[:d], D[:d]))
@@ -122,35 +123,35 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
 _posv = linalg.get_lapack_funcs("posv", (np.zeros(1),))
 
 
-def _newton_direction(Xb: np.ndarray, t: float, g: np.ndarray) -> np.ndarray:
-    """``−H⁻¹ g`` for ``H = [[I + t Xbᵀ Xb, t Xbᵀ 1], [t 1ᵀ Xb, t nb]]`` (the rows Xb inside the band):
-    in the band's space (``(I/t + Xb Xbᵀ) r = −Xb g_w + 1 Δb``, ``1ᵀ r = −g_b``, ``Δw = −g_w − Xbᵀ r``)
+def _newton_direction(Zb: np.ndarray, t: float, g: np.ndarray) -> np.ndarray:
+    """``−H⁻¹ g`` for ``H = diag(1, …, 1, 0) + t Zbᵀ Zb`` (``Zb = [Xb, 1]``, the rows inside the band): in
+    the band's space (``(I/t + Xb Xbᵀ) r = −Xb g_w + 1 Δb``, ``1ᵀ r = −g_b``, ``Δw = −g_w − Xbᵀ r``)
     when it has fewer rows than features, else from H itself; no row in the band: ``−g`` (the
     intercept has no curvature there; the line search scales it)."""
-    nb, d = Xb.shape
-    gw, gb = g[:d], g[d]
+    nb, q = Zb.shape
+    d = q - 1
     if nb == 0:
         return -g
     if nb <= d:
+        Xb = Zb[:, :d]
         Kb = Xb @ Xb.T
-        Kb[np.arange(nb), np.arange(nb)] += 1.0 / t
-        rhs = np.empty((nb, 2))
-        rhs[:, 0] = -(Xb @ gw)
-        rhs[:, 1] = 1.0
+        Kb.flat[::nb + 1] += 1.0 / t
+        rhs = np.ones((nb, 2))
+        rhs[:, 0] = -(Xb @ g[:d])
         _, sol, info = _posv(Kb, rhs, lower=1, overwrite_a=1, overwrite_b=1)
         if info != 0:
-            sol = np.linalg.lstsq(Xb @ Xb.T + np.eye(nb) / t, rhs, rcond=None)[0]
-        p, q = sol[:, 0], sol[:, 1]
-        db = (-gb - p.sum()) / q.sum()
-        r = p + db * q
-        return np.append(-gw - Xb.T @ r, db)
-    H = np.empty((d + 1, d + 1))
-    H[:d, :d] = Xb.T @ Xb
-    H[:d, :d] *= t
-    H[np.arange(d), np.arange(d)] += 1.0
-    H[:d, d] = H[d, :d] = t * Xb.sum(axis=0)
-    H[d, d] = t * nb
-    _, sol, info = _posv(H, -g, lower=1, overwrite_a=1)
+            Kb = Xb @ Xb.T
+            Kb.flat[::nb + 1] += 1.0 / t
+            sol = np.linalg.lstsq(Kb, rhs, rcond=None)[0]
+        db = (-g[d] - sol[:, 0].sum()) / sol[:, 1].sum()
+        out = np.empty(q)
+        out[:d] = -g[:d] - Xb.T @ (sol[:, 0] + db * sol[:, 1])
+        out[d] = db
+        return out
+    H = Zb.T @ Zb
+    H *= t
+    H.flat[:d * (d + 2):d + 2] += 1.0  # the penalty on w (the intercept has none)
+    _, sol, info = _posv(H, -g, lower=1)
     return sol if info == 0 else np.linalg.lstsq(H, -g, rcond=None)[0]
 
 
