@@ -93,17 +93,20 @@ def ovr_hinge_start(X: np.ndarray, Y: np.ndarray, box: np.ndarray) -> tuple[np.n
             delta = Yr * (X @ D[:d] + D[d])                  # the margins' motion per unit step
             ww, wd, dd = (np.einsum("ij,ij->j", Wr, Wr), np.einsum("ij,ij->j", Wr, D[:d]),
                           np.einsum("ij,ij->j", D[:d], D[:d]))
-            e0 = Ar - A0r
-            current = 0.5 * ww + np.einsum("ij,ij->j", Ar, 1.0 - Mr) - np.einsum("ij,ij->j", e0, e0) / (2.0 * t)
+            # rows with α⁰ = 0 that stay outside the band for every step in [0, 1] add nothing: the line
+            # search reads the others only, (row, machine) pairs flattened
+            rows, cols = np.nonzero((np.maximum(U, U - t * delta) > 0.0) | (A0r > 0.0))
+            m_, d_, a0_, c_ = Mr[rows, cols], delta[rows, cols], A0r[rows, cols], box[rows]
 
             def value(s: np.ndarray) -> np.ndarray:
-                """The smooth objective at (w, b) + s D, machine by machine."""
-                r = 1.0 - (Mr + s * delta)
-                a = np.minimum(np.maximum(A0r + t * r, 0.0), cc)
-                e = a - A0r
-                return 0.5 * (ww + s * (2.0 * wd + s * dd)) + np.einsum("ij,ij->j", a, r) \
-                    - np.einsum("ij,ij->j", e, e) / (2.0 * t)
+                """The smooth objective at (w, b) + s D, machine by machine (0 ≤ s ≤ 1)."""
+                r = 1.0 - (m_ + s[cols] * d_)
+                a = np.minimum(np.maximum(a0_ + t * r, 0.0), c_)
+                e = a - a0_
+                return 0.5 * (ww + s * (2.0 * wd + s * dd)) + np.bincount(cols, a * r - e * e / (2.0 * t),
+                                                                          minlength=s.size)
 
+            current = value(np.zeros(run.size))
             descent = np.einsum("ij,ij->j", D, G)
             step = np.ones(run.size)
             for _ in range(_BACKTRACKS):
