@@ -144,6 +144,8 @@ def measure(est: object, data: tuple[np.ndarray, ...], repeats: int, X_test: np.
     r = last["result"]
     steps = r.details.get("newton_steps", r.details.get("active_set_steps", 0))
     how = f"{r.method} {r.details.get('cg_iterations', '')}/{steps}".replace(" /", " -/")
+    if "start_newton_steps" in r.details:  # SGD hinge, K >= 3: the batched start's Newton steps, libsvm fits after it
+        how += f" start {r.details['start_newton_steps']} steps, libsvm {r.details.get('libsvm_fits', 0)}"
     return {"fit": med["fit"], "slope": med["slope"], "refit": med["refit"], "cached": med["cached"],
             "value": r.slope, "margins": statistics.median(margin_share), "how": how,
             "estimate": statistics.median(estimates)}

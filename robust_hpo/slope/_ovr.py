@@ -48,6 +48,7 @@ class OneVsRest(MulticlassPart):
             batched = self._prepare_batched(model, X, codes)
             if batched is not None:
                 return batched
+        starts = None
         for k in range(self.K):
             machine = self.machine_class(model.estimator, damping=model.damping)
             if primal_is_cheap(*X.shape) and hasattr(machine, "space"):
@@ -57,9 +58,15 @@ class OneVsRest(MulticlassPart):
             machine.n_features_, machine.n_clean_ = X.shape[1], X.shape[0]
             machine._multi, machine._memo, machine.weights_ = None, None, model.weights_
             machine.fit_seconds_, machine.prepare_seconds_ = 0.0, 0.0
-            if own_fit:  # SGD's hinge: the exact optimum comes from libsvm, one machine at a time
+            if own_fit:  # SGD's hinge: the exact optimum from a batched start, or libsvm one machine at a time
                 machine.estimator_ = machine._estimator_for_fit(X)
-                machine._fit_estimator(machine.estimator_, X, y_pm)
+                if k == 0 and hasattr(machine, "one_vs_rest_starts"):
+                    starts = machine.one_vs_rest_starts(X, np.where(codes[:, None] == np.arange(self.K)[None, :],
+                                                                    1.0, -1.0))
+                if starts is not None:
+                    machine._dual_start = starts[k]  # refined and checked in _prepare (libsvm if it does not settle)
+                else:
+                    machine._fit_estimator(machine.estimator_, X, y_pm)
             else:  # LinearSVC, SGD (smooth): machine k starts from row k of the fitted coefficients
                 view = copy.copy(est)  # a cheap view: its fitted attributes are replaced, not mutated
                 view.coef_ = np.asarray(est.coef_[k:k + 1], dtype=np.float64).copy()
@@ -73,10 +80,14 @@ class OneVsRest(MulticlassPart):
                 est.coef_[k], est.intercept_[k] = machine._w, machine._b  # that est predicts with it
             self.machines.append(machine)
             details["method"] = machine.details_["method"]
+            if starts is not None:  # how each machine's optimum was found: the batched start, or libsvm after it
+                details["libsvm_fits"] = details.get("libsvm_fits", 0) + (machine.details_["start"] != starts[k].name)
             for key in ("residual_fit", "residual"):
                 details[key] = max(details.get(key, 0.0), machine.details_.get(key, 0.0))
             details["newton_steps"] = details.get("newton_steps", 0) + machine.details_.get("newton_steps", 0)
         details["method"] = f"ovr-{details['method']}"
+        if starts is not None:
+            details.update(start=starts[0].name, start_newton_steps=starts[0].newton_steps)
         return details
 
     def _machine(self, model: ConvexSlopeModel, X: np.ndarray, k: int) -> ConvexSlopeModel:

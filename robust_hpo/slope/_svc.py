@@ -196,6 +196,10 @@ class SVCSlope(ConvexSlopeModel):
             self.estimator_ = tighter
             details["refit_tol"] = tol
             state = state[:4] + (first.violation,) + state[5:]  # the residual of the user's fit
+        return self._finish_prepare(X, y_pm, state, details)
+
+    def _finish_prepare(self, X: np.ndarray, y_pm: np.ndarray, state: tuple, details: dict[str, Any]) -> dict[str, Any]:
+        """Install a refined solution ``state`` (:meth:`_refine`'s tuple) as this fit's."""
         alpha, b, S, B, residual_fit, residual, steps = state
         C = float(self.estimator_.C)
         self._C = C
@@ -728,3 +732,52 @@ class SGDHingeSlope(SVCSlope):
         if self._multi is None:
             return super()._fit_estimator(est, X, y)
         return fit_layout(est, X, y, early_stopping=False)  # no validation split of K rows
+
+    def one_vs_rest_starts(self, X: np.ndarray, Y: np.ndarray) -> list[_DualStart] | None:
+        """K ≥ 3, small designs: every machine's dual solution on the optimum's sets from one batched
+        computation (:func:`~._hinge_batch.ovr_hinge_start`), each machine's start for :meth:`_prepare`
+        in place of its libsvm fit; None (libsvm fits) for wide designs or where the sets did not settle."""
+        from robust_hpo.slope._hinge_batch import ovr_hinge_start
+        from robust_hpo.slope._multiclass import primal_is_cheap
+
+        if not primal_is_cheap(*X.shape):
+            return None
+        C = float(self._estimator_for_fit(X).C)
+        weights = self.clean_weights()
+        box = C * (np.ones(X.shape[0]) if weights is None else weights)
+        found = ovr_hinge_start(X, Y, box)
+        if found is None:
+            return None
+        A, b, steps = found
+        return [_DualStart(C, A[:, k], float(b[k]), steps) for k in range(Y.shape[1])]
+
+    def _prepare(self, X: np.ndarray, y_pm: np.ndarray) -> dict[str, Any]:
+        """From a one-vs-rest batched start (:meth:`one_vs_rest_starts`) when there is one: refined and
+        checked like libsvm's solution; where its sets do not settle, libsvm fits the machine (as without it)."""
+        start = self.__dict__.pop("_dual_start", None)
+        if start is None:
+            return super()._prepare(X, y_pm)
+        try:
+            state = self._refine(X, y_pm, start)
+        except _Unsettled:
+            self._fit_estimator(self.estimator_, X, y_pm)
+            details = super()._prepare(X, y_pm)
+            details["start"] = "libsvm (the batched start did not settle)"
+            return details
+        details = {"method": "svm-kkt", "kernel": "linear", "start": start.name}
+        return self._finish_prepare(X, y_pm, state, details)
+
+
+class _DualStart:
+    """A machine's dual solution α ≥ 0, b in the attributes of a fitted ``SVC`` that
+    :meth:`SVCSlope._refine` reads (``C``, ``support_``, ``dual_coef_`` — only its magnitude is read —,
+    ``intercept_``)."""
+
+    def __init__(self, C: float, alpha: np.ndarray, b: float, newton_steps: int) -> None:
+        self.C = C
+        self.support_ = np.flatnonzero(alpha > 0)
+        self.dual_coef_ = alpha[self.support_][None, :]
+        self.intercept_ = np.array([b])
+        self.newton_steps = newton_steps
+
+    name = "batched-proximal-newton"
