@@ -72,6 +72,16 @@ first fit's: at tol·1e-3 libsvm may take minutes without meeting its stopping r
 7-class SGD hinge: > 160 s), while a standardised 300-row table converged at 1e-9 after 39 million (8 s)."""
 
 
+def _refit_max_iter(est: SVC) -> int:
+    """libsvm's iteration limit for the tighter refit of ``est`` (fitted with ``max_iter=-1``): at least
+    :data:`REFIT_MAX_ITER` and 100× the first fit's iterations, within libsvm's C ``int``."""
+    return min(max(REFIT_MAX_ITER, 100 * int(np.sum(getattr(est, "n_iter_", 0)))), LIBSVM_MAX_INT)
+
+
+LIBSVM_MAX_INT = 2 ** 31 - 1
+"""libsvm takes ``max_iter`` as a C int: a larger value raises OverflowError."""
+
+
 def _unsettled_advice(refit: SVC, d: int, weights: np.ndarray | None = None) -> str:
     """What to change when neither libsvm's fit nor its tighter refit could be refined to the optimum
     (``weights``: the clean rows' effective sample weights, whose α box is C·s_i)."""
@@ -180,7 +190,7 @@ class SVCSlope(ConvexSlopeModel):
             tol = min(float(est.tol), 1e-3) * REFIT_TOL_FACTOR
             tighter = clone(est).set_params(tol=tol, class_weight=None)
             if tighter.max_iter == -1:  # at a tight tol libsvm can run for minutes (float rounding): bound it
-                tighter.set_params(max_iter=max(REFIT_MAX_ITER, 100 * int(np.sum(getattr(est, "n_iter_", 0)))))
+                tighter.set_params(max_iter=_refit_max_iter(est))
             weights = self.clean_weights()
             tighter.fit(X, np.where(y_pm > 0, self.classes_[1], self.classes_[0]),
                         **({} if weights is None else {"sample_weight": weights}))

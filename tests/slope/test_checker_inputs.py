@@ -287,3 +287,15 @@ def test_unsettled_svc_advice_names_the_cause(fit_status, tol, free, expected):
     weights[: 2 * free] = 0.5
     if "strictly inside" in expected:
         assert ": lower tol or raise max_iter" in _unsettled_advice(refit, d=5, weights=weights)
+
+
+def test_the_tighter_refits_iteration_limit_fits_libsvms_int():
+    """A first fit of more than 2**31 / 100 libsvm iterations made the refit's limit overflow libsvm's C int
+    (a raw OverflowError on a 4-class make_classification SGD hinge at alpha = 1e-4)."""
+    from types import SimpleNamespace
+
+    from robust_hpo.slope._svc import REFIT_MAX_ITER, _refit_max_iter
+
+    assert _refit_max_iter(SimpleNamespace(n_iter_=np.array([30_000_000, 5]))) == 2 ** 31 - 1
+    assert _refit_max_iter(SimpleNamespace(n_iter_=np.array([2_000_000]))) == 200_000_000
+    assert _refit_max_iter(SimpleNamespace()) == REFIT_MAX_ITER
