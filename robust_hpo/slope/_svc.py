@@ -78,6 +78,9 @@ def _refit_max_iter(est: SVC) -> int:
     return min(max(REFIT_MAX_ITER, 100 * int(np.sum(getattr(est, "n_iter_", 0)))), LIBSVM_MAX_INT)
 
 
+FLAT_SPREAD = 1e-2
+"""A linear SVM whose decision values span at most this (margin units) over the training rows is flat (w ≈ 0)."""
+
 LIBSVM_MAX_INT = 2 ** 31 - 1
 """libsvm takes ``max_iter`` as a C int: a larger value raises OverflowError."""
 
@@ -187,6 +190,8 @@ class SVCSlope(ConvexSlopeModel):
             state = self._refine(X, y_pm, self.estimator_)
         except _Unsettled as first:  # the sets libsvm found are not the optimum's
             est = self.estimator_
+            if float(est.tol) <= 1e-3:  # libsvm's default or tighter: w ≈ 0 there is the optimum's, not a loose fit's
+                self._refuse_a_flat_optimum(est, X)
             tol = min(float(est.tol), 1e-3) * REFIT_TOL_FACTOR
             tighter = clone(est).set_params(tol=tol, class_weight=None)
             if tighter.max_iter == -1:  # at a tight tol libsvm can run for minutes (float rounding): bound it
@@ -197,6 +202,7 @@ class SVCSlope(ConvexSlopeModel):
             try:
                 state = self._refine(X, y_pm, tighter)
             except _Unsettled as second:
+                self._refuse_a_flat_optimum(tighter, X)
                 raise NotConvergedError(
                     f"{estimator_settings(self.estimator)}: the solution does not satisfy its KKT "
                     f"conditions (violation {first.violation:.2e}) and active-set refinement did not "
@@ -207,6 +213,22 @@ class SVCSlope(ConvexSlopeModel):
             details["refit_tol"] = tol
             state = state[:4] + (first.violation,) + state[5:]  # the residual of the user's fit
         return self._finish_prepare(X, y_pm, state, details)
+
+    def _refuse_a_flat_optimum(self, est: SVC, X: np.ndarray) -> None:
+        """A linear SVM whose decision values barely vary (w ≈ 0: the classes are not separated at all at this
+        regularisation) puts every row on its margin or inside it: the KKT system is degenerate, the sets do
+        not settle, and a tighter libsvm refit only spends minutes before failing too. Refused at once (read
+        on a fit at libsvm's default ``tol`` or tighter: a looser one may stop before w moves)."""
+        if est.kernel != "linear":
+            return
+        spread = float(np.ptp(est.decision_function(X)))
+        if spread <= FLAT_SPREAD:
+            raise NotConvergedError(
+                f"{estimator_settings(self.estimator)}: the optimum is flat (w ≈ 0: its decision values span "
+                f"{spread:.1e} over the training rows, in margin units) — no hyperplane separates the positive "
+                "class from the other at all, every row sits on the margin or inside it, and the KKT system that "
+                "defines the slope is degenerate; use LinearSVC or LogisticRegression (smooth losses: a unique "
+                "optimum), or features that separate the classes")
 
     def _finish_prepare(self, X: np.ndarray, y_pm: np.ndarray, state: tuple, details: dict[str, Any]) -> dict[str, Any]:
         """Install a refined solution ``state`` (:meth:`_refine`'s tuple) as this fit's."""

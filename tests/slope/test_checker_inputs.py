@@ -94,7 +94,7 @@ def test_the_tighter_libsvm_refit_of_an_unsettled_svm_is_bounded(monkeypatch):
     try:
         slope_model(SGDClassifier(loss="hinge", alpha=0.001)).fit(X, y)
     except NotConvergedError as exc:
-        assert "libsvm cannot resolve this problem's optimum; use LinearSVC" in str(exc)
+        assert "the optimum is flat (w ≈ 0" in str(exc)  # refused before the refit (it was 20–160 s)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -299,3 +299,30 @@ def test_the_tighter_refits_iteration_limit_fits_libsvms_int():
     assert _refit_max_iter(SimpleNamespace(n_iter_=np.array([30_000_000, 5]))) == 2 ** 31 - 1
     assert _refit_max_iter(SimpleNamespace(n_iter_=np.array([2_000_000]))) == 200_000_000
     assert _refit_max_iter(SimpleNamespace()) == REFIT_MAX_ITER
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_a_flat_linear_svm_optimum_is_refused_at_once(seed):
+    """Labels unrelated to the features (a quarter positive): w = 0 is the exact optimum — certified here by
+    the dual (box-bounded α with Σ α y x = 0 and Σ α y = 0, every positive at its bound) — so every row sits
+    on the margin or inside it and the KKT system is degenerate. Before, libsvm's tighter refit spent 15–170 s
+    before a NotConvergedError advising a lower tol; now one line at once, naming the cause."""
+    from scipy.optimize import lsq_linear
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.svm import SVC
+
+    from robust_hpo.errors import NotConvergedError
+    from robust_hpo.slope import slope_model
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(200, 5))
+    y = (rng.random(200) < 0.25).astype(int)
+    pos, neg = y == 1, y == 0
+    C = 1.0
+    A = np.vstack([X[neg].T, 1e3 * np.ones((1, neg.sum()))])
+    target = np.concatenate([C * X[pos].sum(axis=0), [1e3 * C * pos.sum()]])
+    certificate = lsq_linear(A, target, bounds=(0, C), tol=1e-12)
+    assert np.linalg.norm(A @ certificate.x - target) <= 1e-8 * np.linalg.norm(target)
+    for est in (SVC(kernel="linear", C=C), SGDClassifier(loss="hinge", alpha=1.0 / (C * len(y)))):
+        with pytest.raises(NotConvergedError, match=r"the optimum is flat \(w ≈ 0.*LinearSVC or LogisticRegression"):
+            slope_model(est).fit(X, y)
