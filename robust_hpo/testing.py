@@ -188,6 +188,15 @@ def register_fakes() -> None:
         register_family(family)
 
 
+def right_derivative(value: Callable[[float], Any], h: float) -> Any:
+    """Third-order one-sided estimate of ``d value / dβ`` at β = 0 from steps h, h/2, h/4 (Richardson
+    extrapolation of forward differences); ``value`` may return a float or an array (e.g. margins)."""
+    v0 = value(0.0)
+    D = [(value(s) - v0) / s for s in (h, h / 2, h / 4)]
+    R1 = [2 * D[1] - D[0], 2 * D[2] - D[1]]
+    return (4 * R1[1] - R1[0]) / 3
+
+
 def make_backdoor_problem(seed: int, n: int = 200, d: int = 6, m: int = 20, n_trigger: int = 50,
                           labels: tuple[int, int] = (3, 8)):
     """A linearly-separable-ish two-class problem with a 'trigger' feature (the last one).

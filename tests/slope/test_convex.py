@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
 from robust_hpo.slope import backdoor_slope, normalised_slope, slope_model
-from robust_hpo.testing import make_backdoor_problem
+from robust_hpo.testing import make_backdoor_problem, right_derivative
 
 
 def _pm(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -46,10 +46,7 @@ def _refit_loss(estimator, problem, beta: float, kind: str) -> float:
 
 def _richardson(estimator, problem, kind: str, h: float) -> float:
     """Third-order one-sided estimate of dL/dβ at 0 from steps h, h/2, h/4."""
-    L0 = _refit_loss(estimator, problem, 0.0, kind)
-    D = [(_refit_loss(estimator, problem, s, kind) - L0) / s for s in (h, h / 2, h / 4)]
-    R1 = [2 * D[1] - D[0], 2 * D[2] - D[1]]
-    return (4 * R1[1] - R1[0]) / 3
+    return right_derivative(lambda beta: _refit_loss(estimator, problem, beta, kind), h)
 
 
 def _rel_err(a: float, b: float) -> float:

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from robust_hpo.slope import GramCache, slope_model
+from robust_hpo.testing import right_derivative
 
 UNUSED = 8  # the last UNUSED columns are 0 on every clean row; the trigger switches two of them on
 
@@ -52,10 +53,7 @@ def _refit_slope(C: float, problem, h: float = 1e-3) -> float:
                 sample_weight=np.concatenate([np.ones(len(X)), np.full(len(Xp), beta)]))
         return _target_loss(est, Xt, yt)
 
-    L0 = loss(0.0)
-    D = [(loss(s) - L0) / s for s in (h, h / 2, h / 4)]
-    R1 = [2 * D[1] - D[0], 2 * D[2] - D[1]]
-    return (4 * R1[1] - R1[0]) / 3
+    return right_derivative(loss, h)
 
 
 @pytest.mark.parametrize("seed, K, C, tol, dtype", [

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
 from robust_hpo.slope import backdoor_slope, slope_model
-from robust_hpo.testing import make_backdoor_problem
+from robust_hpo.testing import make_backdoor_problem, right_derivative
 
 
 def _test_set(seed: int, d: int, n: int = 60):
@@ -42,10 +42,7 @@ def _target_margins(est, problem, beta: float) -> np.ndarray:
 
 
 def _richardson_margins(est, problem, h: float) -> np.ndarray:
-    m0 = _target_margins(est, problem, 0.0)
-    D = [(_target_margins(est, problem, s) - m0) / s for s in (h, h / 2, h / 4)]
-    R1 = [2 * D[1] - D[0], 2 * D[2] - D[1]]
-    return (4 * R1[1] - R1[0]) / 3
+    return right_derivative(lambda beta: _target_margins(est, problem, beta), h)
 
 
 CASES = [

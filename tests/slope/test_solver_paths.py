@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from robust_hpo.slope import slope_model
 from robust_hpo.slope import _linear
-from robust_hpo.testing import make_backdoor_problem
+from robust_hpo.testing import make_backdoor_problem, right_derivative
 
 
 def _mean_log_loss(est, X, y) -> float:
@@ -36,10 +36,7 @@ def _refit_derivative(C: float, problem, h: float = 1e-2) -> float:
                 sample_weight=np.concatenate([np.ones(len(X)), np.full(len(Xp), beta)]))
         return _mean_log_loss(est, Xt, yt)
 
-    L0 = loss(0.0)
-    D = [(loss(s) - L0) / s for s in (h, h / 2, h / 4)]
-    R1 = [2 * D[1] - D[0], 2 * D[2] - D[1]]
-    return (4 * R1[1] - R1[0]) / 3
+    return right_derivative(loss, h)
 
 
 @pytest.mark.parametrize("n, d, m, C, methods", [
