@@ -92,8 +92,8 @@ def test_degenerate_inputs_give_the_libsvm_paths_outcome(case, monkeypatch):
     """Pure-noise labels, and every clean row the same image: the batched start gives what libsvm's
     machines give (the same slope, or the same one-line error) — never a different slope."""
     X, y, Xp, yp, Xt, yt = synthetic_problem(3, 68, n=60, d=12)
-    if case == "noise":  # (at larger α the optimum is w = 0 with every point on a margin: libsvm runs for
-        y = np.random.default_rng(69).integers(0, 3, size=len(y))  # seconds and both paths raise NotConvergedError)
+    if case == "noise":  # (at larger α the optimum is w = 0 with every point on a margin: both paths refuse it,
+        y = np.random.default_rng(69).integers(0, 3, size=len(y))  # test_a_flat_linear_svm_optimum_is_refused_at_once)
     else:
         X = np.repeat(X[:1], len(X), axis=0)
     problem = (X, y, Xp, yp, Xt, yt)
