@@ -22,12 +22,14 @@ naming the estimator's ``tol`` and ``max_iter``. Ridge is quadratic: one exact N
 from __future__ import annotations
 
 import time
+import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 
 from robust_hpo.errors import NotConvergedError, SingularHessianError, ValidationError
@@ -73,6 +75,14 @@ class _LinearModelSlope(ConvexSlopeModel):
 
     # -- the clean solution ------------------------------------------------------------------------
     def _fit_estimator(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
+        """scikit-learn's fit, the polish's start (:meth:`_fit_start`). Its ``ConvergenceWarning`` is not passed
+        on: the polish takes the fit to the optimum, or raises :class:`NotConvergedError` naming ``tol`` and
+        ``max_iter``, so the estimator this returns is converged whatever the start's solver said."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return self._fit_start(est, X, y)
+
+    def _fit_start(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
         """scikit-learn's fit on X restricted to the features some clean row uses (MNIST pixels: 550 of
         784), then widened back to all features with coefficient 0 on the others. A feature no row uses
         has no data term: its coefficient is 0 at the optimum and stays 0 along every solver's path, so

@@ -122,3 +122,31 @@ def test_linear_svc_fit_on_used_features_is_liblinears_fit_on_all_of_them(monkey
     assert model.estimator_.coef_.shape == reference.coef_.shape
     np.testing.assert_allclose(model.estimator_.decision_function(X), reference.decision_function(X),
                                rtol=0, atol=1e-5 * np.abs(reference.decision_function(X)).max())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LogisticRegression(C=10.0, max_iter=3),
+    lambda: LinearSVC(C=10.0, max_iter=3),
+])
+def test_the_starts_convergence_warning_is_not_passed_on_the_polished_fit_is_converged(make):
+    """scikit-learn warns that its fit did not converge; the estimator returned is polished to the optimum
+    (checked against scikit-learn's own tight fit), so that warning would only mislead — it is not passed on."""
+    import warnings
+
+    from sklearn.base import clone
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = _problem(9, 3)[:2]
+    with pytest.warns(ConvergenceWarning):
+        clone(make()).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = slope_model(make()).fit(X, y)
+    tight = clone(make()).set_params(max_iter=1_000_000, tol=1e-12)
+    if isinstance(tight, LogisticRegression):
+        tight.set_params(solver="newton-cholesky", tol=1e-14)
+    tight.fit(X, y)
+    F, G = model.estimator_.decision_function(X), tight.decision_function(X)
+    if isinstance(tight, LogisticRegression):  # multinomial scores: defined up to one shift per row
+        F, G = F - F.mean(axis=1, keepdims=True), G - G.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(F, G, rtol=0, atol=1e-5 * np.abs(G).max())
