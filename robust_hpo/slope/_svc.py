@@ -71,18 +71,17 @@ REFIT_MAX_ITER = 100_000_000
 first fit's: at tol·1e-3 libsvm may take minutes without meeting its stopping rule (a 300-row machine of a
 7-class SGD hinge: > 160 s), while a standardised 300-row table converged at 1e-9 after 39 million (8 s)."""
 
+LIBSVM_MAX_INT = 2 ** 31 - 1
+"""libsvm takes ``max_iter`` as a C int: a larger value raises OverflowError."""
+
+FLAT_SPREAD = 1e-2
+"""A linear SVM whose decision values span at most this (margin units) over the training rows is flat (w ≈ 0)."""
+
 
 def _refit_max_iter(est: SVC) -> int:
     """libsvm's iteration limit for the tighter refit of ``est`` (fitted with ``max_iter=-1``): at least
     :data:`REFIT_MAX_ITER` and 100× the first fit's iterations, within libsvm's C ``int``."""
     return min(max(REFIT_MAX_ITER, 100 * int(np.sum(getattr(est, "n_iter_", 0)))), LIBSVM_MAX_INT)
-
-
-FLAT_SPREAD = 1e-2
-"""A linear SVM whose decision values span at most this (margin units) over the training rows is flat (w ≈ 0)."""
-
-LIBSVM_MAX_INT = 2 ** 31 - 1
-"""libsvm takes ``max_iter`` as a C int: a larger value raises OverflowError."""
 
 
 def _unsettled_advice(refit: SVC, d: int, weights: np.ndarray | None = None) -> str:
@@ -230,7 +229,8 @@ class SVCSlope(ConvexSlopeModel):
                 "defines the slope is degenerate; use LinearSVC or LogisticRegression (smooth losses: a unique "
                 "optimum), or features that separate the classes")
 
-    def _finish_prepare(self, X: np.ndarray, y_pm: np.ndarray, state: tuple, details: dict[str, Any]) -> dict[str, Any]:
+    def _finish_prepare(self, X: np.ndarray, y_pm: np.ndarray, state: tuple,
+                        details: dict[str, Any]) -> dict[str, Any]:
         """Install a refined solution ``state`` (:meth:`_refine`'s tuple) as this fit's."""
         alpha, b, S, B, residual_fit, residual, steps = state
         C = float(self.estimator_.C)
