@@ -21,8 +21,13 @@ y_poison, X_trigger, y_trigger)`` on float64 MNIST 7-1 pixels next to the fit, s
 and the multi-class slopes (K = 10, digits: 1,200 training rows, BadNets 2x2 to class 0, 10 % poison)
 and the new learners (LinearSVC, SGDClassifier), target (a) <= 1.5.
 
+With ``--optimum`` (slower), under each logistic-regression and hinge-SGD row: how far scikit-learn's
+default fit (the denominator of (a)) stops from the optimum the exact slope is taken at, and what
+scikit-learn's own solvers cost to reach that optimum, in fits (``benchmarks._optimum``): the part of
+(a) that exactness itself costs, whatever computes the slope.
+
     python -m benchmarks.slope_cost [--repeats 7] [--threads N] [--skip-features] [--skip-pixels]
-                                    [--skip-multiclass] [--only NAME]
+                                    [--skip-multiclass] [--only NAME] [--optimum]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from benchmarks._common import limit_blas_threads, mnist_pair_split
+from benchmarks._optimum import optimum_cost
 from robust_hpo.slope import GramCache, backdoor_slope, slope_model
 from robust_hpo.slope import _base
 
@@ -273,6 +279,16 @@ def row(name: str, C: float, m: dict[str, object], target: float = 1.3) -> str:
             f"{100 * m['margins']:>5.1f}% {m['value']:>7.3f}  {m['how']}{'  MISSED:' + flag if flag else ''}")
 
 
+def report(name: str, C: float, est: object, data: tuple[np.ndarray, ...], repeats: int, X_test: np.ndarray,
+           y_test: np.ndarray, target: float, optimum: bool) -> None:
+    """Print a row, and with ``optimum`` the cost of the slope's optimum to scikit-learn (where defined)."""
+    m = measure(est, data, repeats, X_test, y_test)
+    print(row(name, C, m, target), flush=True)
+    found = optimum_cost(est, data[0], data[1], m["fit"], clock=clock, repeats=min(repeats, 3)) if optimum else None
+    if found is not None:
+        print(found.describe(), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -288,6 +304,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall (default) or cpu: this process's CPU time — with --threads 1 the work done, "
                              "robust to other processes sharing the cores")
+    parser.add_argument("--optimum", action="store_true",
+                        help="also what the optimum the slope is taken at costs scikit-learn's own solvers (slower)")
     args = parser.parse_args()
     global clock
     clock = CLOCKS[args.clock]
@@ -304,7 +322,7 @@ def main() -> None:
         print("-" * len(header(target)))
         for name, C, est in learners():
             if args.only in (None, name):
-                print(row(name, C, measure(est, data, args.repeats, X_test, split.y_test), target), flush=True)
+                report(name, C, est, data, args.repeats, X_test, split.y_test, target, args.optimum)
         if args.only in (None, "ridge"):
             print(public_ridge(data, args.repeats, target=target), flush=True)
     if args.large_svm:
@@ -317,7 +335,7 @@ def main() -> None:
         print("-" * len(header(target)))
         for name, C, est in learners():
             if args.only in (None, name) and name in ("logistic", "ridge"):
-                print(row(name, C, measure(est, big, args.repeats, X_big, y_big), target), flush=True)
+                report(name, C, est, big, args.repeats, X_big, y_big, target, args.optimum)
     if not args.skip_multiclass:
         ten, X10, y10 = digits_ten()
         print(f"\nK = 10 classes (digits, n_clean = {len(ten[0])}, n_poison = {len(ten[2])}, "
@@ -326,7 +344,7 @@ def main() -> None:
         print("-" * len(header(1.5)))
         for name, C, est in multiclass_learners():
             if args.only in (None, name):
-                print(row(name, C, measure(est, ten, args.repeats, X10, y10), 1.5), flush=True)
+                report(name, C, est, ten, args.repeats, X10, y10, 1.5, args.optimum)
     if args.skip_features:
         return
     Xc, yc, Xp, yp, Xt, yt = data
@@ -337,8 +355,7 @@ def main() -> None:
     print("-" * len(header(target)))
     for name, C, est in learners(rbf_gamma=1.0 / 9216):
         if args.only in (None, name):
-            print(row(name, C, measure(est, fdata, max(3, args.repeats // 2), feats[3], split.y_test), target),
-                  flush=True)
+            report(name, C, est, fdata, max(3, args.repeats // 2), feats[3], split.y_test, target, args.optimum)
 
 
 if __name__ == "__main__":
