@@ -150,3 +150,30 @@ def test_the_starts_convergence_warning_is_not_passed_on_the_polished_fit_is_con
     if isinstance(tight, LogisticRegression):  # multinomial scores: defined up to one shift per row
         F, G = F - F.mean(axis=1, keepdims=True), G - G.mean(axis=1, keepdims=True)
     np.testing.assert_allclose(F, G, rtol=0, atol=1e-5 * np.abs(G).max())
+
+
+def test_the_start_runs_on_one_blas_thread_except_newton_cholesky(monkeypatch) -> None:
+    """Matrix–vector solvers (lbfgs) fit on one BLAS thread, as the polish does; newton-cholesky (a
+    matrix–matrix product per step) keeps the configured threads. The threads are read inside the fit."""
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    def blas_threads() -> int:
+        return max((c.num_threads for c in ThreadpoolController().lib_controllers if c.user_api == "blas"),
+                   default=0)
+
+    seen: list[tuple[str, int]] = []
+    original = LogisticRegression.fit
+
+    def spy(self, X, y, sample_weight=None):
+        seen.append((self.solver, blas_threads()))
+        return original(self, X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    X, y, *_ = _problem(5, 2)
+    with threadpool_limits(2, user_api="blas"):
+        if blas_threads() < 2:
+            pytest.skip("this BLAS does not run on two threads")
+        slope_model(LogisticRegression()).fit(X, y)
+        slope_model(LogisticRegression(solver="newton-cholesky")).fit(X, y)
+        assert blas_threads() == 2  # restored after the fit
+    assert seen == [("lbfgs", 1), ("newton-cholesky", 2)]
