@@ -9,6 +9,7 @@ any number of attacks (``derivative`` / ``derivatives``) without training on poi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -306,7 +307,8 @@ class ConvexSlopeModel(ABC):
             pipe.steps[-1][1].set_params(**({"class_weight": None} if spec is not None else {}))
             params = self.preprocessing.fit_params(pipe.steps, w)
             params[f"{pipe.steps[-1][0]}__sample_weight"] = effective
-            return pipe.fit(X, y, **params)
+            with self._fit_threads():
+                return pipe.fit(X, y, **params)
         est = self._estimator_for_fit(Xc)
         if spec is not None:
             est.set_params(class_weight=None)
@@ -314,9 +316,15 @@ class ConvexSlopeModel(ABC):
         if warm_start and isinstance(est, LogisticRegression) and isinstance(clean, LogisticRegression):
             est.set_params(warm_start=True)
             est.coef_, est.intercept_ = clean.coef_.copy(), clean.intercept_.copy()
-        if beta == 0 and sw is None and spec is None:
-            return est.fit(X, y)
-        return est.fit(X, y, sample_weight=effective)
+        with self._fit_threads():
+            if beta == 0 and sw is None and spec is None:
+                return est.fit(X, y)
+            return est.fit(X, y, sample_weight=effective)
+
+    def _fit_threads(self) -> contextlib.AbstractContextManager[Any]:
+        """The BLAS threads scikit-learn's fits of this learner run on (the start and :meth:`fit_weighted`):
+        as configured, unless a learner's solver is matrix–vector bound (:class:`~._linear.LogisticSlope`)."""
+        return contextlib.nullcontext()
 
     refits_at_the_optimum: bool = False
     """True where scikit-learn's own fit stops short of the optimum the slope differentiates

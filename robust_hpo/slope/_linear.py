@@ -78,7 +78,7 @@ class _LinearModelSlope(ConvexSlopeModel):
         """scikit-learn's fit, the polish's start (:meth:`_fit_start`). Its ``ConvergenceWarning`` is not passed
         on: the polish takes the fit to the optimum, or raises :class:`NotConvergedError` naming ``tol`` and
         ``max_iter``, so the estimator this returns is converged whatever the start's solver said."""
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), self._fit_threads():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return self._fit_start(est, X, y)
 
@@ -352,15 +352,12 @@ class LogisticSlope(_LinearModelSlope):
             return X_used.astype(np.float32)
         return X_used
 
-    def _fit_start(self, est: Any, X: np.ndarray, y: np.ndarray) -> Any:
-        """The start on one BLAS thread, as the polish (:data:`~._krylov.one_blas_thread`): every solver
-        but ``newton-cholesky`` spends its time in matrix–vector products (MNIST 7-1 pixels: lbfgs took
-        94–168 ms at two BLAS threads, 13–18 ms at one). ``newton-cholesky`` forms ``Xᵀ D X`` (a
-        matrix–matrix product) and keeps the configured threads."""
-        if est.solver == "newton-cholesky":
-            return super()._fit_start(est, X, y)
-        with one_blas_thread:
-            return super()._fit_start(est, X, y)
+    def _fit_threads(self) -> Any:
+        """One BLAS thread, as the polish (:data:`~._krylov.one_blas_thread`): every solver but
+        ``newton-cholesky`` spends its time in matrix–vector products (MNIST 7-1 pixels: lbfgs took 94–168 ms
+        at two BLAS threads, 13–18 ms at one). ``newton-cholesky`` forms ``Xᵀ D X`` (a matrix–matrix
+        product) and keeps the configured threads."""
+        return super()._fit_threads() if self.estimator.solver == "newton-cholesky" else one_blas_thread
 
     def _check_params(self, est: LogisticRegression) -> None:
         check_positive("C", est.C, LogisticRegression)

@@ -153,8 +153,9 @@ def test_the_starts_convergence_warning_is_not_passed_on_the_polished_fit_is_con
 
 
 def test_the_start_runs_on_one_blas_thread_except_newton_cholesky(monkeypatch) -> None:
-    """Matrix–vector solvers (lbfgs) fit on one BLAS thread, as the polish does; newton-cholesky (a
-    matrix–matrix product per step) keeps the configured threads. The threads are read inside the fit."""
+    """Matrix–vector solvers (lbfgs) fit on one BLAS thread, as the polish does, the start and the β = 1
+    estimate's refit alike; newton-cholesky (a matrix–matrix product per step) keeps the configured threads.
+    The threads are read inside the fit."""
     from threadpoolctl import ThreadpoolController, threadpool_limits
 
     def blas_threads() -> int:
@@ -169,11 +170,12 @@ def test_the_start_runs_on_one_blas_thread_except_newton_cholesky(monkeypatch) -
         return original(self, X, y, sample_weight=sample_weight)
 
     monkeypatch.setattr(LogisticRegression, "fit", spy)
-    X, y, *_ = _problem(5, 2)
+    X, y, Xp, yp, *_ = _problem(5, 2)
     with threadpool_limits(2, user_api="blas"):
         if blas_threads() < 2:
             pytest.skip("this BLAS does not run on two threads")
-        slope_model(LogisticRegression()).fit(X, y)
-        slope_model(LogisticRegression(solver="newton-cholesky")).fit(X, y)
-        assert blas_threads() == 2  # restored after the fit
-    assert seen == [("lbfgs", 1), ("newton-cholesky", 2)]
+        for solver in ("lbfgs", "newton-cholesky"):
+            model = slope_model(LogisticRegression(solver=solver)).fit(X, y)
+            model.fit_weighted(X, y, Xp, yp, 1.0, warm_start=True)  # the β = 1 estimate's refit
+        assert blas_threads() == 2  # restored after the fits
+    assert seen == [("lbfgs", 1)] * 2 + [("newton-cholesky", 2)] * 2
