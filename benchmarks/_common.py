@@ -23,20 +23,20 @@ def mnist_pair_split(pair: tuple[int, int] = (7, 1), *, n_train: int = 1500, n_t
     """The paper's protocol on the shared MNIST split; a generated stand-in when it is absent."""
     if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         ds = load_dataset("mnist", root=SHARED_MNIST, classes=pair, n_train=n_train, n_test=n_test, seed=seed)
-        source = f"MNIST {pair[0]}-{pair[1]} from {SHARED_MNIST} ({n_train} train / {n_test} test)"
+        source = f"MNIST {'-'.join(map(str, pair))} from {SHARED_MNIST} ({n_train} train / {n_test} test)"
     else:
         ds = _stand_in(pair, n_train, n_test, seed)
-        source = (f"GENERATED STAND-IN for MNIST {pair[0]}-{pair[1]} (shared split not found at "
+        source = (f"GENERATED STAND-IN for MNIST {'-'.join(map(str, pair))} (shared split not found at "
                   f"{SHARED_MNIST}): 28x28 random blobs, {n_train} train / {n_test} test")
     return poison(ds, BadNets(size=trigger_size, seed=seed), fraction=fraction, seed=seed), source
 
 
 def _stand_in(pair: tuple[int, int], n_train: int, n_test: int, seed: int) -> Dataset:
     rng = np.random.default_rng(seed)
-    protos = rng.random((2, 1, 28, 28)).astype(np.float32)
+    protos = rng.random((len(pair), 1, 28, 28)).astype(np.float32)
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
-        lab = rng.integers(0, 2, size=n)
+        lab = rng.integers(0, len(pair), size=n)
         X = np.clip(protos[lab] + 0.3 * rng.standard_normal((n, 1, 28, 28)), 0, 1).astype(np.float32)
         return X, np.asarray(pair)[lab].astype(np.int64)
 

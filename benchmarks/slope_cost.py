@@ -19,7 +19,9 @@ BadNets 3x3, 10 % poison), then the four learners on d = 9216 random ReLU featur
 Then (issue 20): the plain public call ``backdoor_slope(RidgeClassifier(...), X_clean, y_clean, X_poison,
 y_poison, X_trigger, y_trigger)`` on float64 MNIST 7-1 pixels next to the fit, split into its parts;
 and the multi-class slopes (K = 10, digits: 1,200 training rows, BadNets 2x2 to class 0, 10 % poison)
-and the new learners (LinearSVC, SGDClassifier), target (a) <= 1.5.
+and the new learners (LinearSVC, SGDClassifier), target (a) <= 1.5. With ``--mnist10``: multinomial
+logistic regression on all 10 MNIST classes (pixels, K·(d+1) = 7,850 parameters: the Hessian is never
+formed, conjugate gradients preconditioned by the class blocks).
 
 With ``--optimum`` (slower), under each logistic-regression and hinge-SGD row: how far scikit-learn's
 default fit (the denominator of (a)) stops from the optimum the exact slope is taken at, and what
@@ -27,7 +29,7 @@ scikit-learn's own solvers cost to reach that optimum, in fits (``benchmarks._op
 (a) that exactness itself costs, whatever computes the slope.
 
     python -m benchmarks.slope_cost [--repeats 7] [--threads N] [--skip-features] [--skip-pixels]
-                                    [--skip-multiclass] [--only NAME] [--optimum]
+                                    [--skip-multiclass] [--only NAME] [--optimum] [--mnist10]
 """
 
 from __future__ import annotations
@@ -304,6 +306,9 @@ def main() -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall (default) or cpu: this process's CPU time — with --threads 1 the work done, "
                              "robust to other processes sharing the cores")
+    parser.add_argument("--mnist10", action="store_true",
+                        help="also multinomial logistic regression on all 10 MNIST classes (pixels: 7,850 parameters, "
+                             "the conjugate-gradient path)")
     parser.add_argument("--optimum", action="store_true",
                         help="also what the optimum the slope is taken at costs scikit-learn's own solvers (slower)")
     args = parser.parse_args()
@@ -345,6 +350,17 @@ def main() -> None:
         for name, C, est in multiclass_learners():
             if args.only in (None, name):
                 report(name, C, est, ten, args.repeats, X10, y10, 1.5, args.optimum)
+    if args.mnist10:
+        ten_split, ten_source = mnist_pair_split(tuple(range(10)))
+        mnist = ten_split.flat()
+        X_ten = ten_split.X_test.reshape(len(ten_split.X_test), -1).astype(np.float64)
+        print(f"\nK = 10 classes ({ten_source}; n_clean = {len(mnist[0])}, n_poison = {len(mnist[2])}); "
+              "target (a) <= 1.5")
+        print(header(1.5))
+        print("-" * len(header(1.5)))
+        for name, C, est in multiclass_learners():
+            if name in ("logistic", "std+logistic") and args.only in (None, name):
+                report(name, C, est, mnist, max(3, args.repeats // 2), X_ten, ten_split.y_test, 1.5, args.optimum)
     if args.skip_features:
         return
     Xc, yc, Xp, yp, Xt, yt = data

@@ -556,6 +556,35 @@ class _Subset:
         return out
 
 
+class ClassBlockPreconditioner:
+    """A preconditioner for a K-class Hessian whose class blocks are ``H_kk = diag(r) + Zᵀ diag(q_k) Z``
+    (the multinomial's, :mod:`._multiclass`): block-diagonal, each block the curvature-subset
+    preconditioner of its class's curvature (:class:`_Subset`: P_k ≤ H_kk; the class couplings are
+    left out). Vectors are class-major, each class laid out ``[w, b]`` (or ``[w]``). The rows kept are
+    chosen at the first curvature (per class) and re-weighted at later ones (:meth:`at`)."""
+
+    def __init__(self, X: np.ndarray, *, r_w: float, r_b: float, fit_intercept: bool) -> None:
+        n = X.shape[0]
+        self._design = _Design(X=X, fit_intercept=fit_intercept, r_w=float(r_w), r_b=float(r_b), cache=None,
+                               subset_size=min(n, max(32, int(6 * math.sqrt(n)))))
+        self._blocks: list[_Subset] = []
+
+    def at(self, Q: np.ndarray) -> "ClassBlockPreconditioner":
+        """The preconditioner at curvatures ``Q`` (n × K: q_ik ≥ 0, class k's curvature of row i)."""
+        columns = [np.ascontiguousarray(Q[:, k]) for k in range(Q.shape[1])]
+        self._blocks = [_Subset(self._design, q) for q in columns] if len(self._blocks) != len(columns) \
+            else [block.at(q) for block, q in zip(self._blocks, columns)]
+        return self
+
+    def solve(self, V: np.ndarray) -> np.ndarray:
+        """``P⁻¹ V`` for columns V of the class-major vector."""
+        size = V.shape[0] // len(self._blocks)
+        out = np.empty_like(V)
+        for k, block in enumerate(self._blocks):
+            out[k * size:(k + 1) * size] = block.solve(V[k * size:(k + 1) * size])
+        return out
+
+
 class _Factor:
     """An exact factorisation of H at curvature ``q`` (primal Cholesky, or dual Woodbury), on the
     features some training point uses; the others are solved by ``v_j / r_w``."""

@@ -35,7 +35,7 @@ from scipy import linalg
 from robust_hpo.errors import NotConvergedError, SingularHessianError
 from robust_hpo.slope._base import Attack, AttackSolution, ConvexSlopeModel, MulticlassPart, best_other, \
     estimator_settings
-from robust_hpo.slope._hessian import SOLVE_RTOL, LinearModelHessian
+from robust_hpo.slope._hessian import SOLVE_RTOL, ClassBlockPreconditioner, LinearModelHessian
 from robust_hpo.slope._krylov import block_pcg, one_blas_thread
 from robust_hpo.slope._ovr_batch import DenseFactor
 from robust_hpo.slope._polish import MAX_NEWTON_STEPS, POLISH_RTOL, RESIDUAL_LIMIT
@@ -69,7 +69,8 @@ formed again at the next point (the polish moves the curvature away from where i
 
 DENSE_LIMIT = 1500
 """Multinomial Hessians of at most this many parameters (K·(d+1)) are formed and factorised; larger
-ones are solved by conjugate gradients on Hessian-vector products (Jacobi-preconditioned)."""
+ones are solved by conjugate gradients on Hessian-vector products, preconditioned by the class blocks
+(:meth:`MultinomialLogistic._precondition_blocks`)."""
 
 
 def _motion(a: Attack, Theta: np.ndarray, fit_intercept: bool, r_w: float) -> np.ndarray | float:
@@ -157,6 +158,8 @@ class MultinomialLogistic(_ScoreMargins):
         self.damping = model.damping
         p = self.Z.shape[1] * self.K
         self.dense = p <= DENSE_LIMIT
+        self.blocks = None if self.dense else ClassBlockPreconditioner(
+            X, r_w=1.0 + self.damping, r_b=self.damping, fit_intercept=self.fit_intercept)
         Theta = np.vstack([np.asarray(est.coef_, dtype=np.float64).T,
                            np.asarray(est.intercept_, dtype=np.float64)[None, :]]) if self.fit_intercept \
             else np.asarray(est.coef_, dtype=np.float64).T.copy()
@@ -254,9 +257,8 @@ class MultinomialLogistic(_ScoreMargins):
             self.L = self._factor(P, s, single)
             self.single, self.stale = single, False
             self.factorisations = getattr(self, "factorisations", 0) + 1
-        else:
-            diag = self.C * ((Z * Z).T @ (P * (1.0 - P) * s[:, None]))  # q × K
-            self.jacobi = 1.0 / (diag.T.reshape(-1) + self._reg_diag())
+        else:  # class k's block of H: diag(r) + Zᵀ diag(C s p_k (1 − p_k)) Z
+            self.blocks.at(self.C * P * (1.0 - P) * s[:, None])
 
     def _factor(self, P: np.ndarray, s: np.ndarray, single: bool) -> tuple[np.ndarray, bool]:
         """Cholesky factor of ``M + u uᵀ`` at probabilities P, M the preconditioner of conjugate
@@ -376,6 +378,20 @@ class MultinomialLogistic(_ScoreMargins):
             return x[:, None].astype(np.float64)
         return linalg.cho_solve(self.L, R, check_finite=False).astype(np.float64)
 
+    def _precondition_blocks(self, R: np.ndarray) -> np.ndarray:
+        """Above :data:`DENSE_LIMIT`: the class blocks' curvature-subset preconditioners
+        (:class:`~._hessian.ClassBlockPreconditioner`) on the classes' differences, exact on their common part.
+        A vector the same in every class (``Θ + v 1ᵀ``) changes no probability: ``H + u uᵀ`` acts on it as
+        ``(1 + damping) I`` (the penalty; ``u uᵀ`` on the intercepts), where the blocks would see every class's
+        curvature; and H maps the classes' differences to themselves. So the blocks act on the
+        differences only (projected before and after) and the common part is divided by ``1 + damping``."""
+        shaped = R.reshape(self.K, self.q_dim, R.shape[1])
+        common = shaped.mean(axis=0)
+        out = self.blocks.solve((shaped - common).reshape(R.shape)).reshape(shaped.shape)
+        out -= out.mean(axis=0)
+        out += common / (1.0 + self.damping)
+        return out.reshape(R.shape)
+
     def _solve(self, B: np.ndarray, rtol: float = SOLVE_RTOL) -> np.ndarray:
         if self.dense:  # conjugate gradients on the exact H, preconditioned by a factor (_at)
             for attempt in range(3):
@@ -390,8 +406,7 @@ class MultinomialLogistic(_ScoreMargins):
                 self._at(self.F_now, single=single)
                 if not single:
                     return linalg.cho_solve(self.L, B, check_finite=False)
-        result = block_pcg(self._matvec, B, lambda R: self.jacobi[:, None] * R, rtol=rtol,
-                           maxiter=max(200, 2 * B.shape[0]))
+        result = block_pcg(self._matvec, B, self._precondition_blocks, rtol=rtol, maxiter=max(200, 2 * B.shape[0]))
         self.cg_iterations = getattr(self, "cg_iterations", 0) + result.iterations
         if not result.converged:
             raise SingularHessianError(

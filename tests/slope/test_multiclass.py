@@ -179,7 +179,7 @@ def test_multiclass_loss_and_backdoor_accuracy_follow_the_conventions():
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_multinomial_conjugate_gradient_path_matches_refits(monkeypatch):
-    """Above DENSE_LIMIT parameters the multinomial Hessian is never formed (Jacobi-preconditioned CG)."""
+    """Above DENSE_LIMIT parameters the multinomial Hessian is never formed (CG preconditioned by the class blocks)."""
     from robust_hpo.slope import _multiclass
 
     monkeypatch.setattr(_multiclass, "DENSE_LIMIT", 0)
@@ -236,4 +236,75 @@ def test_multinomial_preconditioner_settings_do_not_change_the_slope(monkeypatch
     result = backdoor_slope(LogisticRegression(C=30.0), *problem)
     derivative, _ = fd(tight(LogisticRegression(C=30.0)), problem, "log", 1e-4)
     assert result.exact
+    assert _rel_err(result.derivative, derivative) <= 1e-3
+
+
+def _dense_multinomial_hessian(Z: np.ndarray, P: np.ndarray, C: float, fit_intercept: bool) -> np.ndarray:
+    """``diag(r) + C Σ_i (diag(p_i) − p_i p_iᵀ) ⊗ z_i z_iᵀ (+ u uᵀ)``, class-major, built here."""
+    K, q = P.shape[1], Z.shape[1]
+    H = np.zeros((K * q, K * q))
+    for z, p in zip(Z, P):
+        H += C * np.kron(np.diag(p) - np.outer(p, p), np.outer(z, z))
+    r = np.ones(q)
+    if fit_intercept:
+        r[-1] = 0.0
+        u = np.zeros(K * q)
+        u[q - 1::q] = 1.0 / np.sqrt(K)
+        H += np.outer(u, u)
+    return H + np.diag(np.tile(r, K))
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_large_multinomial_preconditioner_is_positive_definite_and_exact_on_the_common_part(
+        monkeypatch, fit_intercept):
+    """Above DENSE_LIMIT the class blocks precondition the classes' differences; a vector equal in every
+    class is an eigenvector of H (+ u uᵀ) with eigenvalue 1 (checked here on a dense H), which the
+    preconditioner inverts exactly."""
+    from scipy.special import softmax
+
+    from robust_hpo.slope import _multiclass
+
+    monkeypatch.setattr(_multiclass, "DENSE_LIMIT", 0)
+    X, y, *_ = synthetic_problem(3, 21, n=90)
+    C = 3.0
+    model = slope_model(LogisticRegression(C=C, fit_intercept=fit_intercept)).fit(X, y)
+    part = model._multi
+    Z = np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
+    H = _dense_multinomial_hessian(Z, softmax(Z @ part.Theta, axis=1), C, fit_intercept)
+    p = H.shape[0]
+    M = part._precondition_blocks(np.eye(p))
+    assert np.allclose(M, M.T, atol=1e-12)
+    assert np.linalg.eigvalsh((M + M.T) / 2).min() > 0
+    common = np.tile(np.random.default_rng(0).normal(size=Z.shape[1]), 3)
+    assert np.allclose(H @ common, common)
+    assert np.allclose(M @ (H @ common), common)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("estimator, spec, h", [
+    (LogisticRegression(C=100.0), ("digits", 4, 22), 1e-5),
+    (LogisticRegression(C=0.3, fit_intercept=False), ("synthetic", 5, 23), 1e-2),
+    (LogisticRegression(C=2.0, class_weight="balanced"), ("digits", 3, 24), 1e-2),
+])
+def test_large_multinomial_path_matches_refits(monkeypatch, estimator, spec, h):
+    """The conjugate-gradient path (forced) against refits: weak regularisation, no intercept, class weights."""
+    from robust_hpo.slope import _multiclass
+
+    monkeypatch.setattr(_multiclass, "DENSE_LIMIT", 0)
+    problem = _problem(spec)
+    result = backdoor_slope(estimator, *problem)
+    assert result.method == "multinomial-pcg" and result.exact
+    if estimator.class_weight is None:
+        derivative, _ = fd(tight(estimator), problem, "log", h)
+    else:  # "balanced" from the β-weighted class sizes, recomputed at each β (tests/slope/test_weights.py)
+        from robust_hpo.testing import right_derivative
+        from tests.slope.test_weights import weights_at
+
+        X, y, Xp, yp, Xt, yt = problem
+
+        def loss(beta: float) -> float:
+            est = tight(estimator).set_params(class_weight=None).fit(
+                np.vstack([X, Xp]), np.concatenate([y, yp]), sample_weight=weights_at(beta, y, yp, "balanced", np.ones(len(y))))
+            return float(curve(est, Xt, yt, "log")[0].mean())
+        derivative = right_derivative(loss, h)
     assert _rel_err(result.derivative, derivative) <= 1e-3
