@@ -18,9 +18,10 @@ from robust_hpo.datasets import Dataset, load_dataset
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist"
 
 
-def mnist_pair_split(pair: tuple[int, int] = (7, 1), *, n_train: int = 1500, n_test: int = 500,
+def mnist_pair_split(pair: tuple[int, ...] = (7, 1), *, n_train: int = 1500, n_test: int = 500,
                      trigger_size: int = 3, fraction: float = 0.1, seed: int = 0) -> tuple[PoisonedSplit, str]:
-    """The paper's protocol on the shared MNIST split; a generated stand-in when it is absent."""
+    """The paper's protocol on the shared MNIST split (``pair``: the classes, two or more); a generated
+    stand-in when it is absent."""
     if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         ds = load_dataset("mnist", root=SHARED_MNIST, classes=pair, n_train=n_train, n_test=n_test, seed=seed)
         source = f"MNIST {'-'.join(map(str, pair))} from {SHARED_MNIST} ({n_train} train / {n_test} test)"
@@ -31,7 +32,7 @@ def mnist_pair_split(pair: tuple[int, int] = (7, 1), *, n_train: int = 1500, n_t
     return poison(ds, BadNets(size=trigger_size, seed=seed), fraction=fraction, seed=seed), source
 
 
-def _stand_in(pair: tuple[int, int], n_train: int, n_test: int, seed: int) -> Dataset:
+def _stand_in(pair: tuple[int, ...], n_train: int, n_test: int, seed: int) -> Dataset:
     rng = np.random.default_rng(seed)
     protos = rng.random((len(pair), 1, 28, 28)).astype(np.float32)
 
